@@ -1,0 +1,797 @@
+//! The global allocator: tikv-jemallocator underneath, counters always,
+//! sampled or exact site tracking on top.
+//!
+//! The unsampled path touches only this thread's own state: a thread-local
+//! reentrancy flag, per-thread counters (owner-written atomics, plain loads
+//! and stores, no `lock` prefix), and a byte countdown. No lock, no shared
+//! read-modify-write, no allocation and no syscall. Only a sampled block (or
+//! every block in exact mode) captures its stack and takes the recorder's
+//! lock. Frees check a lock-free filter first, so frees of unsampled blocks
+//! are rejected with one load.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use tikv_jemallocator::Jemalloc;
+
+use crate::lock::RawLocked;
+use crate::recorder::{self, RECORDER};
+use crate::stack::{self, MAX_FRAMES, Unwinder};
+
+/// What the allocator tracks.
+///
+/// Chosen by `LEAKSCOPE_MODE` when the first allocation happens (default
+/// [`Mode::Sampled`]), or at run time with [`set_mode`]. A switch affects
+/// allocations made from then on: blocks allocated before a switch to
+/// [`Mode::Exact`] are not in the recorder, and blocks recorded before a
+/// switch away from it stay recorded until they are freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Nothing: plain jemalloc.
+    Off,
+    /// Per-thread counters of bytes and blocks (exact), no stacks.
+    Counters,
+    /// Counters, plus a stack for a random sample of blocks (one every
+    /// [`sample_bytes`] bytes on average); heap figures are unbiased
+    /// estimates.
+    Sampled,
+    /// Counters, plus a stack for every block: exact heap figures.
+    Exact,
+}
+
+const MODE_UNINIT: u8 = 0;
+const MODE_OFF: u8 = 1;
+const MODE_COUNTERS: u8 = 2;
+const MODE_SAMPLED: u8 = 3;
+const MODE_EXACT: u8 = 4;
+
+impl Mode {
+    fn code(self) -> u8 {
+        match self {
+            Mode::Off => MODE_OFF,
+            Mode::Counters => MODE_COUNTERS,
+            Mode::Sampled => MODE_SAMPLED,
+            Mode::Exact => MODE_EXACT,
+        }
+    }
+
+    fn from_code(code: u8) -> Mode {
+        match code {
+            MODE_OFF => Mode::Off,
+            MODE_COUNTERS => Mode::Counters,
+            MODE_EXACT => Mode::Exact,
+            _ => Mode::Sampled,
+        }
+    }
+
+    /// Parses `off`, `counters`, `sampled` or `exact` (as in `LEAKSCOPE_MODE`).
+    pub fn parse(text: &str) -> Option<Mode> {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    fn parse_bytes(text: &[u8]) -> Option<Mode> {
+        match text {
+            b"off" => Some(Mode::Off),
+            b"counters" => Some(Mode::Counters),
+            b"sampled" => Some(Mode::Sampled),
+            b"exact" => Some(Mode::Exact),
+            _ => None,
+        }
+    }
+
+    /// The mode's name as `LEAKSCOPE_MODE` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Counters => "counters",
+            Mode::Sampled => "sampled",
+            Mode::Exact => "exact",
+        }
+    }
+}
+
+/// Default mean number of bytes between samples (as jemalloc and Go).
+pub const DEFAULT_SAMPLE_BYTES: u64 = 512 * 1024;
+
+static MODE: AtomicU8 = AtomicU8::new(MODE_UNINIT);
+static SAMPLE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_BYTES);
+/// The recorder epoch of the current sample mean.
+static SAMPLE_EPOCH: AtomicU8 = AtomicU8::new(1);
+
+const INIT_NONE: u8 = 0;
+const INIT_RUNNING: u8 = 1;
+const INIT_DONE: u8 = 2;
+static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
+
+/// The mode in force.
+pub fn mode() -> Mode {
+    ensure_init(MODE_SAMPLED);
+    Mode::from_code(MODE.load(Ordering::Relaxed))
+}
+
+/// Switches the mode for allocations made from now on (see [`Mode`]).
+pub fn set_mode(mode: Mode) {
+    ensure_init(MODE_SAMPLED);
+    MODE.store(mode.code(), Ordering::Relaxed);
+}
+
+/// The mean number of bytes between samples in [`Mode::Sampled`].
+pub fn sample_bytes() -> u64 {
+    SAMPLE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Sets the mean number of bytes between samples (at least 1). Each thread
+/// picks it up at its next sample; blocks sampled before keep the weight of
+/// the mean they were sampled with, so estimates stay unbiased.
+pub fn set_sample_bytes(bytes: u64) {
+    let bytes = bytes.max(1);
+    let epoch = recorder::epoch_for_mean(bytes);
+    SAMPLE_BYTES.store(bytes, Ordering::Relaxed);
+    SAMPLE_EPOCH.store(epoch, Ordering::Relaxed);
+}
+
+/// leakscope's global allocator: tikv-jemallocator with leak tracking.
+///
+/// ```
+/// #[global_allocator]
+/// static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+/// # fn main() {}
+/// ```
+#[derive(Debug, Default)]
+pub struct Alloc {
+    default_mode: Option<Mode>,
+}
+
+impl Alloc {
+    /// The allocator, in the mode `LEAKSCOPE_MODE` names (default sampled).
+    pub const fn new() -> Self {
+        Alloc { default_mode: None }
+    }
+
+    /// The allocator with another default mode; `LEAKSCOPE_MODE` still wins.
+    pub const fn with_default_mode(mode: Mode) -> Self {
+        Alloc {
+            default_mode: Some(mode),
+        }
+    }
+
+    fn default_code(&self) -> u8 {
+        match self.default_mode {
+            Some(m) => m.code(),
+            None => MODE_SAMPLED,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Per-thread state
+
+/// Counters of one thread (or of threads that have exited). Written only by
+/// the owning thread with plain loads and stores; read by anyone.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) alloc_bytes: AtomicU64,
+    pub(crate) alloc_blocks: AtomicU64,
+    pub(crate) free_bytes: AtomicU64,
+    pub(crate) free_blocks: AtomicU64,
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64, n: u64) {
+    // Owner-only write: a plain load and store, no locked instruction.
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+impl Counters {
+    const fn new() -> Self {
+        Counters {
+            alloc_bytes: AtomicU64::new(0),
+            alloc_blocks: AtomicU64::new(0),
+            free_bytes: AtomicU64::new(0),
+            free_blocks: AtomicU64::new(0),
+        }
+    }
+
+    fn add_shared(&self, other: &Counters) {
+        let r = Ordering::Relaxed;
+        self.alloc_bytes
+            .fetch_add(other.alloc_bytes.load(r), Ordering::Relaxed);
+        self.alloc_blocks
+            .fetch_add(other.alloc_blocks.load(r), Ordering::Relaxed);
+        self.free_bytes
+            .fetch_add(other.free_bytes.load(r), Ordering::Relaxed);
+        self.free_blocks
+            .fetch_add(other.free_blocks.load(r), Ordering::Relaxed);
+    }
+}
+
+/// The part of a thread's state other threads read: its counters and the
+/// registry link.
+struct SharedThread {
+    counters: Counters,
+    next: AtomicPtr<SharedThread>,
+}
+
+const STATUS_NEW: u8 = 0;
+const STATUS_LIVE: u8 = 1;
+const STATUS_DEAD: u8 = 2;
+
+struct ThreadState {
+    /// Set while this thread runs tracker code: its allocations go straight
+    /// to jemalloc, untracked and uncounted.
+    busy: Cell<bool>,
+    status: Cell<u8>,
+    shared: SharedThread,
+    /// Live bytes not yet added to the global peak estimate.
+    unflushed: Cell<i64>,
+    /// Bytes until the next sample.
+    countdown: Cell<i64>,
+    rng: Cell<u64>,
+    stack_top: Cell<usize>,
+    index: Cell<u16>,
+}
+
+impl ThreadState {
+    const fn new() -> Self {
+        ThreadState {
+            busy: Cell::new(false),
+            status: Cell::new(STATUS_NEW),
+            shared: SharedThread {
+                counters: Counters::new(),
+                next: AtomicPtr::new(ptr::null_mut()),
+            },
+            unflushed: Cell::new(0),
+            countdown: Cell::new(0),
+            rng: Cell::new(0),
+            stack_top: Cell::new(0),
+            index: Cell::new(0),
+        }
+    }
+}
+
+thread_local! {
+    static THREAD: ThreadState = const { ThreadState::new() };
+    static EXIT_GUARD: ExitGuard = const { ExitGuard };
+}
+
+/// Unregisters the thread's counters when the thread exits.
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        THREAD.with(|t| {
+            let me = &t.shared as *const SharedThread as *mut SharedThread;
+            let mut reg = REGISTRY.lock();
+            reg.unlink(me);
+            EXITED.add_shared(&t.shared.counters);
+            t.status.set(STATUS_DEAD);
+            if t.unflushed.get() != 0 {
+                flush_unflushed(t);
+            }
+        });
+    }
+}
+
+struct Registry {
+    head: *mut SharedThread,
+}
+
+// SAFETY: the pointers are to thread-locals that unlink themselves under the
+// registry lock before their thread's storage goes away.
+unsafe impl Send for Registry {}
+
+impl Registry {
+    fn unlink(&mut self, me: *mut SharedThread) {
+        let mut link: *const AtomicPtr<SharedThread> = ptr::null();
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: registered entries are live while the lock is held.
+            let next = unsafe { (*cur).next.load(Ordering::Relaxed) };
+            if cur == me {
+                if link.is_null() {
+                    self.head = next;
+                } else {
+                    // SAFETY: as above.
+                    unsafe { (*link).store(next, Ordering::Relaxed) };
+                }
+                return;
+            }
+            // SAFETY: as above.
+            link = unsafe { &(*cur).next };
+            cur = next;
+        }
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&Counters)) {
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: registered entries are live while the lock is held.
+            unsafe {
+                f(&(*cur).counters);
+                cur = (*cur).next.load(Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+static REGISTRY: RawLocked<Registry> = RawLocked::new(Registry {
+    head: ptr::null_mut(),
+});
+/// Counters of threads that have exited, and of allocations made during a
+/// thread's teardown after its counters were unregistered.
+static EXITED: Counters = Counters::new();
+static THREAD_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Live bytes summed in steps of [`FLUSH_BYTES`] per thread, and the peak of
+/// that sum: the peak estimate of counters mode.
+static FLUSHED_LIVE: AtomicI64 = AtomicI64::new(0);
+static FLUSHED_PEAK: AtomicI64 = AtomicI64::new(0);
+/// How far one thread's live bytes may drift before it updates the global
+/// peak estimate (so the estimate is within threads × this of the truth).
+pub(crate) const FLUSH_BYTES: i64 = 256 * 1024;
+
+#[cold]
+fn flush_unflushed(t: &ThreadState) {
+    let d = t.unflushed.replace(0);
+    let live = FLUSHED_LIVE.fetch_add(d, Ordering::Relaxed) + d;
+    FLUSHED_PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+/// Sums of all counters: (counters, registered thread count).
+pub(crate) fn counters_sum() -> (Counters, usize) {
+    let sum = Counters::new();
+    let mut threads = 0;
+    untracked(|| {
+        let reg = REGISTRY.lock();
+        reg.for_each(|c| {
+            sum.add_shared(c);
+            threads += 1;
+        });
+    });
+    sum.add_shared(&EXITED);
+    (sum, threads)
+}
+
+/// The counters-mode estimate of the peak of live bytes.
+pub(crate) fn flushed_peak() -> i64 {
+    FLUSHED_PEAK.load(Ordering::Relaxed)
+}
+
+/// Runs `f` with this thread's allocations untracked (tracker internals:
+/// everything `f` allocates must also be freed inside such a call).
+pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let was = self.0;
+            let _ = THREAD.try_with(|t| t.busy.set(was));
+        }
+    }
+    let was = THREAD.with(|t| t.busy.replace(true));
+    let _reset = Reset(was);
+    f()
+}
+
+// ---------------------------------------------------------------------------
+// Initialisation
+
+fn getenv(name: &'static [u8]) -> Option<&'static [u8]> {
+    // SAFETY: `name` is NUL-terminated; getenv does not allocate; the value
+    // lives as long as the environment is not modified, and we copy nothing
+    // out of it beyond this call's use.
+    unsafe {
+        let v = libc::getenv(name.as_ptr().cast());
+        if v.is_null() {
+            None
+        } else {
+            Some(std::ffi::CStr::from_ptr(v).to_bytes())
+        }
+    }
+}
+
+fn parse_u64(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 19 {
+        return None;
+    }
+    text.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + (b - b'0') as u64)
+    })
+}
+
+/// Writes a warning to stderr without allocating (this runs inside the
+/// allocator, possibly before `main`).
+fn warn(parts: &[&[u8]]) {
+    for p in parts {
+        // SAFETY: writes a valid buffer to fd 2; errors are ignored.
+        unsafe { libc::write(2, p.as_ptr().cast(), p.len()) };
+    }
+}
+
+#[inline(always)]
+fn ensure_init(default: u8) {
+    if INIT.load(Ordering::Acquire) != INIT_DONE {
+        init(default);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn init(default: u8) {
+    if INIT
+        .compare_exchange(INIT_NONE, INIT_RUNNING, Ordering::Acquire, Ordering::Acquire)
+        .is_err()
+    {
+        while INIT.load(Ordering::Acquire) != INIT_DONE {
+            std::hint::spin_loop();
+        }
+        return;
+    }
+    recorder::start_clock();
+    let mut mode = default;
+    if let Some(v) = getenv(b"LEAKSCOPE_MODE\0") {
+        match Mode::parse_bytes(v) {
+            Some(m) => mode = m.code(),
+            None => warn(&[
+                b"leakscope: LEAKSCOPE_MODE=",
+                v,
+                b" is not one of off|counters|sampled|exact; using the default\n",
+            ]),
+        }
+    }
+    let mut mean = DEFAULT_SAMPLE_BYTES;
+    if let Some(v) = getenv(b"LEAKSCOPE_SAMPLE_BYTES\0") {
+        match parse_u64(v) {
+            Some(n) if n > 0 => mean = n,
+            _ => warn(&[
+                b"leakscope: LEAKSCOPE_SAMPLE_BYTES=",
+                v,
+                b" is not a positive whole number; using 524288\n",
+            ]),
+        }
+    }
+    if let Some(v) = getenv(b"LEAKSCOPE_MAX_FRAMES\0") {
+        match parse_u64(v) {
+            Some(n) if n > 0 => stack::set_max_frames(n as usize),
+            _ => warn(&[
+                b"leakscope: LEAKSCOPE_MAX_FRAMES=",
+                v,
+                b" is not a positive whole number; using 32\n",
+            ]),
+        }
+    }
+    match getenv(b"LEAKSCOPE_UNWIND\0") {
+        Some(b"fp") => stack::force_unwinder(Some(Unwinder::FramePointers)),
+        Some(b"backtrace") => stack::force_unwinder(Some(Unwinder::Backtrace)),
+        Some(v) => warn(&[
+            b"leakscope: LEAKSCOPE_UNWIND=",
+            v,
+            b" is not fp or backtrace; probing\n",
+        ]),
+        None => {}
+    }
+    SAMPLE_BYTES.store(mean, Ordering::Relaxed);
+    SAMPLE_EPOCH.store(recorder::epoch_for_mean(mean), Ordering::Relaxed);
+    // SAFETY: registering plain extern "C" functions; glibc's registration
+    // uses its own malloc, not this allocator.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+    MODE.store(mode, Ordering::Relaxed);
+    INIT.store(INIT_DONE, Ordering::Release);
+}
+
+extern "C" fn fork_prepare() {
+    REGISTRY.lock_for_fork();
+    RECORDER.lock_for_fork();
+}
+
+extern "C" fn fork_parent() {
+    // SAFETY: this thread took both locks in fork_prepare.
+    unsafe {
+        RECORDER.force_unlock();
+        REGISTRY.force_unlock();
+    }
+}
+
+extern "C" fn fork_child() {
+    // The child has one thread: this one. Other threads' counters are folded
+    // into EXITED (their thread-locals are gone with them) and the locks,
+    // possibly held by threads that no longer exist, are reset.
+    // SAFETY: only this thread exists in the child.
+    unsafe {
+        RECORDER.force_unlock();
+        let me = THREAD
+            .try_with(|t| &t.shared as *const SharedThread as *mut SharedThread)
+            .unwrap_or(ptr::null_mut());
+        let reg = REGISTRY.get_unchecked();
+        let mut cur = reg.head;
+        let mut kept = false;
+        while !cur.is_null() {
+            let next = (*cur).next.load(Ordering::Relaxed);
+            if cur == me {
+                kept = true;
+            } else {
+                EXITED.add_shared(&(*cur).counters);
+            }
+            cur = next;
+        }
+        if kept {
+            (*me).next.store(ptr::null_mut(), Ordering::Relaxed);
+            reg.head = me;
+        } else {
+            reg.head = ptr::null_mut();
+        }
+        REGISTRY.force_unlock();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The allocation paths
+
+/// Draws an exponential gap with the given mean (xorshift64*).
+fn next_gap(t: &ThreadState, mean: u64) -> i64 {
+    let mut x = t.rng.get();
+    if x == 0 {
+        x = (t as *const ThreadState as u64) ^ 0x2545_F491_4F6C_DD1D ^ recorder::now_tick() as u64;
+        x |= 1;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t.rng.set(x);
+    let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    // Uniform in (0, 1]: never 0, so the logarithm is finite.
+    let u = ((r >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    (-u.ln() * mean as f64).min(i64::MAX as f64 / 2.0) as i64
+}
+
+#[cold]
+#[inline(never)]
+fn register_thread(t: &ThreadState) {
+    if t.status.get() == STATUS_DEAD {
+        return;
+    }
+    t.index
+        .set(THREAD_COUNT.fetch_add(1, Ordering::Relaxed) as u16);
+    {
+        let me = &t.shared as *const SharedThread as *mut SharedThread;
+        let mut reg = REGISTRY.lock();
+        t.shared.next.store(reg.head, Ordering::Relaxed);
+        reg.head = me;
+    }
+    t.countdown.set(next_gap(t, sample_bytes()));
+    t.status.set(STATUS_LIVE);
+    // Registering the exit guard may allocate (through the normal path now
+    // that this thread is live); a thread already tearing down cannot
+    // register, and its counters then stay registered (still correct).
+    let _ = EXIT_GUARD.try_with(|_| ());
+}
+
+/// Counts an allocation in a thread that is tearing down.
+#[cold]
+fn count_dead_alloc(size: usize) {
+    EXITED
+        .alloc_bytes
+        .fetch_add(size as u64, Ordering::Relaxed);
+    EXITED.alloc_blocks.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cold]
+fn count_dead_free(size: usize) {
+    EXITED.free_bytes.fetch_add(size as u64, Ordering::Relaxed);
+    EXITED.free_blocks.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts an allocation in this thread's counters.
+#[inline(always)]
+fn count_alloc(t: &ThreadState, size: usize) {
+    if t.status.get() != STATUS_LIVE {
+        register_thread(t);
+        if t.status.get() != STATUS_LIVE {
+            count_dead_alloc(size);
+            return;
+        }
+    }
+    let c = &t.shared.counters;
+    bump(&c.alloc_bytes, size as u64);
+    bump(&c.alloc_blocks, 1);
+    let u = t.unflushed.get() + size as i64;
+    t.unflushed.set(u);
+    if u > FLUSH_BYTES {
+        flush_unflushed(t);
+    }
+}
+
+/// Counts a free in this thread's counters.
+#[inline(always)]
+fn count_free(t: &ThreadState, size: usize) {
+    if t.status.get() != STATUS_LIVE {
+        count_dead_free(size);
+        return;
+    }
+    let c = &t.shared.counters;
+    bump(&c.free_bytes, size as u64);
+    bump(&c.free_blocks, 1);
+    let u = t.unflushed.get() - size as i64;
+    t.unflushed.set(u);
+    if u < -FLUSH_BYTES {
+        flush_unflushed(t);
+    }
+}
+
+/// Accounts a new block (`ptr` non-null). `mode` is a code above MODE_OFF.
+#[inline(always)]
+fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, mode: u8) {
+    count_alloc(t, size);
+    if mode == MODE_COUNTERS {
+        return;
+    }
+    if mode == MODE_SAMPLED {
+        let left = t.countdown.get() - size as i64;
+        t.countdown.set(left);
+        if left >= 0 {
+            return;
+        }
+        t.countdown.set(next_gap(t, sample_bytes()));
+        record_new(t, ptr, size, SAMPLE_EPOCH.load(Ordering::Relaxed));
+    } else {
+        record_new(t, ptr, size, 0);
+    }
+}
+
+/// Captures the stack and records a block (sampled, or every block in
+/// exact mode).
+#[inline(never)]
+fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
+    t.busy.set(true);
+    if t.stack_top.get() == 0 {
+        t.stack_top.set(stack::thread_stack_bounds().1.max(1));
+    }
+    let mut frames = [0usize; MAX_FRAMES];
+    let top = t.stack_top.get();
+    let n = stack::capture(&mut frames, if top > 1 { top } else { 0 });
+    let now = recorder::now_tick();
+    RECORDER
+        .lock()
+        .record_alloc(ptr as usize, size, &frames[..n], t.index.get(), epoch, now);
+    t.busy.set(false);
+}
+
+/// Accounts a freed block, before it is handed back to jemalloc (so that its
+/// address cannot be reused and recorded by another thread in between).
+#[inline(always)]
+fn on_free(t: &ThreadState, ptr: *mut u8, size: usize, mode: u8) {
+    if mode > MODE_OFF {
+        count_free(t, size);
+    }
+    if may_be_recorded(ptr, mode) {
+        forget(t, ptr);
+    }
+}
+
+/// Whether a block may be in the recorder: in exact mode anything may be
+/// (while anything is recorded); otherwise the filter decides.
+#[inline(always)]
+fn may_be_recorded(ptr: *mut u8, mode: u8) -> bool {
+    (mode == MODE_EXACT && recorder::HAS_LIVE.load(Ordering::Relaxed))
+        || recorder::maybe_recorded(ptr as usize)
+}
+
+#[inline(never)]
+fn forget(t: &ThreadState, ptr: *mut u8) {
+    t.busy.set(true);
+    let now = recorder::now_tick();
+    RECORDER.lock().record_free(ptr as usize, now);
+    t.busy.set(false);
+}
+
+#[inline(always)]
+fn current_mode(default: u8) -> u8 {
+    let m = MODE.load(Ordering::Relaxed);
+    if m == MODE_UNINIT {
+        init(default);
+        return MODE.load(Ordering::Relaxed);
+    }
+    m
+}
+
+// SAFETY: every method forwards to jemalloc with the caller's arguments and
+// returns its result unchanged; the bookkeeping never touches the blocks.
+unsafe impl GlobalAlloc for Alloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { Jemalloc.alloc(layout) };
+        self.after_alloc(p, layout.size());
+        p
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { Jemalloc.alloc_zeroed(layout) };
+        self.after_alloc(p, layout.size());
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let mode = current_mode(self.default_code());
+        if mode > MODE_OFF || recorder::maybe_recorded(ptr as usize) {
+            let _ = THREAD.try_with(|t| {
+                if !t.busy.get() {
+                    on_free(t, ptr, layout.size(), mode);
+                }
+            });
+        }
+        // SAFETY: forwarded contract.
+        unsafe { Jemalloc.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let mode = current_mode(self.default_code());
+        let tracked = mode > MODE_OFF || recorder::maybe_recorded(ptr as usize);
+        let busy = !tracked || THREAD.try_with(|t| t.busy.get()).unwrap_or(true);
+        if busy {
+            // SAFETY: forwarded contract.
+            return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+        }
+        THREAD.with(|t| {
+            if may_be_recorded(ptr, mode) {
+                // A recorded block is moved under the recorder's lock, so the
+                // old address cannot be handed out and recorded elsewhere
+                // before its record is gone.
+                t.busy.set(true);
+                let mut rec = RECORDER.lock();
+                if rec.is_recorded(ptr as usize) {
+                    // SAFETY: forwarded contract.
+                    let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+                    if !new.is_null() {
+                        let now = recorder::now_tick();
+                        rec.record_realloc(ptr as usize, new as usize, new_size, now);
+                    }
+                    drop(rec);
+                    t.busy.set(false);
+                    if !new.is_null() && mode > MODE_OFF {
+                        count_free(t, layout.size());
+                        count_alloc(t, new_size);
+                    }
+                    return new;
+                }
+                drop(rec);
+                t.busy.set(false);
+            }
+            // SAFETY: forwarded contract.
+            let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+            // A failed realloc leaves the old block and its accounting
+            // untouched; a successful one frees the old size and allocates
+            // the new (which may be sampled, at this stack).
+            if !new.is_null() && mode > MODE_OFF {
+                count_free(t, layout.size());
+                on_alloc(t, new, new_size, mode);
+            }
+            new
+        })
+    }
+}
+
+impl Alloc {
+    #[inline(always)]
+    fn after_alloc(&self, p: *mut u8, size: usize) {
+        if p.is_null() {
+            return;
+        }
+        let mode = current_mode(self.default_code());
+        if mode <= MODE_OFF {
+            return;
+        }
+        let _ = THREAD.try_with(|t| {
+            if !t.busy.get() {
+                on_alloc(t, p, size, mode);
+            }
+        });
+    }
+}

@@ -1,0 +1,68 @@
+//! # leakscope
+//!
+//! Finds memory leaks in long-running Rust programs while they run.
+//!
+//! Add the allocator to your program:
+//!
+//! ```
+//! #[global_allocator]
+//! static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+//!
+//! fn main() {
+//!     let kept: Vec<Box<[u8; 64]>> = (0..10).map(|_| Box::new([0u8; 64])).collect();
+//!     let stats = leakscope::stats().expect("jemalloc statistics");
+//!     assert!(stats.live_blocks >= 10);
+//!     # drop(kept);
+//! }
+//! ```
+//!
+//! It is tikv-jemallocator underneath. `LEAKSCOPE_MODE` chooses what it
+//! tracks on top (see [`Mode`]):
+//!
+//! | mode | what is recorded | cost |
+//! |---|---|---|
+//! | `off` | nothing | plain jemalloc |
+//! | `counters` | live and total bytes and blocks, per thread | ≈ free |
+//! | `sampled` (default) | also a stack for one block every `LEAKSCOPE_SAMPLE_BYTES` (mean 512 KiB); figures are unbiased estimates | ≈ free |
+//! | `exact` | a stack for every block | a few × |
+//!
+//! What is recorded can be read at any moment:
+//!
+//! ```
+//! # #[global_allocator]
+//! # static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+//! # fn main() {
+//! leakscope::set_mode(leakscope::Mode::Exact);
+//! let leaked: &'static mut Vec<u64> = Box::leak(Box::new(vec![1, 2, 3]));
+//! let snap = leakscope::recorder::snapshot();
+//! let mine = snap.blocks.iter().find(|b| b.addr == leaked.as_ptr() as usize).unwrap();
+//! let frames = leakscope::symbols::resolve_stack(&snap.stacks[mine.stack as usize].frames);
+//! let site = leakscope::symbols::allocation_site(&frames).unwrap();
+//! println!("{} bytes allocated at {}", mine.size, site.function);
+//! # }
+//! ```
+//!
+//! Environment: `LEAKSCOPE_MODE=off|counters|sampled|exact`,
+//! `LEAKSCOPE_SAMPLE_BYTES` (mean bytes between samples),
+//! `LEAKSCOPE_MAX_FRAMES` (frames kept per stack, default 32),
+//! `LEAKSCOPE_UNWIND=fp|backtrace` (override the unwinder probe).
+//!
+//! ## Building your program
+//! Types of heap blocks come from symbol names and stacks come cheapest
+//! from frame pointers. Build with
+//! `RUSTFLAGS="-C symbol-mangling-version=v0 -C force-frame-pointers=yes"`
+//! (or the same in `.cargo/config.toml`) and keep debug info in release
+//! (`[profile.release] debug = true`). Without them leakscope still works:
+//! stacks come from an unwinder and blocks are shown by allocating function.
+
+#![deny(missing_docs)]
+
+pub mod alloc;
+mod lock;
+pub mod recorder;
+pub mod stack;
+pub mod stats;
+pub mod symbols;
+
+pub use alloc::{Alloc, Mode, mode, sample_bytes, set_mode, set_sample_bytes};
+pub use stats::{JemallocStats, PurgeReport, Stats, purge, stats};

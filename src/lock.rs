@@ -1,0 +1,110 @@
+//! A tiny spin-then-yield lock for the tracker's own state.
+//!
+//! Why not `std::sync::Mutex`: the allocator must be able to take this lock
+//! in the `fork` handlers and *reset* it in the child (where the thread that
+//! held it no longer exists), which a std mutex cannot do; and it must never
+//! allocate (parking_lot's lock did, and deadlocked dhat-rs). Critical
+//! sections under it are short (a hash-map insert or remove), so spinning a
+//! little and then yielding the CPU is enough.
+
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A value behind a spin-then-yield lock that never allocates.
+pub(crate) struct RawLocked<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: access to `value` is serialised by `locked`.
+unsafe impl<T: Send> Sync for RawLocked<T> {}
+
+impl<T> RawLocked<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        RawLocked {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock, spinning briefly and then yielding the CPU.
+    pub(crate) fn lock(&self) -> Guard<'_, T> {
+        self.acquire();
+        Guard { lock: self }
+    }
+
+    fn acquire(&self) {
+        let mut spins = 0u32;
+        loop {
+            if !self.locked.load(Ordering::Relaxed)
+                && self
+                    .locked
+                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                // SAFETY: sched_yield has no preconditions and does not allocate.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+
+    /// Takes the lock and keeps it until [`RawLocked::force_unlock`]: for the
+    /// `fork` prepare handler.
+    pub(crate) fn lock_for_fork(&self) {
+        self.acquire();
+    }
+
+    /// Releases a lock taken by [`RawLocked::lock_for_fork`], or resets it in
+    /// a forked child whose holder thread is gone.
+    ///
+    /// # Safety
+    /// The caller must own the lock (parent after fork) or be the only thread
+    /// (child after fork).
+    pub(crate) unsafe fn force_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// The value without taking the lock.
+    ///
+    /// # Safety
+    /// The caller must hold the lock through [`RawLocked::lock_for_fork`] or
+    /// be the only thread (fork child), and create no other reference.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn get_unchecked(&self) -> &mut T {
+        // SAFETY: exclusive access is the caller's promise.
+        unsafe { &mut *self.value.get() }
+    }
+}
+
+/// Access to a [`RawLocked`] value; the lock is released on drop.
+pub(crate) struct Guard<'a, T> {
+    lock: &'a RawLocked<T>,
+}
+
+impl<T> Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves the lock is held.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard proves the lock is held exclusively.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}

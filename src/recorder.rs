@@ -1,0 +1,675 @@
+//! What the allocator records: live blocks and per-stack totals.
+//!
+//! Every recorded block is one 24-byte entry (address → size, stack id,
+//! birth time, thread, sampling epoch) in a hash map; stacks are interned so
+//! that a block costs a 4-byte id. Per stack the recorder keeps what DHAT's
+//! program points keep: total bytes and blocks, summed lifetimes, the
+//! current value, its own maximum and the value at the global peak. The value
+//! at the global peak is kept lazily (a stack saves its current value the
+//! first time it changes after a new peak), so no operation walks all stacks.
+//!
+//! In sampled mode each recorded block carries the weight of the blocks it
+//! stands for (`Z / (1 - e^(-Z/R))` bytes, `1 / (1 - e^(-Z/R))` blocks, see
+//! REFERENCE.md): every figure here is then an unbiased estimate, and
+//! [`Snapshot::estimated`] says so.
+//!
+//! The recorder's own memory is allocated with the allocator's reentrancy
+//! flag set, so it is never tracked; readers copy out under the lock into
+//! buffers they reserved beforehand, so nothing allocates while it is held.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::lock::RawLocked;
+
+/// Identifies an interned stack in a [`Snapshot`] (an index into
+/// [`Snapshot::stacks`]).
+pub type StackId = u32;
+
+/// Fixed-point unit of a block weight: sampled blocks stand for fractional
+/// numbers of blocks.
+const BLOCK_UNIT: u64 = 1 << 10;
+
+/// Length of one recorder tick (the clock used for ages and lifetimes).
+pub const TICK: Duration = Duration::from_millis(4);
+
+/// Largest block size a record holds exactly (1 TiB); larger sizes saturate.
+const SIZE_MASK: u64 = (1 << 40) - 1;
+
+/// Sampling epochs: epoch 0 is exact tracking (weight 1), epoch `e > 0`
+/// sampled with mean `SAMPLE_MEANS[e]` bytes.
+static SAMPLE_MEANS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// Set while the recorder holds at least one live block: lets frees skip the
+/// filter when nothing is recorded.
+pub(crate) static HAS_LIVE: AtomicBool = AtomicBool::new(false);
+
+const FILTER_BITS: u32 = 18;
+/// A counting filter over recorded addresses, read without the lock by the
+/// free path: a zero means "certainly not recorded". Counters saturate at 255
+/// and then stay (always "maybe").
+static FILTER: [AtomicU8; 1 << FILTER_BITS] = [const { AtomicU8::new(0) }; 1 << FILTER_BITS];
+
+#[inline(always)]
+fn filter_slot(addr: usize) -> &'static AtomicU8 {
+    let h = (addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS);
+    &FILTER[h as usize]
+}
+
+/// Whether `addr` may be a recorded block (no false negatives).
+#[inline(always)]
+pub(crate) fn maybe_recorded(addr: usize) -> bool {
+    HAS_LIVE.load(Ordering::Relaxed) && filter_slot(addr).load(Ordering::Relaxed) != 0
+}
+
+fn filter_add(addr: usize) {
+    let s = filter_slot(addr);
+    let v = s.load(Ordering::Relaxed);
+    if v != u8::MAX {
+        s.store(v + 1, Ordering::Relaxed);
+    }
+}
+
+fn filter_remove(addr: usize) {
+    let s = filter_slot(addr);
+    let v = s.load(Ordering::Relaxed);
+    if v != u8::MAX && v != 0 {
+        s.store(v - 1, Ordering::Relaxed);
+    }
+}
+
+/// Returns the epoch for sampling with mean `mean` bytes, allocating a new
+/// epoch if needed (at most 255 distinct means per process; after that the
+/// last epoch is reused with its own mean, so weights stay consistent).
+pub(crate) fn epoch_for_mean(mean: u64) -> u8 {
+    for (i, slot) in SAMPLE_MEANS.iter().enumerate().skip(1) {
+        let v = slot.load(Ordering::Relaxed);
+        if v == mean {
+            return i as u8;
+        }
+        if v == 0
+            && slot
+                .compare_exchange(0, mean, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return i as u8;
+        }
+        if slot.load(Ordering::Relaxed) == mean {
+            return i as u8;
+        }
+    }
+    255
+}
+
+/// The weight of one recorded block: (estimated bytes, estimated blocks in
+/// `BLOCK_UNIT`s).
+#[inline]
+fn weight(size: u64, epoch: u8) -> (u64, u64) {
+    if epoch == 0 {
+        return (size, BLOCK_UNIT);
+    }
+    let mean = SAMPLE_MEANS[epoch as usize].load(Ordering::Relaxed).max(1) as f64;
+    let z = size.max(1) as f64;
+    let p = -(-z / mean).exp_m1(); // 1 - e^(-z/mean), accurate for small z
+    let bytes = (z / p).round() as u64;
+    let blocks = (BLOCK_UNIT as f64 / p).round() as u64;
+    (bytes, blocks.max(1))
+}
+
+/// A fast hasher for addresses and stack hashes (a folded multiply).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        let m = ((self.0 ^ x) as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+        self.0 = (m as u64) ^ ((m >> 64) as u64);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+}
+
+type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+
+/// One live block as the recorder stores it (24 bytes with its key).
+#[derive(Clone, Copy, Debug)]
+struct LiveRec {
+    /// size (40 bits) | thread index (16 bits) | sampling epoch (8 bits)
+    packed: u64,
+    stack: u32,
+    born: u32,
+}
+
+impl LiveRec {
+    fn new(size: usize, thread: u16, epoch: u8, stack: u32, born: u32) -> Self {
+        let size = (size as u64).min(SIZE_MASK);
+        LiveRec {
+            packed: size | (thread as u64) << 40 | (epoch as u64) << 56,
+            stack,
+            born,
+        }
+    }
+    fn size(&self) -> u64 {
+        self.packed & SIZE_MASK
+    }
+    fn thread(&self) -> u16 {
+        (self.packed >> 40) as u16
+    }
+    fn epoch(&self) -> u8 {
+        (self.packed >> 56) as u8
+    }
+}
+
+/// Per-stack accumulators, in weighted units.
+#[derive(Clone, Copy, Debug, Default)]
+struct SiteAcc {
+    total_bytes: u64,
+    total_blocks: u64,
+    /// Sum over freed blocks of lifetime (ticks) × block weight.
+    lifetime: f64,
+    curr_bytes: u64,
+    curr_blocks: u64,
+    max_bytes: u64,
+    max_blocks: u64,
+    peak_bytes: u64,
+    peak_blocks: u64,
+    last_touch: u64,
+}
+
+struct StackEntry {
+    start: u32,
+    len: u32,
+    hash: u64,
+    next_same_hash: u32,
+}
+
+const NO_STACK: u32 = u32::MAX;
+
+pub(crate) struct Recorder {
+    frames: Vec<usize>,
+    stacks: Vec<StackEntry>,
+    sites: Vec<SiteAcc>,
+    stack_index: AddrMap<u32>,
+    live: AddrMap<LiveRec>,
+    curr_bytes: u64,
+    curr_blocks: u64,
+    max_bytes: u64,
+    max_blocks: u64,
+    max_tick: u32,
+    total_bytes: u64,
+    total_blocks: u64,
+    sampled_live: u64,
+    /// Whether any sampled block was ever recorded (figures are estimates).
+    sampled_ever: bool,
+    /// Operation counter and the operation at which the global peak was last
+    /// reached (see the module docs).
+    seq: u64,
+    peak_seq: u64,
+}
+
+pub(crate) static RECORDER: RawLocked<Recorder> = RawLocked::new(Recorder::new());
+
+static START_NS: AtomicU64 = AtomicU64::new(0);
+
+fn monotonic_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; the coarse
+    // clock is served by the vDSO (no syscall).
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Starts the recorder's clock (idempotent).
+pub(crate) fn start_clock() {
+    if START_NS.load(Ordering::Relaxed) == 0 {
+        let now = monotonic_ns(libc::CLOCK_MONOTONIC_COARSE).max(1);
+        let _ = START_NS.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// The recorder clock: ticks since the recorder started (wraps after ~198 days).
+pub(crate) fn now_tick() -> u32 {
+    let ns = monotonic_ns(libc::CLOCK_MONOTONIC_COARSE);
+    (ns.saturating_sub(START_NS.load(Ordering::Relaxed)) / TICK.as_nanos() as u64) as u32
+}
+
+fn ticks(t: u32) -> Duration {
+    TICK * t
+}
+
+fn stack_hash(frames: &[usize]) -> u64 {
+    let mut h = AddrHasher(frames.len() as u64);
+    for &f in frames {
+        h.write_usize(f);
+    }
+    h.finish()
+}
+
+impl Recorder {
+    const fn new() -> Self {
+        Recorder {
+            frames: Vec::new(),
+            stacks: Vec::new(),
+            sites: Vec::new(),
+            stack_index: HashMap::with_hasher(BuildHasherDefault::new()),
+            live: HashMap::with_hasher(BuildHasherDefault::new()),
+            curr_bytes: 0,
+            curr_blocks: 0,
+            max_bytes: 0,
+            max_blocks: 0,
+            max_tick: 0,
+            total_bytes: 0,
+            total_blocks: 0,
+            sampled_live: 0,
+            sampled_ever: false,
+            seq: 0,
+            peak_seq: 0,
+        }
+    }
+
+    fn intern(&mut self, frames: &[usize]) -> u32 {
+        let hash = stack_hash(frames);
+        let mut id = self.stack_index.get(&hash).copied().unwrap_or(NO_STACK);
+        let head = id;
+        while id != NO_STACK {
+            let e = &self.stacks[id as usize];
+            if e.hash == hash
+                && &self.frames[e.start as usize..(e.start + e.len) as usize] == frames
+            {
+                return id;
+            }
+            id = e.next_same_hash;
+        }
+        let id = self.stacks.len() as u32;
+        self.stacks.push(StackEntry {
+            start: self.frames.len() as u32,
+            len: frames.len() as u32,
+            hash,
+            next_same_hash: head,
+        });
+        self.frames.extend_from_slice(frames);
+        self.sites.push(SiteAcc::default());
+        self.stack_index.insert(hash, id);
+        id
+    }
+
+    /// Saves a site's value at the global peak before its first change after
+    /// that peak.
+    fn touch(&mut self, stack: u32) -> &mut SiteAcc {
+        let peak_seq = self.peak_seq;
+        let seq = self.seq;
+        let s = &mut self.sites[stack as usize];
+        if s.last_touch <= peak_seq {
+            s.peak_bytes = s.curr_bytes;
+            s.peak_blocks = s.curr_blocks;
+        }
+        s.last_touch = seq;
+        s
+    }
+
+    fn after_growth(&mut self, stack: u32, now: u32) {
+        let s = &mut self.sites[stack as usize];
+        if s.curr_bytes >= s.max_bytes {
+            s.max_bytes = s.curr_bytes;
+            s.max_blocks = s.curr_blocks;
+        }
+        if self.curr_bytes >= self.max_bytes {
+            self.max_bytes = self.curr_bytes;
+            self.max_blocks = self.curr_blocks;
+            self.max_tick = now;
+            self.peak_seq = self.seq;
+        }
+    }
+
+    /// Records a new block.
+    pub(crate) fn record_alloc(
+        &mut self,
+        addr: usize,
+        size: usize,
+        frames: &[usize],
+        thread: u16,
+        epoch: u8,
+        now: u32,
+    ) {
+        if self.live.contains_key(&(addr as u64)) {
+            // A block we never saw freed (tracking was switched off while it
+            // lived): it is gone now that its address is handed out again.
+            self.record_free(addr, now);
+        }
+        let stack = self.intern(frames);
+        let rec = LiveRec::new(size, thread, epoch, stack, now);
+        let (bytes, blocks) = weight(rec.size(), epoch);
+        self.seq += 1;
+        let s = self.touch(stack);
+        s.total_bytes += bytes;
+        s.total_blocks += blocks;
+        s.curr_bytes += bytes;
+        s.curr_blocks += blocks;
+        self.total_bytes += bytes;
+        self.total_blocks += blocks;
+        self.curr_bytes += bytes;
+        self.curr_blocks += blocks;
+        if epoch != 0 {
+            self.sampled_live += 1;
+            self.sampled_ever = true;
+        }
+        self.live.insert(addr as u64, rec);
+        filter_add(addr);
+        HAS_LIVE.store(true, Ordering::Relaxed);
+        self.after_growth(stack, now);
+    }
+
+    /// Forgets a freed block; returns whether it was recorded.
+    pub(crate) fn record_free(&mut self, addr: usize, now: u32) -> bool {
+        let Some(rec) = self.live.remove(&(addr as u64)) else {
+            return false;
+        };
+        filter_remove(addr);
+        let (bytes, blocks) = weight(rec.size(), rec.epoch());
+        self.seq += 1;
+        let life = now.wrapping_sub(rec.born) as f64 * blocks as f64;
+        let s = self.touch(rec.stack);
+        s.curr_bytes -= bytes;
+        s.curr_blocks -= blocks;
+        s.lifetime += life;
+        self.curr_bytes -= bytes;
+        self.curr_blocks -= blocks;
+        if rec.epoch() != 0 {
+            self.sampled_live -= 1;
+        }
+        if self.live.is_empty() {
+            HAS_LIVE.store(false, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn totals(&self) -> HeapTotals {
+        HeapTotals {
+            live_bytes: self.curr_bytes,
+            live_blocks: units_to_blocks(self.curr_blocks),
+            peak_bytes: self.max_bytes,
+            peak_blocks: units_to_blocks(self.max_blocks),
+            peak_at: ticks(self.max_tick),
+            total_bytes: self.total_bytes,
+            total_blocks: units_to_blocks(self.total_blocks),
+        }
+    }
+
+    /// Whether `addr` is a recorded live block.
+    pub(crate) fn is_recorded(&self, addr: usize) -> bool {
+        self.live.contains_key(&(addr as u64))
+    }
+
+    /// A recorded block moved or changed size: it keeps its stack (like
+    /// DHAT), counts as one more block allocated, and its birth restarts.
+    pub(crate) fn record_realloc(&mut self, old: usize, new: usize, new_size: usize, now: u32) {
+        let Some(rec) = self.live.remove(&(old as u64)) else {
+            return;
+        };
+        filter_remove(old);
+        let epoch = rec.epoch();
+        let (old_bytes, old_blocks) = weight(rec.size(), epoch);
+        let new_rec = LiveRec::new(new_size, rec.thread(), epoch, rec.stack, now);
+        let (new_bytes, new_blocks) = weight(new_rec.size(), epoch);
+        self.seq += 1;
+        let s = self.touch(rec.stack);
+        s.total_bytes += new_bytes;
+        s.total_blocks += new_blocks;
+        s.curr_bytes = s.curr_bytes - old_bytes + new_bytes;
+        s.curr_blocks = s.curr_blocks - old_blocks + new_blocks;
+        self.total_bytes += new_bytes;
+        self.total_blocks += new_blocks;
+        self.curr_bytes = self.curr_bytes - old_bytes + new_bytes;
+        self.curr_blocks = self.curr_blocks - old_blocks + new_blocks;
+        if self.live.contains_key(&(new as u64)) {
+            self.record_free(new, now);
+        }
+        self.live.insert(new as u64, new_rec);
+        filter_add(new);
+        self.after_growth(rec.stack, now);
+    }
+}
+
+/// Totals per interned stack, in bytes and blocks (estimates in sampled
+/// mode). The fields follow DHAT's program points.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SiteStats {
+    /// Bytes allocated here since tracking began (`tb`).
+    pub total_bytes: u64,
+    /// Blocks allocated here since tracking began (`tbk`; a `realloc` counts
+    /// as one more block, as in DHAT).
+    pub total_blocks: u64,
+    /// Sum of the lifetimes of the blocks freed so far (`tl`, without the
+    /// live ones).
+    pub freed_lifetime: Duration,
+    /// Live bytes now (`eb`).
+    pub live_bytes: u64,
+    /// Live blocks now (`ebk`).
+    pub live_blocks: u64,
+    /// This stack's own maximum of live bytes (`mb`).
+    pub max_bytes: u64,
+    /// Live blocks when that maximum was reached (`mbk`).
+    pub max_blocks: u64,
+    /// Live bytes at the time of the global peak (`gb`).
+    pub at_peak_bytes: u64,
+    /// Live blocks at the time of the global peak (`gbk`).
+    pub at_peak_blocks: u64,
+}
+
+/// One interned stack: its return addresses (innermost first, leakscope's own
+/// frames included; `symbols` trims them) and its totals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackRecord {
+    /// Return addresses, innermost first.
+    pub frames: Vec<usize>,
+    /// What was allocated from this stack.
+    pub stats: SiteStats,
+}
+
+/// One live block.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LiveBlock {
+    /// The block's address.
+    pub addr: usize,
+    /// Its size in bytes (as requested).
+    pub size: u64,
+    /// The stack that allocated it.
+    pub stack: StackId,
+    /// When it was allocated (or last reallocated), since the recorder started.
+    pub born: Duration,
+    /// Index of the allocating thread (in order of first allocation, from 0).
+    pub thread: u16,
+    /// The bytes this block stands for (its size in exact mode).
+    pub est_bytes: u64,
+    /// The number of blocks it stands for (1 in exact mode).
+    pub est_blocks: f64,
+}
+
+/// Totals of the whole recorded heap (estimates in sampled mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HeapTotals {
+    /// Live bytes now.
+    pub live_bytes: u64,
+    /// Live blocks now.
+    pub live_blocks: u64,
+    /// The global peak of live bytes (`tg`).
+    pub peak_bytes: u64,
+    /// Live blocks at that peak.
+    pub peak_blocks: u64,
+    /// When the peak was reached, since the recorder started.
+    pub peak_at: Duration,
+    /// Bytes allocated since tracking began.
+    pub total_bytes: u64,
+    /// Blocks allocated since tracking began.
+    pub total_blocks: u64,
+}
+
+/// A consistent copy of everything the recorder knows at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// When the snapshot was taken, since the recorder started.
+    pub taken_at: Duration,
+    /// True when any figure is an estimate from sampled blocks.
+    pub estimated: bool,
+    /// The live blocks, in no particular order.
+    pub blocks: Vec<LiveBlock>,
+    /// Every stack seen so far, indexed by [`StackId`].
+    pub stacks: Vec<StackRecord>,
+    /// Totals of the recorded heap.
+    pub heap: HeapTotals,
+}
+
+fn units_to_blocks(units: u64) -> u64 {
+    (units + BLOCK_UNIT / 2) / BLOCK_UNIT
+}
+
+/// Copies the recorder's state. The lock is held only for plain copies into
+/// buffers reserved beforehand, so allocating threads wait for a memcpy, not
+/// for this function's formatting work.
+pub fn snapshot() -> Snapshot {
+    // Scratch buffers are tracker memory: reserved and dropped untracked, so
+    // a snapshot never shows up in the heap it measures. Only the result
+    // handed to the caller is the caller's own allocation.
+    let mut raw = RawCopy::default();
+    loop {
+        let (n_live, n_stacks, n_frames) = {
+            let r = RECORDER.lock();
+            (r.live.len(), r.stacks.len(), r.frames.len())
+        };
+        crate::alloc::untracked(|| raw.reserve(n_live, n_stacks, n_frames));
+        let r = RECORDER.lock();
+        if raw.copy_from(&r) {
+            break;
+        }
+    }
+    let now = now_tick();
+    let snap = raw.to_snapshot(now);
+    crate::alloc::untracked(|| drop(raw));
+    snap
+}
+
+/// The recorder's state copied under the lock, converted after it.
+#[derive(Default)]
+struct RawCopy {
+    blocks: Vec<(u64, LiveRec)>,
+    sites: Vec<SiteAcc>,
+    spans: Vec<(u32, u32)>,
+    frames: Vec<usize>,
+    heap: HeapTotals,
+    peak_seq: u64,
+    estimated: bool,
+}
+
+impl RawCopy {
+    fn reserve(&mut self, live: usize, stacks: usize, frames: usize) {
+        self.blocks.reserve(live + live / 8 + 64);
+        self.sites.reserve(stacks + 64);
+        self.spans.reserve(stacks + 64);
+        self.frames.reserve(frames + 64 * 32);
+    }
+
+    /// Copies without allocating; false when a buffer is too small (the
+    /// recorder grew since `reserve`).
+    fn copy_from(&mut self, r: &Recorder) -> bool {
+        if r.live.len() > self.blocks.capacity()
+            || r.stacks.len() > self.sites.capacity()
+            || r.frames.len() > self.frames.capacity()
+        {
+            return false;
+        }
+        self.blocks.extend(r.live.iter().map(|(k, v)| (*k, *v)));
+        self.sites.extend(r.sites.iter().copied());
+        self.spans.extend(r.stacks.iter().map(|e| (e.start, e.len)));
+        self.frames.extend_from_slice(&r.frames);
+        self.heap = r.totals();
+        self.peak_seq = r.peak_seq;
+        self.estimated = r.sampled_ever;
+        true
+    }
+
+    fn to_snapshot(&self, now: u32) -> Snapshot {
+        let stacks = self
+            .spans
+            .iter()
+            .zip(&self.sites)
+            .map(|(&(start, len), s)| {
+                let (pb, pk) = if s.last_touch <= self.peak_seq {
+                    (s.curr_bytes, s.curr_blocks)
+                } else {
+                    (s.peak_bytes, s.peak_blocks)
+                };
+                StackRecord {
+                    frames: self.frames[start as usize..(start + len) as usize].to_vec(),
+                    stats: SiteStats {
+                        total_bytes: s.total_bytes,
+                        total_blocks: units_to_blocks(s.total_blocks),
+                        freed_lifetime: TICK.mul_f64(s.lifetime / BLOCK_UNIT as f64),
+                        live_bytes: s.curr_bytes,
+                        live_blocks: units_to_blocks(s.curr_blocks),
+                        max_bytes: s.max_bytes,
+                        max_blocks: units_to_blocks(s.max_blocks),
+                        at_peak_bytes: pb,
+                        at_peak_blocks: units_to_blocks(pk),
+                    },
+                }
+            })
+            .collect();
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|&(addr, rec)| {
+                let (b, k) = weight(rec.size(), rec.epoch());
+                LiveBlock {
+                    addr: addr as usize,
+                    size: rec.size(),
+                    stack: rec.stack,
+                    born: ticks(rec.born),
+                    thread: rec.thread(),
+                    est_bytes: b,
+                    est_blocks: k as f64 / BLOCK_UNIT as f64,
+                }
+            })
+            .collect();
+        Snapshot {
+            taken_at: ticks(now),
+            estimated: self.estimated,
+            blocks,
+            stacks,
+            heap: self.heap,
+        }
+    }
+}
+
+/// Drops every record (live blocks, stacks, totals): tracking starts afresh.
+/// Blocks allocated before stay allocated; they are simply no longer known.
+pub fn reset() {
+    crate::alloc::untracked(|| {
+        let mut r = RECORDER.lock();
+        let old = std::mem::replace(&mut *r, Recorder::new());
+        for &addr in old.live.keys() {
+            filter_remove(addr as usize);
+        }
+        HAS_LIVE.store(false, Ordering::Relaxed);
+        drop(r);
+        drop(old);
+    });
+}
+
+/// The recorder's heap totals alone (cheap: no copy of blocks or stacks).
+pub fn snapshot_totals() -> HeapTotals {
+    RECORDER.lock().totals()
+}

@@ -1,0 +1,255 @@
+//! Stack capture on the allocation path: return addresses only, no symbols.
+//!
+//! The cheap way is a frame-pointer walk, bounded by the current thread's
+//! stack so that a garbage frame pointer (code built without frame pointers)
+//! can never make it read unmapped memory. Whether this build has frame
+//! pointers is probed once; without them the walk would find nothing useful,
+//! so capture falls back to `backtrace::trace_unsynchronized` (an unwinder:
+//! slower, but it works on any build). `LEAKSCOPE_UNWIND=fp|backtrace`
+//! overrides the probe.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// Size of the capture buffer: the largest depth that can be configured plus
+/// [`INTERNAL_FRAMES`].
+pub(crate) const MAX_FRAMES: usize = 128;
+
+/// leakscope's own frames on the allocation path (`capture`'s callers down to
+/// `__rust_alloc`) that are captured before the user's first frame and
+/// trimmed when symbols are resolved. Captured in addition to the configured
+/// depth so that trimming them never shortens the user's part of the stack.
+pub(crate) const INTERNAL_FRAMES: usize = 6;
+
+/// Default number of the program's own frames kept per stack.
+pub const DEFAULT_MAX_FRAMES: usize = 32;
+
+static DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_FRAMES);
+
+const UNWIND_UNKNOWN: u8 = 0;
+const UNWIND_FP: u8 = 1;
+const UNWIND_BACKTRACE: u8 = 2;
+static UNWIND: AtomicU8 = AtomicU8::new(UNWIND_UNKNOWN);
+
+/// How stacks are captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unwinder {
+    /// Walking the frame-pointer chain (needs `-C force-frame-pointers=yes`).
+    FramePointers,
+    /// The `backtrace` crate's unwinder (works without frame pointers, slower).
+    Backtrace,
+}
+
+/// Sets how many of the program's frames are kept per captured stack
+/// (default [`DEFAULT_MAX_FRAMES`], at most 120). Affects stacks captured
+/// from then on.
+pub fn set_max_frames(frames: usize) {
+    DEPTH.store(frames.clamp(1, MAX_FRAMES - INTERNAL_FRAMES), Ordering::Relaxed);
+}
+
+/// The number of the program's frames kept per captured stack.
+pub fn max_frames() -> usize {
+    DEPTH.load(Ordering::Relaxed)
+}
+
+/// The unwinder in use: frame pointers when this build has them, else the
+/// `backtrace` crate's unwinder.
+pub fn unwinder() -> Unwinder {
+    match UNWIND.load(Ordering::Relaxed) {
+        UNWIND_FP => Unwinder::FramePointers,
+        UNWIND_BACKTRACE => Unwinder::Backtrace,
+        _ => {
+            let chosen = if frame_pointers_work() {
+                UNWIND_FP
+            } else {
+                UNWIND_BACKTRACE
+            };
+            UNWIND.store(chosen, Ordering::Relaxed);
+            unwinder()
+        }
+    }
+}
+
+/// Forces an unwinder (`LEAKSCOPE_UNWIND`); `None` re-runs the probe.
+pub(crate) fn force_unwinder(choice: Option<Unwinder>) {
+    let v = match choice {
+        Some(Unwinder::FramePointers) if frame_pointers_work() => UNWIND_FP,
+        Some(Unwinder::FramePointers) | Some(Unwinder::Backtrace) => UNWIND_BACKTRACE,
+        None => UNWIND_UNKNOWN,
+    };
+    UNWIND.store(v, Ordering::Relaxed);
+}
+
+/// The current thread's stack as `(lowest, highest)` address, or `(0, 0)` if
+/// the platform cannot say. Called once per thread, on its first sample.
+pub(crate) fn thread_stack_bounds() -> (usize, usize) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: plain pthread calls on the current thread with a zeroed attr
+    // that pthread_getattr_np initialises; the attr is destroyed after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return (0, 0);
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 || addr.is_null() {
+            return (0, 0);
+        }
+        (addr as usize, addr as usize + size)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        (0, 0)
+    }
+}
+
+/// Captures the return addresses of the current stack into `buf`, innermost
+/// first, and returns how many were written. `stack_top` is the highest
+/// address of this thread's stack (0 if unknown: the unwinder is used).
+#[inline(never)]
+pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES], stack_top: usize) -> usize {
+    let want = max_frames() + INTERNAL_FRAMES;
+    if unwinder() == Unwinder::FramePointers && stack_top != 0 {
+        let n = walk_frame_pointers(&mut buf[..want], stack_top);
+        // A chain that ends at once means a frame without a frame pointer
+        // right above us: the unwinder does better there.
+        if n > INTERNAL_FRAMES / 2 {
+            return n;
+        }
+    }
+    capture_with_unwinder(&mut buf[..want])
+}
+
+fn capture_with_unwinder(buf: &mut [usize]) -> usize {
+    let mut n = 0;
+    // SAFETY: the unsynchronised variant is required here because the
+    // synchronised one takes a lock that may allocate; the allocator's
+    // reentrancy flag keeps this thread from re-entering, and the unwinder
+    // (libgcc) is thread-safe.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            if n == buf.len() {
+                return false;
+            }
+            let ip = frame.ip() as usize;
+            if ip != 0 {
+                buf[n] = ip;
+                n += 1;
+            }
+            true
+        });
+    }
+    // The first frame is the unwinder's caller (this function): drop it so
+    // both unwinders start at the same place.
+    if n > 0 {
+        buf.copy_within(1..n, 0);
+        n -= 1;
+    }
+    n
+}
+
+#[inline(always)]
+fn frame_address() -> usize {
+    let fp: usize;
+    // SAFETY: reading the frame-pointer register has no side effects.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        fp = 0;
+    }
+    fp
+}
+
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: reading the stack-pointer register has no side effects.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        sp = 0;
+    }
+    sp
+}
+
+/// Walks the frame-pointer chain. Every frame address must lie strictly above
+/// the previous one and inside `[sp, stack_top)`, so a garbage pointer ends
+/// the walk instead of faulting.
+#[inline(always)]
+fn walk_frame_pointers(buf: &mut [usize], stack_top: usize) -> usize {
+    let mut fp = frame_address();
+    let mut low = stack_pointer();
+    let word = std::mem::size_of::<usize>();
+    let mut n = 0;
+    while n < buf.len() {
+        if fp < low || fp % word != 0 || fp.saturating_add(2 * word) > stack_top {
+            break;
+        }
+        // SAFETY: `fp` and `fp + word` lie inside this thread's live stack
+        // (between the current stack pointer and the stack's top), which is
+        // mapped; the values read are plain words.
+        let (next, ret) = unsafe {
+            (
+                std::ptr::read_volatile(fp as *const usize),
+                std::ptr::read_volatile((fp + word) as *const usize),
+            )
+        };
+        if ret == 0 {
+            break;
+        }
+        buf[n] = ret;
+        n += 1;
+        if next <= fp {
+            break;
+        }
+        low = fp + 2 * word;
+        fp = next;
+    }
+    n
+}
+
+/// Whether this build keeps frame pointers: the return address found through
+/// `probe_inner`'s frame pointer must point into `probe_outer`.
+fn frame_pointers_work() -> bool {
+    if cfg!(not(any(target_arch = "x86_64", target_arch = "aarch64"))) {
+        return false;
+    }
+    std::hint::black_box(probe_outer())
+}
+
+#[inline(never)]
+fn probe_outer() -> bool {
+    let found = std::hint::black_box(probe_inner());
+    let start = probe_outer as *const () as usize;
+    found > start && found < start + 512
+}
+
+#[inline(never)]
+fn probe_inner() -> usize {
+    let fp = frame_address();
+    let sp = stack_pointer();
+    let word = std::mem::size_of::<usize>();
+    // Without frame pointers the register holds anything: only trust it if it
+    // points just above our own stack pointer.
+    if fp < sp || fp > sp + 4096 || fp % word != 0 {
+        return 0;
+    }
+    // SAFETY: fp + word lies within the live part of this thread's stack.
+    unsafe { std::ptr::read_volatile((fp + word) as *const usize) }
+}

@@ -1,0 +1,174 @@
+//! Allocator figures: leakscope's counters and jemalloc's own statistics,
+//! and returning unused pages to the operating system.
+
+use std::fmt;
+
+use crate::alloc::{self, Mode};
+
+/// An error from jemalloc's control interface.
+#[derive(Debug)]
+pub struct Error {
+    what: &'static str,
+    detail: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "jemalloc: {} failed: {}", self.what, self.detail)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn ctl<T>(what: &'static str, r: Result<T, tikv_jemalloc_ctl::Error>) -> Result<T, Error> {
+    r.map_err(|e| Error {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// jemalloc's own figures (bytes), read after advancing its statistics epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JemallocStats {
+    /// Bytes in blocks the program holds.
+    pub allocated: u64,
+    /// Bytes in active pages (allocated plus fragmentation in those pages).
+    pub active: u64,
+    /// Bytes in physically resident pages the allocator holds.
+    pub resident: u64,
+    /// Bytes in active extents mapped by the allocator.
+    pub mapped: u64,
+    /// Bytes retained: unmapped from use but kept as virtual memory.
+    pub retained: u64,
+    /// Bytes of the allocator's own metadata.
+    pub metadata: u64,
+}
+
+impl JemallocStats {
+    /// Reads the figures now.
+    pub fn read() -> Result<Self, Error> {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        ctl("epoch", epoch::advance())?;
+        Ok(JemallocStats {
+            allocated: ctl("stats.allocated", stats::allocated::read())? as u64,
+            active: ctl("stats.active", stats::active::read())? as u64,
+            resident: ctl("stats.resident", stats::resident::read())? as u64,
+            mapped: ctl("stats.mapped", stats::mapped::read())? as u64,
+            retained: ctl("stats.retained", stats::retained::read())? as u64,
+            metadata: ctl("stats.metadata", stats::metadata::read())? as u64,
+        })
+    }
+}
+
+/// leakscope's counters and jemalloc's figures at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// The mode in force (`None` before the first allocation).
+    pub mode: Option<Mode>,
+    /// Bytes in live blocks (allocated minus freed) as the program asked for them.
+    pub live_bytes: u64,
+    /// Live blocks.
+    pub live_blocks: u64,
+    /// Bytes allocated since the start (a realloc counts its new size).
+    pub total_bytes: u64,
+    /// Blocks allocated since the start (a realloc counts one).
+    pub total_blocks: u64,
+    /// Bytes freed since the start.
+    pub freed_bytes: u64,
+    /// Blocks freed since the start.
+    pub freed_blocks: u64,
+    /// The peak of live bytes. Exact in exact mode since tracking began
+    /// (the recorder's peak); otherwise an estimate that may be low by up to
+    /// [`Stats::peak_tolerance`].
+    pub peak_live_bytes: u64,
+    /// How far `peak_live_bytes` may be below the true peak (0 when exact).
+    pub peak_tolerance: u64,
+    /// Threads whose counters are registered now.
+    pub threads: usize,
+    /// jemalloc's figures.
+    pub jemalloc: JemallocStats,
+}
+
+/// Reads the counters (summed over threads) and jemalloc's figures.
+///
+/// The counters are exact in every mode but `off`: each thread counts its own
+/// allocations, and the sum is taken here. After a switch from `off`, frees
+/// of blocks allocated while off are counted too, so live figures are exact
+/// only for a process that never ran in `off`.
+pub fn stats() -> Result<Stats, Error> {
+    let jemalloc = JemallocStats::read()?;
+    let (c, threads) = alloc::counters_sum();
+    let r = std::sync::atomic::Ordering::Relaxed;
+    let (ab, ak, fb, fk) = (
+        c.alloc_bytes.load(r),
+        c.alloc_blocks.load(r),
+        c.free_bytes.load(r),
+        c.free_blocks.load(r),
+    );
+    let live_bytes = ab.saturating_sub(fb);
+    let mode = alloc::mode();
+    let (peak, tolerance) = if mode == Mode::Exact {
+        let heap = crate::recorder::snapshot_totals();
+        (heap.peak_bytes.max(live_bytes), 0)
+    } else {
+        let tol = (threads.max(1) as u64) * alloc::FLUSH_BYTES as u64;
+        ((alloc::flushed_peak().max(0) as u64).max(live_bytes), tol)
+    };
+    Ok(Stats {
+        mode: Some(mode),
+        live_bytes,
+        live_blocks: ak.saturating_sub(fk),
+        total_bytes: ab,
+        total_blocks: ak,
+        freed_bytes: fb,
+        freed_blocks: fk,
+        peak_live_bytes: peak,
+        peak_tolerance: tolerance,
+        threads,
+        jemalloc,
+    })
+}
+
+/// What [`purge`] gave back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// jemalloc's figures before.
+    pub before: JemallocStats,
+    /// jemalloc's figures after.
+    pub after: JemallocStats,
+}
+
+impl PurgeReport {
+    /// Resident bytes returned to the operating system.
+    pub fn freed_resident(&self) -> u64 {
+        self.before.resident.saturating_sub(self.after.resident)
+    }
+}
+
+/// Returns unused dirty pages of every arena to the operating system (the
+/// "leak without a leak": resident far above allocated) and reports the
+/// figures before and after.
+pub fn purge() -> Result<PurgeReport, Error> {
+    let before = JemallocStats::read()?;
+    // "arena.<MALLCTL_ARENAS_ALL>.purge" takes no value: it must be called
+    // with no old and no new pointer, which the typed wrappers cannot do.
+    let name = b"arena.4096.purge\0";
+    // SAFETY: a NUL-terminated name and null pointers, as this mallctl wants.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr().cast(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(Error {
+            what: "arena.4096.purge",
+            detail: std::io::Error::from_raw_os_error(rc).to_string(),
+        });
+    }
+    let after = JemallocStats::read()?;
+    Ok(PurgeReport { before, after })
+}

@@ -1,0 +1,469 @@
+//! The allocator core in exact mode: exact counts per stack, and every hazard
+//! the allocator must survive (realloc in all its forms, failed and huge
+//! allocations, large alignments, reentrancy, thread teardown, fork,
+//! allocation before `main`, a 16-thread storm with concurrent snapshots).
+//!
+//! The tests check process-wide figures, so they run one at a time on the
+//! main thread (see `common`).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use leakscope::recorder::{self, Snapshot};
+use leakscope::symbols;
+use leakscope::{Alloc, Mode};
+
+#[global_allocator]
+static ALLOC: Alloc = Alloc::with_default_mode(Mode::Exact);
+
+tests!(
+    known_workload_gives_exact_counts_bytes_and_types_per_site,
+    realloc_grow_shrink_move_and_failure_keep_exact_accounting,
+    alloc_zeroed_is_forwarded_and_counted,
+    huge_requests_fail_cleanly,
+    alignments_of_4096_and_2_mib_are_honoured_and_recorded,
+    the_trackers_own_allocations_are_never_tracked,
+    sixteen_thread_storm_with_concurrent_snapshots_returns_to_baseline,
+    allocation_during_thread_teardown_is_counted,
+    fork_while_other_threads_allocate_does_not_deadlock_the_child,
+    allocations_before_main_are_tracked,
+);
+
+/// Sums the stacks whose allocation site is `function` (closures included).
+fn site_totals(snap: &Snapshot, function: &str) -> leakscope::recorder::SiteStats {
+    let mut sum = leakscope::recorder::SiteStats::default();
+    for s in &snap.stacks {
+        let frames = symbols::resolve_stack(&s.frames);
+        let Some(site) = symbols::allocation_site(&frames) else {
+            continue;
+        };
+        let name = site.function.split("::{closure").next().unwrap_or("");
+        if name == function {
+            sum.total_bytes += s.stats.total_bytes;
+            sum.total_blocks += s.stats.total_blocks;
+            sum.live_bytes += s.stats.live_bytes;
+            sum.live_blocks += s.stats.live_blocks;
+        }
+    }
+    sum
+}
+
+/// The type of the blocks allocated at `function`.
+fn site_types(snap: &Snapshot, function: &str) -> Vec<symbols::BlockType> {
+    let mut out = Vec::new();
+    for s in &snap.stacks {
+        let frames = symbols::resolve_stack(&s.frames);
+        if let Some(site) = symbols::allocation_site(&frames) {
+            if site.function.split("::{closure").next() == Some(function) && s.stats.live_blocks > 0
+            {
+                out.push(symbols::block_type(&frames));
+            }
+        }
+    }
+    out
+}
+
+#[allow(dead_code)]
+struct Widget {
+    id: u64,
+    payload: [u64; 4],
+}
+
+#[allow(dead_code)]
+struct Gadget {
+    a: u64,
+    b: u64,
+    c: u64,
+}
+
+#[inline(never)]
+fn make_widgets(n: u64) -> Vec<Box<Widget>> {
+    let mut v = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        v.push(Box::new(Widget {
+            id: i,
+            payload: [i; 4],
+        }));
+    }
+    v
+}
+
+#[inline(never)]
+fn grow_gadgets(n: u64) -> Vec<Gadget> {
+    let mut v = Vec::new();
+    for i in 0..n {
+        v.push(Gadget { a: i, b: i, c: i });
+    }
+    v
+}
+
+#[inline(never)]
+fn leak_strings(n: usize) {
+    for i in 0..n {
+        let mut s = String::with_capacity(20);
+        s.push_str("leaked string ");
+        s.push_str(&format!("{i:06}"));
+        assert_eq!(s.capacity(), 20);
+        std::mem::forget(s);
+    }
+}
+
+fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
+    let widgets = make_widgets(1000);
+    let gadgets = grow_gadgets(1000);
+    leak_strings(500);
+    let snap = recorder::snapshot();
+    assert!(!snap.estimated, "exact mode figures are not estimates");
+
+    // 1000 boxes of 40 bytes, plus the Vec that holds them (1000 pointers).
+    let w = site_totals(&snap, "alloc_exact::make_widgets");
+    assert_eq!(w.live_blocks, 1001);
+    assert_eq!(w.live_bytes, 1000 * 40 + 1000 * 8);
+    assert_eq!(w.total_blocks, 1001);
+    let types = site_types(&snap, "alloc_exact::make_widgets");
+    assert!(
+        types
+            .iter()
+            .any(|t| t.name == "Box<alloc_exact::Widget>" && !t.ambiguous),
+        "{types:?}"
+    );
+
+    // Vec<Gadget> grown by push: capacities 4, 8, …, 1024 — one allocation
+    // and eight reallocations, one live block of 1024 × 24 bytes.
+    let g = site_totals(&snap, "alloc_exact::grow_gadgets");
+    assert_eq!(g.live_blocks, 1);
+    assert_eq!(g.live_bytes, 1024 * 24);
+    assert_eq!(g.total_blocks, 9);
+    assert_eq!(g.total_bytes, 24 * (4 + 8 + 16 + 32 + 64 + 128 + 256 + 512 + 1024));
+    let types = site_types(&snap, "alloc_exact::grow_gadgets");
+    assert!(
+        types.iter().any(|t| t.name == "Vec<alloc_exact::Gadget>"),
+        "{types:?}"
+    );
+
+    // 500 leaked 20-byte strings.
+    let s = site_totals(&snap, "alloc_exact::leak_strings");
+    assert_eq!(s.live_blocks, 500);
+    assert_eq!(s.live_bytes, 500 * 20);
+    let types = site_types(&snap, "alloc_exact::leak_strings");
+    assert!(types.iter().any(|t| t.name == "String"), "{types:?}");
+
+    drop(widgets);
+    drop(gadgets);
+    let snap = recorder::snapshot();
+    let w = site_totals(&snap, "alloc_exact::make_widgets");
+    assert_eq!((w.live_blocks, w.live_bytes), (0, 0));
+    assert_eq!(w.total_blocks, 1001, "totals survive frees");
+    assert_eq!(site_totals(&snap, "alloc_exact::grow_gadgets").live_blocks, 0);
+    assert_eq!(site_totals(&snap, "alloc_exact::leak_strings").live_blocks, 500);
+}
+
+fn recorded_size(addr: *mut u8) -> Option<u64> {
+    recorder::snapshot()
+        .blocks
+        .iter()
+        .find(|b| b.addr == addr as usize)
+        .map(|b| b.size)
+}
+
+fn live_counters() -> (u64, u64) {
+    let s = leakscope::stats().expect("stats");
+    (s.live_blocks, s.live_bytes)
+}
+
+fn realloc_grow_shrink_move_and_failure_keep_exact_accounting() {
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    let before = live_counters();
+    // SAFETY: valid layouts; each pointer is used with the layout it has.
+    unsafe {
+        let p = ALLOC.alloc(layout);
+        assert!(!p.is_null());
+        p.write_bytes(0xAB, 100);
+        assert_eq!(recorded_size(p), Some(100));
+
+        let p = ALLOC.realloc(p, layout, 200);
+        assert_eq!(recorded_size(p), Some(200));
+        assert_eq!(*p.add(99), 0xAB, "contents kept on grow");
+
+        let p = ALLOC.realloc(p, Layout::from_size_align(200, 8).unwrap(), 50);
+        assert_eq!(recorded_size(p), Some(50));
+
+        // Far larger: jemalloc must move the block to another size class.
+        let old = p;
+        let p = ALLOC.realloc(p, Layout::from_size_align(50, 8).unwrap(), 1 << 20);
+        assert_ne!(p, old, "a 50 B → 1 MiB realloc moves");
+        assert_eq!(recorded_size(p), Some(1 << 20));
+        assert_eq!(recorded_size(old), None, "the old address is forgotten");
+        assert_eq!(*p.add(49), 0xAB, "contents kept on move");
+        let mid = live_counters();
+        assert_eq!(mid.0, before.0 + 1);
+        assert_eq!(mid.1, before.1 + (1 << 20));
+
+        // A failed realloc returns null and leaves the block and every figure
+        // as they were.
+        let big = Layout::from_size_align(1 << 20, 8).unwrap();
+        let failed = ALLOC.realloc(p, big, isize::MAX as usize - 4096);
+        assert!(failed.is_null());
+        assert_eq!(recorded_size(p), Some(1 << 20));
+        assert_eq!(*p.add(49), 0xAB);
+        assert_eq!(live_counters(), mid);
+
+        ALLOC.dealloc(p, big);
+        assert_eq!(recorded_size(p), None);
+    }
+    assert_eq!(live_counters(), before);
+}
+
+fn alloc_zeroed_is_forwarded_and_counted() {
+    let layout = Layout::from_size_align(64 * 1024, 16).unwrap();
+    let before = live_counters();
+    // SAFETY: valid layout, freed with the same layout.
+    unsafe {
+        // Dirty some memory of that size class first so zeroing is observable.
+        let d = ALLOC.alloc(layout);
+        d.write_bytes(0xFF, layout.size());
+        ALLOC.dealloc(d, layout);
+        let p = ALLOC.alloc_zeroed(layout);
+        assert!(!p.is_null());
+        assert!(std::slice::from_raw_parts(p, layout.size()).iter().all(|&b| b == 0));
+        assert_eq!(recorded_size(p), Some(64 * 1024));
+        assert_eq!(live_counters(), (before.0 + 1, before.1 + 64 * 1024));
+        ALLOC.dealloc(p, layout);
+    }
+    assert_eq!(live_counters(), before);
+}
+
+fn huge_requests_fail_cleanly() {
+    let before = live_counters();
+    let mut v: Vec<u8> = Vec::new();
+    assert!(v.try_reserve(usize::MAX / 2).is_err());
+    let mut w: Vec<u64> = vec![1, 2, 3];
+    assert!(w.try_reserve_exact(isize::MAX as usize / 4).is_err());
+    assert_eq!(w, [1, 2, 3], "a failed reserve keeps the vector");
+    // SAFETY: a valid (if unsatisfiable) layout; null is the expected answer.
+    let p = unsafe { ALLOC.alloc(Layout::from_size_align(isize::MAX as usize - 4095, 4096).unwrap()) };
+    assert!(p.is_null());
+    drop(w);
+    assert_eq!(live_counters(), before);
+}
+
+fn alignments_of_4096_and_2_mib_are_honoured_and_recorded() {
+    let before = live_counters();
+    for &(size, align) in &[(100usize, 4096usize), (8192, 4096), (1000, 2 << 20), (3 << 20, 2 << 20)] {
+        let layout = Layout::from_size_align(size, align).unwrap();
+        // SAFETY: valid layout, freed with the same layout.
+        unsafe {
+            let p = ALLOC.alloc(layout);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % align, 0, "{size} B aligned to {align}");
+            p.write_bytes(1, size);
+            assert_eq!(recorded_size(p), Some(size as u64));
+            let q = ALLOC.realloc(p, layout, size * 2);
+            assert!(!q.is_null());
+            assert_eq!(q as usize % align, 0, "realloc keeps the alignment");
+            assert_eq!(recorded_size(q), Some(size as u64 * 2));
+            ALLOC.dealloc(q, Layout::from_size_align(size * 2, align).unwrap());
+        }
+    }
+    assert_eq!(live_counters(), before);
+}
+
+fn the_trackers_own_allocations_are_never_tracked() {
+    let before = live_counters();
+    let recorded_before = recorder::snapshot_totals().live_blocks;
+    // Resolving symbols loads and caches debug info (megabytes); snapshots
+    // copy the recorder. None of it may appear in the counters or the
+    // recorder once the results are dropped.
+    {
+        let snap = recorder::snapshot();
+        for s in snap.stacks.iter().take(50) {
+            let frames = symbols::resolve_stack(&s.frames);
+            black_box(symbols::block_type(&frames));
+        }
+        black_box(symbols::build_info());
+    }
+    assert_eq!(live_counters(), before);
+    assert_eq!(recorder::snapshot_totals().live_blocks, recorded_before);
+    let snap = recorder::snapshot();
+    for b in &snap.blocks {
+        let frames = symbols::resolve_stack(&snap.stacks[b.stack as usize].frames);
+        assert!(
+            !frames.iter().any(|f| f.function.contains("gimli")
+                || f.function.starts_with("leakscope::symbols")
+                || f.function.starts_with("leakscope::recorder")),
+            "a tracker allocation was recorded: {frames:#?}"
+        );
+    }
+}
+
+#[inline(never)]
+fn storm_worker(seed: u64, ops: usize) {
+    let mut x = seed | 1;
+    let mut held: Vec<Option<Vec<u8>>> = (0..64).map(|_| None).collect();
+    for _ in 0..ops {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let size = 16 + (x % 4096) as usize;
+        held[(x >> 20) as usize % 64] = Some(vec![0u8; size]);
+    }
+    drop(held);
+}
+
+fn sixteen_thread_storm_with_concurrent_snapshots_returns_to_baseline() {
+    // Warm up thread creation so that any lazily created runtime state exists
+    // before the baseline is taken.
+    std::thread::spawn(|| storm_worker(1, 10)).join().unwrap();
+    let before = live_counters();
+    let recorded_before = recorder::snapshot_totals().live_blocks;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let snapper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut taken = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let snap = recorder::snapshot();
+                let sum: u64 = snap.stacks.iter().map(|s| s.stats.live_blocks).sum();
+                assert_eq!(sum, snap.heap.live_blocks, "stack totals sum to the heap total");
+                assert_eq!(snap.blocks.len() as u64, snap.heap.live_blocks);
+                taken += 1;
+            }
+            taken
+        })
+    };
+    let started = Instant::now();
+    let workers: Vec<_> = (0..16)
+        .map(|i| std::thread::spawn(move || storm_worker(0x9E37_79B9 * (i + 1), 20_000)))
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let snapshots = snapper.join().expect("snapshot thread");
+    drop(stop);
+    assert!(snapshots > 0);
+    assert!(started.elapsed() < Duration::from_secs(120), "no deadlock");
+    assert_eq!(live_counters(), before, "counters back to the baseline");
+    assert_eq!(
+        recorder::snapshot_totals().live_blocks,
+        recorded_before,
+        "recorded live blocks back to the baseline"
+    );
+    let snap = recorder::snapshot();
+    let storm = site_totals(&snap, "alloc_exact::storm_worker");
+    assert_eq!(storm.live_blocks, 0);
+    assert!(storm.total_blocks >= 16 * 20_000);
+}
+
+static TEARDOWN_LEAK: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+
+struct AllocatesOnDrop;
+
+impl Drop for AllocatesOnDrop {
+    fn drop(&mut self) {
+        // Runs during thread-local teardown, possibly after leakscope's own
+        // per-thread state was unregistered.
+        let churn: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        black_box(&churn);
+        drop(churn);
+        let kept = Box::leak(Box::new([7u8; 48]));
+        TEARDOWN_LEAK.store(kept.as_mut_ptr(), Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    static ON_EXIT: AllocatesOnDrop = const { AllocatesOnDrop };
+}
+
+fn allocation_during_thread_teardown_is_counted() {
+    std::thread::spawn(|| ()).join().unwrap();
+    let before = live_counters();
+    std::thread::spawn(|| {
+        ON_EXIT.with(|_| ());
+        black_box(vec![1u8; 10]);
+    })
+    .join()
+    .unwrap();
+    let leaked = TEARDOWN_LEAK.load(Ordering::Relaxed);
+    assert!(!leaked.is_null(), "the destructor ran");
+    assert_eq!(live_counters(), (before.0 + 1, before.1 + 48), "exactly the one leak");
+    assert_eq!(recorded_size(leaked), Some(48));
+}
+
+fn fork_while_other_threads_allocate_does_not_deadlock_the_child() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    storm_worker(i + 7, 500);
+                    black_box(recorder::snapshot_totals());
+                }
+            })
+        })
+        .collect();
+    for round in 0..20 {
+        // SAFETY: the child only allocates, reads leakscope's state and
+        // calls _exit; it never returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let v: Vec<u64> = (0..1000).collect();
+            let snap = recorder::snapshot();
+            let ok = leakscope::stats().is_ok() && !snap.stacks.is_empty() && v.len() == 1000;
+            // SAFETY: ending the child without running the parent's atexit.
+            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: killing our own hung child before failing.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("fork child {round} hung");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child {round} failed");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for b in busy {
+        b.join().unwrap();
+    }
+}
+
+static BEFORE_MAIN: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static BEFORE_MAIN_LEN: AtomicUsize = AtomicUsize::new(0);
+
+#[inline(never)]
+extern "C" fn allocate_before_main() {
+    let v: Vec<u8> = vec![42; 333];
+    BEFORE_MAIN_LEN.store(v.len(), Ordering::Relaxed);
+    BEFORE_MAIN.store(v.leak().as_mut_ptr(), Ordering::Relaxed);
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RUN_BEFORE_MAIN: extern "C" fn() = allocate_before_main;
+
+fn allocations_before_main_are_tracked() {
+    let p = BEFORE_MAIN.load(Ordering::Relaxed);
+    assert!(!p.is_null(), "the constructor ran before main");
+    assert_eq!(BEFORE_MAIN_LEN.load(Ordering::Relaxed), 333);
+    // SAFETY: the constructor leaked 333 initialised bytes at p.
+    assert!(unsafe { std::slice::from_raw_parts(p, 333) }.iter().all(|&b| b == 42));
+    assert_eq!(recorded_size(p), Some(333), "recorded in exact mode from the start");
+    let snap = recorder::snapshot();
+    let site = site_totals(&snap, "alloc_exact::allocate_before_main");
+    assert_eq!((site.live_blocks, site.live_bytes), (1, 333));
+}
