@@ -420,7 +420,12 @@ fn ensure_init(default: u8) {
 #[inline(never)]
 fn init(default: u8) {
     if INIT
-        .compare_exchange(INIT_NONE, INIT_RUNNING, Ordering::Acquire, Ordering::Acquire)
+        .compare_exchange(
+            INIT_NONE,
+            INIT_RUNNING,
+            Ordering::Acquire,
+            Ordering::Acquire,
+        )
         .is_err()
     {
         while INIT.load(Ordering::Acquire) != INIT_DONE {
@@ -572,9 +577,7 @@ fn register_thread(t: &ThreadState) {
 /// Counts an allocation in a thread that is tearing down.
 #[cold]
 fn count_dead_alloc(size: usize) {
-    EXITED
-        .alloc_bytes
-        .fetch_add(size as u64, Ordering::Relaxed);
+    EXITED.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
     EXITED.alloc_blocks.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -673,3 +673,54 @@ pub fn reset() {
 pub fn snapshot_totals() -> HeapTotals {
     RECORDER.lock().totals()
 }
+
+/// Memory the tracker itself holds, by part (bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackerMemory {
+    /// Fixed tables (the free filter and the sampling epochs).
+    pub fixed: u64,
+    /// The live-block table.
+    pub live_table: u64,
+    /// Interned stacks and their totals.
+    pub stacks: u64,
+    /// Live blocks recorded.
+    pub live_blocks: u64,
+}
+
+impl TrackerMemory {
+    /// Memory per live block, not counting the fixed part.
+    pub fn per_live_block(&self) -> f64 {
+        if self.live_blocks == 0 {
+            return 0.0;
+        }
+        (self.live_table + self.stacks) as f64 / self.live_blocks as f64
+    }
+}
+
+/// Bytes a hash map of this capacity holds (hashbrown: buckets of entries
+/// plus one control byte each, and a trailing group).
+fn map_bytes<K, V, S>(m: &HashMap<K, V, S>) -> u64 {
+    if m.capacity() == 0 {
+        return 0;
+    }
+    let buckets = if m.capacity() < 8 {
+        (m.capacity() + 1).next_power_of_two()
+    } else {
+        (m.capacity() * 8 / 7).next_power_of_two()
+    };
+    (buckets * (std::mem::size_of::<(K, V)>() + 1) + 16) as u64
+}
+
+/// What the tracker's own data structures take now.
+pub fn tracker_memory() -> TrackerMemory {
+    let r = RECORDER.lock();
+    TrackerMemory {
+        fixed: (std::mem::size_of_val(&FILTER) + std::mem::size_of_val(&SAMPLE_MEANS)) as u64,
+        live_table: map_bytes(&r.live),
+        stacks: (r.frames.capacity() * std::mem::size_of::<usize>()
+            + r.stacks.capacity() * std::mem::size_of::<StackEntry>()
+            + r.sites.capacity() * std::mem::size_of::<SiteAcc>()) as u64
+            + map_bytes(&r.stack_index),
+        live_blocks: r.live.len() as u64,
+    }
+}

@@ -43,7 +43,10 @@ pub enum Unwinder {
 /// (default [`DEFAULT_MAX_FRAMES`], at most 120). Affects stacks captured
 /// from then on.
 pub fn set_max_frames(frames: usize) {
-    DEPTH.store(frames.clamp(1, MAX_FRAMES - INTERNAL_FRAMES), Ordering::Relaxed);
+    DEPTH.store(
+        frames.clamp(1, MAX_FRAMES - INTERNAL_FRAMES),
+        Ordering::Relaxed,
+    );
 }
 
 /// The number of the program's frames kept per captured stack.

@@ -125,7 +125,8 @@ fn internal_prefix(frames: &[Frame]) -> usize {
         f.function.contains("__rust_")
             || f.function.contains("__rg_")
             || f.function.contains("__rdl_")
-            || f.function.contains(" as core::alloc::global::GlobalAlloc>::")
+            || f.function
+                .contains(" as core::alloc::global::GlobalAlloc>::")
     }) {
         Some(i) => i + 1,
         None => frames
@@ -383,7 +384,10 @@ mod tests {
         assert_eq!(crate_of("app::load"), "app");
         assert_eq!(crate_of("<alloc::vec::Vec<u8>>::push"), "alloc");
         assert_eq!(crate_of("<app::W as core::clone::Clone>::clone"), "app");
-        assert_eq!(crate_of("<str as alloc::string::ToString>::to_string"), "alloc");
+        assert_eq!(
+            crate_of("<str as alloc::string::ToString>::to_string"),
+            "alloc"
+        );
         assert_eq!(crate_of("<[u8]>::to_vec"), "u8");
     }
 

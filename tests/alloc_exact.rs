@@ -138,7 +138,10 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
     assert_eq!(g.live_blocks, 1);
     assert_eq!(g.live_bytes, 1024 * 24);
     assert_eq!(g.total_blocks, 9);
-    assert_eq!(g.total_bytes, 24 * (4 + 8 + 16 + 32 + 64 + 128 + 256 + 512 + 1024));
+    assert_eq!(
+        g.total_bytes,
+        24 * (4 + 8 + 16 + 32 + 64 + 128 + 256 + 512 + 1024)
+    );
     let types = site_types(&snap, "alloc_exact::grow_gadgets");
     assert!(
         types.iter().any(|t| t.name == "Vec<alloc_exact::Gadget>"),
@@ -158,8 +161,14 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
     let w = site_totals(&snap, "alloc_exact::make_widgets");
     assert_eq!((w.live_blocks, w.live_bytes), (0, 0));
     assert_eq!(w.total_blocks, 1001, "totals survive frees");
-    assert_eq!(site_totals(&snap, "alloc_exact::grow_gadgets").live_blocks, 0);
-    assert_eq!(site_totals(&snap, "alloc_exact::leak_strings").live_blocks, 500);
+    assert_eq!(
+        site_totals(&snap, "alloc_exact::grow_gadgets").live_blocks,
+        0
+    );
+    assert_eq!(
+        site_totals(&snap, "alloc_exact::leak_strings").live_blocks,
+        500
+    );
 }
 
 fn recorded_size(addr: *mut u8) -> Option<u64> {
@@ -229,7 +238,11 @@ fn alloc_zeroed_is_forwarded_and_counted() {
         ALLOC.dealloc(d, layout);
         let p = ALLOC.alloc_zeroed(layout);
         assert!(!p.is_null());
-        assert!(std::slice::from_raw_parts(p, layout.size()).iter().all(|&b| b == 0));
+        assert!(
+            std::slice::from_raw_parts(p, layout.size())
+                .iter()
+                .all(|&b| b == 0)
+        );
         assert_eq!(recorded_size(p), Some(64 * 1024));
         assert_eq!(live_counters(), (before.0 + 1, before.1 + 64 * 1024));
         ALLOC.dealloc(p, layout);
@@ -245,7 +258,8 @@ fn huge_requests_fail_cleanly() {
     assert!(w.try_reserve_exact(isize::MAX as usize / 4).is_err());
     assert_eq!(w, [1, 2, 3], "a failed reserve keeps the vector");
     // SAFETY: a valid (if unsatisfiable) layout; null is the expected answer.
-    let p = unsafe { ALLOC.alloc(Layout::from_size_align(isize::MAX as usize - 4095, 4096).unwrap()) };
+    let p =
+        unsafe { ALLOC.alloc(Layout::from_size_align(isize::MAX as usize - 4095, 4096).unwrap()) };
     assert!(p.is_null());
     drop(w);
     assert_eq!(live_counters(), before);
@@ -253,7 +267,12 @@ fn huge_requests_fail_cleanly() {
 
 fn alignments_of_4096_and_2_mib_are_honoured_and_recorded() {
     let before = live_counters();
-    for &(size, align) in &[(100usize, 4096usize), (8192, 4096), (1000, 2 << 20), (3 << 20, 2 << 20)] {
+    for &(size, align) in &[
+        (100usize, 4096usize),
+        (8192, 4096),
+        (1000, 2 << 20),
+        (3 << 20, 2 << 20),
+    ] {
         let layout = Layout::from_size_align(size, align).unwrap();
         // SAFETY: valid layout, freed with the same layout.
         unsafe {
@@ -328,7 +347,10 @@ fn sixteen_thread_storm_with_concurrent_snapshots_returns_to_baseline() {
             while !stop.load(Ordering::Relaxed) {
                 let snap = recorder::snapshot();
                 let sum: u64 = snap.stacks.iter().map(|s| s.stats.live_blocks).sum();
-                assert_eq!(sum, snap.heap.live_blocks, "stack totals sum to the heap total");
+                assert_eq!(
+                    sum, snap.heap.live_blocks,
+                    "stack totals sum to the heap total"
+                );
                 assert_eq!(snap.blocks.len() as u64, snap.heap.live_blocks);
                 taken += 1;
             }
@@ -390,7 +412,11 @@ fn allocation_during_thread_teardown_is_counted() {
     .unwrap();
     let leaked = TEARDOWN_LEAK.load(Ordering::Relaxed);
     assert!(!leaked.is_null(), "the destructor ran");
-    assert_eq!(live_counters(), (before.0 + 1, before.1 + 48), "exactly the one leak");
+    assert_eq!(
+        live_counters(),
+        (before.0 + 1, before.1 + 48),
+        "exactly the one leak"
+    );
     assert_eq!(recorded_size(leaked), Some(48));
 }
 
@@ -434,7 +460,10 @@ fn fork_while_other_threads_allocate_does_not_deadlock_the_child() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child {round} failed");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child {round} failed"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for b in busy {
@@ -461,8 +490,16 @@ fn allocations_before_main_are_tracked() {
     assert!(!p.is_null(), "the constructor ran before main");
     assert_eq!(BEFORE_MAIN_LEN.load(Ordering::Relaxed), 333);
     // SAFETY: the constructor leaked 333 initialised bytes at p.
-    assert!(unsafe { std::slice::from_raw_parts(p, 333) }.iter().all(|&b| b == 42));
-    assert_eq!(recorded_size(p), Some(333), "recorded in exact mode from the start");
+    assert!(
+        unsafe { std::slice::from_raw_parts(p, 333) }
+            .iter()
+            .all(|&b| b == 42)
+    );
+    assert_eq!(
+        recorded_size(p),
+        Some(333),
+        "recorded in exact mode from the start"
+    );
     let snap = recorder::snapshot();
     let site = site_totals(&snap, "alloc_exact::allocate_before_main");
     assert_eq!((site.live_blocks, site.live_bytes), (1, 333));

@@ -14,7 +14,10 @@ use std::time::Instant;
 /// if any), prints one line per test and libtest's summary line, and exits
 /// with 101 when any failed.
 pub fn run(tests: &[(&str, fn())]) {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if std::env::args().any(|a| a == "--list") {
         for (name, _) in tests {
             println!("{name}: test");

@@ -1,0 +1,253 @@
+//! Exact mode against the oracle: the same workload under `dhat::Alloc`
+//! gives the same total and end-of-run bytes and blocks per allocation site.
+//!
+//! A binary has one global allocator, chosen here once, before the first
+//! allocation, from `ORACLE_ALLOCATOR`: the test re-executes this binary with
+//! `ORACLE_ALLOCATOR=dhat`, so dhat's run is a separate process that never
+//! touches jemalloc, and compares what both report.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use leakscope::{Mode, recorder, symbols};
+
+const UNKNOWN: u8 = 0;
+const LEAKSCOPE: u8 = 1;
+const DHAT: u8 = 2;
+static CHOICE: AtomicU8 = AtomicU8::new(UNKNOWN);
+static LEAKSCOPE_ALLOC: leakscope::Alloc = leakscope::Alloc::with_default_mode(Mode::Exact);
+
+fn choice() -> u8 {
+    let c = CHOICE.load(Ordering::Relaxed);
+    if c != UNKNOWN {
+        return c;
+    }
+    // SAFETY: a NUL-terminated name; getenv does not allocate.
+    let v = unsafe { libc::getenv(c"ORACLE_ALLOCATOR".as_ptr()) };
+    // SAFETY: getenv returned a valid C string or null.
+    let dhat = !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == b"dhat";
+    let c = if dhat { DHAT } else { LEAKSCOPE };
+    CHOICE.store(c, Ordering::Relaxed);
+    c
+}
+
+/// The process's allocator: leakscope or dhat, fixed for the whole run.
+struct Chosen;
+
+// SAFETY: forwards every call to one allocator, the same for the whole run.
+unsafe impl GlobalAlloc for Chosen {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe {
+            if choice() == DHAT {
+                dhat::Alloc.alloc(l)
+            } else {
+                LEAKSCOPE_ALLOC.alloc(l)
+            }
+        }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe {
+            if choice() == DHAT {
+                dhat::Alloc.alloc_zeroed(l)
+            } else {
+                LEAKSCOPE_ALLOC.alloc_zeroed(l)
+            }
+        }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded.
+        unsafe {
+            if choice() == DHAT {
+                dhat::Alloc.dealloc(p, l)
+            } else {
+                LEAKSCOPE_ALLOC.dealloc(p, l)
+            }
+        }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe {
+            if choice() == DHAT {
+                dhat::Alloc.realloc(p, l, n)
+            } else {
+                LEAKSCOPE_ALLOC.realloc(p, l, n)
+            }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Chosen = Chosen;
+
+fn main() {
+    if choice() == DHAT {
+        run_under_dhat();
+        return;
+    }
+    common::run(&[(
+        "exact_mode_matches_dhat_per_allocation_site",
+        exact_mode_matches_dhat_per_allocation_site,
+    )]);
+}
+
+#[allow(dead_code)]
+struct Widget {
+    id: u64,
+    name: [u8; 24],
+}
+
+#[allow(dead_code)]
+struct Gadget(u64, u32);
+
+#[inline(never)]
+fn wl_widgets() -> Vec<Box<Widget>> {
+    (0..1000)
+        .map(|id| {
+            Box::new(Widget {
+                id,
+                name: [b'w'; 24],
+            })
+        })
+        .collect()
+}
+
+#[inline(never)]
+fn wl_gadgets() -> Vec<Gadget> {
+    let mut v = Vec::new();
+    for i in 0..1000 {
+        v.push(Gadget(i, i as u32));
+    }
+    v
+}
+
+#[inline(never)]
+fn wl_strings() {
+    for i in 0..500 {
+        std::mem::forget(format!("a leaked string number {i}"));
+    }
+}
+
+#[inline(never)]
+fn wl_churn() {
+    for i in 0..2000usize {
+        let mut v: Vec<u8> = Vec::with_capacity(16 + i % 300);
+        v.extend(std::iter::repeat_n(1u8, i % 500));
+        v.shrink_to_fit();
+        std::hint::black_box(&v);
+    }
+}
+
+#[inline(never)]
+fn wl_map() -> HashMap<u64, String> {
+    (0..300u64).map(|i| (i, i.to_string().repeat(3))).collect()
+}
+
+/// Runs the workload; returns what it keeps alive.
+fn workload() -> (Vec<Box<Widget>>, Vec<Gadget>, HashMap<u64, String>) {
+    let w = wl_widgets();
+    let g = wl_gadgets();
+    wl_strings();
+    wl_churn();
+    let m = wl_map();
+    (w, g, m)
+}
+
+/// Per workload function: (total bytes, total blocks, end bytes, end blocks).
+type Sites = BTreeMap<String, [u64; 4]>;
+
+/// The workload function named in a frame description, if any.
+fn workload_fn(frame: &str) -> Option<String> {
+    let start = frame.find("dhat_oracle::wl_")?;
+    let rest = &frame[start..];
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(rest.len());
+    Some(
+        rest[..end]
+            .trim_end_matches(':')
+            .split("::{closure")
+            .next()?
+            .to_string(),
+    )
+}
+
+fn run_under_dhat() {
+    let path = std::env::temp_dir().join(format!("leakscope-oracle-{}.json", std::process::id()));
+    let kept;
+    {
+        let _profiler = dhat::Profiler::builder()
+            .file_name(&path)
+            .trim_backtraces(None)
+            .build();
+        kept = workload();
+    }
+    let text = std::fs::read_to_string(&path).expect("dhat wrote its file");
+    let _ = std::fs::remove_file(&path);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("dhat JSON");
+    let ftbl: Vec<&str> = json["ftbl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let mut sites = Sites::new();
+    for pp in json["pps"].as_array().unwrap() {
+        let site = pp["fs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|i| workload_fn(ftbl[i.as_u64().unwrap() as usize]));
+        if let Some(site) = site {
+            let e = sites.entry(site).or_default();
+            for (k, key) in ["tb", "tbk", "eb", "ebk"].iter().enumerate() {
+                e[k] += pp[key].as_u64().unwrap();
+            }
+        }
+    }
+    println!("{}", serde_json::to_string(&sites).unwrap());
+    drop(kept);
+}
+
+fn exact_mode_matches_dhat_per_allocation_site() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("ORACLE_ALLOCATOR", "dhat")
+        .output()
+        .expect("run the dhat half");
+    assert!(
+        out.status.success(),
+        "dhat half failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("dhat's figures");
+    let dhat: Sites = serde_json::from_str(line).unwrap();
+
+    leakscope::set_mode(Mode::Exact);
+    let kept = workload();
+    let snap = recorder::snapshot();
+    let mut ours = Sites::new();
+    for s in &snap.stacks {
+        let frames = symbols::resolve_stack(&s.frames);
+        if let Some(site) = frames.iter().find_map(|f| workload_fn(&f.function)) {
+            let e = ours.entry(site).or_default();
+            e[0] += s.stats.total_bytes;
+            e[1] += s.stats.total_blocks;
+            e[2] += s.stats.live_bytes;
+            e[3] += s.stats.live_blocks;
+        }
+    }
+    drop(kept);
+    assert_eq!(dhat.len(), 5, "dhat saw every workload function: {dhat:?}");
+    assert_eq!(
+        ours, dhat,
+        "per site [tb, tbk, eb, ebk]: leakscope (left) vs dhat (right)"
+    );
+}
