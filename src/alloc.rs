@@ -11,6 +11,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
@@ -111,10 +112,14 @@ pub fn mode() -> Mode {
     Mode::from_code(MODE.load(Ordering::Relaxed))
 }
 
-/// Switches the mode for allocations made from now on (see [`Mode`]).
+/// Switches the mode for allocations made from now on (see [`Mode`]): at
+/// once on the calling thread, and on every other thread at its next
+/// countdown event (after it allocates about [`sample_bytes`] more bytes, or
+/// at its next allocation in exact mode).
 pub fn set_mode(mode: Mode) {
     ensure_init(MODE_SAMPLED);
     MODE.store(mode.code(), Ordering::Relaxed);
+    let _ = THREAD.try_with(|t| t.refresh_fast());
 }
 
 /// The mean number of bytes between samples in [`Mode::Sampled`].
@@ -214,20 +219,26 @@ struct SharedThread {
     next: AtomicPtr<SharedThread>,
 }
 
-const STATUS_NEW: u8 = 0;
-const STATUS_LIVE: u8 = 1;
-const STATUS_DEAD: u8 = 2;
+const STATE_NEW: u8 = 0;
+const STATE_LIVE: u8 = 1;
+const STATE_DEAD: u8 = 2;
+/// Set in `ThreadState::state` while this thread runs tracker code: its
+/// allocations then go straight to jemalloc, untracked and uncounted.
+const BUSY: u8 = 0x80;
 
 struct ThreadState {
-    /// Set while this thread runs tracker code: its allocations go straight
-    /// to jemalloc, untracked and uncounted.
-    busy: Cell<bool>,
-    status: Cell<u8>,
+    /// What the fast paths read, one byte: the mode code (counters, sampled,
+    /// exact, or off) while this thread is live and not busy; 0 when the
+    /// slow path must decide (new, tearing down, busy).
+    fast: Cell<u8>,
+    /// `STATE_*`, plus [`BUSY`].
+    state: Cell<u8>,
     shared: SharedThread,
-    /// Live bytes not yet added to the global peak estimate.
-    unflushed: Cell<i64>,
-    /// Bytes until the next sample.
+    /// Bytes until the next countdown event (a sample in sampled mode, and
+    /// an update of the global peak estimate and of `fast` in every mode).
     countdown: Cell<i64>,
+    /// This thread's live bytes as last added to the global peak estimate.
+    flushed: Cell<i64>,
     rng: Cell<u64>,
     stack_top: Cell<usize>,
     index: Cell<u16>,
@@ -236,18 +247,45 @@ struct ThreadState {
 impl ThreadState {
     const fn new() -> Self {
         ThreadState {
-            busy: Cell::new(false),
-            status: Cell::new(STATUS_NEW),
+            fast: Cell::new(0),
+            state: Cell::new(STATE_NEW),
             shared: SharedThread {
                 counters: Counters::new(),
                 next: AtomicPtr::new(ptr::null_mut()),
             },
-            unflushed: Cell::new(0),
             countdown: Cell::new(0),
+            flushed: Cell::new(0),
             rng: Cell::new(0),
             stack_top: Cell::new(0),
             index: Cell::new(0),
         }
+    }
+
+    fn is_busy(&self) -> bool {
+        self.state.get() & BUSY != 0
+    }
+
+    /// Re-reads the global mode into `fast`.
+    fn refresh_fast(&self) {
+        let fast = if self.state.get() == STATE_LIVE {
+            MODE.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        self.fast.set(fast);
+    }
+
+    /// Marks the thread busy; returns the state to restore with `leave`.
+    fn enter(&self) -> u8 {
+        let prev = self.state.get();
+        self.state.set(prev | BUSY);
+        self.fast.set(0);
+        prev
+    }
+
+    fn leave(&self, prev: u8) {
+        self.state.set(prev);
+        self.refresh_fast();
     }
 }
 
@@ -266,10 +304,9 @@ impl Drop for ExitGuard {
             let mut reg = REGISTRY.lock();
             reg.unlink(me);
             EXITED.add_shared(&t.shared.counters);
-            t.status.set(STATUS_DEAD);
-            if t.unflushed.get() != 0 {
-                flush_unflushed(t);
-            }
+            flush_live(t);
+            t.state.set(STATE_DEAD | (t.state.get() & BUSY));
+            t.fast.set(0);
         });
     }
 }
@@ -324,19 +361,22 @@ static REGISTRY: RawLocked<Registry> = RawLocked::new(Registry {
 static EXITED: Counters = Counters::new();
 static THREAD_COUNT: AtomicU32 = AtomicU32::new(0);
 
-/// Live bytes summed in steps of [`FLUSH_BYTES`] per thread, and the peak of
-/// that sum: the peak estimate of counters mode.
+/// Live bytes summed over threads as of each thread's last countdown event,
+/// and the peak of that sum: the peak estimate outside exact mode.
 static FLUSHED_LIVE: AtomicI64 = AtomicI64::new(0);
 static FLUSHED_PEAK: AtomicI64 = AtomicI64::new(0);
-/// How far one thread's live bytes may drift before it updates the global
-/// peak estimate (so the estimate is within threads × this of the truth).
-pub(crate) const FLUSH_BYTES: i64 = 256 * 1024;
 
+/// Adds this thread's change in live bytes since its last event to the
+/// global sum and raises the peak. Runs once every ~mean-gap bytes
+/// allocated, so the peak estimate misses at most about that much per thread.
 #[cold]
-fn flush_unflushed(t: &ThreadState) {
-    let d = t.unflushed.replace(0);
-    let live = FLUSHED_LIVE.fetch_add(d, Ordering::Relaxed) + d;
-    FLUSHED_PEAK.fetch_max(live, Ordering::Relaxed);
+fn flush_live(t: &ThreadState) {
+    let c = &t.shared.counters;
+    let r = Ordering::Relaxed;
+    let live = c.alloc_bytes.load(r).wrapping_sub(c.free_bytes.load(r)) as i64;
+    let d = live.wrapping_sub(t.flushed.replace(live));
+    let sum = FLUSHED_LIVE.fetch_add(d, r).wrapping_add(d);
+    FLUSHED_PEAK.fetch_max(sum, r);
 }
 
 /// Sums of all counters: (counters, registered thread count).
@@ -362,14 +402,14 @@ pub(crate) fn flushed_peak() -> i64 {
 /// Runs `f` with this thread's allocations untracked (tracker internals:
 /// everything `f` allocates must also be freed inside such a call).
 pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
+    struct Reset(u8);
     impl Drop for Reset {
         fn drop(&mut self) {
             let was = self.0;
-            let _ = THREAD.try_with(|t| t.busy.set(was));
+            let _ = THREAD.try_with(|t| t.leave(was));
         }
     }
-    let was = THREAD.with(|t| t.busy.replace(true));
+    let was = THREAD.with(|t| t.enter());
     let _reset = Reset(was);
     f()
 }
@@ -555,9 +595,6 @@ fn next_gap(t: &ThreadState, mean: u64) -> i64 {
 #[cold]
 #[inline(never)]
 fn register_thread(t: &ThreadState) {
-    if t.status.get() == STATUS_DEAD {
-        return;
-    }
     t.index
         .set(THREAD_COUNT.fetch_add(1, Ordering::Relaxed) as u16);
     {
@@ -567,79 +604,98 @@ fn register_thread(t: &ThreadState) {
         reg.head = me;
     }
     t.countdown.set(next_gap(t, sample_bytes()));
-    t.status.set(STATUS_LIVE);
+    t.state.set(STATE_LIVE);
+    t.refresh_fast();
     // Registering the exit guard may allocate (through the normal path now
     // that this thread is live); a thread already tearing down cannot
     // register, and its counters then stay registered (still correct).
     let _ = EXIT_GUARD.try_with(|_| ());
 }
 
-/// Counts an allocation in a thread that is tearing down.
+/// Counts an allocation of a thread that is not live: tearing down (its
+/// counters already folded into EXITED) or not yet registered.
 #[cold]
-fn count_dead_alloc(size: usize) {
+fn count_shared_alloc(size: usize) {
     EXITED.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
     EXITED.alloc_blocks.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cold]
-fn count_dead_free(size: usize) {
+fn count_shared_free(size: usize) {
     EXITED.free_bytes.fetch_add(size as u64, Ordering::Relaxed);
     EXITED.free_blocks.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Counts an allocation in this thread's counters.
+/// Accounts a new block (`ptr` non-null): the fast path reads one
+/// thread-local byte, bumps two owner-only counters and the countdown.
 #[inline(always)]
-fn count_alloc(t: &ThreadState, size: usize) {
-    if t.status.get() != STATUS_LIVE {
-        register_thread(t);
-        if t.status.get() != STATUS_LIVE {
-            count_dead_alloc(size);
+fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
+    let fast = t.fast.get();
+    if fast <= MODE_OFF {
+        if fast == MODE_OFF && MODE.load(Ordering::Relaxed) == MODE_OFF {
             return;
         }
+        return on_alloc_slow(t, ptr, size, default);
     }
     let c = &t.shared.counters;
     bump(&c.alloc_bytes, size as u64);
     bump(&c.alloc_blocks, 1);
-    let u = t.unflushed.get() + size as i64;
-    t.unflushed.set(u);
-    if u > FLUSH_BYTES {
-        flush_unflushed(t);
+    if fast == MODE_EXACT {
+        return record_new(t, ptr, size, 0);
+    }
+    let left = t.countdown.get() - size as i64;
+    t.countdown.set(left);
+    if left < 0 {
+        countdown_event(t, ptr, size);
     }
 }
 
-/// Counts a free in this thread's counters.
-#[inline(always)]
-fn count_free(t: &ThreadState, size: usize) {
-    if t.status.get() != STATUS_LIVE {
-        count_dead_free(size);
-        return;
-    }
-    let c = &t.shared.counters;
-    bump(&c.free_bytes, size as u64);
-    bump(&c.free_blocks, 1);
-    let u = t.unflushed.get() - size as i64;
-    t.unflushed.set(u);
-    if u < -FLUSH_BYTES {
-        flush_unflushed(t);
+/// The countdown ran out: update the peak estimate and this thread's view
+/// of the mode, draw the next gap, and in sampled mode record this block.
+/// The gaps are exponential in every mode, so a switch to sampled mode
+/// starts unbiased.
+#[cold]
+#[inline(never)]
+fn countdown_event(t: &ThreadState, ptr: *mut u8, size: usize) {
+    flush_live(t);
+    t.countdown.set(next_gap(t, sample_bytes()));
+    t.refresh_fast();
+    match t.fast.get() {
+        MODE_SAMPLED => record_new(t, ptr, size, SAMPLE_EPOCH.load(Ordering::Relaxed)),
+        MODE_EXACT => record_new(t, ptr, size, 0),
+        _ => {}
     }
 }
 
-/// Accounts a new block (`ptr` non-null). `mode` is a code above MODE_OFF.
-#[inline(always)]
-fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, mode: u8) {
-    count_alloc(t, size);
-    if mode == MODE_COUNTERS {
+#[cold]
+#[inline(never)]
+fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
+    let state = t.state.get();
+    if state & BUSY != 0 {
         return;
     }
-    if mode == MODE_SAMPLED {
-        let left = t.countdown.get() - size as i64;
-        t.countdown.set(left);
-        if left >= 0 {
-            return;
+    let mode = current_mode(default);
+    if state == STATE_LIVE {
+        // Off here, or switched on elsewhere since.
+        t.refresh_fast();
+        if mode > MODE_OFF {
+            on_alloc(t, ptr, size, default);
         }
-        t.countdown.set(next_gap(t, sample_bytes()));
-        record_new(t, ptr, size, SAMPLE_EPOCH.load(Ordering::Relaxed));
-    } else {
+        return;
+    }
+    if mode <= MODE_OFF {
+        if state == STATE_NEW {
+            // Stay unregistered while off, but take the cheap off path.
+            t.fast.set(MODE_OFF);
+        }
+        return;
+    }
+    if state == STATE_NEW {
+        register_thread(t);
+        return on_alloc(t, ptr, size, default);
+    }
+    count_shared_alloc(size);
+    if mode == MODE_EXACT {
         record_new(t, ptr, size, 0);
     }
 }
@@ -648,29 +704,80 @@ fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, mode: u8) {
 /// exact mode).
 #[inline(never)]
 fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
-    t.busy.set(true);
+    let prev = t.enter();
     if t.stack_top.get() == 0 {
         t.stack_top.set(stack::thread_stack_bounds().1.max(1));
     }
-    let mut frames = [0usize; MAX_FRAMES];
+    let mut frames = [MaybeUninit::<usize>::uninit(); MAX_FRAMES];
     let top = t.stack_top.get();
-    let n = stack::capture(&mut frames, if top > 1 { top } else { 0 });
+    let captured = stack::capture(&mut frames, if top > 1 { top } else { 0 });
+    let hash = recorder::stack_hash(captured);
     let now = recorder::now_tick();
-    RECORDER
-        .lock()
-        .record_alloc(ptr as usize, size, &frames[..n], t.index.get(), epoch, now);
-    t.busy.set(false);
+    RECORDER.lock().record_alloc(
+        ptr as usize,
+        size,
+        captured,
+        hash,
+        t.index.get(),
+        epoch,
+        now,
+    );
+    t.leave(prev);
 }
 
-/// Accounts a freed block, before it is handed back to jemalloc (so that its
-/// address cannot be reused and recorded by another thread in between).
+/// Accounts a free before the block goes back to jemalloc (so that its
+/// address cannot be reused and recorded by another thread first).
 #[inline(always)]
-fn on_free(t: &ThreadState, ptr: *mut u8, size: usize, mode: u8) {
-    if mode > MODE_OFF {
-        count_free(t, size);
+fn on_free(t: &ThreadState, ptr: *mut u8, size: usize) {
+    let fast = t.fast.get();
+    if fast > MODE_OFF {
+        let c = &t.shared.counters;
+        bump(&c.free_bytes, size as u64);
+        bump(&c.free_blocks, 1);
+        if (fast == MODE_EXACT && recorder::HAS_LIVE.load(Ordering::Relaxed))
+            || recorder::maybe_recorded(ptr as usize)
+        {
+            forget(t, ptr);
+        }
+    } else if fast == MODE_OFF
+        && MODE.load(Ordering::Relaxed) == MODE_OFF
+        && !recorder::maybe_recorded(ptr as usize)
+    {
+    } else {
+        on_free_slow(t, ptr, size);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
+    let state = t.state.get();
+    if state & BUSY != 0 {
+        return;
+    }
+    let mode = MODE.load(Ordering::Relaxed);
+    if state == STATE_LIVE {
+        t.refresh_fast();
+        if mode > MODE_OFF {
+            return on_free(t, ptr, size);
+        }
+    } else if mode > MODE_OFF {
+        count_shared_free(size);
     }
     if may_be_recorded(ptr, mode) {
         forget(t, ptr);
+    }
+}
+
+/// Counts a free in this thread's counters (the thread is not busy).
+#[inline(always)]
+fn count_free(t: &ThreadState, size: usize) {
+    if t.state.get() == STATE_LIVE {
+        let c = &t.shared.counters;
+        bump(&c.free_bytes, size as u64);
+        bump(&c.free_blocks, 1);
+    } else {
+        count_shared_free(size);
     }
 }
 
@@ -682,12 +789,13 @@ fn may_be_recorded(ptr: *mut u8, mode: u8) -> bool {
         || recorder::maybe_recorded(ptr as usize)
 }
 
+#[cold]
 #[inline(never)]
 fn forget(t: &ThreadState, ptr: *mut u8) {
-    t.busy.set(true);
+    let prev = t.enter();
     let now = recorder::now_tick();
     RECORDER.lock().record_free(ptr as usize, now);
-    t.busy.set(false);
+    t.leave(prev);
 }
 
 #[inline(always)]
@@ -721,13 +829,14 @@ unsafe impl GlobalAlloc for Alloc {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let mode = current_mode(self.default_code());
-        if mode > MODE_OFF || recorder::maybe_recorded(ptr as usize) {
-            let _ = THREAD.try_with(|t| {
-                if !t.busy.get() {
-                    on_free(t, ptr, layout.size(), mode);
-                }
-            });
+        if THREAD.try_with(|t| on_free(t, ptr, layout.size())).is_err()
+            && recorder::maybe_recorded(ptr as usize)
+        {
+            // No thread-local storage at all (cannot happen on Linux with
+            // const thread-locals, but never lose a record).
+            RECORDER
+                .lock()
+                .record_free(ptr as usize, recorder::now_tick());
         }
         // SAFETY: forwarded contract.
         unsafe { Jemalloc.dealloc(ptr, layout) }
@@ -737,8 +846,7 @@ unsafe impl GlobalAlloc for Alloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let mode = current_mode(self.default_code());
         let tracked = mode > MODE_OFF || recorder::maybe_recorded(ptr as usize);
-        let busy = !tracked || THREAD.try_with(|t| t.busy.get()).unwrap_or(true);
-        if busy {
+        if !tracked || THREAD.try_with(|t| t.is_busy()).unwrap_or(true) {
             // SAFETY: forwarded contract.
             return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
         }
@@ -747,7 +855,7 @@ unsafe impl GlobalAlloc for Alloc {
                 // A recorded block is moved under the recorder's lock, so the
                 // old address cannot be handed out and recorded elsewhere
                 // before its record is gone.
-                t.busy.set(true);
+                let prev = t.enter();
                 let mut rec = RECORDER.lock();
                 if rec.is_recorded(ptr as usize) {
                     // SAFETY: forwarded contract.
@@ -757,15 +865,21 @@ unsafe impl GlobalAlloc for Alloc {
                         rec.record_realloc(ptr as usize, new as usize, new_size, now);
                     }
                     drop(rec);
-                    t.busy.set(false);
+                    t.leave(prev);
                     if !new.is_null() && mode > MODE_OFF {
                         count_free(t, layout.size());
-                        count_alloc(t, new_size);
+                        if t.state.get() == STATE_LIVE {
+                            let c = &t.shared.counters;
+                            bump(&c.alloc_bytes, new_size as u64);
+                            bump(&c.alloc_blocks, 1);
+                        } else {
+                            count_shared_alloc(new_size);
+                        }
                     }
                     return new;
                 }
                 drop(rec);
-                t.busy.set(false);
+                t.leave(prev);
             }
             // SAFETY: forwarded contract.
             let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
@@ -774,7 +888,7 @@ unsafe impl GlobalAlloc for Alloc {
             // the new (which may be sampled, at this stack).
             if !new.is_null() && mode > MODE_OFF {
                 count_free(t, layout.size());
-                on_alloc(t, new, new_size, mode);
+                on_alloc(t, new, new_size, self.default_code());
             }
             new
         })
@@ -787,14 +901,6 @@ impl Alloc {
         if p.is_null() {
             return;
         }
-        let mode = current_mode(self.default_code());
-        if mode <= MODE_OFF {
-            return;
-        }
-        let _ = THREAD.try_with(|t| {
-            if !t.busy.get() {
-                on_alloc(t, p, size, mode);
-            }
-        });
+        let _ = THREAD.try_with(|t| on_alloc(t, p, size, self.default_code()));
     }
 }

@@ -52,10 +52,13 @@ const FILTER_BITS: u32 = 18;
 /// and then stay (always "maybe").
 static FILTER: [AtomicU8; 1 << FILTER_BITS] = [const { AtomicU8::new(0) }; 1 << FILTER_BITS];
 
+/// The filter slot of an address: one byte per 16 bytes of address space,
+/// repeating every 4 MiB. Not hashed on purpose: blocks freed close together
+/// in time tend to lie close together in memory, so their slots share cache
+/// lines and the check on the free path rarely misses the cache.
 #[inline(always)]
 fn filter_slot(addr: usize) -> &'static AtomicU8 {
-    let h = (addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS);
-    &FILTER[h as usize]
+    &FILTER[(addr >> 4) & ((1 << FILTER_BITS) - 1)]
 }
 
 /// Whether `addr` may be a recorded block (no false negatives).
@@ -251,12 +254,23 @@ fn ticks(t: u32) -> Duration {
     TICK * t
 }
 
-fn stack_hash(frames: &[usize]) -> u64 {
-    let mut h = AddrHasher(frames.len() as u64);
-    for &f in frames {
-        h.write_usize(f);
+/// Hash of a stack, computed before the recorder's lock is taken. Two
+/// independent rotate-xor lanes (one cycle per frame each, so the chain is
+/// short), mixed once at the end; interning compares the frames, so a
+/// collision costs a comparison, never a wrong stack.
+pub(crate) fn stack_hash(frames: &[usize]) -> u64 {
+    let (mut a, mut b) = (frames.len() as u64, 0x9E37_79B9_7F4A_7C15u64);
+    let mut pairs = frames.chunks_exact(2);
+    for p in &mut pairs {
+        a = a.rotate_left(19) ^ p[0] as u64;
+        b = b.rotate_left(23) ^ p[1] as u64;
     }
-    h.finish()
+    if let [last] = pairs.remainder() {
+        a = a.rotate_left(19) ^ *last as u64;
+    }
+    let mut out = AddrHasher(a);
+    out.write_u64(b);
+    out.finish()
 }
 
 impl Recorder {
@@ -281,8 +295,7 @@ impl Recorder {
         }
     }
 
-    fn intern(&mut self, frames: &[usize]) -> u32 {
-        let hash = stack_hash(frames);
+    fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
         let mut id = self.stack_index.get(&hash).copied().unwrap_or(NO_STACK);
         let head = id;
         while id != NO_STACK {
@@ -335,23 +348,27 @@ impl Recorder {
         }
     }
 
-    /// Records a new block.
+    /// Records a new block; `hash` is [`stack_hash`] of `frames`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_alloc(
         &mut self,
         addr: usize,
         size: usize,
         frames: &[usize],
+        hash: u64,
         thread: u16,
         epoch: u8,
         now: u32,
     ) {
-        if self.live.contains_key(&(addr as u64)) {
+        let stack = self.intern(frames, hash);
+        let rec = LiveRec::new(size, thread, epoch, stack, now);
+        if let Some(stale) = self.live.insert(addr as u64, rec) {
             // A block we never saw freed (tracking was switched off while it
             // lived): it is gone now that its address is handed out again.
+            self.live.insert(addr as u64, stale);
             self.record_free(addr, now);
+            self.live.insert(addr as u64, rec);
         }
-        let stack = self.intern(frames);
-        let rec = LiveRec::new(size, thread, epoch, stack, now);
         let (bytes, blocks) = weight(rec.size(), epoch);
         self.seq += 1;
         let s = self.touch(stack);
@@ -367,7 +384,6 @@ impl Recorder {
             self.sampled_live += 1;
             self.sampled_ever = true;
         }
-        self.live.insert(addr as u64, rec);
         filter_add(addr);
         HAS_LIVE.store(true, Ordering::Relaxed);
         self.after_growth(stack, now);

@@ -8,6 +8,7 @@
 //! slower, but it works on any build). `LEAKSCOPE_UNWIND=fp|backtrace`
 //! overrides the probe.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// Size of the capture buffer: the largest depth that can be configured plus
@@ -109,23 +110,26 @@ pub(crate) fn thread_stack_bounds() -> (usize, usize) {
 }
 
 /// Captures the return addresses of the current stack into `buf`, innermost
-/// first, and returns how many were written. `stack_top` is the highest
-/// address of this thread's stack (0 if unknown: the unwinder is used).
+/// first, and returns them. `stack_top` is the highest address of this
+/// thread's stack (0 if unknown: the unwinder is used). The buffer is not
+/// zeroed first: only the captured part is ever read.
 #[inline(never)]
-pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES], stack_top: usize) -> usize {
+pub(crate) fn capture(buf: &mut [MaybeUninit<usize>; MAX_FRAMES], stack_top: usize) -> &[usize] {
     let want = max_frames() + INTERNAL_FRAMES;
+    let mut n = 0;
     if unwinder() == Unwinder::FramePointers && stack_top != 0 {
-        let n = walk_frame_pointers(&mut buf[..want], stack_top);
-        // A chain that ends at once means a frame without a frame pointer
-        // right above us: the unwinder does better there.
-        if n > INTERNAL_FRAMES / 2 {
-            return n;
-        }
+        n = walk_frame_pointers(&mut buf[..want], stack_top);
     }
-    capture_with_unwinder(&mut buf[..want])
+    // A chain that ends at once means a frame without a frame pointer right
+    // above us: the unwinder does better there.
+    if n <= INTERNAL_FRAMES / 2 {
+        n = capture_with_unwinder(&mut buf[..want]);
+    }
+    // SAFETY: the first n elements were written by the walk or the unwinder.
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n) }
 }
 
-fn capture_with_unwinder(buf: &mut [usize]) -> usize {
+fn capture_with_unwinder(buf: &mut [MaybeUninit<usize>]) -> usize {
     let mut n = 0;
     // SAFETY: the unsynchronised variant is required here because the
     // synchronised one takes a lock that may allocate; the allocator's
@@ -138,7 +142,7 @@ fn capture_with_unwinder(buf: &mut [usize]) -> usize {
             }
             let ip = frame.ip() as usize;
             if ip != 0 {
-                buf[n] = ip;
+                buf[n].write(ip);
                 n += 1;
             }
             true
@@ -195,13 +199,13 @@ fn stack_pointer() -> usize {
 /// the previous one and inside `[sp, stack_top)`, so a garbage pointer ends
 /// the walk instead of faulting.
 #[inline(always)]
-fn walk_frame_pointers(buf: &mut [usize], stack_top: usize) -> usize {
+fn walk_frame_pointers(buf: &mut [MaybeUninit<usize>], stack_top: usize) -> usize {
     let mut fp = frame_address();
     let mut low = stack_pointer();
     let word = std::mem::size_of::<usize>();
     let mut n = 0;
     while n < buf.len() {
-        if fp < low || fp % word != 0 || fp.saturating_add(2 * word) > stack_top {
+        if fp < low || !fp.is_multiple_of(word) || fp.saturating_add(2 * word) > stack_top {
             break;
         }
         // SAFETY: `fp` and `fp + word` lie inside this thread's live stack
@@ -216,7 +220,7 @@ fn walk_frame_pointers(buf: &mut [usize], stack_top: usize) -> usize {
         if ret == 0 {
             break;
         }
-        buf[n] = ret;
+        buf[n].write(ret);
         n += 1;
         if next <= fp {
             break;
@@ -227,32 +231,36 @@ fn walk_frame_pointers(buf: &mut [usize], stack_top: usize) -> usize {
     n
 }
 
-/// Whether this build keeps frame pointers: the return address found through
-/// `probe_inner`'s frame pointer must point into `probe_outer`.
+/// Whether this build keeps frame pointers: a short walk from `probe_inner`
+/// must find a return address inside `probe_outer` or inside this function
+/// (LLVM may shrink-wrap a prologue after the register read, so the walk may
+/// start one frame up). Without frame pointers the register holds anything,
+/// and the bounded walk finds nothing that lands in these two functions.
 fn frame_pointers_work() -> bool {
     if cfg!(not(any(target_arch = "x86_64", target_arch = "aarch64"))) {
         return false;
     }
-    std::hint::black_box(probe_outer())
-}
-
-#[inline(never)]
-fn probe_outer() -> bool {
-    let found = std::hint::black_box(probe_inner());
-    let start = probe_outer as *const () as usize;
-    found > start && found < start + 512
-}
-
-#[inline(never)]
-fn probe_inner() -> usize {
-    let fp = frame_address();
-    let sp = stack_pointer();
-    let word = std::mem::size_of::<usize>();
-    // Without frame pointers the register holds anything: only trust it if it
-    // points just above our own stack pointer.
-    if fp < sp || fp > sp + 4096 || fp % word != 0 {
-        return 0;
+    let top = thread_stack_bounds().1;
+    if top == 0 {
+        return false;
     }
-    // SAFETY: fp + word lies within the live part of this thread's stack.
-    unsafe { std::ptr::read_volatile((fp + word) as *const usize) }
+    let mut found = [MaybeUninit::uninit(); 4];
+    let n = std::hint::black_box(probe_outer(&mut found, top));
+    let within = |f: *const (), a: usize| a > f as usize && a < f as usize + 512;
+    found[..n].iter().any(|a| {
+        // SAFETY: the walk wrote the first n elements.
+        let a = unsafe { a.assume_init() };
+        within(probe_outer as *const (), a) || within(frame_pointers_work as *const (), a)
+    })
+}
+
+#[inline(never)]
+fn probe_outer(found: &mut [MaybeUninit<usize>; 4], top: usize) -> usize {
+    let n = probe_inner(found, top);
+    std::hint::black_box(n)
+}
+
+#[inline(never)]
+fn probe_inner(found: &mut [MaybeUninit<usize>; 4], top: usize) -> usize {
+    walk_frame_pointers(found, top)
 }

@@ -78,10 +78,12 @@ pub struct Stats {
     /// Blocks freed since the start.
     pub freed_blocks: u64,
     /// The peak of live bytes. Exact in exact mode since tracking began
-    /// (the recorder's peak); otherwise an estimate that may be low by up to
+    /// (the recorder's peak); otherwise an estimate updated every ~mean-gap
+    /// bytes each thread allocates, so it may be low by about
     /// [`Stats::peak_tolerance`].
     pub peak_live_bytes: u64,
-    /// How far `peak_live_bytes` may be below the true peak (0 when exact).
+    /// About how far `peak_live_bytes` may be below the true peak (threads ×
+    /// the sampling mean; 0 when exact).
     pub peak_tolerance: u64,
     /// Threads whose counters are registered now.
     pub threads: usize,
@@ -111,7 +113,7 @@ pub fn stats() -> Result<Stats, Error> {
         let heap = crate::recorder::snapshot_totals();
         (heap.peak_bytes.max(live_bytes), 0)
     } else {
-        let tol = (threads.max(1) as u64) * alloc::FLUSH_BYTES as u64;
+        let tol = (threads.max(1) as u64) * alloc::sample_bytes();
         ((alloc::flushed_peak().max(0) as u64).max(live_bytes), tol)
     };
     Ok(Stats {

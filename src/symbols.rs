@@ -145,8 +145,15 @@ fn is_allocator_internal(function: &str) -> bool {
         || function == "?"
 }
 
+/// Names that are types of the language itself, not paths into a crate.
+const PRIMITIVES: &[&str] = &[
+    "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64",
+    "i128", "isize", "f32", "f64", "_", "",
+];
+
 /// The crate a (demangled) function name belongs to: its self type's crate,
-/// or the trait's when the self type is a primitive.
+/// or the trait's when the self type is a primitive; `core` for inherent
+/// methods of primitives and slices (only the standard library has those).
 fn crate_of(function: &str) -> &str {
     let body = function.trim_start_matches('<');
     let body = body
@@ -158,13 +165,13 @@ fn crate_of(function: &str) -> &str {
         .find(|c: char| !(c.is_alphanumeric() || c == '_'))
         .unwrap_or(body.len());
     let first = &body[..end];
-    let is_path = body[end..].starts_with("::");
-    if !is_path {
-        if let Some(pos) = function.find(" as ") {
-            return crate_of(&function[pos + 4..]);
-        }
+    if body[end..].starts_with("::") && !PRIMITIVES.contains(&first) {
+        return first;
     }
-    first
+    match function.find(" as ") {
+        Some(pos) => crate_of(&function[pos + 4..]),
+        None => "core",
+    }
 }
 
 fn is_runtime_function(function: &str) -> bool {
@@ -388,7 +395,12 @@ mod tests {
             crate_of("<str as alloc::string::ToString>::to_string"),
             "alloc"
         );
-        assert_eq!(crate_of("<[u8]>::to_vec"), "u8");
+        assert_eq!(crate_of("<[u8]>::to_vec"), "core");
+        assert_eq!(
+            crate_of("<u8 as <[_]>::to_vec_in::ConvertVec>::to_vec::<alloc::alloc::Global>"),
+            "core"
+        );
+        assert_eq!(crate_of("<u8 as app::Parse>::parse"), "app");
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! The tests check process-wide figures, so they run one at a time on the
 //! main thread (see `common`).
 
+// Boxes in vectors are the point: each box is one heap block to count.
+#![allow(clippy::vec_box)]
+
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -33,35 +36,16 @@ tests!(
     allocations_before_main_are_tracked,
 );
 
-/// Sums the stacks whose allocation site is `function` (closures included).
-fn site_totals(snap: &Snapshot, function: &str) -> leakscope::recorder::SiteStats {
-    let mut sum = leakscope::recorder::SiteStats::default();
-    for s in &snap.stacks {
-        let frames = symbols::resolve_stack(&s.frames);
-        let Some(site) = symbols::allocation_site(&frames) else {
-            continue;
-        };
-        let name = site.function.split("::{closure").next().unwrap_or("");
-        if name == function {
-            sum.total_bytes += s.stats.total_bytes;
-            sum.total_blocks += s.stats.total_blocks;
-            sum.live_bytes += s.stats.live_bytes;
-            sum.live_blocks += s.stats.live_blocks;
-        }
-    }
-    sum
-}
-
 /// The type of the blocks allocated at `function`.
 fn site_types(snap: &Snapshot, function: &str) -> Vec<symbols::BlockType> {
     let mut out = Vec::new();
     for s in &snap.stacks {
         let frames = symbols::resolve_stack(&s.frames);
-        if let Some(site) = symbols::allocation_site(&frames) {
-            if site.function.split("::{closure").next() == Some(function) && s.stats.live_blocks > 0
-            {
-                out.push(symbols::block_type(&frames));
-            }
+        if let Some(site) = symbols::allocation_site(&frames)
+            && site.function.split("::{closure").next() == Some(function)
+            && s.stats.live_blocks > 0
+        {
+            out.push(symbols::block_type(&frames));
         }
     }
     out
@@ -120,7 +104,7 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
     assert!(!snap.estimated, "exact mode figures are not estimates");
 
     // 1000 boxes of 40 bytes, plus the Vec that holds them (1000 pointers).
-    let w = site_totals(&snap, "alloc_exact::make_widgets");
+    let w = common::site_totals(&snap, "alloc_exact::make_widgets");
     assert_eq!(w.live_blocks, 1001);
     assert_eq!(w.live_bytes, 1000 * 40 + 1000 * 8);
     assert_eq!(w.total_blocks, 1001);
@@ -134,7 +118,7 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
 
     // Vec<Gadget> grown by push: capacities 4, 8, …, 1024 — one allocation
     // and eight reallocations, one live block of 1024 × 24 bytes.
-    let g = site_totals(&snap, "alloc_exact::grow_gadgets");
+    let g = common::site_totals(&snap, "alloc_exact::grow_gadgets");
     assert_eq!(g.live_blocks, 1);
     assert_eq!(g.live_bytes, 1024 * 24);
     assert_eq!(g.total_blocks, 9);
@@ -149,7 +133,7 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
     );
 
     // 500 leaked 20-byte strings.
-    let s = site_totals(&snap, "alloc_exact::leak_strings");
+    let s = common::site_totals(&snap, "alloc_exact::leak_strings");
     assert_eq!(s.live_blocks, 500);
     assert_eq!(s.live_bytes, 500 * 20);
     let types = site_types(&snap, "alloc_exact::leak_strings");
@@ -158,15 +142,15 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
     drop(widgets);
     drop(gadgets);
     let snap = recorder::snapshot();
-    let w = site_totals(&snap, "alloc_exact::make_widgets");
+    let w = common::site_totals(&snap, "alloc_exact::make_widgets");
     assert_eq!((w.live_blocks, w.live_bytes), (0, 0));
     assert_eq!(w.total_blocks, 1001, "totals survive frees");
     assert_eq!(
-        site_totals(&snap, "alloc_exact::grow_gadgets").live_blocks,
+        common::site_totals(&snap, "alloc_exact::grow_gadgets").live_blocks,
         0
     );
     assert_eq!(
-        site_totals(&snap, "alloc_exact::leak_strings").live_blocks,
+        common::site_totals(&snap, "alloc_exact::leak_strings").live_blocks,
         500
     );
 }
@@ -376,7 +360,7 @@ fn sixteen_thread_storm_with_concurrent_snapshots_returns_to_baseline() {
         "recorded live blocks back to the baseline"
     );
     let snap = recorder::snapshot();
-    let storm = site_totals(&snap, "alloc_exact::storm_worker");
+    let storm = common::site_totals(&snap, "alloc_exact::storm_worker");
     assert_eq!(storm.live_blocks, 0);
     assert!(storm.total_blocks >= 16 * 20_000);
 }
@@ -501,6 +485,6 @@ fn allocations_before_main_are_tracked() {
         "recorded in exact mode from the start"
     );
     let snap = recorder::snapshot();
-    let site = site_totals(&snap, "alloc_exact::allocate_before_main");
+    let site = common::site_totals(&snap, "alloc_exact::allocate_before_main");
     assert_eq!((site.live_blocks, site.live_bytes), (1, 333));
 }

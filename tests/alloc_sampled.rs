@@ -1,12 +1,14 @@
 //! The allocator core in counters and sampled mode, and switching modes at
 //! run time. Tests run one at a time on the main thread (see `common`).
 
+// Boxes in vectors are the point: each box is one heap block to count.
+#![allow(clippy::vec_box)]
+
 mod common;
 
 use std::hint::black_box;
 
 use leakscope::recorder::{self, Snapshot};
-use leakscope::symbols;
 use leakscope::{Alloc, Mode};
 
 #[global_allocator]
@@ -22,17 +24,8 @@ tests!(
 
 /// Live (bytes, blocks) of the stacks whose allocation site is `function`.
 fn site_live(snap: &Snapshot, function: &str) -> (u64, u64) {
-    let mut out = (0, 0);
-    for s in &snap.stacks {
-        let frames = symbols::resolve_stack(&s.frames);
-        if let Some(site) = symbols::allocation_site(&frames) {
-            if site.function.split("::{closure").next() == Some(function) {
-                out.0 += s.stats.live_bytes;
-                out.1 += s.stats.live_blocks;
-            }
-        }
-    }
-    out
+    let t = common::site_totals(snap, function);
+    (t.live_bytes, t.live_blocks)
 }
 
 fn default_mode_is_sampled() {

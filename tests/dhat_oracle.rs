@@ -6,6 +6,9 @@
 //! `ORACLE_ALLOCATOR=dhat`, so dhat's run is a separate process that never
 //! touches jemalloc, and compares what both report.
 
+// Boxes in vectors are the point: each box is one heap block to count.
+#![allow(clippy::vec_box)]
+
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout};

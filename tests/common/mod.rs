@@ -62,6 +62,27 @@ pub fn run(tests: &[(&str, fn())]) {
     }
 }
 
+/// Sums the totals of the stacks whose allocation site is `function`
+/// (closures of `function` included).
+pub fn site_totals(
+    snap: &leakscope::recorder::Snapshot,
+    function: &str,
+) -> leakscope::recorder::SiteStats {
+    let mut sum = leakscope::recorder::SiteStats::default();
+    for s in &snap.stacks {
+        let frames = leakscope::symbols::resolve_stack(&s.frames);
+        if let Some(site) = leakscope::symbols::allocation_site(&frames)
+            && site.function.split("::{closure").next() == Some(function)
+        {
+            sum.total_bytes += s.stats.total_bytes;
+            sum.total_blocks += s.stats.total_blocks;
+            sum.live_bytes += s.stats.live_bytes;
+            sum.live_blocks += s.stats.live_blocks;
+        }
+    }
+    sum
+}
+
 /// `tests!(a, b, c)` runs the functions `a`, `b`, `c` with [`run`].
 #[macro_export]
 macro_rules! tests {

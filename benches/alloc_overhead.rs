@@ -1,0 +1,248 @@
+//! The allocator's cost in each mode, as ratios against plain
+//! tikv-jemallocator measured in the same run, and the tracker's memory.
+//!
+//! Workload: alloc+free pairs of mixed sizes (16 B – 4 KiB), each block living
+//! for 64 operations, on 1 and 2 threads, from a shallow stack and from 30
+//! frames deeper. Every allocator is called through `&dyn GlobalAlloc`: one
+//! real call per operation, as a program pays it through the `__rust_alloc`
+//! symbol (std's collections are precompiled and always call it), and never
+//! an inlined copy of one allocator but not the other. Subjects run
+//! interleaved round by round, and the fastest round counts: on a shared
+//! virtual machine, scheduling noise only ever adds time, so the minimum is
+//! the stable estimate of what the code itself costs. dhat::Alloc runs the
+//! same workload for comparison (it wraps the system allocator).
+//!
+//! Run: `cargo bench --bench alloc_overhead` (set `BENCH_QUICK=1` for a short run).
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use leakscope::{Alloc, Mode};
+use tikv_jemallocator::Jemalloc;
+
+#[global_allocator]
+static GLOBAL: Alloc = Alloc::new();
+
+static TRACKED: Alloc = Alloc::new();
+
+/// Sizes drawn once: a fixed, mixed sequence from 16 B to 4 KiB.
+fn sizes() -> Vec<usize> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly small, some large: like a real program.
+            let r = x % 100;
+            if r < 70 {
+                16 + (x >> 8) as usize % 240
+            } else if r < 95 {
+                256 + (x >> 8) as usize % 768
+            } else {
+                1024 + (x >> 8) as usize % 3072
+            }
+        })
+        .collect()
+}
+
+#[inline(never)]
+fn churn(a: &dyn GlobalAlloc, sizes: &[usize], ops: usize) {
+    let mut ring: [(*mut u8, usize); 64] = [(std::ptr::null_mut(), 0); 64];
+    for i in 0..ops {
+        let size = sizes[i % sizes.len()];
+        let slot = &mut ring[i % 64];
+        // SAFETY: each block is freed with the layout it was allocated with.
+        unsafe {
+            if !slot.0.is_null() {
+                a.dealloc(slot.0, Layout::from_size_align_unchecked(slot.1, 8));
+            }
+            let p = a.alloc(Layout::from_size_align_unchecked(size, 8));
+            *p = i as u8;
+            *slot = (p, size);
+        }
+    }
+    for (p, size) in ring {
+        if !p.is_null() {
+            // SAFETY: as above.
+            unsafe { a.dealloc(p, Layout::from_size_align_unchecked(size, 8)) };
+        }
+    }
+}
+
+/// Runs `f` under `depth` extra frames.
+#[inline(never)]
+fn deep(depth: usize, f: &mut dyn FnMut()) {
+    if depth == 0 {
+        f();
+    } else {
+        deep(depth - 1, f);
+        black_box(depth);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Subject {
+    Jemalloc,
+    Leakscope(Mode),
+    Dhat,
+}
+
+impl Subject {
+    fn name(self) -> String {
+        match self {
+            Subject::Jemalloc => "jemalloc".into(),
+            Subject::Leakscope(m) => format!("leakscope {}", m.name()),
+            Subject::Dhat => "dhat::Alloc".into(),
+        }
+    }
+}
+
+/// Nanoseconds per alloc+free pair, per thread.
+fn measure(
+    subject: Subject,
+    threads: usize,
+    depth: usize,
+    ops: usize,
+    sizes: &Arc<Vec<usize>>,
+) -> f64 {
+    if let Subject::Leakscope(m) = subject {
+        leakscope::set_mode(m);
+    }
+    let _profiler = (subject == Subject::Dhat).then(|| dhat::Profiler::builder().testing().build());
+    // Each worker times itself: with 2 cores and 2 busy workers, a timing
+    // thread would not even be scheduled until a worker finished.
+    let barrier = Arc::new(Barrier::new(threads));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let barrier = barrier.clone();
+            let sizes = sizes.clone();
+            std::thread::spawn(move || {
+                // Warm up this thread's caches and leakscope's thread state.
+                run(subject, &sizes, 1000, depth);
+                barrier.wait();
+                let start = Instant::now();
+                run(subject, &sizes, ops, depth);
+                (start, Instant::now())
+            })
+        })
+        .collect();
+    let spans: Vec<(Instant, Instant)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let start = spans.iter().map(|s| s.0).min().unwrap();
+    let end = spans.iter().map(|s| s.1).max().unwrap();
+    leakscope::set_mode(Mode::Sampled);
+    (end - start).as_nanos() as f64 / ops as f64
+}
+
+fn run(subject: Subject, sizes: &[usize], ops: usize, depth: usize) {
+    let mut f = || match subject {
+        Subject::Jemalloc => churn(&Jemalloc, sizes, ops),
+        Subject::Leakscope(_) => churn(&TRACKED, sizes, ops),
+        Subject::Dhat => churn(&dhat::Alloc, sizes, ops),
+    };
+    deep(depth, &mut f);
+}
+
+fn fastest(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn memory_per_block() {
+    println!("\n## Tracker memory\n");
+    println!("| mode | live blocks | fixed | per live block |");
+    println!("|---|---:|---:|---:|");
+    leakscope::recorder::reset();
+    for n in [100_000usize, 500_000, 1_000_000, 1_500_000] {
+        leakscope::set_mode(Mode::Exact);
+        let kept: Vec<Box<u64>> = (0..n as u64).map(Box::new).collect();
+        leakscope::set_mode(Mode::Sampled);
+        let m = leakscope::recorder::tracker_memory();
+        println!(
+            "| exact | {} | {} KiB | {:.1} B |",
+            m.live_blocks,
+            m.fixed / 1024,
+            m.per_live_block()
+        );
+        drop(kept);
+        leakscope::recorder::reset();
+    }
+    leakscope::set_mode(Mode::Sampled);
+    let kept: Vec<Vec<u8>> = (0..400_000).map(|_| vec![0u8; 1024]).collect();
+    let m = leakscope::recorder::tracker_memory();
+    println!(
+        "| sampled (400 MB live) | {} samples | {} KiB | {:.1} B per sample |",
+        m.live_blocks,
+        m.fixed / 1024,
+        m.per_live_block()
+    );
+    drop(kept);
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let (ops, rounds) = if quick { (200_000, 5) } else { (300_000, 21) };
+    let dhat_ops = ops / 50;
+    let sizes = Arc::new(sizes());
+    let subjects = [
+        Subject::Jemalloc,
+        Subject::Leakscope(Mode::Counters),
+        Subject::Leakscope(Mode::Sampled),
+        Subject::Leakscope(Mode::Exact),
+        Subject::Dhat,
+    ];
+    println!(
+        "# leakscope allocator overhead (ns per alloc+free pair; ratio to jemalloc, same run)\n"
+    );
+    println!(
+        "unwinder: {:?}, {} ops per round, {} rounds, fastest round\n",
+        leakscope::stack::unwinder(),
+        ops,
+        rounds
+    );
+    let names: Vec<String> = subjects.iter().map(|s| s.name()).collect();
+    println!("| threads | stack | {} |", names.join(" | "));
+    println!("|---:|---|{}", "---:|".repeat(names.len()));
+    for threads in [1usize, 2] {
+        for depth in [0usize, 30] {
+            let mut times: Vec<Vec<f64>> = vec![Vec::new(); subjects.len()];
+            for round in 0..rounds {
+                for (i, &s) in subjects.iter().enumerate() {
+                    if s == Subject::Dhat && round >= 3 {
+                        continue;
+                    }
+                    let n = if s == Subject::Dhat { dhat_ops } else { ops };
+                    let t = measure(s, threads, depth, n, &sizes);
+                    if std::env::var_os("BENCH_DEBUG").is_some() {
+                        eprintln!("{} t={threads} d={depth} {t:.1}", s.name());
+                    }
+                    times[i].push(t);
+                }
+            }
+            let med: Vec<f64> = times.iter().map(|t| fastest(t)).collect();
+            let base = med[0];
+            let cells: Vec<String> = med
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    if i == 0 {
+                        format!("{m:.1} ns")
+                    } else {
+                        format!("{:.2}× ({m:.1} ns)", m / base)
+                    }
+                })
+                .collect();
+            println!(
+                "| {threads} | {} | {} |",
+                if depth == 0 { "shallow" } else { "+30 frames" },
+                cells.join(" | ")
+            );
+        }
+    }
+    memory_per_block();
+    black_box(Duration::ZERO);
+}
