@@ -124,7 +124,7 @@ fn main() {
         e.1 += s.stats.live_blocks;
     }
     let mut rows: Vec<_> = by_site.into_iter().collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.0));
     println!(
         "\nLive heap by type and site{}:",
         if snap.estimated {
