@@ -60,9 +60,11 @@
 pub mod alloc;
 mod lock;
 pub mod recorder;
+pub mod render;
 pub mod stack;
 pub mod stats;
 pub mod symbols;
+pub mod trackref;
 
 pub use alloc::{Alloc, Mode, mode, sample_bytes, set_mode, set_sample_bytes};
 pub use stats::{JemallocStats, PurgeReport, Stats, purge, stats};
