@@ -852,19 +852,23 @@ unsafe impl GlobalAlloc for Alloc {
         }
         THREAD.with(|t| {
             if may_be_recorded(ptr, mode) {
-                // A recorded block is moved under the recorder's lock, so the
-                // old address cannot be handed out and recorded elsewhere
-                // before its record is gone.
+                // A recorded block's record is taken out before the realloc
+                // (so its old address, once jemalloc frees it, can be handed
+                // out and recorded by another thread without a clash) and put
+                // back after, without holding the lock during the copy.
                 let prev = t.enter();
-                let mut rec = RECORDER.lock();
-                if rec.is_recorded(ptr as usize) {
+                let taken = RECORDER.lock().take_for_realloc(ptr as usize);
+                if let Some(taken) = taken {
                     // SAFETY: forwarded contract.
                     let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
-                    if !new.is_null() {
-                        let now = recorder::now_tick();
-                        rec.record_realloc(ptr as usize, new as usize, new_size, now);
-                    }
-                    drop(rec);
+                    let now = recorder::now_tick();
+                    RECORDER.lock().finish_realloc(
+                        taken,
+                        ptr as usize,
+                        new as usize,
+                        new_size,
+                        now,
+                    );
                     t.leave(prev);
                     if !new.is_null() && mode > MODE_OFF {
                         count_free(t, layout.size());
@@ -878,7 +882,6 @@ unsafe impl GlobalAlloc for Alloc {
                     }
                     return new;
                 }
-                drop(rec);
                 t.leave(prev);
             }
             // SAFETY: forwarded contract.

@@ -58,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod alloc;
+pub mod heap;
 mod lock;
 pub mod recorder;
 pub mod render;
@@ -67,4 +68,5 @@ pub mod symbols;
 pub mod trackref;
 
 pub use alloc::{Alloc, Mode, mode, sample_bytes, set_mode, set_sample_bytes};
+pub use heap::hpy;
 pub use stats::{JemallocStats, PurgeReport, Stats, purge, stats};

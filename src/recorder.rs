@@ -174,6 +174,58 @@ impl LiveRec {
     }
 }
 
+/// Shards of the live-block table: a snapshot copies one shard per lock
+/// hold, so an allocating thread never waits for a whole-table copy.
+pub(crate) const LIVE_SHARDS: usize = 64;
+
+/// The live blocks, split by address into [`LIVE_SHARDS`] hash maps.
+struct LiveTable {
+    shards: [AddrMap<LiveRec>; LIVE_SHARDS],
+    len: usize,
+}
+
+impl LiveTable {
+    const fn new() -> Self {
+        LiveTable {
+            shards: [const { HashMap::with_hasher(BuildHasherDefault::new()) }; LIVE_SHARDS],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn shard_of(addr: usize) -> usize {
+        ((addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+    }
+
+    fn insert(&mut self, addr: usize, rec: LiveRec) -> Option<LiveRec> {
+        let old = self.shards[Self::shard_of(addr)].insert(addr as u64, rec);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    fn remove(&mut self, addr: usize) -> Option<LiveRec> {
+        let old = self.shards[Self::shard_of(addr)].remove(&(addr as u64));
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    fn contains(&self, addr: usize) -> bool {
+        self.shards[Self::shard_of(addr)].contains_key(&(addr as u64))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.shards.iter().flat_map(|s| s.keys().copied())
+    }
+
+    fn bytes(&self) -> u64 {
+        self.shards.iter().map(map_bytes).sum()
+    }
+}
+
 /// Per-stack accumulators, in weighted units.
 #[derive(Clone, Copy, Debug, Default)]
 struct SiteAcc {
@@ -204,7 +256,7 @@ pub(crate) struct Recorder {
     stacks: Vec<StackEntry>,
     sites: Vec<SiteAcc>,
     stack_index: AddrMap<u32>,
-    live: AddrMap<LiveRec>,
+    live: LiveTable,
     curr_bytes: u64,
     curr_blocks: u64,
     max_bytes: u64,
@@ -280,7 +332,7 @@ impl Recorder {
             stacks: Vec::new(),
             sites: Vec::new(),
             stack_index: HashMap::with_hasher(BuildHasherDefault::new()),
-            live: HashMap::with_hasher(BuildHasherDefault::new()),
+            live: LiveTable::new(),
             curr_bytes: 0,
             curr_blocks: 0,
             max_bytes: 0,
@@ -362,12 +414,12 @@ impl Recorder {
     ) {
         let stack = self.intern(frames, hash);
         let rec = LiveRec::new(size, thread, epoch, stack, now);
-        if let Some(stale) = self.live.insert(addr as u64, rec) {
+        if let Some(stale) = self.live.insert(addr, rec) {
             // A block we never saw freed (tracking was switched off while it
             // lived): it is gone now that its address is handed out again.
-            self.live.insert(addr as u64, stale);
+            self.live.insert(addr, stale);
             self.record_free(addr, now);
-            self.live.insert(addr as u64, rec);
+            self.live.insert(addr, rec);
         }
         let (bytes, blocks) = weight(rec.size(), epoch);
         self.seq += 1;
@@ -391,7 +443,7 @@ impl Recorder {
 
     /// Forgets a freed block; returns whether it was recorded.
     pub(crate) fn record_free(&mut self, addr: usize, now: u32) -> bool {
-        let Some(rec) = self.live.remove(&(addr as u64)) else {
+        let Some(rec) = self.live.remove(addr) else {
             return false;
         };
         filter_remove(addr);
@@ -407,7 +459,7 @@ impl Recorder {
         if rec.epoch() != 0 {
             self.sampled_live -= 1;
         }
-        if self.live.is_empty() {
+        if self.live.len == 0 {
             HAS_LIVE.store(false, Ordering::Relaxed);
         }
         true
@@ -425,40 +477,74 @@ impl Recorder {
         }
     }
 
-    /// Whether `addr` is a recorded live block.
-    pub(crate) fn is_recorded(&self, addr: usize) -> bool {
-        self.live.contains_key(&(addr as u64))
-    }
-
-    /// A recorded block moved or changed size: it keeps its stack (like
-    /// DHAT), counts as one more block allocated, and its birth restarts.
-    pub(crate) fn record_realloc(&mut self, old: usize, new: usize, new_size: usize, now: u32) {
-        let Some(rec) = self.live.remove(&(old as u64)) else {
-            return;
-        };
-        filter_remove(old);
-        let epoch = rec.epoch();
-        let (old_bytes, old_blocks) = weight(rec.size(), epoch);
-        let new_rec = LiveRec::new(new_size, rec.thread(), epoch, rec.stack, now);
-        let (new_bytes, new_blocks) = weight(new_rec.size(), epoch);
+    /// Takes a recorded block out for a `realloc`: its weight leaves the
+    /// live figures (nothing is counted as freed) until
+    /// [`Recorder::finish_realloc`] puts it back. The allocator calls
+    /// jemalloc's realloc between the two without holding the lock, so a
+    /// large copy never stalls other threads.
+    pub(crate) fn take_for_realloc(&mut self, addr: usize) -> Option<TakenBlock> {
+        let rec = self.live.remove(addr)?;
+        filter_remove(addr);
+        let (bytes, blocks) = weight(rec.size(), rec.epoch());
         self.seq += 1;
         let s = self.touch(rec.stack);
-        s.total_bytes += new_bytes;
-        s.total_blocks += new_blocks;
-        s.curr_bytes = s.curr_bytes - old_bytes + new_bytes;
-        s.curr_blocks = s.curr_blocks - old_blocks + new_blocks;
-        self.total_bytes += new_bytes;
-        self.total_blocks += new_blocks;
-        self.curr_bytes = self.curr_bytes - old_bytes + new_bytes;
-        self.curr_blocks = self.curr_blocks - old_blocks + new_blocks;
-        if self.live.contains_key(&(new as u64)) {
-            self.record_free(new, now);
+        s.curr_bytes -= bytes;
+        s.curr_blocks -= blocks;
+        self.curr_bytes -= bytes;
+        self.curr_blocks -= blocks;
+        Some(TakenBlock(rec))
+    }
+
+    /// Puts a block taken by [`Recorder::take_for_realloc`] back: at `new`
+    /// with `new_size` after a successful realloc (it keeps its stack, counts
+    /// as one more block allocated, as in DHAT, and its birth restarts), or
+    /// unchanged at `old` when the realloc failed (`new` null).
+    pub(crate) fn finish_realloc(
+        &mut self,
+        taken: TakenBlock,
+        old: usize,
+        new: usize,
+        new_size: usize,
+        now: u32,
+    ) {
+        let rec = taken.0;
+        let (addr, rec, counted) = if new == 0 {
+            (old, rec, false)
+        } else {
+            (
+                new,
+                LiveRec::new(new_size, rec.thread(), rec.epoch(), rec.stack, now),
+                true,
+            )
+        };
+        if self.live.contains(addr) {
+            self.record_free(addr, now);
         }
-        self.live.insert(new as u64, new_rec);
-        filter_add(new);
+        let (bytes, blocks) = weight(rec.size(), rec.epoch());
+        self.seq += 1;
+        let s = self.touch(rec.stack);
+        if counted {
+            s.total_bytes += bytes;
+            s.total_blocks += blocks;
+        }
+        s.curr_bytes += bytes;
+        s.curr_blocks += blocks;
+        if counted {
+            self.total_bytes += bytes;
+            self.total_blocks += blocks;
+        }
+        self.curr_bytes += bytes;
+        self.curr_blocks += blocks;
+        self.live.insert(addr, rec);
+        filter_add(addr);
+        HAS_LIVE.store(true, Ordering::Relaxed);
         self.after_growth(rec.stack, now);
     }
 }
+
+/// A recorded block between [`Recorder::take_for_realloc`] and
+/// [`Recorder::finish_realloc`].
+pub(crate) struct TakenBlock(LiveRec);
 
 /// Totals per interned stack, in bytes and blocks (estimates in sampled
 /// mode). The fields follow DHAT's program points.
@@ -556,19 +642,41 @@ fn units_to_blocks(units: u64) -> u64 {
 /// Copies the recorder's state. The lock is held only for plain copies into
 /// buffers reserved beforehand, so allocating threads wait for a memcpy, not
 /// for this function's formatting work.
+///
+/// Live blocks are copied one shard (1/64 of the table) per lock hold, so
+/// while other threads allocate, [`Snapshot::blocks`] is a union of shard
+/// copies taken a moment apart rather than one instant; the per-stack totals
+/// and [`Snapshot::heap`] are one instant, taken first.
 pub fn snapshot() -> Snapshot {
     // Scratch buffers are tracker memory: reserved and dropped untracked, so
     // a snapshot never shows up in the heap it measures. Only the result
     // handed to the caller is the caller's own allocation.
     let mut raw = RawCopy::default();
-    loop {
-        let (n_live, n_stacks, n_frames) = {
+    let total = RECORDER.lock().live.len;
+    crate::alloc::untracked(|| raw.reserve_blocks(total + total / 16 + 1024));
+    for shard in 0..LIVE_SHARDS {
+        loop {
+            let n = RECORDER.lock().live.shards[shard].len();
+            if n > raw.blocks.capacity() - raw.blocks.len() {
+                crate::alloc::untracked(|| raw.reserve_blocks(n + n / 8 + 16));
+            }
             let r = RECORDER.lock();
-            (r.live.len(), r.stacks.len(), r.frames.len())
+            let table = &r.live.shards[shard];
+            if table.len() <= raw.blocks.capacity() - raw.blocks.len() {
+                raw.blocks.extend(table.iter().map(|(k, v)| (*k, *v)));
+                break;
+            }
+        }
+    }
+    // Stacks after blocks: stack ids only grow, so every copied block's
+    // stack is in the copy.
+    loop {
+        let (stacks, frames) = {
+            let r = RECORDER.lock();
+            (r.stacks.len(), r.frames.len())
         };
-        crate::alloc::untracked(|| raw.reserve(n_live, n_stacks, n_frames));
-        let r = RECORDER.lock();
-        if raw.copy_from(&r) {
+        crate::alloc::untracked(|| raw.reserve_stacks(stacks, frames));
+        if raw.copy_stacks(&RECORDER.lock()) {
             break;
         }
     }
@@ -591,23 +699,28 @@ struct RawCopy {
 }
 
 impl RawCopy {
-    fn reserve(&mut self, live: usize, stacks: usize, frames: usize) {
-        self.blocks.reserve(live + live / 8 + 64);
+    /// Reserves room for `additional` more blocks and touches it, so that
+    /// the page faults of a fresh buffer happen here, not under the lock.
+    fn reserve_blocks(&mut self, additional: usize) {
+        self.blocks.reserve(additional);
+        let spare = self.blocks.spare_capacity_mut();
+        // SAFETY: writing zero bytes into uninitialised spare capacity; the
+        // length is unchanged, so nothing reads them as values.
+        unsafe { std::ptr::write_bytes(spare.as_mut_ptr(), 0, spare.len()) };
+    }
+
+    fn reserve_stacks(&mut self, stacks: usize, frames: usize) {
         self.sites.reserve(stacks + 64);
         self.spans.reserve(stacks + 64);
         self.frames.reserve(frames + 64 * 32);
     }
 
-    /// Copies without allocating; false when a buffer is too small (the
-    /// recorder grew since `reserve`).
-    fn copy_from(&mut self, r: &Recorder) -> bool {
-        if r.live.len() > self.blocks.capacity()
-            || r.stacks.len() > self.sites.capacity()
-            || r.frames.len() > self.frames.capacity()
-        {
+    /// Copies the stacks and totals without allocating; false when a buffer
+    /// is too small (the recorder grew since `reserve_stacks`).
+    fn copy_stacks(&mut self, r: &Recorder) -> bool {
+        if r.stacks.len() > self.sites.capacity() || r.frames.len() > self.frames.capacity() {
             return false;
         }
-        self.blocks.extend(r.live.iter().map(|(k, v)| (*k, *v)));
         self.sites.extend(r.sites.iter().copied());
         self.spans.extend(r.stacks.iter().map(|e| (e.start, e.len)));
         self.frames.extend_from_slice(&r.frames);
@@ -647,6 +760,9 @@ impl RawCopy {
         let blocks = self
             .blocks
             .iter()
+            // Only a reset() between the two copies leaves a block whose
+            // stack is not in the copy.
+            .filter(|(_, rec)| (rec.stack as usize) < self.spans.len())
             .map(|&(addr, rec)| {
                 let (b, k) = weight(rec.size(), rec.epoch());
                 LiveBlock {
@@ -676,7 +792,7 @@ pub fn reset() {
     crate::alloc::untracked(|| {
         let mut r = RECORDER.lock();
         let old = std::mem::replace(&mut *r, Recorder::new());
-        for &addr in old.live.keys() {
+        for addr in old.live.keys() {
             filter_remove(addr as usize);
         }
         HAS_LIVE.store(false, Ordering::Relaxed);
@@ -732,11 +848,11 @@ pub fn tracker_memory() -> TrackerMemory {
     let r = RECORDER.lock();
     TrackerMemory {
         fixed: (std::mem::size_of_val(&FILTER) + std::mem::size_of_val(&SAMPLE_MEANS)) as u64,
-        live_table: map_bytes(&r.live),
+        live_table: r.live.bytes(),
         stacks: (r.frames.capacity() * std::mem::size_of::<usize>()
             + r.stacks.capacity() * std::mem::size_of::<StackEntry>()
             + r.sites.capacity() * std::mem::size_of::<SiteAcc>()) as u64
             + map_bytes(&r.stack_index),
-        live_blocks: r.live.len() as u64,
+        live_blocks: r.live.len as u64,
     }
 }

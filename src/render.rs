@@ -6,7 +6,11 @@ use std::time::Duration;
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
+use crate::heap::{HeapDiff, Partition, Suspect};
 use crate::trackref::ClassLive;
+
+/// Default terminal width for `Display`.
+pub const WIDTH: usize = 80;
 
 /// A plain table that reads well in a terminal and over telnet: a header, a
 /// rule under it, columns separated by spaces, numbers right-aligned.
@@ -78,4 +82,240 @@ pub fn live_refs(rows: &[ClassLive]) -> String {
     out.push_str(&finish(&t));
     out.push('\n');
     out
+}
+
+/// Shortens `label` from the left to at most `width` characters by dropping
+/// whole leading path segments or words (`…` marks the cut); never cuts a
+/// word in the middle, so a single word longer than `width` stays whole.
+pub fn shorten_left(label: &str, width: usize) -> String {
+    let len = |s: &str| s.chars().count();
+    if len(label) <= width {
+        return label.to_string();
+    }
+    let mut rest = label;
+    loop {
+        let cut = rest.char_indices().find_map(|(i, c)| match c {
+            ':' if rest[i..].starts_with("::") => Some(i + 2),
+            ' ' | '<' | '(' | ',' => Some(i + 1),
+            _ => None,
+        });
+        match cut {
+            Some(i) if i < rest.len() => {
+                rest = &rest[i..];
+                if len(rest) < width {
+                    return format!("…{rest}");
+                }
+            }
+            // Nothing more to drop without cutting a word.
+            _ if rest.len() == label.len() => return label.to_string(),
+            _ => return format!("…{rest}"),
+        }
+    }
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "0".to_string()
+    } else {
+        (part as f64 * 100.0 / whole as f64).round().to_string()
+    }
+}
+
+/// Guppy's heading: `Partition of a set of N objects. Total size = X bytes.`
+fn partition_heading(count: u64, size: u64, estimated: bool) -> String {
+    let objects = if count == 1 { "object" } else { "objects" };
+    if estimated {
+        format!(
+            "Partition of a set of about {count} {objects} (estimated from samples). \
+             Total size = about {size} bytes."
+        )
+    } else {
+        format!("Partition of a set of {count} {objects}. Total size = {size} bytes.")
+    }
+}
+
+/// One page of a partition, Guppy's way: heading, Index, Count, %, Size, %,
+/// Cumulative, %, Kind; then `<N more rows. Type e.g. '_.more' to view.>`.
+pub fn partition(p: &Partition, width: usize) -> String {
+    let total = p.heap().totals();
+    let rows = p.rows();
+    let mut cumulative: Vec<u64> = Vec::with_capacity(rows.len());
+    let mut acc = 0;
+    for r in rows {
+        acc += r.size;
+        cumulative.push(acc);
+    }
+    let page: Vec<_> = p.page().collect();
+    let cells: Vec<[String; 7]> = page
+        .iter()
+        .map(|(i, r)| {
+            [
+                i.to_string(),
+                r.count.to_string(),
+                percent(r.count, total.count),
+                r.size.to_string(),
+                percent(r.size, total.size),
+                cumulative[*i].to_string(),
+                percent(cumulative[*i], total.size),
+            ]
+        })
+        .collect();
+    let header = [
+        "Index",
+        "Count",
+        "%",
+        "Size",
+        "%",
+        "Cumulative",
+        "%",
+        p.kind().heading(),
+    ];
+    let numeric: usize = (0..7)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|row| row[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let label_width = width.saturating_sub(numeric).max(12);
+    let mut t = table(&header, &[0, 1, 2, 3, 4, 5, 6]);
+    for ((_, r), c) in page.iter().zip(cells) {
+        let mut row: Vec<String> = c.into_iter().collect();
+        row.push(shorten_left(&r.label, label_width));
+        t.add_row(row);
+    }
+    let mut out = partition_heading(total.count, total.size, p.heap().estimated());
+    out.push('\n');
+    out.push_str(&finish(&t));
+    out.push('\n');
+    let more = p.rows_after_page();
+    if more > 0 {
+        out.push_str(&format!(
+            "<{more} more rows. Type e.g. '_.more' to view.>\n"
+        ));
+    }
+    out
+}
+
+/// A signed number: `+300`, `-2`, `0`.
+fn signed(n: i64) -> String {
+    change(n)
+}
+
+/// The difference between two heaps, Pympler's and tracemalloc's way:
+/// signed counts and sizes, largest absolute change first.
+pub fn diff(d: &HeapDiff, width: usize) -> String {
+    let mut out = format!(
+        "Difference: {} blocks, {} bytes{}.\n",
+        signed(d.count),
+        signed(d.size),
+        if d.estimated {
+            " (estimated from samples)"
+        } else {
+            ""
+        }
+    );
+    if d.rows.is_empty() {
+        return out;
+    }
+    let cells: Vec<[String; 2]> = d
+        .rows
+        .iter()
+        .map(|r| [signed(r.count), signed(r.size)])
+        .collect();
+    let header = ["Count", "Size", d.kind.heading()];
+    let numeric: usize = (0..2)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let label_width = width.saturating_sub(numeric).max(12);
+    let mut t = table(&header, &[0, 1]);
+    for (r, c) in d.rows.iter().zip(cells) {
+        t.add_row(vec![
+            c[0].clone(),
+            c[1].clone(),
+            shorten_left(&r.label, label_width),
+        ]);
+    }
+    out.push_str(&finish(&t));
+    out.push('\n');
+    out
+}
+
+/// The growth watch's suspects.
+pub fn suspects(list: &[Suspect], width: usize) -> String {
+    if list.is_empty() {
+        return "No suspects: nothing grew in most intervals (or the watch has fewer than 3 points).\n"
+            .to_string();
+    }
+    let cells: Vec<[String; 4]> = list
+        .iter()
+        .map(|s| {
+            [
+                format!("{:?}", s.kind).to_lowercase(),
+                format!("{}/{}", s.grew, s.intervals),
+                s.size.to_string(),
+                format!("{:+.0}", s.bytes_per_minute),
+            ]
+        })
+        .collect();
+    let header = ["Kind", "Grew", "Size", "Bytes/min", "Suspect"];
+    let numeric: usize = (0..4)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let label_width = width.saturating_sub(numeric).max(12);
+    let mut t = table(&header, &[1, 2, 3]);
+    for (s, c) in list.iter().zip(cells) {
+        let mut row: Vec<String> = c.into_iter().collect();
+        row.push(shorten_left(&s.label, label_width));
+        t.add_row(row);
+    }
+    let mut out = finish(&t);
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorten_left_drops_whole_segments() {
+        assert_eq!(shorten_left("Box<app::Widget>", 40), "Box<app::Widget>");
+        assert_eq!(
+            shorten_left("alloc::vec::Vec<app::Request>", 20),
+            "…Vec<app::Request>"
+        );
+        assert_eq!(
+            shorten_left("alloc::vec::Vec<app::Request>", 16),
+            "…app::Request>"
+        );
+        assert_eq!(
+            shorten_left("a_very_long_single_word", 5),
+            "a_very_long_single_word"
+        );
+        assert_eq!(
+            shorten_left("app::a_very_long_single_word", 5),
+            "…a_very_long_single_word"
+        );
+    }
 }

@@ -1,0 +1,340 @@
+//! Heap views in exact mode, on workloads of known shape: bytype, drilling
+//! into a row, bysize, byage, setrelheap, diffs, paging, rendering widths,
+//! snapshots while threads allocate, and the growth watch.
+
+// Boxes in vectors are the point: each box is one heap block to count.
+#![allow(clippy::vec_box)]
+
+mod common;
+
+use std::time::Duration;
+
+use leakscope::heap::{Kind, Partition};
+use leakscope::{Alloc, Mode, hpy};
+
+#[global_allocator]
+static ALLOC: Alloc = Alloc::with_default_mode(Mode::Exact);
+
+tests!(
+    bytype_counts_widgets_exactly_and_the_row_drills_down_to_the_site,
+    bysize_and_byage_put_blocks_in_their_buckets,
+    setrelheap_hides_earlier_blocks,
+    diff_after_300_more_widgets_shows_exactly_that,
+    paging_shows_rows_11_to_20_on_more,
+    rendering_fits_80_and_200_columns,
+    snapshots_while_two_threads_allocate_are_consistent,
+    the_watch_names_the_growing_type,
+);
+
+#[allow(dead_code)]
+struct Widget {
+    id: u64,
+    payload: [u64; 4],
+}
+
+#[inline(never)]
+fn make_widgets(n: u64) -> Vec<Box<Widget>> {
+    (0..n)
+        .map(|id| {
+            Box::new(Widget {
+                id,
+                payload: [id; 4],
+            })
+        })
+        .collect()
+}
+
+fn row_of<'a>(p: &'a Partition, label: &str) -> Option<(usize, &'a leakscope::heap::Row)> {
+    p.rows().iter().enumerate().find(|(_, r)| r.label == label)
+}
+
+fn bytype_counts_widgets_exactly_and_the_row_drills_down_to_the_site() {
+    let widgets = make_widgets(1000);
+    let heap = hpy().heap();
+    assert!(!heap.estimated());
+    let by_type = heap.bytype();
+    let (i, row) = row_of(&by_type, "Box<heap_views::Widget>").expect("a Widget row");
+    assert_eq!((row.count, row.size), (1000, 40_000));
+    let sub = by_type.row(i);
+    assert_eq!((sub.count(), sub.size()), (1000, 40_000));
+    let sites = sub.bysite();
+    assert_eq!(sites.rows().len(), 1, "one site allocates them");
+    assert!(
+        sites.rows()[0]
+            .label
+            .starts_with("heap_views::make_widgets::{closure#0} (heap_views.rs:"),
+        "{}",
+        sites.rows()[0].label
+    );
+    let stacks = sub.stacks();
+    assert_eq!(stacks.len(), 1);
+    assert!(
+        stacks[0]
+            .0
+            .iter()
+            .any(|f| f.function == "heap_views::make_widgets")
+    );
+    // Totals equal the sum of rows.
+    let sum: u64 = by_type.rows().iter().map(|r| r.size).sum();
+    assert_eq!(sum, heap.size());
+    drop(widgets);
+}
+
+#[inline(never)]
+fn sized_blocks() -> Vec<Vec<u8>> {
+    let mut v = Vec::with_capacity(300);
+    for _ in 0..100 {
+        v.push(vec![0u8; 24]); // 17..32 B
+        v.push(vec![0u8; 3000]); // 2049..4 KiB
+        v.push(vec![0u8; 70_000]); // 65537..128 KiB
+    }
+    v
+}
+
+fn bysize_and_byage_put_blocks_in_their_buckets() {
+    let old = make_widgets(50);
+    std::thread::sleep(Duration::from_millis(1100));
+    let blocks = sized_blocks();
+    let heap = hpy().heap();
+    // Every line of sized_blocks is a site of its own: sum over them.
+    let sites = heap.bysite();
+    let mut counts = std::collections::HashMap::new();
+    for (i, _) in sites
+        .rows()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.label.starts_with("heap_views::sized_blocks"))
+    {
+        for r in sites.row(i).bysize().rows() {
+            *counts.entry(r.label.clone()).or_insert(0) += r.count;
+        }
+    }
+    let count = |label: &str| counts.get(label).copied();
+    assert_eq!(count("17..32 B"), Some(100));
+    assert_eq!(count("2049..4 KiB"), Some(100));
+    assert_eq!(count("65537..128 KiB"), Some(100));
+    // The Vec holding them: 300 × 24 bytes = 7200 → 4097..8 KiB.
+    assert_eq!(count("4097..8 KiB"), Some(1));
+
+    let by_age = heap.byage();
+    let (old_i, _) = by_age
+        .rows()
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.label == "1-10 s")
+        .expect("blocks older than a second");
+    let old_sites = by_age.row(old_i).bytype();
+    assert_eq!(
+        row_of(&old_sites, "Box<heap_views::Widget>").map(|(_, r)| r.count),
+        Some(50)
+    );
+    let (young_i, _) = by_age
+        .rows()
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.label == "< 1 s")
+        .expect("young blocks");
+    assert!(row_of(&by_age.row(young_i).bytype(), "Box<heap_views::Widget>").is_none());
+    drop((old, blocks));
+}
+
+fn setrelheap_hides_earlier_blocks() {
+    let before = make_widgets(200);
+    hpy().setrelheap();
+    let after = make_widgets(30);
+    let by_type = hpy().heap().bytype();
+    assert_eq!(
+        row_of(&by_type, "Box<heap_views::Widget>").map(|(_, r)| r.count),
+        Some(30)
+    );
+    hpy().clear_relheap();
+    let by_type = hpy().heap().bytype();
+    assert_eq!(
+        row_of(&by_type, "Box<heap_views::Widget>").map(|(_, r)| r.count),
+        Some(230)
+    );
+    drop((before, after));
+}
+
+fn diff_after_300_more_widgets_shows_exactly_that() {
+    let first = make_widgets(100);
+    let before = hpy().heap();
+    let more = make_widgets(300);
+    let now = hpy().heap();
+    let d = &now - &before;
+    assert_eq!(d.kind, Kind::Type);
+    let w = d
+        .rows
+        .iter()
+        .find(|r| r.label == "Box<heap_views::Widget>")
+        .expect("Widget row");
+    assert_eq!((w.count, w.size), (300, 12_000));
+    assert_eq!(
+        d.rows[0].label, "Box<heap_views::Widget>",
+        "the largest change first"
+    );
+    // The Vec holding them is the only other real change; anything else is
+    // the harness's noise, far smaller.
+    for r in &d.rows[1..] {
+        assert!(r.size.abs() < 12_000 / 4, "unexpected change {r:?}");
+    }
+    let text = d.to_string();
+    assert!(text.contains("+300") && text.contains("+12000"), "{text}");
+    drop((first, more));
+}
+
+/// Allocates one Vec per distinct length, from distinct sites: 25 types.
+#[inline(never)]
+fn many_types() -> Vec<Box<dyn std::any::Any>> {
+    macro_rules! arrays {
+        ($($n:literal)*) => { vec![$(Box::new([0u8; $n]) as Box<dyn std::any::Any>),*] };
+    }
+    arrays!(1001 1002 1003 1004 1005 1006 1007 1008 1009 1010 1011 1012 1013 1014 1015 1016 1017 1018 1019 1020 1021 1022 1023 1024 1025)
+}
+
+fn paging_shows_rows_11_to_20_on_more() {
+    let kept = many_types();
+    let p = hpy().heap().bysize().all();
+    assert!(p.rows().len() >= 3);
+    let by_type = hpy().heap().bytype();
+    assert!(by_type.rows().len() > 20, "{} rows", by_type.rows().len());
+    let first: Vec<usize> = by_type.page().map(|(i, _)| i).collect();
+    assert_eq!(first, (0..10).collect::<Vec<_>>());
+    let text = by_type.to_string();
+    assert!(text.starts_with("Partition of a set of "), "{text}");
+    assert!(
+        text.contains(&format!(
+            "<{} more rows. Type e.g. '_.more' to view.>",
+            by_type.rows().len() - 10
+        )),
+        "{text}"
+    );
+    let more = by_type.more();
+    let second: Vec<usize> = more.page().map(|(i, _)| i).collect();
+    assert_eq!(second, (10..20).collect::<Vec<_>>());
+    let text = more.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("Partition of a set of "),
+        "the heading repeats"
+    );
+    assert!(lines[1].trim_start().starts_with("Index"));
+    assert!(lines[3].trim_start().starts_with("10 "), "{text}");
+    assert!(lines[12].trim_start().starts_with("19 "), "{text}");
+    assert_eq!(by_type.all().page().count(), by_type.rows().len());
+    drop(kept);
+}
+
+fn rendering_fits_80_and_200_columns() {
+    let kept = make_widgets(10);
+    let p = hpy().heap().bytype();
+    for width in [80, 200] {
+        let text = p.render(width);
+        for line in text.lines().skip(1) {
+            if line.starts_with('<') {
+                continue;
+            }
+            assert!(
+                line.chars().count() <= width,
+                "{width}: {line:?} is {} wide",
+                line.chars().count()
+            );
+        }
+    }
+    let text = p.render(80);
+    let heading = text.lines().next().unwrap();
+    let t = p.heap().totals();
+    assert_eq!(
+        heading,
+        format!(
+            "Partition of a set of {} objects. Total size = {} bytes.",
+            t.count, t.size
+        )
+    );
+    let header: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "Index",
+            "Count",
+            "%",
+            "Size",
+            "%",
+            "Cumulative",
+            "%",
+            "Type"
+        ]
+    );
+    drop(kept);
+}
+
+#[inline(never)]
+fn churn(seed: u64, stop: &std::sync::atomic::AtomicBool) {
+    let mut x = seed | 1;
+    let mut held: Vec<Option<Vec<u8>>> = (0..256).map(|_| None).collect();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        held[(x >> 40) as usize % 256] = Some(vec![1u8; 16 + (x % 2000) as usize]);
+        if x.is_multiple_of(64) {
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn snapshots_while_two_threads_allocate_are_consistent() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || churn(i + 1, &stop))
+        })
+        .collect();
+    for _ in 0..5 {
+        let heap = hpy().heap();
+        for p in [heap.bytype(), heap.bysite(), heap.bysize(), heap.bythread()] {
+            let count: u64 = p.rows().iter().map(|r| r.count).sum();
+            let size: u64 = p.rows().iter().map(|r| r.size).sum();
+            assert_eq!(
+                (count, size),
+                (heap.count(), heap.size()),
+                "totals equal the sum of rows"
+            );
+            assert!(p.rows().iter().all(|r| r.count > 0));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
+#[inline(never)]
+fn grow(kept: &mut Vec<Box<Widget>>, n: u64) {
+    kept.extend(make_widgets(n));
+}
+
+fn the_watch_names_the_growing_type() {
+    let mut kept = Vec::new();
+    hpy().watch(Duration::from_millis(50));
+    for _ in 0..8 {
+        grow(&mut kept, 200);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let suspects = hpy().suspects();
+    hpy().unwatch();
+    assert!(
+        suspects
+            .iter()
+            .any(|s| s.kind == Kind::Type && s.label == "Box<heap_views::Widget>"),
+        "{suspects:#?}"
+    );
+    let s = suspects
+        .iter()
+        .find(|s| s.label == "Box<heap_views::Widget>")
+        .unwrap();
+    assert!(s.bytes_per_minute > 0.0 && s.grew * 3 >= s.intervals * 2);
+    assert!(leakscope::render::suspects(&suspects, 80).contains("Box<heap_views::Widget>"));
+    drop(kept);
+}
