@@ -176,7 +176,7 @@ impl LiveRec {
 
 /// Shards of the live-block table: a snapshot copies one shard per lock
 /// hold, so an allocating thread never waits for a whole-table copy.
-pub(crate) const LIVE_SHARDS: usize = 64;
+pub(crate) const LIVE_SHARDS: usize = 256;
 
 /// The live blocks, split by address into [`LIVE_SHARDS`] hash maps.
 struct LiveTable {
@@ -194,7 +194,7 @@ impl LiveTable {
 
     #[inline]
     fn shard_of(addr: usize) -> usize {
-        ((addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+        ((addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
     }
 
     fn insert(&mut self, addr: usize, rec: LiveRec) -> Option<LiveRec> {
@@ -643,7 +643,7 @@ fn units_to_blocks(units: u64) -> u64 {
 /// buffers reserved beforehand, so allocating threads wait for a memcpy, not
 /// for this function's formatting work.
 ///
-/// Live blocks are copied one shard (1/64 of the table) per lock hold, so
+/// Live blocks are copied one shard (1/256 of the table) per lock hold, so
 /// while other threads allocate, [`Snapshot::blocks`] is a union of shard
 /// copies taken a moment apart rather than one instant; the per-stack totals
 /// and [`Snapshot::heap`] are one instant, taken first.
