@@ -242,6 +242,77 @@ struct ThreadState {
     rng: Cell<u64>,
     stack_top: Cell<usize>,
     index: Cell<u16>,
+    /// The `testing::measure` scope this thread is in (0: none). While in
+    /// one, every allocation takes the slow path and is recorded exactly.
+    scope: Cell<u32>,
+    /// What this thread did in its current scope.
+    scope_counts: ScopeCounts,
+}
+
+/// What a thread allocated and freed inside a measuring scope.
+#[derive(Default)]
+pub(crate) struct ScopeCounts {
+    pub(crate) alloc_blocks: Cell<u64>,
+    pub(crate) alloc_bytes: Cell<u64>,
+    pub(crate) free_blocks: Cell<u64>,
+    pub(crate) free_bytes: Cell<u64>,
+    /// Allocated minus freed bytes so far, and its maximum.
+    pub(crate) net: Cell<i64>,
+    pub(crate) peak: Cell<i64>,
+}
+
+impl ScopeCounts {
+    const fn new() -> Self {
+        ScopeCounts {
+            alloc_blocks: Cell::new(0),
+            alloc_bytes: Cell::new(0),
+            free_blocks: Cell::new(0),
+            free_bytes: Cell::new(0),
+            net: Cell::new(0),
+            peak: Cell::new(0),
+        }
+    }
+
+    fn alloc(&self, size: usize) {
+        self.alloc_blocks.set(self.alloc_blocks.get() + 1);
+        self.alloc_bytes.set(self.alloc_bytes.get() + size as u64);
+        let net = self.net.get() + size as i64;
+        self.net.set(net);
+        if net > self.peak.get() {
+            self.peak.set(net);
+        }
+    }
+
+    fn free(&self, size: usize) {
+        self.free_blocks.set(self.free_blocks.get() + 1);
+        self.free_bytes.set(self.free_bytes.get() + size as u64);
+        self.net.set(self.net.get() - size as i64);
+    }
+
+    /// Takes the figures, leaving zeros.
+    pub(crate) fn take(&self) -> [u64; 5] {
+        let out = [
+            self.alloc_blocks.take(),
+            self.alloc_bytes.take(),
+            self.free_blocks.take(),
+            self.free_bytes.take(),
+            self.peak.take().max(0) as u64,
+        ];
+        self.net.set(0);
+        out
+    }
+
+    /// Restores figures taken earlier, adding what happened since (a nested
+    /// scope's work counts in the outer one too).
+    pub(crate) fn merge(&self, outer: [u64; 5], outer_net: i64) {
+        let inner_peak = self.peak.get();
+        self.alloc_blocks.set(self.alloc_blocks.get() + outer[0]);
+        self.alloc_bytes.set(self.alloc_bytes.get() + outer[1]);
+        self.free_blocks.set(self.free_blocks.get() + outer[2]);
+        self.free_bytes.set(self.free_bytes.get() + outer[3]);
+        self.net.set(self.net.get() + outer_net);
+        self.peak.set((outer[4] as i64).max(outer_net + inner_peak));
+    }
 }
 
 impl ThreadState {
@@ -258,6 +329,8 @@ impl ThreadState {
             rng: Cell::new(0),
             stack_top: Cell::new(0),
             index: Cell::new(0),
+            scope: Cell::new(0),
+            scope_counts: ScopeCounts::new(),
         }
     }
 
@@ -267,7 +340,7 @@ impl ThreadState {
 
     /// Re-reads the global mode into `fast`.
     fn refresh_fast(&self) {
-        let fast = if self.state.get() == STATE_LIVE {
+        let fast = if self.state.get() == STATE_LIVE && self.scope.get() == 0 {
             MODE.load(Ordering::Relaxed)
         } else {
             0
@@ -674,6 +747,10 @@ fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
     if state & BUSY != 0 {
         return;
     }
+    if state == STATE_LIVE && t.scope.get() != 0 {
+        count_alloc(t, size);
+        return record_new(t, ptr, size, 0);
+    }
     let mode = current_mode(default);
     if state == STATE_LIVE {
         // Off here, or switched on elsewhere since.
@@ -714,12 +791,15 @@ fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
     let hash = recorder::stack_hash(captured);
     let now = recorder::now_tick();
     RECORDER.lock().record_alloc(
-        ptr as usize,
-        size,
+        recorder::NewBlock {
+            addr: ptr as usize,
+            size,
+            thread: t.index.get(),
+            epoch,
+            scope: t.scope.get(),
+        },
         captured,
         hash,
-        t.index.get(),
-        epoch,
         now,
     );
     t.leave(prev);
@@ -756,6 +836,13 @@ fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
         return;
     }
     let mode = MODE.load(Ordering::Relaxed);
+    if state == STATE_LIVE && t.scope.get() != 0 {
+        count_free(t, size);
+        if may_be_recorded(ptr, mode) {
+            forget(t, ptr);
+        }
+        return;
+    }
     if state == STATE_LIVE {
         t.refresh_fast();
         if mode > MODE_OFF {
@@ -769,15 +856,35 @@ fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
     }
 }
 
-/// Counts a free in this thread's counters (the thread is not busy).
+/// Counts a free in this thread's counters (the thread is not busy), and in
+/// its measuring scope.
 #[inline(always)]
 fn count_free(t: &ThreadState, size: usize) {
     if t.state.get() == STATE_LIVE {
         let c = &t.shared.counters;
         bump(&c.free_bytes, size as u64);
         bump(&c.free_blocks, 1);
+        if t.scope.get() != 0 {
+            t.scope_counts.free(size);
+        }
     } else {
         count_shared_free(size);
+    }
+}
+
+/// Counts an allocation in this thread's counters (the thread is live and
+/// not busy), and in its measuring scope.
+#[inline(always)]
+fn count_alloc(t: &ThreadState, size: usize) {
+    if t.state.get() == STATE_LIVE {
+        let c = &t.shared.counters;
+        bump(&c.alloc_bytes, size as u64);
+        bump(&c.alloc_blocks, 1);
+        if t.scope.get() != 0 {
+            t.scope_counts.alloc(size);
+        }
+    } else {
+        count_shared_alloc(size);
     }
 }
 
@@ -845,7 +952,9 @@ unsafe impl GlobalAlloc for Alloc {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let mode = current_mode(self.default_code());
-        let tracked = mode > MODE_OFF || recorder::maybe_recorded(ptr as usize);
+        let tracked = mode > MODE_OFF
+            || recorder::maybe_recorded(ptr as usize)
+            || THREAD.try_with(|t| t.scope.get() != 0).unwrap_or(false);
         if !tracked || THREAD.try_with(|t| t.is_busy()).unwrap_or(true) {
             // SAFETY: forwarded contract.
             return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
@@ -868,17 +977,12 @@ unsafe impl GlobalAlloc for Alloc {
                         new as usize,
                         new_size,
                         now,
+                        t.scope.get(),
                     );
                     t.leave(prev);
-                    if !new.is_null() && mode > MODE_OFF {
+                    if !new.is_null() && (mode > MODE_OFF || t.scope.get() != 0) {
                         count_free(t, layout.size());
-                        if t.state.get() == STATE_LIVE {
-                            let c = &t.shared.counters;
-                            bump(&c.alloc_bytes, new_size as u64);
-                            bump(&c.alloc_blocks, 1);
-                        } else {
-                            count_shared_alloc(new_size);
-                        }
+                        count_alloc(t, new_size);
                     }
                     return new;
                 }
@@ -889,7 +993,7 @@ unsafe impl GlobalAlloc for Alloc {
             // A failed realloc leaves the old block and its accounting
             // untouched; a successful one frees the old size and allocates
             // the new (which may be sampled, at this stack).
-            if !new.is_null() && mode > MODE_OFF {
+            if !new.is_null() && (mode > MODE_OFF || t.scope.get() != 0) {
                 count_free(t, layout.size());
                 on_alloc(t, new, new_size, self.default_code());
             }
@@ -906,4 +1010,66 @@ impl Alloc {
         }
         let _ = THREAD.try_with(|t| on_alloc(t, p, size, self.default_code()));
     }
+}
+
+/// Enters a measuring scope on this thread (see `testing::measure`): from
+/// now on every allocation of this thread is counted in the scope and
+/// recorded exactly with the scope's id. Returns what to pass to
+/// [`exit_scope`]. Registers the thread if needed, whatever the mode.
+pub(crate) fn enter_scope(id: u32) -> (u32, [u64; 5], i64) {
+    ensure_init(MODE_SAMPLED);
+    THREAD.with(|t| {
+        if t.state.get() == STATE_NEW {
+            register_thread(t);
+        }
+        let outer_net = t.scope_counts.net.get();
+        let outer = t.scope_counts.take();
+        let prev = t.scope.replace(id);
+        t.refresh_fast();
+        (prev, outer, outer_net)
+    })
+}
+
+/// Leaves the scope entered by [`enter_scope`]: returns its figures
+/// (allocated blocks, bytes, freed blocks, bytes, peak net bytes) and
+/// restores the outer scope, which also counts them.
+pub(crate) fn exit_scope(saved: (u32, [u64; 5], i64)) -> [u64; 5] {
+    THREAD.with(|t| {
+        let (prev, outer, outer_net) = saved;
+        let inner = [
+            t.scope_counts.alloc_blocks.get(),
+            t.scope_counts.alloc_bytes.get(),
+            t.scope_counts.free_blocks.get(),
+            t.scope_counts.free_bytes.get(),
+            t.scope_counts.peak.get().max(0) as u64,
+        ];
+        if prev != 0 {
+            t.scope_counts.merge(outer, outer_net);
+        } else {
+            t.scope_counts.take();
+        }
+        t.scope.set(prev);
+        t.refresh_fast();
+        inner
+    })
+}
+
+/// Leaves a scope entered by [`enter_scope`] as if it never happened: the
+/// outer scope's figures are restored untouched.
+pub(crate) fn discard_scope(saved: (u32, [u64; 5], i64)) {
+    THREAD.with(|t| {
+        let (prev, outer, outer_net) = saved;
+        t.scope_counts.take();
+        if prev != 0 {
+            t.scope_counts.merge(outer, outer_net);
+        }
+        t.scope.set(prev);
+        t.refresh_fast();
+    })
+}
+
+/// Whether this thread's allocations reach leakscope: the thread is
+/// registered and its counters move when it allocates.
+pub(crate) fn thread_alloc_blocks() -> u64 {
+    THREAD.with(|t| t.shared.counters.alloc_blocks.load(Ordering::Relaxed))
 }

@@ -65,6 +65,7 @@ pub mod render;
 pub mod stack;
 pub mod stats;
 pub mod symbols;
+pub mod testing;
 pub mod trackref;
 
 pub use alloc::{Alloc, Mode, mode, sample_bytes, set_mode, set_sample_bytes};

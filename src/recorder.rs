@@ -226,6 +226,25 @@ impl LiveTable {
     }
 }
 
+/// A block to record, as the allocator describes it.
+pub(crate) struct NewBlock {
+    pub(crate) addr: usize,
+    pub(crate) size: usize,
+    pub(crate) thread: u16,
+    pub(crate) epoch: u8,
+    /// The `testing::measure` scope it was allocated in (0: none).
+    pub(crate) scope: u32,
+}
+
+/// What a measuring scope's blocks are doing (see `testing`).
+#[derive(Default)]
+struct ScopeRec {
+    live_blocks: u64,
+    live_bytes: u64,
+    /// Allocations per stack made in the scope: (blocks, bytes).
+    allocated: AddrMap<(u64, u64)>,
+}
+
 /// Per-stack accumulators, in weighted units.
 #[derive(Clone, Copy, Debug, Default)]
 struct SiteAcc {
@@ -257,6 +276,9 @@ pub(crate) struct Recorder {
     sites: Vec<SiteAcc>,
     stack_index: AddrMap<u32>,
     live: LiveTable,
+    /// Scope of each live block allocated in a measuring scope.
+    scoped: AddrMap<u32>,
+    scopes: AddrMap<ScopeRec>,
     curr_bytes: u64,
     curr_blocks: u64,
     max_bytes: u64,
@@ -333,6 +355,8 @@ impl Recorder {
             sites: Vec::new(),
             stack_index: HashMap::with_hasher(BuildHasherDefault::new()),
             live: LiveTable::new(),
+            scoped: HashMap::with_hasher(BuildHasherDefault::new()),
+            scopes: HashMap::with_hasher(BuildHasherDefault::new()),
             curr_bytes: 0,
             curr_blocks: 0,
             max_bytes: 0,
@@ -401,18 +425,18 @@ impl Recorder {
     }
 
     /// Records a new block; `hash` is [`stack_hash`] of `frames`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn record_alloc(
-        &mut self,
-        addr: usize,
-        size: usize,
-        frames: &[usize],
-        hash: u64,
-        thread: u16,
-        epoch: u8,
-        now: u32,
-    ) {
+    pub(crate) fn record_alloc(&mut self, block: NewBlock, frames: &[usize], hash: u64, now: u32) {
+        let NewBlock {
+            addr,
+            size,
+            thread,
+            epoch,
+            scope,
+        } = block;
         let stack = self.intern(frames, hash);
+        if scope != 0 {
+            self.scope_gained(addr, scope, stack, size as u64, true);
+        }
         let rec = LiveRec::new(size, thread, epoch, stack, now);
         if let Some(stale) = self.live.insert(addr, rec) {
             // A block we never saw freed (tracking was switched off while it
@@ -441,11 +465,44 @@ impl Recorder {
         self.after_growth(stack, now);
     }
 
+    /// A block of `scope` became live (allocated, or put back after a
+    /// realloc); `counted` adds it to the scope's allocations per stack.
+    fn scope_gained(&mut self, addr: usize, scope: u32, stack: u32, size: u64, counted: bool) {
+        let Some(s) = self.scopes.get_mut(&(scope as u64)) else {
+            return;
+        };
+        s.live_blocks += 1;
+        s.live_bytes += size;
+        if counted {
+            let e = s.allocated.entry(stack as u64).or_default();
+            e.0 += 1;
+            e.1 += size;
+        }
+        self.scoped.insert(addr as u64, scope);
+    }
+
+    /// A block left the live set: if it belonged to a scope, the scope
+    /// loses it. Returns its scope (0: none).
+    fn scope_lost(&mut self, addr: usize, size: u64) -> u32 {
+        if self.scoped.is_empty() {
+            return 0;
+        }
+        let Some(scope) = self.scoped.remove(&(addr as u64)) else {
+            return 0;
+        };
+        if let Some(s) = self.scopes.get_mut(&(scope as u64)) {
+            s.live_blocks -= 1;
+            s.live_bytes -= size;
+        }
+        scope
+    }
+
     /// Forgets a freed block; returns whether it was recorded.
     pub(crate) fn record_free(&mut self, addr: usize, now: u32) -> bool {
         let Some(rec) = self.live.remove(addr) else {
             return false;
         };
+        self.scope_lost(addr, rec.size());
         filter_remove(addr);
         let (bytes, blocks) = weight(rec.size(), rec.epoch());
         self.seq += 1;
@@ -484,6 +541,7 @@ impl Recorder {
     /// large copy never stalls other threads.
     pub(crate) fn take_for_realloc(&mut self, addr: usize) -> Option<TakenBlock> {
         let rec = self.live.remove(addr)?;
+        let scope = self.scope_lost(addr, rec.size());
         filter_remove(addr);
         let (bytes, blocks) = weight(rec.size(), rec.epoch());
         self.seq += 1;
@@ -492,13 +550,15 @@ impl Recorder {
         s.curr_blocks -= blocks;
         self.curr_bytes -= bytes;
         self.curr_blocks -= blocks;
-        Some(TakenBlock(rec))
+        Some(TakenBlock(rec, scope))
     }
 
     /// Puts a block taken by [`Recorder::take_for_realloc`] back: at `new`
     /// with `new_size` after a successful realloc (it keeps its stack, counts
     /// as one more block allocated, as in DHAT, and its birth restarts), or
     /// unchanged at `old` when the realloc failed (`new` null).
+    /// `thread_scope` is the reallocating thread's measuring scope: a
+    /// realloc in the block's own scope counts as one of its allocations.
     pub(crate) fn finish_realloc(
         &mut self,
         taken: TakenBlock,
@@ -506,8 +566,9 @@ impl Recorder {
         new: usize,
         new_size: usize,
         now: u32,
+        thread_scope: u32,
     ) {
-        let rec = taken.0;
+        let TakenBlock(rec, scope) = taken;
         let (addr, rec, counted) = if new == 0 {
             (old, rec, false)
         } else {
@@ -536,15 +597,89 @@ impl Recorder {
         self.curr_bytes += bytes;
         self.curr_blocks += blocks;
         self.live.insert(addr, rec);
+        if scope != 0 {
+            let counted = counted && scope == thread_scope;
+            self.scope_gained(addr, scope, rec.stack, rec.size(), counted);
+        }
         filter_add(addr);
         HAS_LIVE.store(true, Ordering::Relaxed);
         self.after_growth(rec.stack, now);
     }
+
+    /// Starts keeping the figures of measuring scope `scope`.
+    pub(crate) fn open_scope(&mut self, scope: u32) {
+        self.scopes.insert(scope as u64, ScopeRec::default());
+    }
+
+    /// Forgets scope `scope` and which blocks were its.
+    pub(crate) fn close_scope(&mut self, scope: u32) {
+        if self.scopes.remove(&(scope as u64)).is_some() {
+            self.scoped.retain(|_, s| *s != scope);
+        }
+    }
 }
 
 /// A recorded block between [`Recorder::take_for_realloc`] and
-/// [`Recorder::finish_realloc`].
-pub(crate) struct TakenBlock(LiveRec);
+/// [`Recorder::finish_realloc`], with its measuring scope (0: none).
+pub(crate) struct TakenBlock(LiveRec, u32);
+
+/// A measuring scope's figures now: its live blocks, and per stack what it
+/// allocated and what of it is still live.
+pub(crate) struct ScopeReport {
+    pub(crate) live_blocks: u64,
+    pub(crate) live_bytes: u64,
+    /// (frames, allocated blocks, allocated bytes)
+    pub(crate) allocated: Vec<(Vec<usize>, u64, u64)>,
+    /// (frames, live blocks, live bytes)
+    pub(crate) live: Vec<(Vec<usize>, u64, u64)>,
+}
+
+/// Reads a scope's figures (`with_sites`: also per stack). The frames are
+/// copied out with tracking off, then into the caller's memory.
+pub(crate) fn scope_report(scope: u32, with_sites: bool) -> Option<ScopeReport> {
+    let raw = crate::alloc::untracked(|| {
+        let r = RECORDER.lock();
+        let s = r.scopes.get(&(scope as u64))?;
+        let frames_of = |stack: u32| {
+            let e = &r.stacks[stack as usize];
+            r.frames[e.start as usize..(e.start + e.len) as usize].to_vec()
+        };
+        let mut allocated = Vec::new();
+        let mut live: Vec<(Vec<usize>, u64, u64)> = Vec::new();
+        if with_sites {
+            allocated = s
+                .allocated
+                .iter()
+                .map(|(stack, &(n, b))| (frames_of(*stack as u32), n, b))
+                .collect();
+            let mut by_stack: AddrMap<(u64, u64)> = HashMap::with_hasher(BuildHasherDefault::new());
+            for (addr, sc) in r.scoped.iter() {
+                if *sc == scope
+                    && let Some(rec) = r.live.shards[LiveTable::shard_of(*addr as usize)].get(addr)
+                {
+                    let e = by_stack.entry(rec.stack as u64).or_default();
+                    e.0 += 1;
+                    e.1 += rec.size();
+                }
+            }
+            live = by_stack
+                .into_iter()
+                .map(|(stack, (n, b))| (frames_of(stack as u32), n, b))
+                .collect();
+        }
+        Some((s.live_blocks, s.live_bytes, allocated, live))
+    })?;
+    // Copied into the caller's (tracked) memory; the untracked originals are
+    // dropped untracked.
+    let report = ScopeReport {
+        live_blocks: raw.0,
+        live_bytes: raw.1,
+        allocated: raw.2.iter().map(|(f, n, b)| (f.to_vec(), *n, *b)).collect(),
+        live: raw.3.iter().map(|(f, n, b)| (f.to_vec(), *n, *b)).collect(),
+    };
+    crate::alloc::untracked(|| drop(raw));
+    Some(report)
+}
 
 /// Totals per interned stack, in bytes and blocks (estimates in sampled
 /// mode). The fields follow DHAT's program points.

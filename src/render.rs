@@ -7,6 +7,7 @@ use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use crate::heap::{HeapDiff, Partition, Suspect};
+use crate::testing::Site;
 use crate::trackref::ClassLive;
 
 /// Default terminal width for `Display`.
@@ -291,6 +292,36 @@ pub fn suspects(list: &[Suspect], width: usize) -> String {
     }
     let mut out = finish(&t);
     out.push('\n');
+    out
+}
+
+/// Allocation sites for an assertion message, one per line: blocks, bytes,
+/// type, function and place.
+pub fn sites(list: &[Site]) -> String {
+    if list.is_empty() {
+        return "  (no allocation sites recorded)\n".to_string();
+    }
+    let mut t = table(&["Blocks", "Bytes", "Type", "Allocated at"], &[0, 1]);
+    for s in list {
+        let place = match (&s.file, s.line) {
+            (Some(f), Some(l)) => {
+                format!("{} ({}:{l})", s.function, f.rsplit('/').next().unwrap_or(f))
+            }
+            _ => s.function.clone(),
+        };
+        t.add_row(vec![
+            s.blocks.to_string(),
+            s.bytes.to_string(),
+            s.type_name.clone(),
+            place,
+        ]);
+    }
+    let mut out = String::new();
+    for line in finish(&t).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
     out
 }
 
