@@ -90,6 +90,7 @@ const TOOL_MODULES: &[&str] = &[
     "leakscope::heap::",
     "leakscope::symbols::",
     "leakscope::render::",
+    "leakscope::console::",
 ];
 
 fn frame_label(f: &Frame) -> String {

@@ -58,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod alloc;
+pub mod console;
 pub mod heap;
 mod lock;
 pub mod recorder;

@@ -6,7 +6,10 @@ use std::time::Duration;
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, ContentArrangement, Table};
 
+use crate::heap::Totals;
 use crate::heap::{HeapDiff, Partition, Suspect};
+use crate::stats::{PurgeReport, Stats};
+use crate::symbols::Frame;
 use crate::testing::Site;
 use crate::trackref::ClassLive;
 
@@ -321,6 +324,141 @@ pub fn sites(list: &[Site]) -> String {
         out.push_str("  ");
         out.push_str(line);
         out.push('\n');
+    }
+    out
+}
+
+/// Bytes with a binary unit: `12.5 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `stats()`: leakscope's counters and jemalloc's figures.
+pub fn stats(s: &Stats) -> String {
+    let mut t = table(&["Figure", "Bytes", "", "Blocks"], &[1, 3]);
+    let mode = s.mode.map_or("?", |m| m.name());
+    let peak = if s.peak_tolerance == 0 {
+        s.peak_live_bytes.to_string()
+    } else {
+        format!("~{}", s.peak_live_bytes)
+    };
+    let rows: [(&str, String, String, String); 10] = [
+        (
+            "live",
+            s.live_bytes.to_string(),
+            bytes(s.live_bytes),
+            s.live_blocks.to_string(),
+        ),
+        ("peak live", peak, bytes(s.peak_live_bytes), String::new()),
+        (
+            "allocated since start",
+            s.total_bytes.to_string(),
+            bytes(s.total_bytes),
+            s.total_blocks.to_string(),
+        ),
+        (
+            "freed since start",
+            s.freed_bytes.to_string(),
+            bytes(s.freed_bytes),
+            s.freed_blocks.to_string(),
+        ),
+        (
+            "jemalloc allocated",
+            s.jemalloc.allocated.to_string(),
+            bytes(s.jemalloc.allocated),
+            String::new(),
+        ),
+        (
+            "jemalloc active",
+            s.jemalloc.active.to_string(),
+            bytes(s.jemalloc.active),
+            String::new(),
+        ),
+        (
+            "jemalloc resident",
+            s.jemalloc.resident.to_string(),
+            bytes(s.jemalloc.resident),
+            String::new(),
+        ),
+        (
+            "jemalloc mapped",
+            s.jemalloc.mapped.to_string(),
+            bytes(s.jemalloc.mapped),
+            String::new(),
+        ),
+        (
+            "jemalloc retained",
+            s.jemalloc.retained.to_string(),
+            bytes(s.jemalloc.retained),
+            String::new(),
+        ),
+        (
+            "jemalloc metadata",
+            s.jemalloc.metadata.to_string(),
+            bytes(s.jemalloc.metadata),
+            String::new(),
+        ),
+    ];
+    for (name, b, human, blocks) in rows {
+        t.add_row(vec![name.to_string(), b, human, blocks]);
+    }
+    let mut out = format!("Allocator ({mode} mode, {} threads)\n", s.threads);
+    out.push_str(&finish(&t));
+    out.push('\n');
+    if s.jemalloc.resident > s.jemalloc.allocated.saturating_mul(2)
+        && s.jemalloc.resident > 64 << 20
+    {
+        out.push_str("Resident is far above allocated: purge() may give memory back.\n");
+    }
+    out
+}
+
+/// `purge()`'s report.
+pub fn purge(r: &PurgeReport) -> String {
+    format!(
+        "Purged: resident {} -> {} ({} returned to the OS); allocated {}.\n",
+        bytes(r.before.resident),
+        bytes(r.after.resident),
+        bytes(r.freed_resident()),
+        bytes(r.after.allocated)
+    )
+}
+
+/// The top `n` stacks of a heap, frame by frame.
+pub fn stacks(list: &[(Vec<Frame>, Totals)], n: usize) -> String {
+    let mut out = String::new();
+    for (i, (frames, t)) in list.iter().take(n).enumerate() {
+        out.push_str(&format!(
+            "Stack {i}: {} objects, {} bytes\n",
+            t.count, t.size
+        ));
+        for f in frames {
+            let place = match (&f.file, f.line) {
+                (Some(file), Some(line)) => {
+                    format!(" ({}:{line})", file.rsplit('/').next().unwrap_or(file))
+                }
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "    {}{}{place}\n",
+                if f.inlined { "(inlined) " } else { "" },
+                f.function
+            ));
+        }
+    }
+    if list.len() > n {
+        out.push_str(&format!("<{} more stacks>\n", list.len() - n));
     }
     out
 }

@@ -1,0 +1,518 @@
+//! The console over real TCP on 127.0.0.1: login, the shell's commands,
+//! every telnet behaviour of REFERENCE.md's table at the byte level, every
+//! limit, the real `telnet` program, and attach by PID's file checks.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use leakscope::console::{self, Console, HostObject};
+use leakscope::trackref::Tracked;
+
+#[global_allocator]
+static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+
+const IAC: u8 = 255;
+const WILL: u8 = 251;
+const WONT: u8 = 252;
+const DO: u8 = 253;
+const IP: u8 = 244;
+const ECHO: u8 = 1;
+const TM: u8 = 6;
+
+struct Client {
+    stream: TcpStream,
+    got: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Client {
+            stream,
+            got: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads until `pat` arrives (or 10 s pass); returns everything read up
+    /// to and including it, and keeps the rest.
+    fn expect(&mut self, pat: &[u8]) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(i) = self.got.windows(pat.len()).position(|w| w == pat) {
+                let rest = self.got.split_off(i + pat.len());
+                return std::mem::replace(&mut self.got, rest);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {:?}; got {:?}",
+                String::from_utf8_lossy(pat),
+                String::from_utf8_lossy(&self.got)
+            );
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) => panic!(
+                    "closed while waiting for {:?}; got {:?}",
+                    String::from_utf8_lossy(pat),
+                    String::from_utf8_lossy(&self.got)
+                ),
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Reads until the server closes (or 10 s pass); returns what came.
+    fn until_closed(&mut self) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "not closed; got {:?}",
+                String::from_utf8_lossy(&self.got)
+            );
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) => return std::mem::take(&mut self.got),
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return std::mem::take(&mut self.got);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn login(&mut self, password: &str) {
+        self.expect(b"Username: ");
+        self.send(b"leakscope\r\n");
+        let got = self.expect(b"Password: ");
+        assert!(got.ends_with(b"Password: "));
+        // Echo is switched off around the password, and on again after.
+        assert_eq!(self.expect(&[IAC, WILL, ECHO]), [IAC, WILL, ECHO]);
+        self.send(format!("{password}\r\n").as_bytes());
+        self.expect(&[IAC, WONT, ECHO]);
+        self.expect(b">>> ");
+    }
+
+    /// Runs a command; returns its output (between the line and the next
+    /// prompt) as text.
+    fn run(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        let out = self.expect(b">>> ");
+        String::from_utf8_lossy(&out[..out.len() - 4]).into_owned()
+    }
+}
+
+struct Engine {
+    paused: std::sync::atomic::AtomicBool,
+}
+
+impl HostObject for Engine {
+    fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+        (name == "paused").then(|| {
+            self.paused
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .into()
+        })
+    }
+    fn call(&self, method: &str, _args: &[serde_json::Value]) -> Result<serde_json::Value, String> {
+        match method {
+            "pause" => {
+                self.paused
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(serde_json::Value::Null)
+            }
+            "unpause" => {
+                self.paused
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                Ok(serde_json::Value::Null)
+            }
+            _ => Err(format!("AttributeError: 'engine' has no method '{method}'")),
+        }
+    }
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["pause", "unpause"]
+    }
+}
+
+fn console() -> Console {
+    Console::builder()
+        .port(0)
+        .password("s3cret")
+        .var(
+            "engine",
+            Engine {
+                paused: std::sync::atomic::AtomicBool::new(false),
+            },
+        )
+        .func("est", || {
+            "Execution engine status\n\nengine.paused : False".to_string()
+        })
+        .spawn()
+        .expect("console")
+}
+
+#[derive(serde::Serialize)]
+struct ConsoleResponse {
+    url: String,
+    status: u16,
+}
+
+#[test]
+fn login_and_the_seed_commands() {
+    // Exact mode, so this small program's heap has rows to index.
+    leakscope::set_mode(leakscope::Mode::Exact);
+    let c = console();
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.login("s3cret");
+    let kept = Tracked::new(ConsoleResponse {
+        url: "http://www.somenastyspider.com/product?id=1".into(),
+        status: 200,
+    });
+    let out = cl.run("prefs()");
+    assert!(out.contains("Live References"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ConsoleResponse") && l.split_whitespace().nth(1) == Some("1")),
+        "{out}"
+    );
+    assert_eq!(
+        cl.run("get_oldest('ConsoleResponse').url"),
+        "'http://www.somenastyspider.com/product?id=1'\r\n"
+    );
+    assert_eq!(
+        cl.run("[r.status for r in iter_all('ConsoleResponse')]"),
+        "[200]\r\n"
+    );
+    assert_eq!(cl.run("len(iter_all('ConsoleResponse'))"), "1\r\n");
+    assert_eq!(
+        cl.run("from leakscope.trackref import get_oldest, iter_all"),
+        ""
+    );
+    let out = cl.run("prefs(ignore=ConsoleResponse)");
+    assert!(!out.contains("ConsoleResponse"), "{out}");
+    let out = cl.run("hpy().heap().bytype()");
+    assert!(out.starts_with("Partition of a set of "), "{out}");
+    assert!(out.contains("Index  Count"), "{out}");
+    let out = cl.run("x = hpy().heap()");
+    assert_eq!(out, "");
+    let out = cl.run("x.bytype[0].bysite");
+    assert!(out.starts_with("Partition of a set of "), "{out}");
+    let out = cl.run("_.more");
+    assert!(out.starts_with("Partition of a set of "), "{out}");
+    let out = cl.run("stats()");
+    assert!(out.contains("jemalloc resident"), "{out}");
+    let out = cl.run("est()");
+    assert_eq!(
+        out,
+        "Execution engine status\r\n\r\nengine.paused : False\r\n"
+    );
+    assert_eq!(cl.run("engine.paused"), "False\r\n");
+    assert_eq!(cl.run("engine.pause()"), "");
+    assert_eq!(cl.run("engine.paused"), "True\r\n");
+    let out = cl.run("help()");
+    assert!(
+        out.contains("prefs(ignore=")
+            && out.contains("engine: .pause() .unpause()")
+            && out.contains("est()"),
+        "{out}"
+    );
+    drop(kept);
+    cl.send(&[4]);
+    cl.until_closed();
+}
+
+#[test]
+fn errors_point_a_caret_at_the_column() {
+    let c = console();
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.login("s3cret");
+    assert_eq!(
+        cl.run("prefs("),
+        "  prefs(\r\n        ^\r\nSyntaxError: unexpected end of line\r\n"
+    );
+    assert_eq!(
+        cl.run("nosuch + 1"),
+        "  nosuch + 1\r\n  ^\r\nNameError: name 'nosuch' is not defined\r\n"
+    );
+    assert_eq!(
+        cl.run("1 / 0"),
+        "  1 / 0\r\n  ^\r\nZeroDivisionError: division by zero\r\n"
+    );
+    assert_eq!(cl.run("get_oldest('NoSuchClass')"), "");
+    assert_eq!(cl.run("x = 41"), "");
+    assert_eq!(cl.run("x + 1"), "42\r\n");
+    assert_eq!(cl.run("_ * 2"), "84\r\n");
+}
+
+#[test]
+fn nc_style_bare_lf_and_ctrl_c_and_split_crlf() {
+    let c = console();
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.expect(b"Username: ");
+    cl.send(b"leakscope\n");
+    cl.expect(b"Password: ");
+    cl.send(b"s3cret\n");
+    cl.expect(b">>> ");
+    cl.send(b"1 + 1\n");
+    assert!(cl.expect(b">>> ").starts_with(b"2\r\n"));
+    // A CR at the end of one read, its LF in the next: one line, not two.
+    cl.send(b"2 + 2\r");
+    std::thread::sleep(Duration::from_millis(50));
+    cl.send(b"\n3 + 3\r\n");
+    assert_eq!(cl.expect(b">>> "), b"4\r\n>>> ");
+    assert_eq!(cl.expect(b">>> "), b"6\r\n>>> ");
+    // telnet's Ctrl-C: IAC IP IAC DO TIMING-MARK; the mark is answered.
+    cl.send(b"half a li");
+    cl.send(&[IAC, IP, IAC, DO, TM]);
+    let got = cl.expect(b">>> ");
+    assert!(got.windows(3).any(|w| w == [IAC, WONT, TM]), "{got:?}");
+    assert!(String::from_utf8_lossy(&got).contains("KeyboardInterrupt"));
+    // A \r\0 line ending (telnet after SGA) and a doubled 0xFF.
+    cl.send(b"'a' + 'b'\r\0");
+    assert_eq!(cl.expect(b">>> "), b"'ab'\r\n>>> ");
+    // Ctrl-D on an empty line ends the session.
+    cl.send(&[4]);
+    cl.until_closed();
+}
+
+#[test]
+fn an_http_first_line_closes_the_connection() {
+    let c = console();
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.expect(b"Username: ");
+    cl.send(b"POST / HTTP/1.1\r\nHost: localhost:6023\r\n\r\nprefs()\r\n");
+    let rest = cl.until_closed();
+    assert!(rest.is_empty(), "nothing answered: {rest:?}");
+}
+
+#[test]
+fn three_wrong_passwords_close_and_each_waits() {
+    let c = console();
+    let mut cl = Client::connect(c.addr().unwrap());
+    let started = Instant::now();
+    for i in 0..3 {
+        cl.expect(b"Username: ");
+        cl.send(b"leakscope\r\n");
+        cl.expect(b"Password: ");
+        cl.send(format!("wrong{i}\r\n").as_bytes());
+    }
+    let rest = cl.until_closed();
+    assert!(
+        String::from_utf8_lossy(&rest).contains("Login failed; closing."),
+        "{rest:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "each failure waited a second"
+    );
+}
+
+#[test]
+fn login_must_finish_in_time_and_idle_sessions_close() {
+    let c = Console::builder()
+        .port(0)
+        .password("pw")
+        .login_timeout(Duration::from_millis(500))
+        .idle_timeout(Duration::from_millis(800))
+        .spawn()
+        .unwrap();
+    let mut slow = Client::connect(c.addr().unwrap());
+    slow.expect(b"Username: ");
+    let rest = slow.until_closed();
+    assert!(
+        String::from_utf8_lossy(&rest).contains("Login timed out."),
+        "{rest:?}"
+    );
+    let mut idle = Client::connect(c.addr().unwrap());
+    idle.login("pw");
+    let rest = idle.until_closed();
+    assert!(
+        String::from_utf8_lossy(&rest).contains("Idle too long; closing."),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn at_most_eight_sessions() {
+    let c = console();
+    let mut clients: Vec<Client> = (0..8)
+        .map(|_| {
+            let mut cl = Client::connect(c.addr().unwrap());
+            cl.expect(b"Username: ");
+            cl
+        })
+        .collect();
+    let mut ninth = Client::connect(c.addr().unwrap());
+    let rest = ninth.until_closed();
+    assert_eq!(rest, b"Too many console sessions; try again later.\r\n");
+    // One leaves; a new one gets in.
+    drop(clients.pop());
+    std::thread::sleep(Duration::from_millis(500));
+    let mut again = Client::connect(c.addr().unwrap());
+    again.expect(b"Username: ");
+}
+
+#[test]
+fn a_line_over_64_kib_is_an_error_and_closes() {
+    let c = console();
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.login("s3cret");
+    let long = vec![b'1'; console::MAX_LINE + 10];
+    let _ = cl.stream.write_all(&long);
+    let rest = cl.until_closed();
+    assert!(
+        String::from_utf8_lossy(&rest).contains("line longer than 65536 bytes"),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn binary_garbage_gets_errors_not_a_dead_console() {
+    let c = console();
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.login("s3cret");
+    cl.send(&[0xC3, 0x28, b'\r', b'\n']);
+    let got = String::from_utf8_lossy(&cl.expect(b">>> ")).into_owned();
+    assert!(got.contains("input is not UTF-8"), "{got}");
+    cl.send(b"\x01\x02)(][\r\n");
+    let got = String::from_utf8_lossy(&cl.expect(b">>> ")).into_owned();
+    assert!(got.contains("SyntaxError"), "{got}");
+    assert_eq!(cl.run("1"), "1\r\n", "still answering");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_and_one_that_vanishes_costs_nothing() {
+    let c = Console::builder()
+        .port(0)
+        .password("pw")
+        .write_timeout(Duration::from_millis(500))
+        .spawn()
+        .unwrap();
+    let mut stuck = Client::connect(c.addr().unwrap());
+    stuck.login("pw");
+    // Ask for a lot of output and never read it: the server's write times
+    // out and the session ends instead of blocking forever.
+    for _ in 0..200 {
+        let _ = stuck.stream.write_all(b"help()\r\n");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    // It was dropped: others still get in and are served.
+    let mut ok = Client::connect(c.addr().unwrap());
+    ok.login("pw");
+    assert_eq!(ok.run("2 * 21"), "42\r\n");
+    // A client that vanishes mid-output costs nothing.
+    let mut gone = Client::connect(c.addr().unwrap());
+    gone.login("pw");
+    gone.send(b"help()\r\nhelp()\r\n");
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ok.run("1 + 1"), "2\r\n");
+}
+
+#[test]
+fn console_can_be_disabled() {
+    // SAFETY: this test sets and clears a variable no other test reads.
+    unsafe { std::env::set_var("LEAKSCOPE_CONSOLE", "0") };
+    let c = Console::builder().port(0).spawn().unwrap();
+    unsafe { std::env::remove_var("LEAKSCOPE_CONSOLE") };
+    assert!(c.addr().is_none());
+}
+
+#[test]
+fn the_default_password_is_16_hex_digits() {
+    let c = Console::builder().port(0).spawn().unwrap();
+    assert_eq!(c.password().len(), 16);
+    assert!(c.password().chars().all(|ch| ch.is_ascii_hexdigit()));
+    let d = Console::builder().port(0).spawn().unwrap();
+    assert_ne!(c.password(), d.password());
+}
+
+#[test]
+fn the_real_telnet_program_logs_in_runs_prefs_and_leaves_with_ctrl_d() {
+    if std::process::Command::new("telnet")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("the telnet program is missing: .ci/run installs inetutils-telnet");
+    }
+    let c = console();
+    let port = c.addr().unwrap().port();
+    // telnet wants a terminal: `script` gives it one.
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!("telnet 127.0.0.1 {port}"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("script");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |pat: &str, seen: &mut Vec<u8>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(seen).contains(pat) {
+            assert!(
+                Instant::now() < deadline,
+                "no {pat:?} in {:?}",
+                String::from_utf8_lossy(seen)
+            );
+            if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.extend(b);
+            }
+        }
+    };
+    wait_for("Username: ", &mut seen);
+    stdin.write_all(b"leakscope\r").unwrap();
+    wait_for("Password: ", &mut seen);
+    stdin.write_all(b"s3cret\r").unwrap();
+    wait_for(">>> ", &mut seen);
+    stdin.write_all(b"prefs()\r").unwrap();
+    wait_for("Live References", &mut seen);
+    stdin.write_all(b"21 * 2\r").unwrap();
+    wait_for("42", &mut seen);
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("s3cret"),
+        "the password was not echoed"
+    );
+    stdin.write_all(&[4]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success() || status.code().is_some());
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "telnet did not exit after Ctrl-D: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
