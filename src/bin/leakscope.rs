@@ -1,1 +1,259 @@
-fn main() {}
+//! `leakscope attach PID` opens a console in a running process that called
+//! `leakscope::console::enable_attach()`; `leakscope connect [ADDR]` is a
+//! line-editing client for a console's TCP port.
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use leakscope::console;
+
+#[derive(Parser)]
+#[command(
+    name = "leakscope",
+    version,
+    about = "Find memory leaks in running Rust programs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open a console in process PID (it must have called
+    /// leakscope::console::enable_attach()).
+    Attach {
+        /// The process.
+        pid: u32,
+        /// The signal it listens for.
+        #[arg(long, default_value = "USR2")]
+        signal: String,
+        /// Seconds to wait for it to connect back.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Connect to a console's TCP port, with line editing.
+    Connect {
+        /// Where the console listens.
+        #[arg(default_value = "127.0.0.1:6023")]
+        addr: String,
+        /// The username.
+        #[arg(long, default_value = "leakscope")]
+        user: String,
+        /// The password (asked for, unechoed, when not given).
+        #[arg(long, env = "LEAKSCOPE_CONSOLE_PASSWORD")]
+        password: Option<String>,
+    },
+}
+
+fn signal_number(name: &str) -> Option<i32> {
+    let name = name.trim_start_matches("SIG");
+    Some(match name {
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "HUP" => libc::SIGHUP,
+        "WINCH" => libc::SIGWINCH,
+        "URG" => libc::SIGURG,
+        n => n.parse().ok()?,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Attach {
+            pid,
+            signal,
+            timeout,
+        } => attach(pid, &signal, Duration::from_secs(timeout)),
+        Command::Connect {
+            addr,
+            user,
+            password,
+        } => connect(&addr, &user, password),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leakscope: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn attach(pid: u32, signal: &str, timeout: Duration) -> io::Result<()> {
+    let sig = signal_number(signal).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unknown signal {signal}"),
+        )
+    })?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let token = console::new_token();
+    let path = console::write_rendezvous(pid, listener.local_addr()?.port(), &token)?;
+    let result = (|| {
+        // SAFETY: kill with a pid and a signal number; errors come back.
+        if unsafe { libc::kill(pid as i32, sig) } != 0 {
+            return Err(io::Error::other(format!(
+                "cannot signal process {pid}: {}",
+                io::Error::last_os_error()
+            )));
+        }
+        console::accept_attached(&listener, &token, timeout)
+    })();
+    let _ = std::fs::remove_file(&path);
+    session(result?, None)
+}
+
+fn connect(addr: &str, user: &str, password: Option<String>) -> io::Result<()> {
+    let stream = TcpStream::connect(addr)?;
+    session(stream, Some((user.to_string(), password)))
+}
+
+/// What the server is waiting for, once its output pauses.
+enum Prompt {
+    Line,
+    Username,
+    Password,
+    Closed,
+}
+
+/// Reads server output, printing it without telnet commands, until a prompt
+/// (which it does not print: the line editor shows its own) or the end.
+fn read_until_prompt(stream: &mut TcpStream, out: &mut impl Write) -> io::Result<Prompt> {
+    let mut text: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut iac = 0usize;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => {
+                out.write_all(&text)?;
+                out.flush()?;
+                return Ok(Prompt::Closed);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Prompt::Closed),
+            Err(e) => return Err(e),
+        };
+        for &b in &buf[..n] {
+            // Drop telnet commands: IAC x or IAC verb option.
+            match (iac, b) {
+                (0, 255) => iac = 1,
+                (1, 255) => {
+                    text.push(255);
+                    iac = 0;
+                }
+                (1, 251..=254) => iac = 2,
+                (1, _) | (2, _) => iac = 0,
+                (_, b'\r') => {}
+                (_, b) => text.push(b),
+            }
+        }
+        for (prompt, kind) in [(&b">>> "[..], 0), (b"Username: ", 1), (b"Password: ", 2)] {
+            if text.ends_with(prompt) {
+                text.truncate(text.len() - prompt.len());
+                out.write_all(&text)?;
+                out.flush()?;
+                return Ok(match kind {
+                    0 => Prompt::Line,
+                    1 => Prompt::Username,
+                    _ => Prompt::Password,
+                });
+            }
+        }
+        if !text.contains(&b'\n') {
+            continue;
+        }
+        // Print complete lines as they come; keep a partial one back.
+        let cut = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        out.write_all(&text[..cut])?;
+        out.flush()?;
+        text.drain(..cut);
+    }
+}
+
+/// Reads a password from the terminal without echo.
+fn read_hidden(prompt: &str) -> io::Result<String> {
+    eprint!("{prompt}");
+    let stdin = io::stdin();
+    let fd = 0;
+    // SAFETY: termios calls on stdin with a zeroed struct tcgetattr fills.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            None
+        } else {
+            let old = t;
+            t.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+            Some(old)
+        }
+    };
+    let mut line = String::new();
+    let r = stdin.lock().read_line(&mut line);
+    if let Some(old) = saved {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+    }
+    eprintln!();
+    r?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn session(mut stream: TcpStream, login: Option<(String, Option<String>)>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let interactive = io::stdin().is_terminal();
+    let mut editor = if interactive {
+        Some(rustyline::DefaultEditor::new().map_err(io::Error::other)?)
+    } else {
+        None
+    };
+    let mut piped = io::stdin().lock().lines();
+    let mut stdout = io::stdout();
+    loop {
+        let prompt = read_until_prompt(&mut stream, &mut stdout)?;
+        let line = match prompt {
+            Prompt::Closed => return Ok(()),
+            Prompt::Username => login.as_ref().map_or_else(String::new, |(u, _)| u.clone()),
+            Prompt::Password => match login.as_ref().and_then(|(_, p)| p.clone()) {
+                Some(p) => p,
+                None if interactive => read_hidden("Password: ")?,
+                None => piped.next().transpose()?.unwrap_or_default(),
+            },
+            Prompt::Line => match editor.as_mut() {
+                Some(ed) => match ed.readline(">>> ") {
+                    Ok(l) => {
+                        let _ = ed.add_history_entry(l.as_str());
+                        l
+                    }
+                    Err(rustyline::error::ReadlineError::Interrupted) => {
+                        // What telnet sends for Ctrl-C.
+                        stream.write_all(&[255, 244, 255, 253, 6])?;
+                        continue;
+                    }
+                    Err(_) => {
+                        stream.write_all(&[4])?;
+                        let _ = read_until_prompt(&mut stream, &mut stdout);
+                        return Ok(());
+                    }
+                },
+                None => match piped.next().transpose()? {
+                    Some(l) => l,
+                    None => {
+                        stream.write_all(&[4])?;
+                        let _ = read_until_prompt(&mut stream, &mut stdout);
+                        return Ok(());
+                    }
+                },
+            },
+        };
+        let mut bytes = Vec::new();
+        console::encode(line.as_bytes(), &mut bytes);
+        bytes.extend_from_slice(b"\r\n");
+        stream.write_all(&bytes)?;
+    }
+}

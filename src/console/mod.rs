@@ -768,3 +768,49 @@ fn attach_once(config: &Config) -> io::Result<()> {
     stream.write_all(format!("LEAKSCOPE-ATTACH {token}\r\n").as_bytes())?;
     Session::new(stream, config, false).run()
 }
+
+/// The CLI's side of attach: waits on `listener` (up to `timeout`) for the
+/// process to connect and present `token`. A peer with a wrong or missing
+/// token is dropped and waiting goes on, so nobody who merely saw the port
+/// can stand in for the process.
+pub fn accept_attached(
+    listener: &TcpListener,
+    token: &str,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + timeout;
+    let expected = format!("LEAKSCOPE-ATTACH {token}");
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream.set_nonblocking(false)?;
+                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut line = Vec::new();
+                let mut byte = [0u8; 1];
+                while line.len() < 200 && !line.ends_with(b"\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => line.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if same(
+                    line.strip_suffix(b"\r\n").unwrap_or(&line),
+                    expected.as_bytes(),
+                ) {
+                    stream.set_read_timeout(None)?;
+                    return Ok(stream);
+                }
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the process did not connect back (did it call leakscope::console::enable_attach()?)",
+    ))
+}
