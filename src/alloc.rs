@@ -591,6 +591,11 @@ fn init(default: u8) {
     }
     SAMPLE_BYTES.store(mean, Ordering::Relaxed);
     SAMPLE_EPOCH.store(recorder::epoch_for_mean(mean), Ordering::Relaxed);
+    if getenv(b"LEAKSCOPE_DHAT_OUT\0").is_some() {
+        // The hook reads the path itself at exit: nothing may allocate here.
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { libc::atexit(crate::export::dhat::write_at_exit) };
+    }
     // SAFETY: registering plain extern "C" functions; glibc's registration
     // uses its own malloc, not this allocator.
     unsafe {

@@ -84,15 +84,6 @@ struct StackFacts {
     tool_owned: bool,
 }
 
-/// Modules whose allocations are the tool's analysis data, not the program's.
-const TOOL_MODULES: &[&str] = &[
-    "leakscope::recorder::",
-    "leakscope::heap::",
-    "leakscope::symbols::",
-    "leakscope::render::",
-    "leakscope::console::",
-];
-
 fn frame_label(f: &Frame) -> String {
     match (&f.file, f.line) {
         (Some(file), Some(line)) => {
@@ -119,10 +110,7 @@ fn facts(addrs: &[usize]) -> StackFacts {
             .collect::<Vec<_>>()
             .join(" ← ")
     };
-    let tool_owned = frames.iter().any(|f| {
-        let name = f.function.trim_start_matches('<');
-        TOOL_MODULES.iter().any(|m| name.starts_with(m))
-    });
+    let tool_owned = symbols::tool_owned(&frames);
     StackFacts {
         frames,
         ty,

@@ -59,6 +59,7 @@
 
 pub mod alloc;
 pub mod console;
+pub mod export;
 pub mod heap;
 mod lock;
 pub mod recorder;

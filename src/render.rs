@@ -463,6 +463,102 @@ pub fn stacks(list: &[(Vec<Frame>, Totals)], n: usize) -> String {
     out
 }
 
+/// `leakscope report`: the top program points of a DHAT file.
+pub fn dhat_report(
+    file: &crate::export::dhat::DhatFile,
+    rows: &[crate::export::dhat::PointSummary],
+    n: usize,
+) -> String {
+    let mut out = format!(
+        "{} — {} program points, mode {}, pid {}, written at {:.1} s, global peak at {:.1} s\n",
+        file.cmd,
+        file.pps.len(),
+        file.mode,
+        file.pid,
+        file.te as f64 / 1e6,
+        file.tg as f64 / 1e6
+    );
+    let mut t = table(
+        &[
+            "Live B",
+            "Live",
+            "At peak B",
+            "Total B",
+            "Total",
+            "Short-lived",
+            "Type",
+            "Allocated at",
+        ],
+        &[0, 1, 2, 3, 4],
+    );
+    for r in rows.iter().take(n) {
+        t.add_row(vec![
+            r.live.0.to_string(),
+            r.live.1.to_string(),
+            r.at_peak.0.to_string(),
+            r.total.0.to_string(),
+            r.total.1.to_string(),
+            if r.avg_lifetime_us <= file.tuth {
+                "yes".to_string()
+            } else {
+                String::new()
+            },
+            r.type_name.clone(),
+            r.site.clone(),
+        ]);
+    }
+    out.push_str(&finish(&t));
+    out.push('\n');
+    if rows.len() > n {
+        out.push_str(&format!("<{} more program points>\n", rows.len() - n));
+    }
+    out
+}
+
+/// `leakscope diff`: what grew, by program point and by type.
+pub fn dhat_diff(
+    by_point: &[crate::export::dhat::PointSummary],
+    by_type: &[crate::export::dhat::PointSummary],
+    n: usize,
+) -> String {
+    if by_point.is_empty() {
+        return "No change.\n".to_string();
+    }
+    let mut out = String::from("By type:\n");
+    let mut t = table(
+        &["Live B", "Live", "Total B", "Total", "Type"],
+        &[0, 1, 2, 3],
+    );
+    for r in by_type.iter().take(n) {
+        t.add_row(vec![
+            change(r.live.0),
+            change(r.live.1),
+            change(r.total.0),
+            change(r.total.1),
+            r.type_name.clone(),
+        ]);
+    }
+    out.push_str(&finish(&t));
+    out.push_str("\n\nBy program point:\n");
+    let mut t = table(
+        &["Live B", "Live", "Total B", "Total", "Type", "Allocated at"],
+        &[0, 1, 2, 3],
+    );
+    for r in by_point.iter().take(n) {
+        t.add_row(vec![
+            change(r.live.0),
+            change(r.live.1),
+            change(r.total.0),
+            change(r.total.1),
+            r.type_name.clone(),
+            r.site.clone(),
+        ]);
+    }
+    out.push_str(&finish(&t));
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,6 +196,28 @@ pub fn allocation_site(frames: &[Frame]) -> Option<&Frame> {
         .or_else(|| frames.first())
 }
 
+/// Modules whose allocations are the tool's analysis data (snapshots, heaps,
+/// symbol tables, tables of text, console sessions, exports), not the
+/// program's.
+const TOOL_MODULES: &[&str] = &[
+    "leakscope::recorder::",
+    "leakscope::heap::",
+    "leakscope::symbols::",
+    "leakscope::render::",
+    "leakscope::console::",
+    "leakscope::export::",
+];
+
+/// Whether a (resolved) stack allocated the tool's own analysis data: heap
+/// views and exports leave such blocks out, as Guppy leaves out heapy's own
+/// objects.
+pub fn tool_owned(frames: &[Frame]) -> bool {
+    frames.iter().any(|f| {
+        let name = f.function.trim_start_matches('<');
+        TOOL_MODULES.iter().any(|m| name.starts_with(m))
+    })
+}
+
 /// How a block's type was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TypeSource {

@@ -1,5 +1,7 @@
 //! Exact mode against the oracle: the same workload under `dhat::Alloc`
-//! gives the same total and end-of-run bytes and blocks per allocation site.
+//! gives the same total and end-of-run bytes and blocks per allocation site,
+//! and the same global peak, both in the recorder and in the DHAT file
+//! leakscope writes.
 //!
 //! A binary has one global allocator, chosen here once, before the first
 //! allocation, from `ORACLE_ALLOCATOR`: the test re-executes this binary with
@@ -199,6 +201,14 @@ fn run_under_dhat() {
         .map(|f| f.as_str().unwrap())
         .collect();
     let mut sites = Sites::new();
+    // The global peak: every program point's bytes at it, summed.
+    let peak: u64 = json["pps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pp| pp["gb"].as_u64().unwrap())
+        .sum();
+    sites.insert("global peak".into(), [peak, 0, 0, 0]);
     for pp in json["pps"].as_array().unwrap() {
         let site = pp["fs"]
             .as_array()
@@ -234,6 +244,8 @@ fn exact_mode_matches_dhat_per_allocation_site() {
     let dhat: Sites = serde_json::from_str(line).unwrap();
 
     leakscope::set_mode(Mode::Exact);
+    // Start afresh, as dhat's profiler does: only what the workload does.
+    recorder::reset();
     let kept = workload();
     let snap = recorder::snapshot();
     let mut ours = Sites::new();
@@ -247,10 +259,29 @@ fn exact_mode_matches_dhat_per_allocation_site() {
             e[3] += s.stats.live_blocks;
         }
     }
+    ours.insert("global peak".into(), [snap.heap.peak_bytes, 0, 0, 0]);
+    // The same from the DHAT file leakscope writes.
+    let file = leakscope::export::dhat::from_snapshot(&snap);
+    let mut from_file = Sites::new();
+    for pp in &file.pps {
+        let frames = leakscope::export::dhat::frames_of(&file, pp);
+        if let Some(site) = frames.iter().find_map(|f| workload_fn(&f.function)) {
+            let e = from_file.entry(site).or_default();
+            e[0] += pp.tb;
+            e[1] += pp.tbk;
+            e[2] += pp.eb;
+            e[3] += pp.ebk;
+        }
+    }
+    from_file.insert(
+        "global peak".into(),
+        [file.pps.iter().map(|pp| pp.gb).sum(), 0, 0, 0],
+    );
     drop(kept);
-    assert_eq!(dhat.len(), 5, "dhat saw every workload function: {dhat:?}");
+    assert_eq!(dhat.len(), 6, "dhat saw every workload function: {dhat:?}");
     assert_eq!(
         ours, dhat,
-        "per site [tb, tbk, eb, ebk]: leakscope (left) vs dhat (right)"
+        "per site [tb, tbk, eb, ebk] and the global peak: leakscope (left) vs dhat (right)"
     );
+    assert_eq!(from_file, dhat, "the same, read from leakscope's DHAT file");
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use leakscope::console;
+use leakscope::export::dhat;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,34 @@ enum Command {
         /// Seconds to wait for it to connect back.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
+    },
+    /// The top program points of a DHAT file (live, at peak, total,
+    /// short-lived).
+    Report {
+        /// The DHAT file.
+        file: std::path::PathBuf,
+        /// How many program points.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// What grew between two DHAT files, by program point and by type.
+    Diff {
+        /// The earlier file.
+        old: std::path::PathBuf,
+        /// The later file.
+        new: std::path::PathBuf,
+        /// How many rows.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// Write a self-contained HTML page of Valgrind's viewer with the file
+    /// loaded (or say where the viewer is when it is not installed).
+    View {
+        /// The DHAT file.
+        file: std::path::PathBuf,
+        /// The page to write (default: FILE with .html).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
     },
     /// Connect to a console's TCP port, with line editing.
     Connect {
@@ -74,6 +103,9 @@ fn main() -> ExitCode {
             user,
             password,
         } => connect(&addr, &user, password),
+        Command::Report { file, top } => report(&file, top),
+        Command::Diff { old, new, top } => diff(&old, &new, top),
+        Command::View { file, output } => view(&file, output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +114,52 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn report(path: &std::path::Path, top: usize) -> io::Result<()> {
+    let file = dhat::read(path)?;
+    dhat::check(&serde_json::to_value(&file).map_err(io::Error::other)?).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    print!(
+        "{}",
+        leakscope::render::dhat_report(&file, &dhat::report(&file), top)
+    );
+    Ok(())
+}
+
+fn diff(old: &std::path::Path, new: &std::path::Path, top: usize) -> io::Result<()> {
+    let (by_point, by_type) = dhat::diff(&dhat::read(old)?, &dhat::read(new)?);
+    print!("{}", leakscope::render::dhat_diff(&by_point, &by_type, top));
+    Ok(())
+}
+
+fn view(path: &std::path::Path, output: Option<std::path::PathBuf>) -> io::Result<()> {
+    let file = dhat::read(path)?;
+    let Some(dir) = dhat::viewer_dir() else {
+        println!(
+            "Valgrind's viewer (dh_view.html) is not installed here. Install valgrind \
+             (e.g. apt-get install valgrind), or open dh_view.html from a valgrind install \
+             elsewhere and load {} with its Load… button.",
+            path.display()
+        );
+        return Ok(());
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "dhat.json".into(), |n| n.to_string_lossy().into_owned());
+    let page = dhat::viewer_page(&file, &name, &dir)?;
+    let out = output.unwrap_or_else(|| path.with_extension("html"));
+    std::fs::write(&out, page)?;
+    println!(
+        "Wrote {}: open it in a browser (Valgrind's viewer, {} loaded).",
+        out.display(),
+        name
+    );
+    Ok(())
 }
 
 fn attach(pid: u32, signal: &str, timeout: Duration) -> io::Result<()> {

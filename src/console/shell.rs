@@ -101,6 +101,18 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "purge",
         "purge() — return unused pages to the OS, and say how much",
     ),
+    (
+        "dump_dhat",
+        "dump_dhat('/tmp/heap.json') — a DHAT file for Valgrind's dh_view.html, now, tracking goes on",
+    ),
+    (
+        "dump_flamegraph",
+        "dump_flamegraph('/tmp/live.svg') — an SVG flamegraph of live bytes by stack",
+    ),
+    (
+        "dump_pprof",
+        "dump_pprof('/tmp/heap.pb.gz') — a pprof profile (go tool pprof, Pyroscope, Parca)",
+    ),
     ("p", "p(x) — pretty-print a value"),
     (
         "len",
@@ -615,6 +627,29 @@ impl Shell {
                     Ok(r) => Ok(Value::Text(crate::render::purge(&r))),
                     Err(e) => err(col, format!("OSError: {e}")),
                 }
+            }
+            "dump_dhat" | "dump_flamegraph" | "dump_pprof" => {
+                arity(1)?;
+                let Value::Str(path) = &args[0] else {
+                    return err(col, format!("TypeError: {name}() takes a path string"));
+                };
+                let written = match name {
+                    "dump_dhat" => crate::export::dhat::write(path).map(|f| {
+                        format!(
+                            "Wrote {} program points to {path}; open it with Valgrind's dh_view.html \
+                             (leakscope view {path}).",
+                            f.pps.len()
+                        )
+                    }),
+                    "dump_flamegraph" => {
+                        crate::export::flamegraph::write(path).map(|()| format!("Wrote a flamegraph of live bytes to {path}."))
+                    }
+                    _ => crate::export::pprof::write(path)
+                        .map(|p| format!("Wrote {} samples to {path}; go tool pprof {path}", p.sample.len())),
+                };
+                written
+                    .map(Value::Text)
+                    .or_else(|e| err(col, format!("OSError: {path}: {e}")))
             }
             "p" => {
                 arity(1)?;

@@ -1,0 +1,460 @@
+//! DHAT JSON (format version 2), the file Valgrind's `dh_view.html` loads.
+//!
+//! Every program point has `tb tbk tl mb mbk gb gbk eb ebk fs`; `ftbl[0]` is
+//! `"[root]"`; frames read `0xADDR: function (file:line:col)`; and no two
+//! program points have the same frames (the viewer refuses a file that
+//! repeats a location), so stacks that become equal once leakscope's own
+//! frames are trimmed are merged. In sampled mode the figures are the
+//! unbiased estimates and `mode` says `rust-heap (sampled, mean N bytes)`.
+//!
+//! Setting `LEAKSCOPE_DHAT_OUT=path` writes one at exit as well.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::recorder::{self, Snapshot};
+
+/// One program point of a DHAT file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramPoint {
+    /// Total bytes allocated here.
+    pub tb: u64,
+    /// Total blocks allocated here.
+    pub tbk: u64,
+    /// Total lifetime of those blocks (µs; live ones counted up to `te`).
+    pub tl: u64,
+    /// Live bytes at this point's own maximum.
+    pub mb: u64,
+    /// Live blocks at that maximum.
+    pub mbk: u64,
+    /// Live bytes at the global peak.
+    pub gb: u64,
+    /// Live blocks at the global peak.
+    pub gbk: u64,
+    /// Live bytes at the end (when the file was written).
+    pub eb: u64,
+    /// Live blocks at the end.
+    pub ebk: u64,
+    /// Indices into `ftbl`, allocation point first.
+    pub fs: Vec<usize>,
+}
+
+/// A DHAT file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[allow(non_snake_case)]
+pub struct DhatFile {
+    /// Always 2.
+    pub dhatFileVersion: u32,
+    /// `rust-heap`, or `rust-heap (sampled, mean N bytes)`.
+    pub mode: String,
+    /// `Allocated`.
+    pub verb: String,
+    /// Block lifetimes are recorded (true).
+    pub bklt: bool,
+    /// Block accesses are recorded (false).
+    pub bkacc: bool,
+    /// Time unit: `µs`.
+    pub tu: String,
+    /// Time unit for rates: `s`.
+    pub Mtu: String,
+    /// Lifetime threshold for "short-lived", in `tu`.
+    pub tuth: u64,
+    /// The command line.
+    pub cmd: String,
+    /// The process id.
+    pub pid: u32,
+    /// Time of the global peak, in `tu`.
+    pub tg: u64,
+    /// Time the file was written, in `tu`.
+    pub te: u64,
+    /// Program points.
+    pub pps: Vec<ProgramPoint>,
+    /// Frame table; `ftbl[0]` is `[root]`.
+    pub ftbl: Vec<String>,
+}
+
+/// The DHAT file of a snapshot.
+pub fn from_snapshot(snap: &Snapshot) -> DhatFile {
+    let te = (snap.taken_at.as_micros() as u64).max(1);
+    let mut ftbl: Vec<String> = vec!["[root]".to_string()];
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut by_frames: HashMap<Vec<usize>, ProgramPoint> = HashMap::new();
+    // Live blocks' lifetimes so far count in `tl`, as DHAT counts them at
+    // the end.
+    let mut live_age = vec![0f64; snap.stacks.len()];
+    for b in &snap.blocks {
+        live_age[b.stack as usize] +=
+            snap.taken_at.saturating_sub(b.born).as_micros() as f64 * b.est_blocks;
+    }
+    for pp in super::program_points(snap) {
+        let fs: Vec<usize> = pp
+            .frames
+            .iter()
+            .map(|f| {
+                let text = format!("{:#x}: {}", f.addr, super::frame_text(f));
+                *index.entry(text.clone()).or_insert_with(|| {
+                    ftbl.push(text);
+                    ftbl.len() - 1
+                })
+            })
+            .collect();
+        let fs = if fs.is_empty() {
+            let text = "???".to_string();
+            vec![*index.entry(text.clone()).or_insert_with(|| {
+                ftbl.push(text);
+                ftbl.len() - 1
+            })]
+        } else {
+            fs
+        };
+        let s = pp.stats;
+        let e = by_frames.entry(fs.clone()).or_insert_with(|| ProgramPoint {
+            fs,
+            ..Default::default()
+        });
+        e.tb += s.total_bytes;
+        e.tbk += s.total_blocks;
+        e.tl += s.freed_lifetime.as_micros() as u64 + live_age[pp.stack] as u64;
+        e.mb += s.max_bytes;
+        e.mbk += s.max_blocks;
+        e.gb += s.at_peak_bytes;
+        e.gbk += s.at_peak_blocks;
+        e.eb += s.live_bytes;
+        e.ebk += s.live_blocks;
+    }
+    let mut pps: Vec<ProgramPoint> = by_frames.into_values().collect();
+    // Largest first: the viewer sorts anyway; this keeps files stable.
+    pps.sort_by(|a, b| b.tb.cmp(&a.tb).then_with(|| a.fs.cmp(&b.fs)));
+    let mode = if snap.estimated {
+        format!("rust-heap (sampled, mean {} bytes)", crate::sample_bytes())
+    } else {
+        "rust-heap".to_string()
+    };
+    DhatFile {
+        dhatFileVersion: 2,
+        mode,
+        verb: "Allocated".into(),
+        bklt: true,
+        bkacc: false,
+        tu: "µs".into(),
+        Mtu: "s".into(),
+        tuth: 10,
+        cmd: std::env::args().collect::<Vec<_>>().join(" "),
+        pid: std::process::id(),
+        tg: (snap.heap.peak_at.as_micros() as u64).min(te),
+        te,
+        pps,
+        ftbl,
+    }
+}
+
+/// Writes a DHAT file of everything the recorder knows now. Tracking goes
+/// on; call it as often as you like.
+pub fn write(path: impl AsRef<Path>) -> io::Result<DhatFile> {
+    let file = from_snapshot(&recorder::snapshot());
+    let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
+    super::write_atomically(path.as_ref(), &json)?;
+    Ok(file)
+}
+
+/// Reads a DHAT file.
+pub fn read(path: impl AsRef<Path>) -> io::Result<DhatFile> {
+    let bytes = std::fs::read(path.as_ref())?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a DHAT file: {e}", path.as_ref().display()),
+        )
+    })
+}
+
+/// Checks a DHAT document the way `dh_view.js` does when it loads one:
+/// every required field, version 2, `ftbl[0] == "[root]"`, frame indices in
+/// range, and no repeated location. Returns the first problem found.
+pub fn check(json: &serde_json::Value) -> Result<(), String> {
+    let has = |obj: &serde_json::Value, fields: &[&str]| -> Result<(), String> {
+        for f in fields {
+            if obj.get(f).is_none() {
+                return Err(format!("data file is missing a field: {f}"));
+            }
+        }
+        Ok(())
+    };
+    has(
+        json,
+        &[
+            "dhatFileVersion",
+            "mode",
+            "verb",
+            "bklt",
+            "bkacc",
+            "tu",
+            "Mtu",
+            "cmd",
+            "pid",
+            "te",
+            "pps",
+            "ftbl",
+        ],
+    )?;
+    if json["dhatFileVersion"] != 2 {
+        return Err(format!(
+            "data file has version number {}, expected 2",
+            json["dhatFileVersion"]
+        ));
+    }
+    let bklt = json["bklt"].as_bool() == Some(true);
+    let bkacc = json["bkacc"].as_bool() == Some(true);
+    if bklt {
+        has(json, &["tg", "tuth"])?;
+    }
+    let ftbl = json["ftbl"].as_array().ok_or("ftbl is not an array")?;
+    if ftbl.first().and_then(|f| f.as_str()) != Some("[root]") {
+        return Err("ftbl[0] is not \"[root]\"".into());
+    }
+    let pps = json["pps"].as_array().ok_or("pps is not an array")?;
+    let mut seen = std::collections::HashSet::new();
+    for pp in pps {
+        has(pp, &["tb", "tbk", "fs"])?;
+        if bklt {
+            has(pp, &["mb", "mbk", "gb", "gbk", "eb", "ebk"])?;
+        }
+        if bkacc {
+            has(pp, &["rb", "wb"])?;
+        }
+        let fs: Vec<u64> = pp["fs"]
+            .as_array()
+            .ok_or("fs is not an array")?
+            .iter()
+            .map(|i| i.as_u64().ok_or("fs holds a non-index"))
+            .collect::<Result<_, _>>()?;
+        if fs.is_empty() {
+            return Err("a program point has no frames".into());
+        }
+        if let Some(bad) = fs.iter().find(|&&i| i == 0 || i as usize >= ftbl.len()) {
+            return Err(format!("frame index {bad} out of range"));
+        }
+        if !seen.insert(fs) {
+            return Err("data file contains a repeated location".into());
+        }
+    }
+    Ok(())
+}
+
+/// Writes the file `LEAKSCOPE_DHAT_OUT` names; registered with `atexit` by
+/// the allocator's initialisation when that variable is set.
+pub(crate) extern "C" fn write_at_exit() {
+    if let Some(path) = std::env::var_os("LEAKSCOPE_DHAT_OUT").map(std::path::PathBuf::from) {
+        match write(&path) {
+            Ok(f) => eprintln!(
+                "leakscope: DHAT file written to {} ({} program points); open it with dh_view.html",
+                path.display(),
+                f.pps.len()
+            ),
+            Err(e) => eprintln!(
+                "leakscope: cannot write the DHAT file {}: {e}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// A frame of a DHAT file, parsed back: `0xADDR: function (file:line:col)`.
+fn parse_frame(text: &str, inlined: bool) -> crate::symbols::Frame {
+    let (addr, rest) = match text.split_once(": ") {
+        Some((a, r)) if a.starts_with("0x") => (usize::from_str_radix(&a[2..], 16).unwrap_or(0), r),
+        _ => (0, text),
+    };
+    let (function, place) = match rest.rfind(" (") {
+        Some(i) if rest.ends_with(')') => (&rest[..i], &rest[i + 2..rest.len() - 1]),
+        _ => (rest, ""),
+    };
+    let mut parts = place.rsplitn(3, ':');
+    let column = parts.next().and_then(|c| c.parse().ok());
+    let line = parts.next().and_then(|l| l.parse().ok());
+    let file = parts
+        .next()
+        .filter(|f| !f.is_empty() && *f != "???")
+        .map(str::to_string);
+    crate::symbols::Frame {
+        addr,
+        function: function.to_string(),
+        file,
+        line: line.filter(|l| *l != 0),
+        column: column.filter(|c| *c != 0),
+        inlined,
+        v0: true,
+    }
+}
+
+/// A program point's frames, parsed back (inlined where the next frame has
+/// the same address).
+pub fn frames_of(file: &DhatFile, pp: &ProgramPoint) -> Vec<crate::symbols::Frame> {
+    let texts: Vec<&str> = pp
+        .fs
+        .iter()
+        .map(|&i| file.ftbl.get(i).map_or("???", String::as_str))
+        .collect();
+    let addr = |t: &str| t.split_once(": ").map(|(a, _)| a.to_string());
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let inlined = texts
+                .get(i + 1)
+                .is_some_and(|n| addr(n).is_some() && addr(n) == addr(t));
+            parse_frame(t, inlined)
+        })
+        .collect()
+}
+
+/// A program point's identity across runs: its frames without addresses.
+fn location_key(file: &DhatFile, pp: &ProgramPoint) -> String {
+    frames_of(file, pp)
+        .iter()
+        .map(super::frame_text)
+        .collect::<Vec<_>>()
+        .join(" <- ")
+}
+
+/// One row of a report or a diff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PointSummary {
+    /// The allocation site (first frame of the program's own code).
+    pub site: String,
+    /// The block type.
+    pub type_name: String,
+    /// Live bytes and blocks at the end (or their change).
+    pub live: (i64, i64),
+    /// Bytes and blocks at the global peak (or their change).
+    pub at_peak: (i64, i64),
+    /// Total bytes and blocks (or their change).
+    pub total: (i64, i64),
+    /// Average lifetime in µs of this point's blocks (new file's, in a diff).
+    pub avg_lifetime_us: u64,
+}
+
+fn summarize(file: &DhatFile, pp: &ProgramPoint) -> PointSummary {
+    let frames = frames_of(file, pp);
+    let site = crate::symbols::allocation_site(&frames)
+        .map_or_else(|| "???".to_string(), super::frame_text);
+    PointSummary {
+        site,
+        type_name: crate::symbols::block_type(&frames).name,
+        live: (pp.eb as i64, pp.ebk as i64),
+        at_peak: (pp.gb as i64, pp.gbk as i64),
+        total: (pp.tb as i64, pp.tbk as i64),
+        avg_lifetime_us: pp.tl.checked_div(pp.tbk).unwrap_or(0),
+    }
+}
+
+/// The program points of a file, most live bytes first.
+pub fn report(file: &DhatFile) -> Vec<PointSummary> {
+    let mut rows: Vec<PointSummary> = file.pps.iter().map(|pp| summarize(file, pp)).collect();
+    rows.sort_by(|a, b| {
+        b.live
+            .0
+            .cmp(&a.live.0)
+            .then_with(|| b.total.0.cmp(&a.total.0))
+    });
+    rows
+}
+
+/// What grew from `old` to `new`: program points matched by their frames
+/// (addresses ignored, so two runs compare), and the same grouped by type;
+/// changes only, largest growth of live bytes first.
+pub fn diff(old: &DhatFile, new: &DhatFile) -> (Vec<PointSummary>, Vec<PointSummary>) {
+    let mut points: HashMap<String, PointSummary> = HashMap::new();
+    for (file, sign) in [(old, -1i64), (new, 1i64)] {
+        for pp in &file.pps {
+            let s = summarize(file, pp);
+            let e = points
+                .entry(location_key(file, pp))
+                .or_insert_with(|| PointSummary {
+                    live: (0, 0),
+                    at_peak: (0, 0),
+                    total: (0, 0),
+                    avg_lifetime_us: 0,
+                    ..s.clone()
+                });
+            e.live.0 += sign * s.live.0;
+            e.live.1 += sign * s.live.1;
+            e.at_peak.0 += sign * s.at_peak.0;
+            e.at_peak.1 += sign * s.at_peak.1;
+            e.total.0 += sign * s.total.0;
+            e.total.1 += sign * s.total.1;
+            if sign > 0 {
+                e.avg_lifetime_us = s.avg_lifetime_us;
+            }
+        }
+    }
+    let changed = |p: &PointSummary| p.live != (0, 0) || p.total != (0, 0);
+    let mut by_point: Vec<PointSummary> = points.into_values().filter(changed).collect();
+    let mut types: HashMap<String, PointSummary> = HashMap::new();
+    for p in &by_point {
+        let e = types
+            .entry(p.type_name.clone())
+            .or_insert_with(|| PointSummary {
+                site: String::new(),
+                type_name: p.type_name.clone(),
+                live: (0, 0),
+                at_peak: (0, 0),
+                total: (0, 0),
+                avg_lifetime_us: 0,
+            });
+        e.live.0 += p.live.0;
+        e.live.1 += p.live.1;
+        e.at_peak.0 += p.at_peak.0;
+        e.at_peak.1 += p.at_peak.1;
+        e.total.0 += p.total.0;
+        e.total.1 += p.total.1;
+    }
+    let mut by_type: Vec<PointSummary> = types.into_values().filter(changed).collect();
+    for v in [&mut by_point, &mut by_type] {
+        v.sort_by(|a, b| b.live.0.cmp(&a.live.0).then_with(|| a.site.cmp(&b.site)));
+    }
+    (by_point, by_type)
+}
+
+/// Where Valgrind's viewer may be installed.
+const VIEWER_DIRS: &[&str] = &[
+    "/usr/libexec/valgrind",
+    "/usr/lib/x86_64-linux-gnu/valgrind",
+    "/usr/lib/valgrind",
+    "/usr/local/libexec/valgrind",
+];
+
+/// The directory holding `dh_view.html`, `dh_view.js` and `dh_view.css`
+/// (`$VALGRIND_LIB` first), if installed.
+pub fn viewer_dir() -> Option<std::path::PathBuf> {
+    let env = std::env::var_os("VALGRIND_LIB").map(std::path::PathBuf::from);
+    env.into_iter()
+        .chain(VIEWER_DIRS.iter().map(std::path::PathBuf::from))
+        .find(|d| d.join("dh_view.js").is_file() && d.join("dh_view.css").is_file())
+}
+
+/// A self-contained HTML page: Valgrind's viewer with `file` already
+/// loaded (its script and style inlined, the data embedded and handed to
+/// the viewer's own `buildTree`/`displayTree` once the page has loaded).
+pub fn viewer_page(file: &DhatFile, name: &str, viewer: &Path) -> io::Result<String> {
+    let js = std::fs::read_to_string(viewer.join("dh_view.js"))?;
+    let css = std::fs::read_to_string(viewer.join("dh_view.css"))?;
+    // "</" cannot appear inside a <script>: escape it in the data.
+    let data = serde_json::to_string(file)
+        .map_err(io::Error::other)?
+        .replace("</", "<\\/");
+    let name = serde_json::to_string(name)
+        .map_err(io::Error::other)?
+        .replace("</", "<\\/");
+    Ok(format!(
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"UTF-8\">\n<style>\n{css}\n</style>\n\
+         <script>\n{js}\n</script>\n</head>\n<body onload=\"onLoad()\">\n<script>\n\
+         window.addEventListener('load', function() {{\n  tryFunc(function() {{\n    \
+         gFilename = {name};\n    document.title = kDocumentTitle + ' - ' + gFilename;\n    \
+         gData = {data};\n    buildTree();\n    displayTree(0, 0, 0);\n  }});\n}});\n\
+         </script>\n</body>\n</html>\n"
+    ))
+}

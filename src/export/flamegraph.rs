@@ -1,0 +1,60 @@
+//! An SVG flamegraph of live bytes by stack (inferno), for people who would
+//! rather look than read.
+
+use std::io;
+use std::path::Path;
+
+use crate::recorder::{self, Snapshot};
+
+/// The folded stacks of live bytes: `root;…;allocating frame BYTES`, one
+/// line per stack with live bytes, outermost frame first.
+pub fn folded(snap: &Snapshot) -> Vec<String> {
+    let mut lines: Vec<String> = super::program_points(snap)
+        .into_iter()
+        .filter(|pp| pp.stats.live_bytes > 0)
+        .map(|pp| {
+            let names: Vec<String> = pp
+                .frames
+                .iter()
+                .rev()
+                .map(|f| f.function.replace(';', ":"))
+                .collect();
+            format!("{} {}", names.join(";"), pp.stats.live_bytes)
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The SVG of a snapshot.
+pub fn svg(snap: &Snapshot) -> io::Result<Vec<u8>> {
+    let lines = folded(snap);
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = if snap.estimated {
+        format!(
+            "Live heap by stack (estimated from samples, mean {} bytes)",
+            crate::sample_bytes()
+        )
+    } else {
+        "Live heap by stack".to_string()
+    };
+    opts.count_name = "bytes".to_string();
+    opts.min_width = 0.0;
+    let mut out = Vec::new();
+    if lines.is_empty() {
+        // inferno refuses empty input: an empty graph says "nothing live".
+        let mut empty = vec!["(nothing live) 0".to_string()];
+        empty.truncate(1);
+        inferno::flamegraph::from_lines(&mut opts, empty.iter().map(String::as_str), &mut out)
+    } else {
+        inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)
+    }
+    .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(out)
+}
+
+/// Writes an SVG flamegraph of what is live now.
+pub fn write(path: impl AsRef<Path>) -> io::Result<()> {
+    let svg = svg(&recorder::snapshot())?;
+    super::write_atomically(path.as_ref(), &svg)
+}

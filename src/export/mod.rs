@@ -1,0 +1,72 @@
+//! Files for the viewers people already use, written at any moment of the
+//! run without stopping tracking: DHAT JSON for Valgrind's `dh_view.html`,
+//! SVG flamegraphs of live bytes (inferno), and gzipped pprof profiles
+//! (`go tool pprof`, Pyroscope, Parca).
+//!
+//! ```no_run
+//! leakscope::export::dhat::write("/tmp/heap.json")?;
+//! leakscope::export::flamegraph::write("/tmp/live.svg")?;
+//! leakscope::export::pprof::write("/tmp/heap.pb.gz")?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! In sampled mode every figure is the unbiased estimate, and each format
+//! says so where it has a place for it.
+
+pub mod dhat;
+pub mod flamegraph;
+pub mod pprof;
+
+use crate::recorder::{SiteStats, Snapshot};
+use crate::symbols::{self, Frame};
+
+/// One stack with its figures, resolved, leakscope's own frames trimmed.
+pub(crate) struct ProgramPoint {
+    /// Its index in the snapshot's stacks.
+    pub(crate) stack: usize,
+    pub(crate) frames: Vec<Frame>,
+    pub(crate) stats: SiteStats,
+}
+
+/// The program's stacks from a snapshot (the tool's own analysis data left
+/// out), resolved.
+pub(crate) fn program_points(snap: &Snapshot) -> Vec<ProgramPoint> {
+    snap.stacks
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.stats.total_blocks > 0)
+        .map(|(stack, s)| ProgramPoint {
+            stack,
+            frames: symbols::resolve_stack(&s.frames),
+            stats: s.stats,
+        })
+        .filter(|pp| !symbols::tool_owned(&pp.frames))
+        .collect()
+}
+
+/// A frame as one line: `function (file:line:col)`.
+pub(crate) fn frame_text(f: &Frame) -> String {
+    format!(
+        "{} ({}:{}:{})",
+        f.function,
+        f.file.as_deref().unwrap_or("???"),
+        f.line.unwrap_or(0),
+        f.column.unwrap_or(0)
+    )
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed into place, so
+/// a reader never sees half a file.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}tmp-{}",
+        path.extension()
+            .map(|e| format!("{}.", e.to_string_lossy()))
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

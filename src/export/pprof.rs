@@ -1,0 +1,338 @@
+//! A gzipped pprof profile (`profile.proto`) with `alloc_objects`,
+//! `alloc_space`, `inuse_objects` and `inuse_space`: the format `go tool
+//! pprof`, Pyroscope and Parca read, which is how a fleet of services is
+//! profiled beyond one machine. The messages below are profile.proto's
+//! (github.com/google/pprof/proto/profile.proto), field numbers included.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::Path;
+
+use prost::Message;
+
+use crate::recorder::{self, Snapshot};
+
+/// profile.proto's `Profile`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Profile {
+    /// What each value of a sample means.
+    #[prost(message, repeated, tag = "1")]
+    pub sample_type: Vec<ValueType>,
+    /// The samples: one per stack.
+    #[prost(message, repeated, tag = "2")]
+    pub sample: Vec<Sample>,
+    /// Mappings (one: the program).
+    #[prost(message, repeated, tag = "3")]
+    pub mapping: Vec<Mapping>,
+    /// Locations (one per return address).
+    #[prost(message, repeated, tag = "4")]
+    pub location: Vec<Location>,
+    /// Functions.
+    #[prost(message, repeated, tag = "5")]
+    pub function: Vec<Function>,
+    /// Strings; `string_table[0]` is "".
+    #[prost(string, repeated, tag = "6")]
+    pub string_table: Vec<String>,
+    /// When the profile was taken (ns since the epoch).
+    #[prost(int64, tag = "9")]
+    pub time_nanos: i64,
+    /// What one sampling period is.
+    #[prost(message, optional, tag = "11")]
+    pub period_type: Option<ValueType>,
+    /// The sampling period.
+    #[prost(int64, tag = "12")]
+    pub period: i64,
+    /// Comments (string table indices).
+    #[prost(int64, repeated, tag = "13")]
+    pub comment: Vec<i64>,
+    /// The sample type shown by default (string table index).
+    #[prost(int64, tag = "14")]
+    pub default_sample_type: i64,
+}
+
+/// profile.proto's `ValueType`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ValueType {
+    /// Type name (string table index).
+    #[prost(int64, tag = "1")]
+    pub r#type: i64,
+    /// Unit (string table index).
+    #[prost(int64, tag = "2")]
+    pub unit: i64,
+}
+
+/// profile.proto's `Sample`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Sample {
+    /// Locations, leaf first.
+    #[prost(uint64, repeated, tag = "1")]
+    pub location_id: Vec<u64>,
+    /// One value per sample type.
+    #[prost(int64, repeated, tag = "2")]
+    pub value: Vec<i64>,
+}
+
+/// profile.proto's `Mapping`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Mapping {
+    /// Id (from 1).
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Start address.
+    #[prost(uint64, tag = "2")]
+    pub memory_start: u64,
+    /// End address.
+    #[prost(uint64, tag = "3")]
+    pub memory_limit: u64,
+    /// File offset.
+    #[prost(uint64, tag = "4")]
+    pub file_offset: u64,
+    /// The binary (string table index).
+    #[prost(int64, tag = "5")]
+    pub filename: i64,
+    /// Functions are resolved.
+    #[prost(bool, tag = "7")]
+    pub has_functions: bool,
+    /// Files are resolved.
+    #[prost(bool, tag = "8")]
+    pub has_filenames: bool,
+    /// Lines are resolved.
+    #[prost(bool, tag = "9")]
+    pub has_line_numbers: bool,
+    /// Inlined frames are resolved.
+    #[prost(bool, tag = "10")]
+    pub has_inline_frames: bool,
+}
+
+/// profile.proto's `Location`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Location {
+    /// Id (from 1).
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Its mapping.
+    #[prost(uint64, tag = "2")]
+    pub mapping_id: u64,
+    /// The return address.
+    #[prost(uint64, tag = "3")]
+    pub address: u64,
+    /// Lines, innermost inlined function first.
+    #[prost(message, repeated, tag = "4")]
+    pub line: Vec<Line>,
+}
+
+/// profile.proto's `Line`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Line {
+    /// Its function.
+    #[prost(uint64, tag = "1")]
+    pub function_id: u64,
+    /// Line number.
+    #[prost(int64, tag = "2")]
+    pub line: i64,
+    /// Column.
+    #[prost(int64, tag = "3")]
+    pub column: i64,
+}
+
+/// profile.proto's `Function`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Function {
+    /// Id (from 1).
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Name (string table index).
+    #[prost(int64, tag = "2")]
+    pub name: i64,
+    /// System name (string table index).
+    #[prost(int64, tag = "3")]
+    pub system_name: i64,
+    /// Source file (string table index).
+    #[prost(int64, tag = "4")]
+    pub filename: i64,
+}
+
+#[derive(Default)]
+struct Strings {
+    table: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl Strings {
+    fn id(&mut self, s: &str) -> i64 {
+        if self.table.is_empty() {
+            self.table.push(String::new());
+            self.index.insert(String::new(), 0);
+        }
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        self.table.push(s.to_string());
+        let i = self.table.len() as i64 - 1;
+        self.index.insert(s.to_string(), i);
+        i
+    }
+}
+
+/// The profile of a snapshot.
+pub fn from_snapshot(snap: &Snapshot) -> Profile {
+    let mut strings = Strings::default();
+    strings.id("");
+    let sample_type = [
+        "alloc_objects:count",
+        "alloc_space:bytes",
+        "inuse_objects:count",
+        "inuse_space:bytes",
+    ]
+    .iter()
+    .map(|t| {
+        let (name, unit) = t.split_once(':').unwrap_or((t, ""));
+        ValueType {
+            r#type: strings.id(name),
+            unit: strings.id(unit),
+        }
+    })
+    .collect();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mapping = Mapping {
+        id: 1,
+        memory_start: 0,
+        memory_limit: u64::MAX,
+        file_offset: 0,
+        filename: strings.id(&exe),
+        has_functions: true,
+        has_filenames: true,
+        has_line_numbers: true,
+        has_inline_frames: true,
+    };
+    let mut functions: Vec<Function> = Vec::new();
+    let mut function_ids: HashMap<(String, String), u64> = HashMap::new();
+    let mut locations: Vec<Location> = Vec::new();
+    let mut location_ids: HashMap<usize, u64> = HashMap::new();
+    let mut samples = Vec::new();
+    for pp in super::program_points(snap) {
+        let mut ids = Vec::new();
+        // Frames of one return address are consecutive: one location each.
+        let mut i = 0;
+        while i < pp.frames.len() {
+            let addr = pp.frames[i].addr;
+            let mut j = i;
+            while j < pp.frames.len() && pp.frames[j].addr == addr {
+                j += 1;
+            }
+            let id = match location_ids.get(&addr) {
+                Some(&id) => id,
+                None => {
+                    let lines = pp.frames[i..j]
+                        .iter()
+                        .map(|f| {
+                            let file = f.file.clone().unwrap_or_default();
+                            let key = (f.function.clone(), file.clone());
+                            let function_id = match function_ids.get(&key) {
+                                Some(&id) => id,
+                                None => {
+                                    let id = functions.len() as u64 + 1;
+                                    functions.push(Function {
+                                        id,
+                                        name: strings.id(&f.function),
+                                        system_name: strings.id(&f.function),
+                                        filename: strings.id(&file),
+                                    });
+                                    function_ids.insert(key, id);
+                                    id
+                                }
+                            };
+                            Line {
+                                function_id,
+                                line: f.line.unwrap_or(0) as i64,
+                                column: f.column.unwrap_or(0) as i64,
+                            }
+                        })
+                        .collect();
+                    let id = locations.len() as u64 + 1;
+                    locations.push(Location {
+                        id,
+                        mapping_id: 1,
+                        address: addr as u64,
+                        line: lines,
+                    });
+                    location_ids.insert(addr, id);
+                    id
+                }
+            };
+            ids.push(id);
+            i = j;
+        }
+        let s = pp.stats;
+        samples.push(Sample {
+            location_id: ids,
+            value: vec![
+                s.total_blocks as i64,
+                s.total_bytes as i64,
+                s.live_blocks as i64,
+                s.live_bytes as i64,
+            ],
+        });
+    }
+    let comment = if snap.estimated {
+        vec![strings.id(&format!(
+            "leakscope sampled mode: figures are unbiased estimates (mean {} bytes between samples)",
+            crate::sample_bytes()
+        ))]
+    } else {
+        vec![strings.id("leakscope exact mode: every block recorded")]
+    };
+    let space = strings.id("space");
+    let bytes = strings.id("bytes");
+    let default_sample_type = strings.id("inuse_space");
+    Profile {
+        sample_type,
+        sample: samples,
+        mapping: vec![mapping],
+        location: locations,
+        function: functions,
+        time_nanos: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64),
+        period_type: Some(ValueType {
+            r#type: space,
+            unit: bytes,
+        }),
+        period: if snap.estimated {
+            crate::sample_bytes() as i64
+        } else {
+            1
+        },
+        comment,
+        default_sample_type,
+        string_table: strings.table,
+    }
+}
+
+/// The gzipped encoding of a profile.
+pub fn encode(profile: &Profile) -> io::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&profile.encode_to_vec())?;
+    gz.finish()
+}
+
+/// Decodes a (gzipped or plain) profile.
+pub fn decode(bytes: &[u8]) -> io::Result<Profile> {
+    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)?;
+        out
+    } else {
+        bytes.to_vec()
+    };
+    Profile::decode(raw.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Writes a gzipped pprof profile of everything the recorder knows now.
+pub fn write(path: impl AsRef<Path>) -> io::Result<Profile> {
+    let profile = from_snapshot(&recorder::snapshot());
+    super::write_atomically(path.as_ref(), &encode(&profile)?)?;
+    Ok(profile)
+}
