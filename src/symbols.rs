@@ -281,8 +281,13 @@ const SHORT_PATHS: &[(&str, &str)] = &[
 fn self_type(function: &str) -> Option<&str> {
     let body = function.strip_prefix('<')?;
     let mut depth = 0usize;
+    let mut prev = ' ';
     for (i, c) in body.char_indices() {
+        let arrow = prev == '-';
+        prev = c;
         match c {
+            // The `>` of `-> R` in `dyn Fn() -> R` closes nothing.
+            '>' if arrow => {}
             '<' => depth += 1,
             '>' if depth == 0 => return Some(&body[..i]),
             '>' => depth -= 1,
@@ -458,6 +463,17 @@ mod tests {
         let t = block_type(&frames[..3]);
         assert_eq!(t.name, "Vec<app::Gadget>");
         assert!(t.ambiguous);
+    }
+
+    #[test]
+    fn arrows_inside_generics_do_not_close_them() {
+        let f = "<alloc::boxed::Box<dyn core::ops::function::FnOnce() -> core::result::Result<app::Resp, app::E>>>::new";
+        assert_eq!(
+            container_type(f).as_deref(),
+            Some(
+                "Box<dyn core::ops::function::FnOnce() -> core::result::Result<app::Resp, app::E>>"
+            )
+        );
     }
 
     #[test]
