@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo bench --bench spider`.
 
+// The example's own modules; not every item is used here.
+#[allow(dead_code)]
 #[path = "../examples/leaky_spider/engine.rs"]
 mod engine;
 #[path = "../examples/leaky_spider/site.rs"]

@@ -183,7 +183,9 @@ impl Spider for GoodSpider {
         if let Some(p) = product(response) {
             out.push(Output::Item(p));
         }
-        for class in ["category", "product", "next"] {
+        // The queue is LIFO: the next page goes in first, so the products of
+        // this page are crawled before it and the queue stays short.
+        for class in ["next", "category", "product"] {
             for link in links(&response.body, class) {
                 out.push(Output::Request(Request::new(
                     absolute(GOOD, link),
