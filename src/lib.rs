@@ -42,6 +42,37 @@
 //! # }
 //! ```
 //!
+//! The rest of the toolkit reads what the allocator records:
+//!
+//! - [`heap`]: `hpy().heap().bytype()` — the live heap partitioned by type,
+//!   site, stack, size, age or thread, Guppy's way; diffs; a growth watch.
+//! - [`trackref`]: live instances per class (`prefs()`, `get_oldest`,
+//!   `iter_all`), as Scrapy's trackref.
+//! - [`console`]: a telnet console in the process (and `leakscope attach
+//!   PID`), answering in a small Python-flavoured language.
+//! - [`export`]: DHAT files for Valgrind's viewer, flamegraphs, pprof.
+//! - [`testing`]: `assert_allocs!`, `assert_max_bytes!`, `assert_no_leaks!`.
+//!
+//! ```
+//! # #[global_allocator]
+//! # static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+//! # fn main() {
+//! use leakscope::trackref::ObjectRef;
+//!
+//! struct Request {
+//!     url: String,
+//!     _ref: ObjectRef<Request>, // counted by trackref
+//! }
+//!
+//! let queue: Vec<Request> = (0..3)
+//!     .map(|i| Request { url: format!("http://a/{i}"), _ref: ObjectRef::new() })
+//!     .collect();
+//! print!("{}", leakscope::trackref::format_live_refs(&[])); // Live References … Request 3
+//! print!("{}", leakscope::hpy().heap().bytype());           // Partition of a set of …
+//! # assert_eq!(queue[0].url, "http://a/0");
+//! # }
+//! ```
+//!
 //! Environment: `LEAKSCOPE_MODE=off|counters|sampled|exact`,
 //! `LEAKSCOPE_SAMPLE_BYTES` (mean bytes between samples),
 //! `LEAKSCOPE_MAX_FRAMES` (frames kept per stack, default 32),
