@@ -348,70 +348,45 @@ pub fn bytes(n: u64) -> String {
 pub fn stats(s: &Stats) -> String {
     let mut t = table(&["Figure", "Bytes", "", "Blocks"], &[1, 3]);
     let mode = s.mode.map_or("?", |m| m.name());
-    let peak = if s.peak_tolerance == 0 {
-        s.peak_live_bytes.to_string()
-    } else {
-        format!("~{}", s.peak_live_bytes)
+    let mut row = |name: &str, shown: String, n: u64, blocks: Option<u64>| {
+        t.add_row(vec![
+            name.to_string(),
+            shown,
+            bytes(n),
+            blocks.map_or_else(String::new, |b| b.to_string()),
+        ]);
     };
-    let rows: [(&str, String, String, String); 10] = [
-        (
-            "live",
-            s.live_bytes.to_string(),
-            bytes(s.live_bytes),
-            s.live_blocks.to_string(),
-        ),
-        ("peak live", peak, bytes(s.peak_live_bytes), String::new()),
-        (
-            "allocated since start",
-            s.total_bytes.to_string(),
-            bytes(s.total_bytes),
-            s.total_blocks.to_string(),
-        ),
-        (
-            "freed since start",
-            s.freed_bytes.to_string(),
-            bytes(s.freed_bytes),
-            s.freed_blocks.to_string(),
-        ),
-        (
-            "jemalloc allocated",
-            s.jemalloc.allocated.to_string(),
-            bytes(s.jemalloc.allocated),
-            String::new(),
-        ),
-        (
-            "jemalloc active",
-            s.jemalloc.active.to_string(),
-            bytes(s.jemalloc.active),
-            String::new(),
-        ),
-        (
-            "jemalloc resident",
-            s.jemalloc.resident.to_string(),
-            bytes(s.jemalloc.resident),
-            String::new(),
-        ),
-        (
-            "jemalloc mapped",
-            s.jemalloc.mapped.to_string(),
-            bytes(s.jemalloc.mapped),
-            String::new(),
-        ),
-        (
-            "jemalloc retained",
-            s.jemalloc.retained.to_string(),
-            bytes(s.jemalloc.retained),
-            String::new(),
-        ),
-        (
-            "jemalloc metadata",
-            s.jemalloc.metadata.to_string(),
-            bytes(s.jemalloc.metadata),
-            String::new(),
-        ),
-    ];
-    for (name, b, human, blocks) in rows {
-        t.add_row(vec![name.to_string(), b, human, blocks]);
+    row(
+        "live",
+        s.live_bytes.to_string(),
+        s.live_bytes,
+        Some(s.live_blocks),
+    );
+    let peak = s.peak_live_bytes;
+    let approx = if s.peak_tolerance == 0 { "" } else { "~" };
+    row("peak live", format!("{approx}{peak}"), peak, None);
+    row(
+        "allocated since start",
+        s.total_bytes.to_string(),
+        s.total_bytes,
+        Some(s.total_blocks),
+    );
+    row(
+        "freed since start",
+        s.freed_bytes.to_string(),
+        s.freed_bytes,
+        Some(s.freed_blocks),
+    );
+    let j = &s.jemalloc;
+    for (name, n) in [
+        ("jemalloc allocated", j.allocated),
+        ("jemalloc active", j.active),
+        ("jemalloc resident", j.resident),
+        ("jemalloc mapped", j.mapped),
+        ("jemalloc retained", j.retained),
+        ("jemalloc metadata", j.metadata),
+    ] {
+        row(name, n.to_string(), n, None);
     }
     let mut out = format!("Allocator ({mode} mode, {} threads)\n", s.threads);
     out.push_str(&finish(&t));

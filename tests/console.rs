@@ -2,9 +2,12 @@
 //! every telnet behaviour of REFERENCE.md's table at the byte level, every
 //! limit, the real `telnet` program, and attach by PID's file checks.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+use common::Client;
 
 use leakscope::console::{self, Console, HostObject};
 use leakscope::trackref::Tracked;
@@ -13,103 +16,10 @@ use leakscope::trackref::Tracked;
 static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
 
 const IAC: u8 = 255;
-const WILL: u8 = 251;
 const WONT: u8 = 252;
 const DO: u8 = 253;
 const IP: u8 = 244;
-const ECHO: u8 = 1;
 const TM: u8 = 6;
-
-struct Client {
-    stream: TcpStream,
-    got: Vec<u8>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        Client {
-            stream,
-            got: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send");
-    }
-
-    /// Reads until `pat` arrives (or 10 s pass); returns everything read up
-    /// to and including it, and keeps the rest.
-    fn expect(&mut self, pat: &[u8]) -> Vec<u8> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(i) = self.got.windows(pat.len()).position(|w| w == pat) {
-                let rest = self.got.split_off(i + pat.len());
-                return std::mem::replace(&mut self.got, rest);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {:?}; got {:?}",
-                String::from_utf8_lossy(pat),
-                String::from_utf8_lossy(&self.got)
-            );
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(0) => panic!(
-                    "closed while waiting for {:?}; got {:?}",
-                    String::from_utf8_lossy(pat),
-                    String::from_utf8_lossy(&self.got)
-                ),
-                Ok(n) => self.got.extend_from_slice(&buf[..n]),
-                Err(_) => {}
-            }
-        }
-    }
-
-    /// Reads until the server closes (or 10 s pass); returns what came.
-    fn until_closed(&mut self) -> Vec<u8> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "not closed; got {:?}",
-                String::from_utf8_lossy(&self.got)
-            );
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return std::mem::take(&mut self.got),
-                Ok(n) => self.got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return std::mem::take(&mut self.got);
-                }
-                Err(_) => {}
-            }
-        }
-    }
-
-    fn login(&mut self, password: &str) {
-        self.expect(b"Username: ");
-        self.send(b"leakscope\r\n");
-        let got = self.expect(b"Password: ");
-        assert!(got.ends_with(b"Password: "));
-        // Echo is switched off around the password, and on again after.
-        assert_eq!(self.expect(&[IAC, WILL, ECHO]), [IAC, WILL, ECHO]);
-        self.send(format!("{password}\r\n").as_bytes());
-        self.expect(&[IAC, WONT, ECHO]);
-        self.expect(b">>> ");
-    }
-
-    /// Runs a command; returns its output (between the line and the next
-    /// prompt) as text.
-    fn run(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes());
-        let out = self.expect(b">>> ");
-        String::from_utf8_lossy(&out[..out.len() - 4]).into_owned()
-    }
-}
 
 struct Engine {
     paused: std::sync::atomic::AtomicBool,

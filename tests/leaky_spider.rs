@@ -1,11 +1,14 @@
 //! leaky_spider end to end: the example runs as a child process and is
 //! diagnosed through its telnet console, as a user would.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
+
+use common::Client;
 
 /// Each test runs a whole crawler: one at a time, so that two CPUs are not
 /// shared by four crawlers and every timing window is the crawler's own.
@@ -79,20 +82,10 @@ impl Spider {
         }
     }
 
-    fn console(&self) -> Session {
-        let mut s = Session {
-            stream: TcpStream::connect(("127.0.0.1", self.port)).unwrap(),
-            got: Vec::new(),
-        };
-        s.stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        s.until(b"Username: ");
-        s.stream.write_all(b"leakscope\n").unwrap();
-        s.until(b"Password: ");
-        s.stream.write_all(b"pw\n").unwrap();
-        s.until(b">>> ");
-        s
+    fn console(&self) -> Client {
+        let mut c = Client::connect(([127, 0, 0, 1], self.port).into());
+        c.login("pw");
+        c
     }
 
     fn exit_status(&mut self) -> std::process::ExitStatus {
@@ -114,62 +107,30 @@ impl Drop for Spider {
     }
 }
 
-struct Session {
-    stream: TcpStream,
-    got: Vec<u8>,
+/// A console line's output, without the CRs telnet puts before each LF.
+fn run(c: &mut Client, line: &str) -> String {
+    c.run(line).replace('\r', "")
 }
 
-impl Session {
-    fn until(&mut self, pat: &[u8]) -> Vec<u8> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(i) = self.got.windows(pat.len()).position(|w| w == pat) {
-                let rest = self.got.split_off(i + pat.len());
-                return std::mem::replace(&mut self.got, rest);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {:?} in {:?}",
-                String::from_utf8_lossy(pat),
-                String::from_utf8_lossy(&self.got)
-            );
-            let mut buf = [0u8; 65536];
-            match self.stream.read(&mut buf) {
-                Ok(0) => panic!("console closed: {:?}", String::from_utf8_lossy(&self.got)),
-                Ok(n) => self.got.extend_from_slice(&buf[..n]),
-                Err(_) => {}
-            }
-        }
-    }
+fn int(c: &mut Client, expr: &str) -> u64 {
+    let out = run(c, expr);
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{expr}: {out}"))
+}
 
-    fn run(&mut self, line: &str) -> String {
-        self.stream
-            .write_all(format!("{line}\n").as_bytes())
-            .unwrap();
-        let out = self.until(b">>> ");
-        String::from_utf8_lossy(&out[..out.len() - 4]).replace('\r', "")
-    }
-
-    fn int(&mut self, expr: &str) -> u64 {
-        let out = self.run(expr);
-        out.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{expr}: {out}"))
-    }
-
-    /// (live, oldest age in s) of a class in prefs(), if listed.
-    fn prefs_row(&mut self, class: &str) -> Option<(u64, u64)> {
-        let out = self.run("prefs()");
-        out.lines()
-            .find(|l| l.split_whitespace().next() == Some(class))
-            .map(|l| {
-                let cells: Vec<&str> = l.split_whitespace().collect();
-                (
-                    cells[1].parse().unwrap(),
-                    cells[2].trim_end_matches('s').parse().unwrap(),
-                )
-            })
-    }
+/// (live, oldest age in s) of a class in prefs(), if listed.
+fn prefs_row(c: &mut Client, class: &str) -> Option<(u64, u64)> {
+    let out = run(c, "prefs()");
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(class))
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (
+                cells[1].parse().unwrap(),
+                cells[2].trim_end_matches('s').parse().unwrap(),
+            )
+        })
 }
 
 #[test]
@@ -179,9 +140,9 @@ fn the_leak_is_found_through_the_console() {
     let done = spider.wait_line("Crawled ");
     assert!(done.starts_with("Crawled 2000 pages"), "{done}");
     let mut c = spider.console();
-    let nasty = c.int("engine.spider_pages['somenastyspider']");
+    let nasty = int(&mut c, "engine.spider_pages['somenastyspider']");
     assert!(nasty >= 10, "the nasty spider crawled {nasty} pages");
-    let (live, age) = c.prefs_row("HtmlResponse").expect("responses are alive");
+    let (live, age) = prefs_row(&mut c, "HtmlResponse").expect("responses are alive");
     // Every response of the nasty spider is kept alive by the chain of
     // requests' meta; the good spider's are gone.
     assert!(
@@ -189,28 +150,28 @@ fn the_leak_is_found_through_the_console() {
         "{live} live responses, {nasty} nasty pages"
     );
     std::thread::sleep(Duration::from_millis(2100));
-    let (_, later) = c.prefs_row("HtmlResponse").unwrap();
+    let (_, later) = prefs_row(&mut c, "HtmlResponse").unwrap();
     assert!(
         later >= age + 2,
         "the oldest response grows older: {age}s then {later}s"
     );
-    let url = c.run("get_oldest('HtmlResponse').url");
+    let url = run(&mut c, "get_oldest('HtmlResponse').url");
     assert!(url.contains("www.somenastyspider.com"), "{url}");
-    let without = c.run("prefs(ignore=Spider)");
+    let without = run(&mut c, "prefs(ignore=Spider)");
     assert!(without.contains("HtmlResponse"), "{without}");
     assert!(!without.contains("Spider "), "no spider rows: {without}");
-    let with = c.run("prefs()");
+    let with = run(&mut c, "prefs()");
     assert!(
         with.contains("SomeNastySpider") && with.contains("GoodSpider"),
         "{with}"
     );
-    let by_type = c.run("hpy().heap().bytype()");
+    let by_type = run(&mut c, "hpy().heap().bytype()");
     let top: Vec<&str> = by_type.lines().skip(3).take(10).collect();
     assert!(
         top.iter().any(|l| l.contains("HtmlResponse")),
         "a response type among the top rows:\n{by_type}"
     );
-    let stopped = c.run("engine.stop()");
+    let stopped = run(&mut c, "engine.stop()");
     assert!(stopped.contains("Stopping the crawl"), "{stopped}");
     assert!(spider.exit_status().success());
 }
@@ -225,13 +186,13 @@ fn fixed_keeps_responses_at_or_below_the_download_concurrency() {
     let mut c = spider.console();
     let mut seen = 0;
     for _ in 0..10 {
-        let live = c.prefs_row("HtmlResponse").map_or(0, |r| r.0);
+        let live = prefs_row(&mut c, "HtmlResponse").map_or(0, |r| r.0);
         assert!(live <= 8, "{live} live responses with 8 downloads at most");
         seen += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(seen, 10);
-    c.run("engine.stop()");
+    run(&mut c, "engine.stop()");
 }
 
 #[test]
@@ -241,7 +202,7 @@ fn a_blocking_pipeline_makes_the_engine_back_out_then_resume() {
     let mut c = spider.console();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let est = c.run("est()");
+        let est = run(&mut c, "est()");
         // Backing out, and the downloads under way when it began are done:
         // nothing is downloading.
         if est.contains("engine.scraper.slot.needs_backout()             : True")
@@ -252,19 +213,20 @@ fn a_blocking_pipeline_makes_the_engine_back_out_then_resume() {
         assert!(Instant::now() < deadline, "never backed out: {est}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let blocked = c.int("engine.pages");
+    let blocked = int(&mut c, "engine.pages");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(c.int("engine.pages"), blocked, "no pages while backing out");
+    assert_eq!(
+        int(&mut c, "engine.pages"),
+        blocked,
+        "no pages while backing out"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while c.int("engine.pages") < blocked + 100 {
+    while int(&mut c, "engine.pages") < blocked + 100 {
         assert!(Instant::now() < deadline, "the crawl never resumed");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        c.run("est()")
-            .contains("needs_backout()             : False")
-    );
-    c.run("engine.stop()");
+    assert!(run(&mut c, "est()").contains("needs_backout()             : False"));
+    run(&mut c, "engine.stop()");
 }
 
 #[test]
@@ -272,18 +234,18 @@ fn pause_unpause_and_stop() {
     let _serial = serial();
     let mut spider = Spider::start(&[], "sampled");
     let mut c = spider.console();
-    assert!(c.run("engine.pause()").contains("paused"));
+    assert!(run(&mut c, "engine.pause()").contains("paused"));
     std::thread::sleep(Duration::from_millis(500));
-    let paused = c.int("engine.pages");
+    let paused = int(&mut c, "engine.pages");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        c.int("engine.pages"),
+        int(&mut c, "engine.pages"),
         paused,
         "page count flat for a second"
     );
-    c.run("engine.unpause()");
+    run(&mut c, "engine.unpause()");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(c.int("engine.pages") > paused, "downloads resumed");
-    assert!(c.run("engine.stop()").contains("Stopping the crawl"));
+    assert!(int(&mut c, "engine.pages") > paused, "downloads resumed");
+    assert!(run(&mut c, "engine.stop()").contains("Stopping the crawl"));
     assert!(spider.exit_status().success());
 }

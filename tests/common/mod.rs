@@ -1,9 +1,11 @@
-//! A sequential test runner for the allocator's test binaries.
+//! Shared by the test binaries.
 //!
-//! These binaries check process-wide figures (live blocks, the recorder's
-//! totals), which libtest's own threads would disturb by allocating while a
-//! test measures. So each such binary has `harness = false` and runs its tests
-//! one after another on the main thread, reporting like libtest does.
+//! - A sequential runner for the allocator's test binaries: they check
+//!   process-wide figures (live blocks, the recorder's totals), which
+//!   libtest's own threads would disturb by allocating while a test
+//!   measures. So each such binary has `harness = false` and runs its tests
+//!   one after another on the main thread, reporting like libtest does.
+//! - Per-site totals of a snapshot, and a telnet client for the console.
 
 #![allow(dead_code)]
 
@@ -81,6 +83,102 @@ pub fn site_totals(
         }
     }
     sum
+}
+
+/// A telnet client for the console's tests: reads until a pattern, within
+/// a deadline, keeping what came after it.
+pub struct Client {
+    /// The connection.
+    pub stream: std::net::TcpStream,
+    got: Vec<u8>,
+}
+
+impl Client {
+    /// Connects to `addr`.
+    pub fn connect(addr: std::net::SocketAddr) -> Client {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        Client {
+            stream,
+            got: Vec::new(),
+        }
+    }
+
+    /// Sends bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self.stream, bytes).expect("send");
+    }
+
+    /// Reads until `pat` arrives (or 10 s pass); returns everything read up
+    /// to and including it, and keeps the rest.
+    pub fn expect(&mut self, pat: &[u8]) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(i) = self.got.windows(pat.len()).position(|w| w == pat) {
+                let rest = self.got.split_off(i + pat.len());
+                return std::mem::replace(&mut self.got, rest);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {:?}; got {:?}",
+                String::from_utf8_lossy(pat),
+                String::from_utf8_lossy(&self.got)
+            );
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut self.stream, &mut buf) {
+                Ok(0) => panic!(
+                    "closed while waiting for {:?}; got {:?}",
+                    String::from_utf8_lossy(pat),
+                    String::from_utf8_lossy(&self.got)
+                ),
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Reads until the server closes (or 10 s pass); returns what came.
+    pub fn until_closed(&mut self) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not closed; got {:?}",
+                String::from_utf8_lossy(&self.got)
+            );
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut self.stream, &mut buf) {
+                Ok(0) => return std::mem::take(&mut self.got),
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return std::mem::take(&mut self.got);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    pub fn login(&mut self, password: &str) {
+        self.expect(b"Username: ");
+        self.send(b"leakscope\r\n");
+        let got = self.expect(b"Password: ");
+        assert!(got.ends_with(b"Password: "));
+        // Echo is switched off around the password, and on again after.
+        assert_eq!(self.expect(&[255, 251, 1]), [255, 251, 1]);
+        self.send(format!("{password}\r\n").as_bytes());
+        self.expect(&[255, 252, 1]);
+        self.expect(b">>> ");
+    }
+
+    /// Runs a command; returns its output (between the line and the next
+    /// prompt) as text.
+    pub fn run(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        let out = self.expect(b">>> ");
+        String::from_utf8_lossy(&out[..out.len() - 4]).into_owned()
+    }
 }
 
 /// `tests!(a, b, c)` runs the functions `a`, `b`, `c` with [`run`].
