@@ -824,11 +824,12 @@ fn on_free(t: &ThreadState, ptr: *mut u8, size: usize) {
         {
             forget(t, ptr);
         }
-    } else if fast == MODE_OFF
-        && MODE.load(Ordering::Relaxed) == MODE_OFF
-        && !recorder::maybe_recorded(ptr as usize)
+    } else if fast != MODE_OFF
+        || MODE.load(Ordering::Relaxed) != MODE_OFF
+        || recorder::maybe_recorded(ptr as usize)
     {
-    } else {
+        // Not counting right now (new, tearing down, busy or measuring), or
+        // off with a recorded block or a switch since: the slow path decides.
         on_free_slow(t, ptr, size);
     }
 }
