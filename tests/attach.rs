@@ -31,6 +31,10 @@ fn main() {
             connect_logs_in_and_runs_lines,
         ),
         (
+            "connect_on_a_terminal_hides_the_password_and_edits_lines",
+            connect_on_a_terminal_hides_the_password_and_edits_lines,
+        ),
+        (
             "a_wrong_token_is_refused_and_the_right_one_accepted",
             a_wrong_token_is_refused_and_the_right_one_accepted,
         ),
@@ -146,6 +150,80 @@ fn connect_logs_in_and_runs_lines() {
         !out.contains(">>> "),
         "the client shows its own prompt, not the server's"
     );
+}
+
+/// The interactive path: a terminal (from `script`), the password asked for
+/// without echo, the line editor's prompt, Ctrl-D to leave.
+fn connect_on_a_terminal_hides_the_password_and_edits_lines() {
+    let c = Console::builder()
+        .port(0)
+        .password("s3cret")
+        .spawn()
+        .unwrap();
+    let addr = c.addr().unwrap().to_string();
+    let mut child = Command::new("script")
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!("{LEAKSCOPE} connect {addr}"),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (bsdutils)");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |pat: &str, seen: &mut Vec<u8>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(seen).contains(pat) {
+            assert!(
+                Instant::now() < deadline,
+                "no {pat:?} in {:?}",
+                String::from_utf8_lossy(seen)
+            );
+            if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.extend(b);
+            }
+        }
+    };
+    wait_for("Password: ", &mut seen);
+    stdin.write_all(b"s3cret\r").unwrap();
+    wait_for(">>> ", &mut seen);
+    stdin.write_all(b"21 * 2\r").unwrap();
+    wait_for("42", &mut seen);
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("s3cret"),
+        "the password was not echoed"
+    );
+    stdin.write_all(&[4]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{:?}", String::from_utf8_lossy(&seen));
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "connect did not leave on Ctrl-D: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn a_wrong_token_is_refused_and_the_right_one_accepted() {

@@ -290,7 +290,15 @@ fn session(mut stream: TcpStream, login: Option<(String, Option<String>)>) -> io
     } else {
         None
     };
-    let mut piped = io::stdin().lock().lines();
+    // Piped input is read line by line; on a terminal the line editor and
+    // the password prompt read it, so the lock is only taken when piped.
+    let mut piped = (!interactive).then(|| io::stdin().lock().lines());
+    let mut next_piped = || -> io::Result<Option<String>> {
+        match piped.as_mut() {
+            Some(lines) => lines.next().transpose(),
+            None => Ok(None),
+        }
+    };
     let mut stdout = io::stdout();
     loop {
         let prompt = read_until_prompt(&mut stream, &mut stdout)?;
@@ -300,7 +308,7 @@ fn session(mut stream: TcpStream, login: Option<(String, Option<String>)>) -> io
             Prompt::Password => match login.as_ref().and_then(|(_, p)| p.clone()) {
                 Some(p) => p,
                 None if interactive => read_hidden("Password: ")?,
-                None => piped.next().transpose()?.unwrap_or_default(),
+                None => next_piped()?.unwrap_or_default(),
             },
             Prompt::Line => match editor.as_mut() {
                 Some(ed) => match ed.readline(">>> ") {
@@ -319,7 +327,7 @@ fn session(mut stream: TcpStream, login: Option<(String, Option<String>)>) -> io
                         return Ok(());
                     }
                 },
-                None => match piped.next().transpose()? {
+                None => match next_piped()? {
                     Some(l) => l,
                     None => {
                         stream.write_all(&[4])?;
