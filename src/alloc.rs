@@ -127,14 +127,22 @@ pub fn sample_bytes() -> u64 {
     SAMPLE_BYTES.load(Ordering::Relaxed)
 }
 
-/// Sets the mean number of bytes between samples (at least 1). Each thread
-/// picks it up at its next sample; blocks sampled before keep the weight of
-/// the mean they were sampled with, so estimates stay unbiased.
+/// Sets the mean number of bytes between samples (at least 1): at once on
+/// the calling thread, at their next sample on others. Blocks sampled before
+/// keep the weight of the mean they were sampled with, so estimates stay
+/// unbiased.
 pub fn set_sample_bytes(bytes: u64) {
     let bytes = bytes.max(1);
     let epoch = recorder::epoch_for_mean(bytes);
     SAMPLE_BYTES.store(bytes, Ordering::Relaxed);
     SAMPLE_EPOCH.store(epoch, Ordering::Relaxed);
+    // The calling thread's pending gap was drawn with the old mean: draw
+    // it again, so the new mean applies to it at once.
+    let _ = THREAD.try_with(|t| {
+        if t.state.get() == STATE_LIVE {
+            t.countdown.set(next_gap(t, bytes));
+        }
+    });
 }
 
 /// leakscope's global allocator: tikv-jemallocator with leak tracking.

@@ -107,6 +107,8 @@ fn live_at(file: &dhat::DhatFile, function: &str) -> (u64, u64) {
 }
 
 fn dhat_files_pass_the_viewers_checks() {
+    // Whatever an earlier test left behind, this one needs exact mode.
+    leakscope::set_mode(Mode::Exact);
     // Exact mode.
     let kept = widgets(100);
     let path = tmp("exact.json");
@@ -179,6 +181,8 @@ fn the_checker_catches_what_the_viewer_refuses() {
 }
 
 fn pprof_decodes_and_matches_the_heap_view() {
+    // Whatever an earlier test left behind, this one needs exact mode.
+    leakscope::set_mode(Mode::Exact);
     let kept = widgets(200);
     let path = tmp("heap.pb.gz");
     pprof::write(&path).unwrap();
@@ -230,6 +234,8 @@ fn pprof_decodes_and_matches_the_heap_view() {
 }
 
 fn the_flamegraph_is_well_formed_and_names_the_top_stack() {
+    // Whatever an earlier test left behind, this one needs exact mode.
+    leakscope::set_mode(Mode::Exact);
     let kept: Vec<Vec<u8>> = (0..50).map(|_| vec![0u8; 100_000]).collect();
     let snap = recorder::snapshot();
     let svg = flamegraph::svg(&snap).unwrap();
@@ -263,6 +269,8 @@ fn the_flamegraph_is_well_formed_and_names_the_top_stack() {
 }
 
 fn diff_of_two_dumps_shows_exactly_the_growth() {
+    // Whatever an earlier test left behind, this one needs exact mode.
+    leakscope::set_mode(Mode::Exact);
     let before = tmp("before.json");
     let after = tmp("after.json");
     let first = widgets(10);
@@ -305,6 +313,8 @@ fn cli(args: &[&str]) -> String {
 }
 
 fn report_diff_and_view_from_the_command_line() {
+    // Whatever an earlier test left behind, this one needs exact mode.
+    leakscope::set_mode(Mode::Exact);
     let a = tmp("cli-a.json");
     let b = tmp("cli-b.json");
     dhat::write(&a).unwrap();
@@ -362,6 +372,8 @@ fn chromium() -> Option<&'static str> {
 }
 
 fn the_viewer_loads_the_file_in_headless_chromium() {
+    // Whatever an earlier test left behind, this one needs exact mode.
+    leakscope::set_mode(Mode::Exact);
     let Some(browser) = chromium() else {
         panic!("no chromium: .ci/run installs Debian's chromium");
     };

@@ -317,12 +317,21 @@ fn grow(kept: &mut Vec<Box<Widget>>, n: u64) {
 
 fn the_watch_names_the_growing_type() {
     let mut kept = Vec::new();
-    hpy().watch(Duration::from_millis(50));
-    for _ in 0..8 {
+    // Growth every 40 ms, a look every 100 ms: every interval sees growth.
+    // The watch's first looks can be slow (symbols resolved the first time),
+    // so grow until it has seen enough, within a deadline.
+    hpy().watch(Duration::from_millis(100));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let suspects = loop {
         grow(&mut kept, 200);
-        std::thread::sleep(Duration::from_millis(60));
-    }
-    let suspects = hpy().suspects();
+        std::thread::sleep(Duration::from_millis(40));
+        let s = hpy().suspects();
+        if s.iter().any(|s| s.label == "Box<heap_views::Widget>")
+            || std::time::Instant::now() > deadline
+        {
+            break s;
+        }
+    };
     hpy().unwatch();
     assert!(
         suspects

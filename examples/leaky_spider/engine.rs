@@ -72,7 +72,7 @@ pub struct Engine {
     pub errors: AtomicU64,
     /// Requests handed to the downloader so far (what `--pages` counts).
     dispatched: AtomicU64,
-    /// Downloads under way.
+    /// Requests downloading or being parsed: what the concurrency limit counts.
     downloading: AtomicUsize,
     /// Responses in the scraper slot, and the bytes of their bodies.
     slot_active: AtomicUsize,
@@ -221,10 +221,10 @@ impl Engine {
             Ok::<_, reqwest::Error>((status, body))
         }
         .await;
-        self.downloading.fetch_sub(1, Ordering::Relaxed);
         let (status, body) = match fetched {
             Ok(r) => r,
             Err(_) => {
+                self.downloading.fetch_sub(1, Ordering::Relaxed);
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -238,11 +238,16 @@ impl Engine {
             body,
             request: req,
         });
-        // The scraper slot: the response counts until its items are through
-        // the pipeline.
+        // The scraper slot counts the response's bytes until its items are
+        // through the pipeline.
         self.slot_active.fetch_add(1, Ordering::Relaxed);
         self.active_size.fetch_add(length, Ordering::Relaxed);
         let outputs = self.spiders[spider].parse(spider, &response);
+        // Parsed: the response itself goes (unless a callback kept it, as
+        // the nasty spider does), and with it the request's slot, so at
+        // most `concurrency` responses are alive in a well-behaved crawl.
+        drop(response);
+        self.downloading.fetch_sub(1, Ordering::Relaxed);
         for out in outputs {
             match out {
                 Output::Request(r) => self
