@@ -31,8 +31,8 @@ pub use telnet::{Decoder, Event, encode};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -379,7 +379,7 @@ struct Config {
 }
 
 fn listen(listener: TcpListener, config: Arc<Config>) {
-    let sessions: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+    let mut sessions: Vec<JoinHandle<()>> = Vec::new();
     for conn in listener.incoming() {
         if config.stop.load(Ordering::Relaxed) {
             break;
@@ -392,29 +392,25 @@ fn listen(listener: TcpListener, config: Arc<Config>) {
             continue;
         }
         config.sessions.fetch_add(1, Ordering::Relaxed);
-        let config = config.clone();
+        let session_config = config.clone();
         let spawned = std::thread::Builder::new()
             .name("leakscope-session".into())
             .stack_size(8 << 20)
-            .spawn({
-                let config = config.clone();
-                move || {
-                    let _ = Session::new(stream, &config, true).run();
-                    config.sessions.fetch_sub(1, Ordering::Relaxed);
-                }
+            .spawn(move || {
+                let _ = Session::new(stream, &session_config, true).run();
+                session_config.sessions.fetch_sub(1, Ordering::Relaxed);
             });
         match spawned {
             Ok(h) => {
-                let mut s = sessions.lock().unwrap_or_else(|e| e.into_inner());
-                s.retain(|h| !h.is_finished());
-                s.push(h);
+                sessions.retain(|h| !h.is_finished());
+                sessions.push(h);
             }
             Err(_) => {
                 config.sessions.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
-    for h in sessions.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    for h in sessions {
         let _ = h.join();
     }
 }
