@@ -26,7 +26,7 @@ mod telnet;
 
 pub use lang::{SyntaxError, parse};
 pub use shell::{Shell, Value};
-pub use telnet::{Decoder, Event, encode};
+pub use telnet::{Decoder, Event, MAX_SUBNEGOTIATION, encode};
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
