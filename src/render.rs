@@ -35,6 +35,24 @@ fn table(header: &[&str], right_aligned: &[usize]) -> Table {
     t
 }
 
+/// The room left for the last (label) column of a table whose first
+/// columns hold `cells` under `header`, in a terminal `width` wide (at least
+/// 12, so a label always has room for a word).
+fn label_width<const N: usize>(cells: &[[String; N]], header: &[&str], width: usize) -> usize {
+    let numeric: usize = (0..N)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    width.saturating_sub(numeric).max(12)
+}
+
 /// Renders a table with a rule under its header.
 fn finish(t: &Table) -> String {
     let text = t.trim_fmt();
@@ -174,18 +192,7 @@ pub fn partition(p: &Partition, width: usize) -> String {
         "%",
         p.kind().heading(),
     ];
-    let numeric: usize = (0..7)
-        .map(|c| {
-            cells
-                .iter()
-                .map(|row| row[c].len())
-                .chain([header[c].len()])
-                .max()
-                .unwrap_or(0)
-                + 2
-        })
-        .sum();
-    let label_width = width.saturating_sub(numeric).max(12);
+    let label_width = label_width(&cells, &header, width);
     let mut t = table(&header, &[0, 1, 2, 3, 4, 5, 6]);
     for ((_, r), c) in page.iter().zip(cells) {
         let mut row: Vec<String> = c.into_iter().collect();
@@ -232,18 +239,7 @@ pub fn diff(d: &HeapDiff, width: usize) -> String {
         .map(|r| [signed(r.count), signed(r.size)])
         .collect();
     let header = ["Count", "Size", d.kind.heading()];
-    let numeric: usize = (0..2)
-        .map(|c| {
-            cells
-                .iter()
-                .map(|r| r[c].len())
-                .chain([header[c].len()])
-                .max()
-                .unwrap_or(0)
-                + 2
-        })
-        .sum();
-    let label_width = width.saturating_sub(numeric).max(12);
+    let label_width = label_width(&cells, &header, width);
     let mut t = table(&header, &[0, 1]);
     for (r, c) in d.rows.iter().zip(cells) {
         t.add_row(vec![
@@ -275,18 +271,7 @@ pub fn suspects(list: &[Suspect], width: usize) -> String {
         })
         .collect();
     let header = ["Kind", "Grew", "Size", "Bytes/min", "Suspect"];
-    let numeric: usize = (0..4)
-        .map(|c| {
-            cells
-                .iter()
-                .map(|r| r[c].len())
-                .chain([header[c].len()])
-                .max()
-                .unwrap_or(0)
-                + 2
-        })
-        .sum();
-    let label_width = width.saturating_sub(numeric).max(12);
+    let label_width = label_width(&cells, &header, width);
     let mut t = table(&header, &[1, 2, 3]);
     for (s, c) in list.iter().zip(cells) {
         let mut row: Vec<String> = c.into_iter().collect();

@@ -161,69 +161,16 @@ fn connect_on_a_terminal_hides_the_password_and_edits_lines() {
         .spawn()
         .unwrap();
     let addr = c.addr().unwrap().to_string();
-    let mut child = Command::new("script")
-        .args([
-            "-q",
-            "-e",
-            "-c",
-            &format!("{LEAKSCOPE} connect {addr}"),
-            "/dev/null",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (bsdutils)");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let wait_for = |pat: &str, seen: &mut Vec<u8>| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !String::from_utf8_lossy(seen).contains(pat) {
-            assert!(
-                Instant::now() < deadline,
-                "no {pat:?} in {:?}",
-                String::from_utf8_lossy(seen)
-            );
-            if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
-                seen.extend(b);
-            }
-        }
-    };
-    wait_for("Password: ", &mut seen);
-    stdin.write_all(b"s3cret\r").unwrap();
-    wait_for(">>> ", &mut seen);
-    stdin.write_all(b"21 * 2\r").unwrap();
-    wait_for("42", &mut seen);
-    assert!(
-        !String::from_utf8_lossy(&seen).contains("s3cret"),
-        "the password was not echoed"
-    );
-    stdin.write_all(&[4]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{:?}", String::from_utf8_lossy(&seen));
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "connect did not leave on Ctrl-D: {:?}",
-                String::from_utf8_lossy(&seen)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut t = common::Terminal::start(&format!("{LEAKSCOPE} connect {addr}"));
+    t.wait_for("Password: ");
+    t.type_bytes(b"s3cret\r");
+    t.wait_for(">>> ");
+    t.type_bytes(b"21 * 2\r");
+    t.wait_for("42");
+    assert!(!t.text().contains("s3cret"), "the password was not echoed");
+    t.type_bytes(&[4]);
+    let status = t.wait_exit();
+    assert!(status.success(), "{:?}", t.text());
 }
 
 fn a_wrong_token_is_refused_and_the_right_one_accepted() {

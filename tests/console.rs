@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::Client;
@@ -358,71 +358,18 @@ fn the_real_telnet_program_logs_in_runs_prefs_and_leaves_with_ctrl_d() {
     let c = console();
     let port = c.addr().unwrap().port();
     // telnet wants a terminal: `script` gives it one.
-    let mut child = std::process::Command::new("script")
-        .args([
-            "-q",
-            "-e",
-            "-c",
-            &format!("telnet 127.0.0.1 {port}"),
-            "/dev/null",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("script");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let wait_for = |pat: &str, seen: &mut Vec<u8>| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !String::from_utf8_lossy(seen).contains(pat) {
-            assert!(
-                Instant::now() < deadline,
-                "no {pat:?} in {:?}",
-                String::from_utf8_lossy(seen)
-            );
-            if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
-                seen.extend(b);
-            }
-        }
-    };
-    wait_for("Username: ", &mut seen);
-    stdin.write_all(b"leakscope\r").unwrap();
-    wait_for("Password: ", &mut seen);
-    stdin.write_all(b"s3cret\r").unwrap();
-    wait_for(">>> ", &mut seen);
-    stdin.write_all(b"prefs()\r").unwrap();
-    wait_for("Live References", &mut seen);
-    stdin.write_all(b"21 * 2\r").unwrap();
-    wait_for("42", &mut seen);
-    assert!(
-        !String::from_utf8_lossy(&seen).contains("s3cret"),
-        "the password was not echoed"
-    );
-    stdin.write_all(&[4]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success() || status.code().is_some());
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "telnet did not exit after Ctrl-D: {:?}",
-                String::from_utf8_lossy(&seen)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut t = common::Terminal::start(&format!("telnet 127.0.0.1 {port}"));
+    t.wait_for("Username: ");
+    t.type_bytes(b"leakscope\r");
+    t.wait_for("Password: ");
+    t.type_bytes(b"s3cret\r");
+    t.wait_for(">>> ");
+    t.type_bytes(b"prefs()\r");
+    t.wait_for("Live References");
+    t.type_bytes(b"21 * 2\r");
+    t.wait_for("42");
+    assert!(!t.text().contains("s3cret"), "the password was not echoed");
+    // Ctrl-D on an empty line: the console closes, telnet leaves.
+    t.type_bytes(&[4]);
+    t.wait_exit();
 }

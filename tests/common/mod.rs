@@ -190,3 +190,86 @@ macro_rules! tests {
         }
     };
 }
+
+/// A command run under script(1), so that it has a terminal: type into it,
+/// wait for what it prints, wait for it to leave; every wait bounded.
+pub struct Terminal {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    output: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Everything it printed so far.
+    pub seen: Vec<u8>,
+}
+
+impl Terminal {
+    /// Starts `command` (a shell command line) on a terminal.
+    pub fn start(command: &str) -> Terminal {
+        let mut child = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", command, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("script (bsdutils) runs the command on a terminal");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Terminal {
+            child,
+            stdin,
+            output,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Types bytes (`\r` is Enter, 4 is Ctrl-D).
+    pub fn type_bytes(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self.stdin, bytes).unwrap();
+    }
+
+    /// What it printed, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
+    /// Waits (10 s at most) until it has printed `pat`.
+    pub fn wait_for(&mut self, pat: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.text().contains(pat) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {pat:?} in {:?}",
+                self.text()
+            );
+            if let Ok(b) = self
+                .output
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                self.seen.extend(b);
+            }
+        }
+    }
+
+    /// Waits (10 s at most) for it to exit; kills it and fails otherwise.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("still running: {:?}", self.text());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
