@@ -297,16 +297,31 @@ impl ScopeCounts {
         self.net.set(self.net.get() - size as i64);
     }
 
+    /// The figures: allocated blocks, bytes, freed blocks, bytes, peak net
+    /// bytes.
+    fn figures(&self) -> [u64; 5] {
+        [
+            self.alloc_blocks.get(),
+            self.alloc_bytes.get(),
+            self.free_blocks.get(),
+            self.free_bytes.get(),
+            self.peak.get().max(0) as u64,
+        ]
+    }
+
     /// Takes the figures, leaving zeros.
     pub(crate) fn take(&self) -> [u64; 5] {
-        let out = [
-            self.alloc_blocks.take(),
-            self.alloc_bytes.take(),
-            self.free_blocks.take(),
-            self.free_bytes.take(),
-            self.peak.take().max(0) as u64,
-        ];
+        let out = self.figures();
+        for c in [
+            &self.alloc_blocks,
+            &self.alloc_bytes,
+            &self.free_blocks,
+            &self.free_bytes,
+        ] {
+            c.set(0);
+        }
         self.net.set(0);
+        self.peak.set(0);
         out
     }
 
@@ -588,8 +603,8 @@ fn init(default: u8) {
         }
     }
     match getenv(b"LEAKSCOPE_UNWIND\0") {
-        Some(b"fp") => stack::force_unwinder(Some(Unwinder::FramePointers)),
-        Some(b"backtrace") => stack::force_unwinder(Some(Unwinder::Backtrace)),
+        Some(b"fp") => stack::force_unwinder(Unwinder::FramePointers),
+        Some(b"backtrace") => stack::force_unwinder(Unwinder::Backtrace),
         Some(v) => warn(&[
             b"leakscope: LEAKSCOPE_UNWIND=",
             v,
@@ -966,15 +981,16 @@ unsafe impl GlobalAlloc for Alloc {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let mode = current_mode(self.default_code());
-        let tracked = mode > MODE_OFF
-            || recorder::maybe_recorded(ptr as usize)
-            || THREAD.try_with(|t| t.scope.get() != 0).unwrap_or(false);
-        if !tracked || THREAD.try_with(|t| t.is_busy()).unwrap_or(true) {
+        let recorded = may_be_recorded(ptr, mode);
+        let tracked = THREAD
+            .try_with(|t| !t.is_busy() && (mode > MODE_OFF || recorded || t.scope.get() != 0))
+            .unwrap_or(false);
+        if !tracked {
             // SAFETY: forwarded contract.
             return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
         }
         THREAD.with(|t| {
-            if may_be_recorded(ptr, mode) {
+            if recorded {
                 // A recorded block's record is taken out before the realloc
                 // (so its old address, once jemalloc frees it, can be handed
                 // out and recorded by another thread without a clash) and put
@@ -1050,13 +1066,7 @@ pub(crate) fn enter_scope(id: u32) -> (u32, [u64; 5], i64) {
 pub(crate) fn exit_scope(saved: (u32, [u64; 5], i64)) -> [u64; 5] {
     THREAD.with(|t| {
         let (prev, outer, outer_net) = saved;
-        let inner = [
-            t.scope_counts.alloc_blocks.get(),
-            t.scope_counts.alloc_bytes.get(),
-            t.scope_counts.free_blocks.get(),
-            t.scope_counts.free_bytes.get(),
-            t.scope_counts.peak.get().max(0) as u64,
-        ];
+        let inner = t.scope_counts.figures();
         if prev != 0 {
             t.scope_counts.merge(outer, outer_net);
         } else {

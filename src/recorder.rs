@@ -61,6 +61,15 @@ fn filter_slot(addr: usize) -> &'static AtomicU8 {
     &FILTER[(addr >> 4) & ((1 << FILTER_BITS) - 1)]
 }
 
+/// Sets [`HAS_LIVE`], writing the shared line only when it changes (it is
+/// read on every free).
+#[inline]
+fn mark_live() {
+    if !HAS_LIVE.load(Ordering::Relaxed) {
+        HAS_LIVE.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Whether `addr` may be a recorded block (no false negatives).
 #[inline(always)]
 pub(crate) fn maybe_recorded(addr: usize) -> bool {
@@ -461,7 +470,7 @@ impl Recorder {
             self.sampled_ever = true;
         }
         filter_add(addr);
-        HAS_LIVE.store(true, Ordering::Relaxed);
+        mark_live();
         self.after_growth(stack, now);
     }
 
@@ -602,7 +611,7 @@ impl Recorder {
             self.scope_gained(addr, scope, rec.stack, rec.size(), counted);
         }
         filter_add(addr);
-        HAS_LIVE.store(true, Ordering::Relaxed);
+        mark_live();
         self.after_growth(rec.stack, now);
     }
 

@@ -212,18 +212,13 @@ pub fn partition(p: &Partition, width: usize) -> String {
     out
 }
 
-/// A signed number: `+300`, `-2`, `0`.
-fn signed(n: i64) -> String {
-    change(n)
-}
-
 /// The difference between two heaps, Pympler's and tracemalloc's way:
 /// signed counts and sizes, largest absolute change first.
 pub fn diff(d: &HeapDiff, width: usize) -> String {
     let mut out = format!(
         "Difference: {} blocks, {} bytes{}.\n",
-        signed(d.count),
-        signed(d.size),
+        change(d.count),
+        change(d.size),
         if d.estimated {
             " (estimated from samples)"
         } else {
@@ -236,7 +231,7 @@ pub fn diff(d: &HeapDiff, width: usize) -> String {
     let cells: Vec<[String; 2]> = d
         .rows
         .iter()
-        .map(|r| [signed(r.count), signed(r.size)])
+        .map(|r| [change(r.count), change(r.size)])
         .collect();
     let header = ["Count", "Size", d.kind.heading()];
     let label_width = label_width(&cells, &header, width);

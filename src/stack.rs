@@ -73,12 +73,12 @@ pub fn unwinder() -> Unwinder {
     }
 }
 
-/// Forces an unwinder (`LEAKSCOPE_UNWIND`); `None` re-runs the probe.
-pub(crate) fn force_unwinder(choice: Option<Unwinder>) {
+/// Forces an unwinder (`LEAKSCOPE_UNWIND`); frame pointers only where this
+/// build has them.
+pub(crate) fn force_unwinder(choice: Unwinder) {
     let v = match choice {
-        Some(Unwinder::FramePointers) if frame_pointers_work() => UNWIND_FP,
-        Some(Unwinder::FramePointers) | Some(Unwinder::Backtrace) => UNWIND_BACKTRACE,
-        None => UNWIND_UNKNOWN,
+        Unwinder::FramePointers if frame_pointers_work() => UNWIND_FP,
+        _ => UNWIND_BACKTRACE,
     };
     UNWIND.store(v, Ordering::Relaxed);
 }

@@ -122,9 +122,7 @@ pub fn resolve_stack(addrs: &[usize]) -> Vec<Frame> {
 fn internal_prefix(frames: &[Frame]) -> usize {
     let window = &frames[..frames.len().min(crate::stack::INTERNAL_FRAMES * 3)];
     match window.iter().rposition(|f| {
-        f.function.contains("__rust_")
-            || f.function.contains("__rg_")
-            || f.function.contains("__rdl_")
+        is_allocator_shim(&f.function)
             || f.function
                 .contains(" as core::alloc::global::GlobalAlloc>::")
     }) {
@@ -136,12 +134,15 @@ fn internal_prefix(frames: &[Frame]) -> usize {
     }
 }
 
+/// The symbols the `#[global_allocator]` machinery generates.
+fn is_allocator_shim(function: &str) -> bool {
+    function.contains("__rust_") || function.contains("__rg_") || function.contains("__rdl_")
+}
+
 fn is_allocator_internal(function: &str) -> bool {
     function.starts_with("leakscope::")
         || function.starts_with("<leakscope::")
-        || function.contains("__rust_")
-        || function.contains("__rg_")
-        || function.contains("__rdl_")
+        || is_allocator_shim(function)
         || function == "?"
 }
 

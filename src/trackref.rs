@@ -574,11 +574,10 @@ pub fn live_refs() -> Vec<ClassLive> {
     out
 }
 
-/// Whether `class` is one of `ignore` or has one of them as a base.
-fn ignored(class: &ClassLive, ignore: &[&str]) -> bool {
-    ignore
-        .iter()
-        .any(|i| *i == class.name || class.bases.contains(i))
+/// Whether class `name` (with base names `bases`) is one of `ignore` or has
+/// one of them as a base.
+fn ignored(name: &str, bases: &[&str], ignore: &[&str]) -> bool {
+    ignore.iter().any(|i| *i == name || bases.contains(i))
 }
 
 /// The live-references report as text (heading `Live References`, then a
@@ -588,7 +587,7 @@ fn ignored(class: &ClassLive, ignore: &[&str]) -> bool {
 pub fn format_live_refs(ignore: &[&str]) -> String {
     let rows: Vec<ClassLive> = live_refs()
         .into_iter()
-        .filter(|c| !ignored(c, ignore))
+        .filter(|c| !ignored(c.name, c.bases, ignore))
         .collect();
     mark_reported(&rows, ignore);
     crate::render::live_refs(&rows)
@@ -605,7 +604,7 @@ pub fn print_live_refs(ignore: &[&str]) {
 fn mark_reported(shown: &[ClassLive], ignore: &[&str]) {
     let classes = CLASSES.read().unwrap_or_else(|e| e.into_inner());
     for c in classes.iter() {
-        if ignore.iter().any(|i| *i == c.name || c.bases.contains(i)) {
+        if ignored(c.name, c.bases, ignore) {
             continue;
         }
         let live = shown
