@@ -1,13 +1,17 @@
 //! The global allocator: tikv-jemallocator underneath, counters always,
 //! sampled or exact site tracking on top.
 //!
-//! The unsampled path touches only this thread's own state: a thread-local
-//! reentrancy flag, per-thread counters (owner-written atomics, plain loads
-//! and stores, no `lock` prefix), and a byte countdown. No lock, no shared
-//! read-modify-write, no allocation and no syscall. Only a sampled block (or
-//! every block in exact mode) captures its stack and takes the recorder's
-//! lock. Frees check a lock-free filter first, so frees of unsampled blocks
-//! are rejected with one load.
+//! The unsampled path touches only this thread's own state: a byte
+//! countdown and per-thread counters (owner-written atomics, plain loads and
+//! stores, no `lock` prefix). An allocation tests nothing but the countdown
+//! (which is parked at -1 whenever the thread must take the slow path:
+//! sample due, exact mode, new, busy in tracker code, measuring, tearing
+//! down), counts, and calls jemalloc. A free reads the thread's mode byte
+//! and a lock-free filter of recorded blocks (one global flag while nothing
+//! is recorded), counts, and ends in a tail call to jemalloc. No lock, no
+//! shared read-modify-write, no allocation and no syscall. Only a sampled
+//! block (or every block in exact mode) captures its stack and takes the
+//! recorder's lock.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
@@ -47,6 +51,13 @@ const MODE_OFF: u8 = 1;
 const MODE_COUNTERS: u8 = 2;
 const MODE_SAMPLED: u8 = 3;
 const MODE_EXACT: u8 = 4;
+
+/// Whether a mode code is one whose allocations take the fast path
+/// (counted, and counted down to the next sample).
+#[inline(always)]
+const fn counting(code: u8) -> bool {
+    code.wrapping_sub(MODE_COUNTERS) < 2
+}
 
 impl Mode {
     fn code(self) -> u8 {
@@ -140,7 +151,7 @@ pub fn set_sample_bytes(bytes: u64) {
     // it again, so the new mean applies to it at once.
     let _ = THREAD.try_with(|t| {
         if t.state.get() == STATE_LIVE {
-            t.countdown.set(next_gap(t, bytes));
+            t.set_gap(next_gap(t, bytes));
         }
     });
 }
@@ -243,8 +254,13 @@ struct ThreadState {
     state: Cell<u8>,
     shared: SharedThread,
     /// Bytes until the next countdown event (a sample in sampled mode, and
-    /// an update of the global peak estimate and of `fast` in every mode).
+    /// an update of the global peak estimate and of `fast` in every mode),
+    /// while `fast` is counters or sampled; -1 otherwise, so that the
+    /// allocation fast path needs to test nothing but this.
     countdown: Cell<i64>,
+    /// The countdown while it is parked (`fast` is neither counters nor
+    /// sampled).
+    parked: Cell<i64>,
     /// This thread's live bytes as last added to the global peak estimate.
     flushed: Cell<i64>,
     rng: Cell<u64>,
@@ -347,7 +363,8 @@ impl ThreadState {
                 counters: Counters::new(),
                 next: AtomicPtr::new(ptr::null_mut()),
             },
-            countdown: Cell::new(0),
+            countdown: Cell::new(-1),
+            parked: Cell::new(0),
             flushed: Cell::new(0),
             rng: Cell::new(0),
             stack_top: Cell::new(0),
@@ -368,14 +385,93 @@ impl ThreadState {
         } else {
             0
         };
+        self.set_fast(fast);
+    }
+
+    /// Sets `fast`, parking the countdown (at -1) whenever `fast` is not a
+    /// counting mode and restoring it when it is again.
+    fn set_fast(&self, fast: u8) {
+        match (counting(self.fast.get()), counting(fast)) {
+            (true, false) => self.parked.set(self.countdown.replace(-1)),
+            (false, true) => self.countdown.set(self.parked.get()),
+            _ => {}
+        }
         self.fast.set(fast);
+    }
+
+    /// Sets the bytes until the next countdown event, parked or not.
+    fn set_gap(&self, gap: i64) {
+        if counting(self.fast.get()) {
+            self.countdown.set(gap);
+        } else {
+            self.parked.set(gap);
+        }
+    }
+
+    /// The allocation fast path's whole test: in counters or sampled mode
+    /// with the countdown not run out (a parked countdown is -1), counts
+    /// the block and says so.
+    #[inline(always)]
+    fn admit_alloc(&self, size: usize) -> Admit {
+        let left = self.countdown.get().wrapping_sub(size as i64);
+        if left >= 0 {
+            self.countdown.set(left);
+            let c = &self.shared.counters;
+            bump(&c.alloc_bytes, size as u64);
+            bump(&c.alloc_blocks, 1);
+            Admit::Counted
+        } else if self.fast.get() == MODE_OFF && MODE.load(Ordering::Relaxed) == MODE_OFF {
+            Admit::Plain
+        } else {
+            Admit::Slow
+        }
+    }
+
+    /// The realloc fast path's test (it counts after the call, with
+    /// [`ThreadState::count_realloc`]).
+    #[inline(always)]
+    fn admit_realloc(&self, ptr: *mut u8, new_size: usize) -> bool {
+        self.countdown.get() >= new_size as i64 && !recorder::maybe_recorded(ptr as usize)
+    }
+
+    /// Counts a realloc the fast path took: the old size freed, the new
+    /// one allocated and counted down (without running the countdown out,
+    /// as `admit_realloc` checked).
+    #[inline(always)]
+    fn count_realloc(&self, old_size: usize, new_size: usize) {
+        let c = &self.shared.counters;
+        bump(&c.free_bytes, old_size as u64);
+        bump(&c.free_blocks, 1);
+        bump(&c.alloc_bytes, new_size as u64);
+        bump(&c.alloc_blocks, 1);
+        self.countdown.set(self.countdown.get() - new_size as i64);
+    }
+
+    /// The free fast path's whole test: in counters or sampled mode, a
+    /// block the recorder cannot hold is counted here; off, it is let
+    /// through uncounted.
+    #[inline(always)]
+    fn admit_free(&self, ptr: *mut u8, size: usize) -> Admit {
+        let fast = self.fast.get();
+        if recorder::maybe_recorded(ptr as usize) {
+            Admit::Slow
+        } else if counting(fast) {
+            let c = &self.shared.counters;
+            bump(&c.free_bytes, size as u64);
+            bump(&c.free_blocks, 1);
+            Admit::Counted
+        } else if fast == MODE_OFF && MODE.load(Ordering::Relaxed) == MODE_OFF {
+            Admit::Plain
+        } else {
+            Admit::Slow
+        }
     }
 
     /// Marks the thread busy; returns the state to restore with `leave`.
     fn enter(&self) -> u8 {
         let prev = self.state.get();
         self.state.set(prev | BUSY);
-        self.fast.set(0);
+        self.set_fast(0);
         prev
     }
 
@@ -383,6 +479,18 @@ impl ThreadState {
         self.state.set(prev);
         self.refresh_fast();
     }
+}
+
+/// What a fast path decided.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Counted already: hand the call to jemalloc.
+    Counted,
+    /// Off: hand the call to jemalloc, uncounted.
+    Plain,
+    /// The slow path decides (sample due, exact mode, a recorded block,
+    /// a thread that is new, busy, measuring or tearing down).
+    Slow,
 }
 
 thread_local! {
@@ -402,7 +510,7 @@ impl Drop for ExitGuard {
             EXITED.add_shared(&t.shared.counters);
             flush_live(t);
             t.state.set(STATE_DEAD | (t.state.get() & BUSY));
-            t.fast.set(0);
+            t.set_fast(0);
         });
     }
 }
@@ -704,7 +812,7 @@ fn register_thread(t: &ThreadState) {
         t.shared.next.store(reg.head, Ordering::Relaxed);
         reg.head = me;
     }
-    t.countdown.set(next_gap(t, sample_bytes()));
+    t.set_gap(next_gap(t, sample_bytes()));
     t.state.set(STATE_LIVE);
     t.refresh_fast();
     // Registering the exit guard may allocate (through the normal path now
@@ -727,8 +835,8 @@ fn count_shared_free(size: usize) {
     EXITED.free_blocks.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Accounts a new block (`ptr` non-null): the fast path reads one
-/// thread-local byte, bumps two owner-only counters and the countdown.
+/// Accounts a new block (`ptr` non-null) that the fast path did not take:
+/// counts it, and records it in exact mode or when the countdown runs out.
 #[inline(always)]
 fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
     let fast = t.fast.get();
@@ -759,7 +867,7 @@ fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
 #[inline(never)]
 fn countdown_event(t: &ThreadState, ptr: *mut u8, size: usize) {
     flush_live(t);
-    t.countdown.set(next_gap(t, sample_bytes()));
+    t.set_gap(next_gap(t, sample_bytes()));
     t.refresh_fast();
     match t.fast.get() {
         MODE_SAMPLED => record_new(t, ptr, size, SAMPLE_EPOCH.load(Ordering::Relaxed)),
@@ -791,7 +899,7 @@ fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
     if mode <= MODE_OFF {
         if state == STATE_NEW {
             // Stay unregistered while off, but take the cheap off path.
-            t.fast.set(MODE_OFF);
+            t.set_fast(MODE_OFF);
         }
         return;
     }
@@ -950,36 +1058,56 @@ unsafe impl GlobalAlloc for Alloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
-        let p = unsafe { Jemalloc.alloc(layout) };
-        self.after_alloc(p, layout.size());
-        p
+        unsafe { self.alloc_with(layout, false) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
-        let p = unsafe { Jemalloc.alloc_zeroed(layout) };
-        self.after_alloc(p, layout.size());
-        p
+        unsafe { self.alloc_with(layout, true) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if THREAD.try_with(|t| on_free(t, ptr, layout.size())).is_err()
-            && recorder::maybe_recorded(ptr as usize)
-        {
-            // No thread-local storage at all (cannot happen on Linux with
-            // const thread-locals, but never lose a record).
-            RECORDER
-                .lock()
-                .record_free(ptr as usize, recorder::now_tick());
+        // Both paths end in a tail call: the fast one saves no registers.
+        if THREAD.try_with(|t| t.admit_free(ptr, layout.size())) == Ok(Admit::Slow) {
+            // SAFETY: forwarded contract.
+            unsafe { dealloc_slow(ptr, layout) }
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { Jemalloc.dealloc(ptr, layout) }
         }
-        // SAFETY: forwarded contract.
-        unsafe { Jemalloc.dealloc(ptr, layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Fast path: a counting mode, a block the recorder cannot hold, and
+        // a countdown that the new size does not run out. Counted after the
+        // call, so a failed realloc leaves the counts as they were.
+        let fast = THREAD
+            .try_with(|t| t.admit_realloc(ptr, new_size))
+            .unwrap_or(false);
+        if !fast {
+            // SAFETY: forwarded contract.
+            return unsafe { self.realloc_slow(ptr, layout, new_size) };
+        }
+        // SAFETY: forwarded contract.
+        let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            let _ = THREAD.try_with(|t| t.count_realloc(layout.size(), new_size));
+        }
+        new
+    }
+}
+
+impl Alloc {
+    /// A realloc the fast path did not take.
+    ///
+    /// # Safety
+    /// `GlobalAlloc::realloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_slow(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let mode = current_mode(self.default_code());
         let recorded = may_be_recorded(ptr, mode);
         let tracked = THREAD
@@ -1033,13 +1161,94 @@ unsafe impl GlobalAlloc for Alloc {
 }
 
 impl Alloc {
+    /// `alloc` and `alloc_zeroed`. The fast path counts first and then
+    /// calls jemalloc, taking the count back in the rare case it fails.
     #[inline(always)]
-    fn after_alloc(&self, p: *mut u8, size: usize) {
-        if p.is_null() {
-            return;
+    unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let admit = THREAD
+            .try_with(|t| t.admit_alloc(layout.size()))
+            .unwrap_or(Admit::Slow);
+        if admit == Admit::Slow {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_slow(layout, zeroed) };
         }
-        let _ = THREAD.try_with(|t| on_alloc(t, p, size, self.default_code()));
+        let size = layout.size();
+        // SAFETY: forwarded contract.
+        let p = unsafe { jemalloc_alloc(layout, zeroed) };
+        if p.is_null() {
+            uncount_alloc(size);
+        }
+        p
     }
+
+    /// An allocation the fast path did not take: allocated, then accounted.
+    ///
+    /// # Safety
+    /// `GlobalAlloc::alloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { jemalloc_alloc(layout, zeroed) };
+        if !p.is_null() {
+            let _ = THREAD.try_with(|t| on_alloc(t, p, layout.size(), self.default_code()));
+        }
+        p
+    }
+}
+
+/// Takes back what [`ThreadState::admit_alloc`] counted for an allocation
+/// that failed (if it counted it: the thread is in a counting mode, which
+/// the call to jemalloc cannot have changed).
+#[cold]
+#[inline(never)]
+fn uncount_alloc(size: usize) {
+    let _ = THREAD.try_with(|t| {
+        if counting(t.fast.get()) {
+            let c = &t.shared.counters;
+            bump(&c.alloc_bytes, (size as u64).wrapping_neg());
+            bump(&c.alloc_blocks, u64::MAX);
+            t.countdown.set(t.countdown.get() + size as i64);
+        }
+    });
+}
+
+/// jemalloc's `alloc` or `alloc_zeroed`.
+///
+/// # Safety
+/// `GlobalAlloc::alloc`'s contract.
+#[inline(always)]
+unsafe fn jemalloc_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if zeroed {
+            Jemalloc.alloc_zeroed(layout)
+        } else {
+            Jemalloc.alloc(layout)
+        }
+    }
+}
+
+/// A free the fast path did not take: accounted before jemalloc gets the
+/// block (so that its address cannot be reused and recorded by another
+/// thread first).
+///
+/// # Safety
+/// `GlobalAlloc::dealloc`'s contract.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout) {
+    if THREAD.try_with(|t| on_free(t, ptr, layout.size())).is_err()
+        && recorder::maybe_recorded(ptr as usize)
+    {
+        // No thread-local storage at all (cannot happen on Linux with
+        // const thread-locals, but never lose a record).
+        RECORDER
+            .lock()
+            .record_free(ptr as usize, recorder::now_tick());
+    }
+    // SAFETY: forwarded contract.
+    unsafe { Jemalloc.dealloc(ptr, layout) }
 }
 
 /// Enters a measuring scope on this thread (see `testing::measure`): from

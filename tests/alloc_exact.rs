@@ -247,6 +247,29 @@ fn huge_requests_fail_cleanly() {
     assert!(p.is_null());
     drop(w);
     assert_eq!(live_counters(), before);
+    // A small request that fails (its alignment cannot be met) takes each
+    // mode's fast path, which counts before calling jemalloc: the count is
+    // taken back.
+    let totals = || {
+        let s = leakscope::stats().expect("stats");
+        (s.total_blocks, s.total_bytes, s.live_blocks, s.live_bytes)
+    };
+    for mode in [Mode::Counters, Mode::Sampled, Mode::Exact] {
+        leakscope::set_mode(mode);
+        let before = totals();
+        let layout = Layout::from_size_align(16, 1 << 62).unwrap();
+        // SAFETY: a valid (if unsatisfiable) layout; null is the expected answer.
+        let p = unsafe { ALLOC.alloc(layout) };
+        assert!(p.is_null(), "{mode:?}");
+        // SAFETY: as above.
+        let p = unsafe { ALLOC.alloc_zeroed(layout) };
+        assert!(p.is_null(), "{mode:?}");
+        assert_eq!(
+            totals(),
+            before,
+            "{mode:?}: a failed allocation is not counted"
+        );
+    }
 }
 
 fn alignments_of_4096_and_2_mib_are_honoured_and_recorded() {
