@@ -12,6 +12,14 @@
 //! the stable estimate of what the code itself costs. dhat::Alloc runs the
 //! same workload for comparison (it wraps the system allocator).
 //!
+//! Timing on a shared machine moves by ±20% from run to run, far more than
+//! the few percent the targets are about; so when Valgrind is installed the
+//! bench also counts instructions per pair under callgrind (one thread,
+//! deterministic): the bench runs itself with `--count SUBJECT DEPTH OPS`
+//! at two operation counts, and the difference divided by the difference
+//! in pairs is the cost of one pair, the loop's own instructions included
+//! (as they are in the timings).
+//!
 //! Run: `cargo bench --bench alloc_overhead` (set `BENCH_QUICK=1` for a short run).
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -180,14 +188,82 @@ fn memory_per_block() {
     drop(kept);
 }
 
+/// Instructions callgrind counts for `--count SUBJECT DEPTH OPS`; None if
+/// Valgrind cannot be run.
+fn callgrind_instructions(subject: usize, depth: usize, ops: usize) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(exe)
+        .args([
+            "--count",
+            &subject.to_string(),
+            &depth.to_string(),
+            &ops.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().find(|l| l.contains("Collected :"))?;
+    line.rsplit(':')
+        .next()?
+        .trim()
+        .replace(',', "")
+        .parse()
+        .ok()
+}
+
+/// The table of instructions per alloc+free pair, or a line saying why not.
+fn instruction_table(subjects: &[Subject], ops: usize) {
+    println!("\n## Instructions per alloc+free pair (callgrind, 1 thread)\n");
+    let names: Vec<String> = subjects.iter().map(|s| s.name()).collect();
+    let mut rows = Vec::new();
+    for depth in [0usize, 30] {
+        let mut cells = Vec::new();
+        for (i, s) in subjects.iter().enumerate() {
+            let n = if *s == Subject::Dhat { ops / 50 } else { ops };
+            let (Some(a), Some(b)) = (
+                callgrind_instructions(i, depth, n),
+                callgrind_instructions(i, depth, 2 * n),
+            ) else {
+                println!("(valgrind is not installed or failed: no instruction counts)");
+                return;
+            };
+            cells.push(b.saturating_sub(a) as f64 / n as f64);
+        }
+        rows.push((depth, cells));
+    }
+    println!("| stack | {} |", names.join(" | "));
+    println!("|---|{}", "---:|".repeat(names.len()));
+    for (depth, cells) in rows {
+        let base = cells[0];
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:.0}")
+                } else {
+                    format!("{:.2}× ({c:.0})", c / base)
+                }
+            })
+            .collect();
+        println!(
+            "| {} | {} |",
+            if depth == 0 { "shallow" } else { "+30 frames" },
+            text.join(" | ")
+        );
+    }
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return;
     }
-    let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let (ops, rounds) = if quick { (200_000, 5) } else { (300_000, 21) };
-    let dhat_ops = ops / 50;
-    let sizes = Arc::new(sizes());
     let subjects = [
         Subject::Jemalloc,
         Subject::Leakscope(Mode::Counters),
@@ -195,6 +271,26 @@ fn main() {
         Subject::Leakscope(Mode::Exact),
         Subject::Dhat,
     ];
+    if args.get(1).map(String::as_str) == Some("--count") {
+        // One subject, one thread, under callgrind (see instruction_table).
+        let arg = |i: usize| args.get(i).and_then(|a| a.parse::<usize>().ok());
+        let (Some(subject), Some(depth), Some(ops)) = (arg(2), arg(3), arg(4)) else {
+            eprintln!("usage: alloc_overhead --count SUBJECT DEPTH OPS");
+            std::process::exit(2);
+        };
+        let subject = subjects[subject.min(subjects.len() - 1)];
+        if let Subject::Leakscope(m) = subject {
+            leakscope::set_mode(m);
+        }
+        let _profiler =
+            (subject == Subject::Dhat).then(|| dhat::Profiler::builder().testing().build());
+        run(subject, &sizes(), ops, depth);
+        return;
+    }
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let (ops, rounds) = if quick { (200_000, 5) } else { (300_000, 21) };
+    let dhat_ops = ops / 50;
+    let sizes = Arc::new(sizes());
     println!(
         "# leakscope allocator overhead (ns per alloc+free pair; ratio to jemalloc, same run)\n"
     );
@@ -243,6 +339,7 @@ fn main() {
             );
         }
     }
+    instruction_table(&subjects, if quick { 50_000 } else { 200_000 });
     memory_per_block();
     black_box(Duration::ZERO);
 }
