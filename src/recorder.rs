@@ -187,6 +187,48 @@ impl LiveRec {
 /// hold, so an allocating thread never waits for a whole-table copy.
 pub(crate) const LIVE_SHARDS: usize = 256;
 
+/// Where each shard's share of the address hashes starts, out of 2^32:
+/// shard `i` gets a share proportional to 2^(i/256). The shards' sizes so
+/// span one octave, their hash maps double at evenly spread moments, and
+/// the table's memory per block stays near its average (about 41 bytes)
+/// instead of swinging from 29 to 57 as equal shards would, all doubling
+/// together.
+const SHARD_BOUNDS: [u64; LIVE_SHARDS + 1] = shard_bounds();
+/// The shard holding the first hash of each 1/1024 of the hash range: a
+/// 1/1024 is narrower than the narrowest share, so the shard of a hash is
+/// this one or the next.
+const SHARD_GUESS: [u8; 1024] = shard_guess();
+
+const fn shard_bounds() -> [u64; LIVE_SHARDS + 1] {
+    // 2^(1/256) in fixed point with 62 fractional bits.
+    const ROOT: u128 = 4_624_189_567_668_517_720;
+    const ONE: u128 = 1 << 62;
+    let mut out = [0u64; LIVE_SHARDS + 1];
+    let mut x = ONE;
+    let mut i = 0;
+    while i < LIVE_SHARDS {
+        out[i] = ((x - ONE) >> 30) as u64;
+        x = (x * ROOT) >> 62;
+        i += 1;
+    }
+    out[LIVE_SHARDS] = 1 << 32;
+    out
+}
+
+const fn shard_guess() -> [u8; 1024] {
+    let bounds = shard_bounds();
+    let mut out = [0u8; 1024];
+    let (mut j, mut i) = (0, 0);
+    while j < 1024 {
+        while bounds[i + 1] <= (j as u64) << 22 {
+            i += 1;
+        }
+        out[j] = i as u8;
+        j += 1;
+    }
+    out
+}
+
 /// The live blocks, split by address into [`LIVE_SHARDS`] hash maps.
 struct LiveTable {
     shards: [AddrMap<LiveRec>; LIVE_SHARDS],
@@ -203,7 +245,9 @@ impl LiveTable {
 
     #[inline]
     fn shard_of(addr: usize) -> usize {
-        ((addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+        let hash = (addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let guess = SHARD_GUESS[(hash >> 22) as usize] as usize;
+        guess + (hash >= SHARD_BOUNDS[guess + 1]) as usize
     }
 
     fn insert(&mut self, addr: usize, rec: LiveRec) -> Option<LiveRec> {
@@ -998,5 +1042,46 @@ pub fn tracker_memory() -> TrackerMemory {
             + r.sites.capacity() * std::mem::size_of::<SiteAcc>()) as u64
             + map_bytes(&r.stack_index),
         live_blocks: r.live.len as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_shares_grow_geometrically_over_one_octave() {
+        let b = SHARD_BOUNDS;
+        assert_eq!((b[0], b[LIVE_SHARDS]), (0, 1 << 32));
+        let share = |i: usize| (b[i + 1] - b[i]) as f64;
+        for i in 1..LIVE_SHARDS - 1 {
+            let ratio = share(i) / share(i - 1);
+            assert!(
+                (ratio - 2f64.powf(1.0 / 256.0)).abs() < 1e-6,
+                "shard {i}: {ratio}"
+            );
+        }
+        let span = share(LIVE_SHARDS - 1) / share(0);
+        assert!((span - 2f64.powf(255.0 / 256.0)).abs() < 1e-6, "{span}");
+        // A guess bucket (2^22 hashes) is narrower than any share, so the
+        // shard of a hash is its bucket's guess or the next one.
+        assert!(share(0) > (1u64 << 22) as f64);
+    }
+
+    #[test]
+    fn shard_of_finds_the_share_holding_the_hash() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let addr = (x & 0x7fff_ffff_fff8) as usize;
+            let hash = (addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+            let i = LiveTable::shard_of(addr);
+            assert!(
+                SHARD_BOUNDS[i] <= hash && hash < SHARD_BOUNDS[i + 1],
+                "{addr:#x}"
+            );
+        }
     }
 }

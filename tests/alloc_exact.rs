@@ -34,6 +34,7 @@ tests!(
     allocation_during_thread_teardown_is_counted,
     fork_while_other_threads_allocate_does_not_deadlock_the_child,
     allocations_before_main_are_tracked,
+    exact_mode_keeps_at_most_48_bytes_per_live_block,
 );
 
 /// The type of the blocks allocated at `function`.
@@ -519,4 +520,18 @@ fn allocations_before_main_are_tracked() {
     let snap = recorder::snapshot();
     let site = common::site_totals(&snap, "alloc_exact::allocate_before_main");
     assert_eq!((site.live_blocks, site.live_bytes), (1, 333));
+}
+
+/// The live table's hash maps double as they fill; memory is checked every
+/// quarter octave across one doubling, so no point of the cycle is missed.
+fn exact_mode_keeps_at_most_48_bytes_per_live_block() {
+    recorder::reset();
+    for k in 0..=4 {
+        let n = (100_000.0 * 2f64.powf(k as f64 / 4.0)) as u64;
+        let kept: Vec<Box<u64>> = (0..n).map(Box::new).collect();
+        let mem = recorder::tracker_memory();
+        assert!(mem.live_blocks > n, "{mem:?}");
+        assert!(mem.per_live_block() <= 48.0, "{n} boxes: {mem:?}");
+        drop(kept);
+    }
 }
