@@ -59,6 +59,19 @@ fn main() {
     worst.store(0, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(1500));
     let baseline = Duration::from_nanos(worst.swap(0, Ordering::Relaxed));
+    // Baseline with both cores busy: the main thread computes (touching
+    // neither the recorder nor the allocator) for as long as the runs
+    // take, so what the machine alone does to a thread on a full CPU
+    // shows.
+    let busy_until = Instant::now() + Duration::from_millis(1500);
+    let mut x = 1u64;
+    while Instant::now() < busy_until {
+        for _ in 0..10_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        black_box(x);
+    }
+    let busy_baseline = Duration::from_nanos(worst.swap(0, Ordering::Relaxed));
     let mut times = Vec::new();
     for _ in 0..7 {
         let t = Instant::now();
@@ -67,6 +80,9 @@ fn main() {
         times.push(t.elapsed());
     }
     let stall = Duration::from_nanos(worst.load(Ordering::Relaxed));
+    // Since the start; nothing contended for the lock before the runs (one
+    // thread built the heap, the other only started with them).
+    let lock_wait = leakscope::stats().unwrap().longest_tracker_wait;
     stop.store(true, Ordering::Relaxed);
     allocator.join().unwrap();
     times.sort();
@@ -83,8 +99,16 @@ fn main() {
         stall.as_secs_f64() * 1e3
     );
     println!(
+        "| of which waiting for leakscope's lock (`Stats::longest_tracker_wait`) | {:.2} ms | |",
+        lock_wait.as_secs_f64() * 1e3
+    );
+    println!(
         "| (same thread, same length of time, no snapshots) | {:.2} ms | |",
         baseline.as_secs_f64() * 1e3
+    );
+    println!(
+        "| (same, while the main thread computes instead) | {:.2} ms | |",
+        busy_baseline.as_secs_f64() * 1e3
     );
     drop((a, b));
 }

@@ -9,11 +9,15 @@
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A value behind a spin-then-yield lock that never allocates.
 pub(crate) struct RawLocked<T> {
     locked: AtomicBool,
+    /// The longest any thread has waited for the lock, in nanoseconds
+    /// (measured only when the lock was found taken).
+    longest_wait_ns: AtomicU64,
     value: UnsafeCell<T>,
 }
 
@@ -24,6 +28,7 @@ impl<T> RawLocked<T> {
     pub(crate) const fn new(value: T) -> Self {
         RawLocked {
             locked: AtomicBool::new(false),
+            longest_wait_ns: AtomicU64::new(0),
             value: UnsafeCell::new(value),
         }
     }
@@ -35,14 +40,31 @@ impl<T> RawLocked<T> {
     }
 
     fn acquire(&self) {
+        if self.try_acquire() {
+            return;
+        }
+        self.acquire_contended();
+    }
+
+    #[inline(always)]
+    fn try_acquire(&self) -> bool {
+        !self.locked.load(Ordering::Relaxed)
+            && self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// The lock was taken: wait for it, and keep the longest wait.
+    #[cold]
+    #[inline(never)]
+    fn acquire_contended(&self) {
+        let start = crate::recorder::monotonic_ns(libc::CLOCK_MONOTONIC);
         let mut spins = 0u32;
         loop {
-            if !self.locked.load(Ordering::Relaxed)
-                && self
-                    .locked
-                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.try_acquire() {
+                let waited = crate::recorder::monotonic_ns(libc::CLOCK_MONOTONIC) - start;
+                self.longest_wait_ns.fetch_max(waited, Ordering::Relaxed);
                 return;
             }
             spins += 1;
@@ -53,6 +75,11 @@ impl<T> RawLocked<T> {
                 unsafe { libc::sched_yield() };
             }
         }
+    }
+
+    /// The longest any thread has waited to take the lock.
+    pub(crate) fn longest_wait(&self) -> Duration {
+        Duration::from_nanos(self.longest_wait_ns.load(Ordering::Relaxed))
     }
 
     /// Takes the lock and keeps it until [`RawLocked::force_unlock`]: for the

@@ -352,7 +352,7 @@ pub(crate) static RECORDER: RawLocked<Recorder> = RawLocked::new(Recorder::new()
 
 static START_NS: AtomicU64 = AtomicU64::new(0);
 
-fn monotonic_ns(clock: libc::clockid_t) -> u64 {
+pub(crate) fn monotonic_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

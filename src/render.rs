@@ -371,6 +371,10 @@ pub fn stats(s: &Stats) -> String {
     let mut out = format!("Allocator ({mode} mode, {} threads)\n", s.threads);
     out.push_str(&finish(&t));
     out.push('\n');
+    out.push_str(&format!(
+        "Longest wait for leakscope's lock: {:.3} ms\n",
+        s.longest_tracker_wait.as_secs_f64() * 1e3
+    ));
     if s.jemalloc.resident > s.jemalloc.allocated.saturating_mul(2)
         && s.jemalloc.resident > 64 << 20
     {

@@ -87,6 +87,11 @@ pub struct Stats {
     pub peak_tolerance: u64,
     /// Threads whose counters are registered now.
     pub threads: usize,
+    /// The longest any thread has waited for the recorder's lock since the
+    /// start: how long leakscope itself has stalled an allocation (a
+    /// snapshot copies the live table a 1/256 at a time so that this stays
+    /// short). The host's scheduling of the lock's holder counts too.
+    pub longest_tracker_wait: std::time::Duration,
     /// jemalloc's figures.
     pub jemalloc: JemallocStats,
 }
@@ -127,6 +132,7 @@ pub fn stats() -> Result<Stats, Error> {
         peak_live_bytes: peak,
         peak_tolerance: tolerance,
         threads,
+        longest_tracker_wait: crate::recorder::RECORDER.longest_wait(),
         jemalloc,
     })
 }

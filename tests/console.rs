@@ -120,6 +120,10 @@ fn login_and_the_seed_commands() {
     assert!(out.starts_with("Partition of a set of "), "{out}");
     let out = cl.run("stats()");
     assert!(out.contains("jemalloc resident"), "{out}");
+    assert!(
+        out.contains("\r\nLongest wait for leakscope's lock: ") && out.ends_with(" ms\r\n"),
+        "{out}"
+    );
     let out = cl.run("est()");
     assert_eq!(
         out,
