@@ -1070,12 +1070,13 @@ unsafe impl GlobalAlloc for Alloc {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Both paths end in a tail call: the fast one saves no registers.
-        if THREAD.try_with(|t| t.admit_free(ptr, layout.size())) == Ok(Admit::Slow) {
-            // SAFETY: forwarded contract.
-            unsafe { dealloc_slow(ptr, layout) }
-        } else {
+        let admit = THREAD.try_with(|t| t.admit_free(ptr, layout.size()));
+        if matches!(admit, Ok(Admit::Counted | Admit::Plain)) {
             // SAFETY: forwarded contract.
             unsafe { Jemalloc.dealloc(ptr, layout) }
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { dealloc_slow(ptr, layout) }
         }
     }
 
@@ -1101,6 +1102,41 @@ unsafe impl GlobalAlloc for Alloc {
 }
 
 impl Alloc {
+    /// `alloc` and `alloc_zeroed`. The fast path counts first and then
+    /// calls jemalloc, taking the count back in the rare case it fails.
+    #[inline(always)]
+    unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let admit = THREAD
+            .try_with(|t| t.admit_alloc(layout.size()))
+            .unwrap_or(Admit::Slow);
+        if admit == Admit::Slow {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_slow(layout, zeroed) };
+        }
+        let size = layout.size();
+        // SAFETY: forwarded contract.
+        let p = unsafe { jemalloc_alloc(layout, zeroed) };
+        if p.is_null() {
+            uncount_alloc(size);
+        }
+        p
+    }
+
+    /// An allocation the fast path did not take: allocated, then accounted.
+    ///
+    /// # Safety
+    /// `GlobalAlloc::alloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { jemalloc_alloc(layout, zeroed) };
+        if !p.is_null() {
+            let _ = THREAD.try_with(|t| on_alloc(t, p, layout.size(), self.default_code()));
+        }
+        p
+    }
+
     /// A realloc the fast path did not take.
     ///
     /// # Safety
@@ -1157,43 +1193,6 @@ impl Alloc {
             }
             new
         })
-    }
-}
-
-impl Alloc {
-    /// `alloc` and `alloc_zeroed`. The fast path counts first and then
-    /// calls jemalloc, taking the count back in the rare case it fails.
-    #[inline(always)]
-    unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        let admit = THREAD
-            .try_with(|t| t.admit_alloc(layout.size()))
-            .unwrap_or(Admit::Slow);
-        if admit == Admit::Slow {
-            // SAFETY: forwarded contract.
-            return unsafe { self.alloc_slow(layout, zeroed) };
-        }
-        let size = layout.size();
-        // SAFETY: forwarded contract.
-        let p = unsafe { jemalloc_alloc(layout, zeroed) };
-        if p.is_null() {
-            uncount_alloc(size);
-        }
-        p
-    }
-
-    /// An allocation the fast path did not take: allocated, then accounted.
-    ///
-    /// # Safety
-    /// `GlobalAlloc::alloc`'s contract.
-    #[cold]
-    #[inline(never)]
-    unsafe fn alloc_slow(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        let p = unsafe { jemalloc_alloc(layout, zeroed) };
-        if !p.is_null() {
-            let _ = THREAD.try_with(|t| on_alloc(t, p, layout.size(), self.default_code()));
-        }
-        p
     }
 }
 
