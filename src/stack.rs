@@ -195,37 +195,39 @@ fn stack_pointer() -> usize {
     sp
 }
 
-/// Walks the frame-pointer chain. Every frame address must lie strictly above
-/// the previous one and inside `[sp, stack_top)`, so a garbage pointer ends
-/// the walk instead of faulting.
+/// Walks the frame-pointer chain. Every frame address must be word-aligned
+/// and lie inside `[sp, stack_top)`, each one at least a frame record above
+/// the previous, so a garbage pointer ends the walk instead of faulting.
 #[inline(always)]
 fn walk_frame_pointers(buf: &mut [MaybeUninit<usize>], stack_top: usize) -> usize {
+    const WORD: usize = std::mem::size_of::<usize>();
+    // The highest address a frame record (two words) may start at.
+    let last = stack_top.saturating_sub(2 * WORD);
     let mut fp = frame_address();
-    let mut low = stack_pointer();
-    let word = std::mem::size_of::<usize>();
+    if fp < stack_pointer() || fp > last || !fp.is_multiple_of(WORD) {
+        return 0;
+    }
     let mut n = 0;
-    while n < buf.len() {
-        if fp < low || !fp.is_multiple_of(word) || fp.saturating_add(2 * word) > stack_top {
-            break;
-        }
-        // SAFETY: `fp` and `fp + word` lie inside this thread's live stack
+    for slot in buf.iter_mut() {
+        // SAFETY: `fp` and `fp + WORD` lie inside this thread's live stack
         // (between the current stack pointer and the stack's top), which is
         // mapped; the values read are plain words.
         let (next, ret) = unsafe {
             (
                 std::ptr::read_volatile(fp as *const usize),
-                std::ptr::read_volatile((fp + word) as *const usize),
+                std::ptr::read_volatile((fp + WORD) as *const usize),
             )
         };
         if ret == 0 {
             break;
         }
-        buf[n].write(ret);
+        slot.write(ret);
         n += 1;
-        if next <= fp {
+        // One unsigned comparison: `next` is in [fp + 2 words, last].
+        let lowest = fp + 2 * WORD;
+        if next.wrapping_sub(lowest) > last.wrapping_sub(lowest) || !next.is_multiple_of(WORD) {
             break;
         }
-        low = fp + 2 * word;
         fp = next;
     }
     n
