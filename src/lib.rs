@@ -22,9 +22,9 @@
 //! | mode | what is recorded | cost |
 //! |---|---|---|
 //! | `off` | nothing | plain jemalloc |
-//! | `counters` | live and total bytes and blocks, per thread | ≈ free |
-//! | `sampled` (default) | also a stack for one block every `LEAKSCOPE_SAMPLE_BYTES` (mean 512 KiB); figures are unbiased estimates | ≈ free |
-//! | `exact` | a stack for every block | a few × |
+//! | `counters` | live and total bytes and blocks, per thread | ≈ free in programs; ~30 instructions per alloc+free pair |
+//! | `sampled` (default) | also a stack for one block every `LEAKSCOPE_SAMPLE_BYTES` (mean 512 KiB); figures are unbiased estimates | as counters |
+//! | `exact` | a stack for every block | 3–5× in programs; 10–16× in a loop that only allocates |
 //!
 //! What is recorded can be read at any moment:
 //!
