@@ -14,7 +14,9 @@ use std::time::Duration;
 
 /// A value behind a spin-then-yield lock that never allocates.
 pub(crate) struct RawLocked<T> {
-    locked: AtomicBool,
+    /// On a cache line of its own: threads waiting for the lock read it
+    /// over and over, and must not pull in the line the holder is writing.
+    locked: CacheLine<AtomicBool>,
     /// The longest any thread has waited for the lock, in nanoseconds
     /// (measured only when the lock was found taken).
     longest_wait_ns: AtomicU64,
@@ -27,7 +29,7 @@ unsafe impl<T: Send> Sync for RawLocked<T> {}
 impl<T> RawLocked<T> {
     pub(crate) const fn new(value: T) -> Self {
         RawLocked {
-            locked: AtomicBool::new(false),
+            locked: CacheLine(AtomicBool::new(false)),
             longest_wait_ns: AtomicU64::new(0),
             value: UnsafeCell::new(value),
         }
@@ -107,6 +109,18 @@ impl<T> RawLocked<T> {
     pub(crate) unsafe fn get_unchecked(&self) -> &mut T {
         // SAFETY: exclusive access is the caller's promise.
         unsafe { &mut *self.value.get() }
+    }
+}
+
+/// A value alone on its cache line (two lines: adjacent-line prefetching
+/// pairs them).
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
     }
 }
 
