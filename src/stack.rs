@@ -195,9 +195,9 @@ fn stack_pointer() -> usize {
     sp
 }
 
-/// Walks the frame-pointer chain. Every frame address must be word-aligned
-/// and lie inside `[sp, stack_top)`, each one at least a frame record above
-/// the previous, so a garbage pointer ends the walk instead of faulting.
+/// Walks the frame-pointer chain. Every frame record (two words) must be
+/// word-aligned and lie inside `[sp, stack_top)`, each one above the
+/// previous, so a garbage pointer ends the walk instead of faulting.
 #[inline(always)]
 fn walk_frame_pointers(buf: &mut [MaybeUninit<usize>], stack_top: usize) -> usize {
     const WORD: usize = std::mem::size_of::<usize>();
@@ -223,9 +223,8 @@ fn walk_frame_pointers(buf: &mut [MaybeUninit<usize>], stack_top: usize) -> usiz
         }
         slot.write(ret);
         n += 1;
-        // One unsigned comparison: `next` is in [fp + 2 words, last].
-        let lowest = fp + 2 * WORD;
-        if next.wrapping_sub(lowest) > last.wrapping_sub(lowest) || !next.is_multiple_of(WORD) {
+        // The next record lies above this one and below the top.
+        if next < fp + 2 * WORD || next > last || !next.is_multiple_of(WORD) {
             break;
         }
         fp = next;
