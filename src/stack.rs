@@ -195,23 +195,33 @@ fn stack_pointer() -> usize {
     sp
 }
 
-/// Walks the frame-pointer chain. Every frame record (two words) must be
-/// word-aligned and lie inside `[sp, stack_top)`, each one above the
-/// previous, so a garbage pointer ends the walk instead of faulting.
+/// Walks the frame-pointer chain from this frame.
 #[inline(always)]
 fn walk_frame_pointers(buf: &mut [MaybeUninit<usize>], stack_top: usize) -> usize {
+    walk_chain(frame_address(), stack_pointer(), stack_top, buf)
+}
+
+/// Follows a chain of frame records (each: the next record's address, then
+/// a return address) from `fp`. Every record (two words) must be
+/// word-aligned and lie inside `[low, stack_top)`, each one above the
+/// previous, so a garbage pointer ends the walk instead of faulting.
+#[inline(always)]
+fn walk_chain(
+    mut fp: usize,
+    low: usize,
+    stack_top: usize,
+    buf: &mut [MaybeUninit<usize>],
+) -> usize {
     const WORD: usize = std::mem::size_of::<usize>();
-    // The highest address a frame record (two words) may start at.
+    // The highest address a frame record may start at.
     let last = stack_top.saturating_sub(2 * WORD);
-    let mut fp = frame_address();
-    if fp < stack_pointer() || fp > last || !fp.is_multiple_of(WORD) {
+    if fp < low || fp > last || !fp.is_multiple_of(WORD) {
         return 0;
     }
     let mut n = 0;
     for slot in buf.iter_mut() {
-        // SAFETY: `fp` and `fp + WORD` lie inside this thread's live stack
-        // (between the current stack pointer and the stack's top), which is
-        // mapped; the values read are plain words.
+        // SAFETY: the record at `fp` lies inside `[low, stack_top)`, this
+        // thread's live, mapped stack; the values read are plain words.
         let (next, ret) = unsafe {
             (
                 std::ptr::read_volatile(fp as *const usize),
@@ -264,4 +274,68 @@ fn probe_outer(found: &mut [MaybeUninit<usize>; 4], top: usize) -> usize {
 #[inline(never)]
 fn probe_inner(found: &mut [MaybeUninit<usize>; 4], top: usize) -> usize {
     walk_frame_pointers(found, top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walks a chain laid out in `mem` (records at the given word indices,
+    /// each pointing at the next index, `None` for a garbage pointer).
+    fn walk(mem: &mut [usize; 32], chain: &[(usize, usize)], last_next: usize) -> Vec<usize> {
+        let base = mem.as_ptr() as usize;
+        let addr = |i: usize| base + i * std::mem::size_of::<usize>();
+        for (k, &(at, ret)) in chain.iter().enumerate() {
+            let next = chain.get(k + 1).map_or(last_next, |&(i, _)| addr(i));
+            mem[at] = next;
+            mem[at + 1] = ret;
+        }
+        let top = addr(mem.len());
+        let mut buf = [MaybeUninit::uninit(); 8];
+        let n = walk_chain(addr(chain[0].0), base, top, &mut buf);
+        // SAFETY: the walk wrote the first n elements.
+        buf[..n]
+            .iter()
+            .map(|a| unsafe { a.assume_init() })
+            .collect()
+    }
+
+    #[test]
+    fn the_walk_follows_records_upwards_and_stops_at_anything_else() {
+        let mut mem = [0usize; 32];
+        let base = mem.as_ptr() as usize;
+        let word = std::mem::size_of::<usize>();
+        let chain = [(0, 0x10), (4, 0x20), (8, 0x30)];
+        // Ends at a record that would start past the last full record.
+        assert_eq!(walk(&mut mem, &chain, base + 31 * word), [0x10, 0x20, 0x30]);
+        // A record that ends exactly at the top is read.
+        let mut mem = [0usize; 32];
+        let base = mem.as_ptr() as usize;
+        mem[30] = 0;
+        mem[31] = 0x40;
+        assert_eq!(
+            walk(&mut mem, &chain, base + 30 * word),
+            [0x10, 0x20, 0x30, 0x40]
+        );
+        // The last full record pointing further up, past the top: stop.
+        let mut mem = [0usize; 32];
+        let base = mem.as_ptr() as usize;
+        let high = [(0, 0x10), (4, 0x20), (30, 0x40)];
+        assert_eq!(walk(&mut mem, &high, base + 34 * word), [0x10, 0x20, 0x40]);
+        // Downwards, overlapping, misaligned, or a zero return address: stop.
+        let mut mem = [0usize; 32];
+        let base = mem.as_ptr() as usize;
+        assert_eq!(walk(&mut mem, &chain, base), [0x10, 0x20, 0x30]);
+        let mut mem = [0usize; 32];
+        let base = mem.as_ptr() as usize;
+        assert_eq!(walk(&mut mem, &chain, base + 9 * word), [0x10, 0x20, 0x30]);
+        let mut mem = [0usize; 32];
+        let base = mem.as_ptr() as usize;
+        assert_eq!(
+            walk(&mut mem, &chain, base + 12 * word + 1),
+            [0x10, 0x20, 0x30]
+        );
+        let mut mem = [0usize; 32];
+        assert_eq!(walk(&mut mem, &[(0, 0x10), (4, 0)], 0), [0x10]);
+    }
 }
