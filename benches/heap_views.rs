@@ -99,7 +99,7 @@ fn main() {
         stall.as_secs_f64() * 1e3
     );
     println!(
-        "| of which waiting for leakscope's lock (`Stats::longest_tracker_wait`) | {:.2} ms | |",
+        "| longest wait for leakscope's lock, any thread (`Stats::longest_tracker_wait`) | {:.2} ms | |",
         lock_wait.as_secs_f64() * 1e3
     );
     println!(
