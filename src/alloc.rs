@@ -209,6 +209,20 @@ fn bump(c: &AtomicU64, n: u64) {
 }
 
 impl Counters {
+    /// Counts one block of `size` bytes allocated (owner only).
+    #[inline(always)]
+    fn alloc(&self, size: usize) {
+        bump(&self.alloc_bytes, size as u64);
+        bump(&self.alloc_blocks, 1);
+    }
+
+    /// Counts one block of `size` bytes freed (owner only).
+    #[inline(always)]
+    fn free(&self, size: usize) {
+        bump(&self.free_bytes, size as u64);
+        bump(&self.free_blocks, 1);
+    }
+
     const fn new() -> Self {
         Counters {
             alloc_bytes: AtomicU64::new(0),
@@ -416,9 +430,7 @@ impl ThreadState {
         let left = self.countdown.get().wrapping_sub(size as i64);
         if left >= 0 {
             self.countdown.set(left);
-            let c = &self.shared.counters;
-            bump(&c.alloc_bytes, size as u64);
-            bump(&c.alloc_blocks, 1);
+            self.shared.counters.alloc(size);
             Admit::Counted
         } else if self.fast.get() == MODE_OFF && MODE.load(Ordering::Relaxed) == MODE_OFF {
             Admit::Plain
@@ -439,11 +451,8 @@ impl ThreadState {
     /// as `admit_realloc` checked).
     #[inline(always)]
     fn count_realloc(&self, old_size: usize, new_size: usize) {
-        let c = &self.shared.counters;
-        bump(&c.free_bytes, old_size as u64);
-        bump(&c.free_blocks, 1);
-        bump(&c.alloc_bytes, new_size as u64);
-        bump(&c.alloc_blocks, 1);
+        self.shared.counters.free(old_size);
+        self.shared.counters.alloc(new_size);
         self.countdown.set(self.countdown.get() - new_size as i64);
     }
 
@@ -456,9 +465,7 @@ impl ThreadState {
         if recorder::maybe_recorded(ptr as usize) {
             Admit::Slow
         } else if counting(fast) {
-            let c = &self.shared.counters;
-            bump(&c.free_bytes, size as u64);
-            bump(&c.free_blocks, 1);
+            self.shared.counters.free(size);
             Admit::Counted
         } else if fast == MODE_OFF && MODE.load(Ordering::Relaxed) == MODE_OFF {
             Admit::Plain
@@ -846,9 +853,7 @@ fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
         }
         return on_alloc_slow(t, ptr, size, default);
     }
-    let c = &t.shared.counters;
-    bump(&c.alloc_bytes, size as u64);
-    bump(&c.alloc_blocks, 1);
+    t.shared.counters.alloc(size);
     if fast == MODE_EXACT {
         return record_new(t, ptr, size, 0);
     }
@@ -947,9 +952,7 @@ fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
 fn on_free(t: &ThreadState, ptr: *mut u8, size: usize) {
     let fast = t.fast.get();
     if fast > MODE_OFF {
-        let c = &t.shared.counters;
-        bump(&c.free_bytes, size as u64);
-        bump(&c.free_blocks, 1);
+        t.shared.counters.free(size);
         if (fast == MODE_EXACT && recorder::HAS_LIVE.load(Ordering::Relaxed))
             || recorder::maybe_recorded(ptr as usize)
         {
@@ -998,9 +1001,7 @@ fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
 #[inline(always)]
 fn count_free(t: &ThreadState, size: usize) {
     if t.state.get() == STATE_LIVE {
-        let c = &t.shared.counters;
-        bump(&c.free_bytes, size as u64);
-        bump(&c.free_blocks, 1);
+        t.shared.counters.free(size);
         if t.scope.get() != 0 {
             t.scope_counts.free(size);
         }
@@ -1014,9 +1015,7 @@ fn count_free(t: &ThreadState, size: usize) {
 #[inline(always)]
 fn count_alloc(t: &ThreadState, size: usize) {
     if t.state.get() == STATE_LIVE {
-        let c = &t.shared.counters;
-        bump(&c.alloc_bytes, size as u64);
-        bump(&c.alloc_blocks, 1);
+        t.shared.counters.alloc(size);
         if t.scope.get() != 0 {
             t.scope_counts.alloc(size);
         }

@@ -483,39 +483,33 @@ pub fn dhat_diff(
     if by_point.is_empty() {
         return "No change.\n".to_string();
     }
-    let mut out = String::from("By type:\n");
-    let mut t = table(
-        &["Live B", "Live", "Total B", "Total", "Type"],
-        &[0, 1, 2, 3],
-    );
-    for r in by_type.iter().take(n) {
-        t.add_row(vec![
-            change(r.live.0),
-            change(r.live.1),
-            change(r.total.0),
-            change(r.total.1),
-            r.type_name.clone(),
-        ]);
-    }
-    out.push_str(&finish(&t));
-    out.push_str("\n\nBy program point:\n");
-    let mut t = table(
-        &["Live B", "Live", "Total B", "Total", "Type", "Allocated at"],
-        &[0, 1, 2, 3],
-    );
-    for r in by_point.iter().take(n) {
-        t.add_row(vec![
-            change(r.live.0),
-            change(r.live.1),
-            change(r.total.0),
-            change(r.total.1),
-            r.type_name.clone(),
-            r.site.clone(),
-        ]);
-    }
-    out.push_str(&finish(&t));
-    out.push('\n');
-    out
+    // The same columns for both, the program point's site last.
+    let section = |title: &str, rows: &[crate::export::dhat::PointSummary], site: bool| {
+        let mut header = vec!["Live B", "Live", "Total B", "Total", "Type"];
+        if site {
+            header.push("Allocated at");
+        }
+        let mut t = table(&header, &[0, 1, 2, 3]);
+        for r in rows.iter().take(n) {
+            let mut row = vec![
+                change(r.live.0),
+                change(r.live.1),
+                change(r.total.0),
+                change(r.total.1),
+                r.type_name.clone(),
+            ];
+            if site {
+                row.push(r.site.clone());
+            }
+            t.add_row(row);
+        }
+        format!("{title}:\n{}", finish(&t))
+    };
+    format!(
+        "{}\n\n{}\n",
+        section("By type", by_type, false),
+        section("By program point", by_point, true)
+    )
 }
 
 #[cfg(test)]
