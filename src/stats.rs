@@ -90,7 +90,8 @@ pub struct Stats {
     /// The longest any thread has waited for the recorder's lock since the
     /// start: how long leakscope itself has stalled an allocation (a
     /// snapshot copies the live table a 1/256 at a time so that this stays
-    /// short). The host's scheduling of the lock's holder counts too.
+    /// short). The host's scheduling of the lock's holder counts too. Waits
+    /// that a short spin ends (well under 10 µs) are not measured.
     pub longest_tracker_wait: std::time::Duration,
     /// jemalloc's figures.
     pub jemalloc: JemallocStats,
