@@ -762,7 +762,7 @@ extern "C" fn fork_child() {
     // possibly held by threads that no longer exist, are reset.
     // SAFETY: only this thread exists in the child.
     unsafe {
-        RECORDER.force_unlock();
+        RECORDER.reset_in_child();
         let me = THREAD
             .try_with(|t| &t.shared as *const SharedThread as *mut SharedThread)
             .unwrap_or(ptr::null_mut());
@@ -784,7 +784,7 @@ extern "C" fn fork_child() {
         } else {
             reg.head = ptr::null_mut();
         }
-        REGISTRY.force_unlock();
+        REGISTRY.reset_in_child();
     }
 }
 

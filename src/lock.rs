@@ -5,11 +5,13 @@
 //! held it no longer exists), which a std mutex cannot do; and it must never
 //! allocate (parking_lot's lock did, and deadlocked dhat-rs). Critical
 //! sections under it are short (a hash-map insert or remove), so spinning a
-//! little and then yielding the CPU is enough.
+//! little and then yielding the CPU is enough; a waiter that has yielded for
+//! 0.2 ms makes the others stand aside, so that a thread taking the lock in
+//! a tight loop cannot starve it.
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How many times a thread that finds the lock taken spins before it starts
@@ -18,11 +20,15 @@ use std::time::Duration;
 /// critical section whose holder keeps its CPU.
 const SPINS: u32 = 64;
 
+/// How long a thread waits for the lock, yielding, before it asks the others
+/// to stand aside (see [`RawLocked::acquire_contended`]).
+const STARVING_AFTER_NS: u64 = 200_000;
+
 /// A value behind a spin-then-yield lock that never allocates.
 pub(crate) struct RawLocked<T> {
     /// On a cache line of its own: threads waiting for the lock read it
     /// over and over, and must not pull in the line the holder is writing.
-    locked: CacheLine<AtomicBool>,
+    word: CacheLine<LockWord>,
     /// The longest any thread has waited for the lock, in nanoseconds
     /// (measured only when spinning for it failed, from the end of the
     /// spin: the few microseconds spent spinning are not counted).
@@ -30,13 +36,16 @@ pub(crate) struct RawLocked<T> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: access to `value` is serialised by `locked`.
+// SAFETY: access to `value` is serialised by `word.locked`.
 unsafe impl<T: Send> Sync for RawLocked<T> {}
 
 impl<T> RawLocked<T> {
     pub(crate) const fn new(value: T) -> Self {
         RawLocked {
-            locked: CacheLine(AtomicBool::new(false)),
+            word: CacheLine(LockWord {
+                locked: AtomicBool::new(false),
+                starving: AtomicU32::new(0),
+            }),
             longest_wait_ns: AtomicU64::new(0),
             value: UnsafeCell::new(value),
         }
@@ -49,7 +58,7 @@ impl<T> RawLocked<T> {
     }
 
     fn acquire(&self) {
-        if self.try_acquire() {
+        if self.word.starving.load(Ordering::Relaxed) == 0 && self.try_acquire() {
             return;
         }
         self.acquire_contended();
@@ -57,35 +66,59 @@ impl<T> RawLocked<T> {
 
     #[inline(always)]
     fn try_acquire(&self) -> bool {
-        !self.locked.load(Ordering::Relaxed)
+        !self.word.locked.load(Ordering::Relaxed)
             && self
+                .word
                 .locked
                 .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
     }
 
-    /// The lock was taken: spin a little, then wait for it yielding the CPU,
-    /// and keep the longest wait. The clock is read only once spinning has
-    /// failed: two threads trading the lock would otherwise spend a tenth of
-    /// their time reading it, to measure waits of a few hundred nanoseconds
-    /// that nobody asks about.
+    /// The lock was taken (or a starving thread wants it): spin a little,
+    /// then wait yielding the CPU, and keep the longest wait.
+    ///
+    /// The lock is not fair, which keeps it cheap: a thread that lets it go
+    /// and wants it again a moment later usually gets it back with its
+    /// caches warm. But a thread taking it in a tight loop (a snapshot
+    /// copying the table shard by shard, code allocating in exact mode)
+    /// re-takes it within nanoseconds of each release, and a waiter that is
+    /// yielding can miss every window and wait for the whole loop. So a
+    /// waiter that has waited [`STARVING_AFTER_NS`] says it is starving;
+    /// while any thread is, the others do not take the lock, and the
+    /// starving one gets it at the next release. A wait so lasts at most
+    /// that long plus one hold (unless the holder loses its CPU).
+    ///
+    /// The clock is read only once spinning has failed: two threads trading
+    /// the lock would otherwise spend a tenth of their time reading it, to
+    /// measure waits of a few hundred nanoseconds.
     #[cold]
     #[inline(never)]
     fn acquire_contended(&self) {
+        let word = &self.word;
+        let may_take = |starving: bool| starving || word.starving.load(Ordering::Relaxed) == 0;
         for _ in 0..SPINS {
             std::hint::spin_loop();
-            if self.try_acquire() {
+            if may_take(false) && self.try_acquire() {
                 return;
             }
         }
         let start = crate::recorder::monotonic_ns(libc::CLOCK_MONOTONIC);
+        let mut starving = false;
         loop {
             // SAFETY: sched_yield has no preconditions and does not allocate.
             unsafe { libc::sched_yield() };
-            if self.try_acquire() {
-                let waited = crate::recorder::monotonic_ns(libc::CLOCK_MONOTONIC) - start;
+            let taken = may_take(starving) && self.try_acquire();
+            let waited = crate::recorder::monotonic_ns(libc::CLOCK_MONOTONIC) - start;
+            if taken {
+                if starving {
+                    word.starving.fetch_sub(1, Ordering::Relaxed);
+                }
                 self.longest_wait_ns.fetch_max(waited, Ordering::Relaxed);
                 return;
+            }
+            if !starving && waited >= STARVING_AFTER_NS {
+                starving = true;
+                word.starving.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -101,14 +134,23 @@ impl<T> RawLocked<T> {
         self.acquire();
     }
 
-    /// Releases a lock taken by [`RawLocked::lock_for_fork`], or resets it in
-    /// a forked child whose holder thread is gone.
+    /// Releases a lock taken by [`RawLocked::lock_for_fork`] (the parent
+    /// after fork; the child uses [`RawLocked::reset_in_child`]).
     ///
     /// # Safety
-    /// The caller must own the lock (parent after fork) or be the only thread
-    /// (child after fork).
+    /// The caller must own the lock.
     pub(crate) unsafe fn force_unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        self.word.locked.store(false, Ordering::Release);
+    }
+
+    /// Resets the lock in a forked child: unlocked, and no thread starving
+    /// (the threads that were waiting in the parent do not exist here).
+    ///
+    /// # Safety
+    /// The caller must be the only thread (fork child).
+    pub(crate) unsafe fn reset_in_child(&self) {
+        self.word.starving.store(0, Ordering::Relaxed);
+        self.word.locked.store(false, Ordering::Release);
     }
 
     /// The value without taking the lock.
@@ -121,6 +163,13 @@ impl<T> RawLocked<T> {
         // SAFETY: exclusive access is the caller's promise.
         unsafe { &mut *self.value.get() }
     }
+}
+
+/// The lock's own state: whether it is held, and how many waiting threads
+/// are starving (see [`RawLocked::acquire_contended`]).
+struct LockWord {
+    locked: AtomicBool,
+    starving: AtomicU32,
 }
 
 /// A value alone on its cache line (two lines: adjacent-line prefetching
@@ -157,7 +206,7 @@ impl<T> DerefMut for Guard<'_, T> {
 
 impl<T> Drop for Guard<'_, T> {
     fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
+        self.lock.word.locked.store(false, Ordering::Release);
     }
 }
 
@@ -198,6 +247,46 @@ mod tests {
         assert_eq!(*l.lock(), 2);
         let waited = l.longest_wait();
         assert!(waited >= Duration::from_millis(25), "{waited:?}");
+    }
+
+    #[test]
+    fn a_long_waiter_becomes_starving_and_stops_being_so_once_it_has_the_lock() {
+        let l = RawLocked::new(0u64);
+        let g = l.lock();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| *l.lock() += 1);
+            // Well past STARVING_AFTER_NS (0.2 ms), even on a busy machine.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while l.word.starving.load(Ordering::Relaxed) == 0 {
+                assert!(std::time::Instant::now() < deadline, "never starving");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(l.word.starving.load(Ordering::Relaxed), 1);
+            drop(g);
+            waiter.join().unwrap();
+        });
+        assert_eq!(*l.lock(), 1);
+        assert_eq!(l.word.starving.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn while_a_thread_starves_the_others_leave_the_free_lock_alone() {
+        let l = RawLocked::new(0u64);
+        // Stand in for a starving thread that has not yet taken the lock.
+        l.word.starving.store(1, Ordering::Relaxed);
+        std::thread::scope(|s| {
+            s.spawn(|| *l.lock() += 1);
+        });
+        // The lock was free all along, yet the newcomer waited until it was
+        // starving itself; its own count is gone with it.
+        let waited = l.longest_wait();
+        assert!(
+            waited >= Duration::from_nanos(STARVING_AFTER_NS),
+            "{waited:?}"
+        );
+        assert_eq!(l.word.starving.load(Ordering::Relaxed), 1);
+        l.word.starving.store(0, Ordering::Relaxed);
+        assert_eq!(*l.lock(), 1);
     }
 
     #[test]

@@ -844,16 +844,15 @@ pub fn snapshot() -> Snapshot {
     crate::alloc::untracked(|| raw.reserve_blocks(total + total / 16 + 1024));
     for shard in 0..LIVE_SHARDS {
         loop {
-            let n = RECORDER.lock().live.shards[shard].len();
-            if n > raw.blocks.capacity() - raw.blocks.len() {
-                crate::alloc::untracked(|| raw.reserve_blocks(n + n / 8 + 16));
-            }
             let r = RECORDER.lock();
             let table = &r.live.shards[shard];
-            if table.len() <= raw.blocks.capacity() - raw.blocks.len() {
+            let n = table.len();
+            if n <= raw.blocks.capacity() - raw.blocks.len() {
                 raw.blocks.extend(table.iter().map(|(k, v)| (*k, *v)));
                 break;
             }
+            drop(r);
+            crate::alloc::untracked(|| raw.reserve_blocks(n + n / 8 + 16));
         }
     }
     // Stacks after blocks: stack ids only grow, so every copied block's
