@@ -38,7 +38,7 @@ fn default_mode_is_sampled() {
 
 #[inline(never)]
 fn hundred_byte_boxes(n: usize) -> Vec<Box<[u8; 100]>> {
-    (0..n).map(|i| Box::new([i as u8; 100])).collect()
+    common::keep_frame((0..n).map(|i| Box::new([i as u8; 100])).collect())
 }
 
 fn counters_are_exact() {
@@ -77,24 +77,26 @@ fn counters_are_exact() {
 
 #[inline(never)]
 fn site_pages(total: usize) -> Vec<Vec<u8>> {
-    (0..total / 4096).map(|_| vec![1u8; 4096]).collect()
+    common::keep_frame((0..total / 4096).map(|_| vec![1u8; 4096]).collect())
 }
 
 #[inline(never)]
 fn site_records(total: usize) -> Vec<Vec<u8>> {
-    (0..total / 1000).map(|_| vec![2u8; 1000]).collect()
+    common::keep_frame((0..total / 1000).map(|_| vec![2u8; 1000]).collect())
 }
 
 #[inline(never)]
 fn site_buffers(total: usize) -> Vec<Vec<u8>> {
-    (0..total / (200 << 10))
-        .map(|_| vec![3u8; 200 << 10])
-        .collect()
+    common::keep_frame(
+        (0..total / (200 << 10))
+            .map(|_| vec![3u8; 200 << 10])
+            .collect(),
+    )
 }
 
 #[inline(never)]
 fn site_nodes(total: usize) -> Vec<Box<[u64; 6]>> {
-    (0..total / 48).map(|i| Box::new([i as u64; 6])).collect()
+    common::keep_frame((0..total / 48).map(|i| Box::new([i as u64; 6])).collect())
 }
 
 fn sampled_estimates_of_big_sites_are_within_ten_percent() {
@@ -181,7 +183,7 @@ fn sampled_memory_is_small() {
 
 #[inline(never)]
 fn exact_blocks(n: usize) -> Vec<Box<u64>> {
-    (0..n as u64).map(Box::new).collect()
+    common::keep_frame((0..n as u64).map(Box::new).collect())
 }
 
 fn blocks_recorded_in_exact_mode_are_forgotten_after_switching_down() {

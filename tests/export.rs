@@ -71,14 +71,16 @@ struct Widget {
 
 #[inline(never)]
 fn widgets(n: u64) -> Vec<Box<Widget>> {
-    (0..n)
-        .map(|id| {
-            Box::new(Widget {
-                id,
-                payload: [id; 4],
+    common::keep_frame(
+        (0..n)
+            .map(|id| {
+                Box::new(Widget {
+                    id,
+                    payload: [id; 4],
+                })
             })
-        })
-        .collect()
+            .collect(),
+    )
 }
 
 fn tmp(name: &str) -> PathBuf {

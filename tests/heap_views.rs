@@ -34,14 +34,16 @@ struct Widget {
 
 #[inline(never)]
 fn make_widgets(n: u64) -> Vec<Box<Widget>> {
-    (0..n)
-        .map(|id| {
-            Box::new(Widget {
-                id,
-                payload: [id; 4],
+    common::keep_frame(
+        (0..n)
+            .map(|id| {
+                Box::new(Widget {
+                    id,
+                    payload: [id; 4],
+                })
             })
-        })
-        .collect()
+            .collect(),
+    )
 }
 
 fn row_of<'a>(p: &'a Partition, label: &str) -> Option<(usize, &'a leakscope::heap::Row)> {
