@@ -161,14 +161,14 @@ fn memory_per_block() {
     println!("\n## Tracker memory\n");
     println!("| mode | live blocks | fixed | per live block |");
     println!("|---|---:|---:|---:|");
-    leakscope::recorder::reset();
+    leakscope::tracker::reset();
     // Every quarter octave from 125 k to 2 M blocks: hash tables double, so
     // a figure at one size alone could hide the worst point.
     for n in (0..=16).map(|k| (125_000.0 * 2f64.powf(k as f64 / 4.0)) as usize) {
         leakscope::set_mode(Mode::Exact);
         let kept: Vec<Box<u64>> = (0..n as u64).map(Box::new).collect();
         leakscope::set_mode(Mode::Sampled);
-        let m = leakscope::recorder::tracker_memory();
+        let m = leakscope::tracker::memory();
         println!(
             "| exact | {} | {} KiB | {:.1} B |",
             m.live_blocks,
@@ -176,11 +176,11 @@ fn memory_per_block() {
             m.per_live_block()
         );
         drop(kept);
-        leakscope::recorder::reset();
+        leakscope::tracker::reset();
     }
     leakscope::set_mode(Mode::Sampled);
     let kept: Vec<Vec<u8>> = (0..400_000).map(|_| vec![0u8; 1024]).collect();
-    let m = leakscope::recorder::tracker_memory();
+    let m = leakscope::tracker::memory();
     println!(
         "| sampled (400 MB live) | {} samples | {} KiB | {:.1} B per sample |",
         m.live_blocks,
@@ -316,7 +316,7 @@ fn main() {
     );
     println!(
         "unwinder: {:?}, {} ops per round, {} rounds, fastest round\n",
-        leakscope::stack::unwinder(),
+        leakscope::tracker::unwinder(),
         ops,
         rounds
     );

@@ -33,7 +33,7 @@ fn main() {
     }
     let a = small_boxes(600_000);
     let b = strings(400_000);
-    let live = leakscope::recorder::snapshot_totals().live_blocks;
+    let live = leakscope::tracker::totals().live_blocks;
     // Warm the symbol cache.
     black_box(hpy().heap().bytype());
 

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use leakscope::{Mode, recorder, symbols};
+use leakscope::{Mode, symbols, tracker};
 
 #[global_allocator]
 static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
@@ -92,7 +92,7 @@ fn main() {
         stats.jemalloc.resident
     );
 
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     if let Some(note) = symbols::build_info().note() {
         println!("{note}");
     }

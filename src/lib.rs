@@ -34,7 +34,7 @@
 //! # fn main() {
 //! leakscope::set_mode(leakscope::Mode::Exact);
 //! let leaked: &'static mut Vec<u64> = Box::leak(Box::new(vec![1, 2, 3]));
-//! let snap = leakscope::recorder::snapshot();
+//! let snap = leakscope::tracker::snapshot();
 //! let mine = snap.blocks.iter().find(|b| b.addr == leaked.as_ptr() as usize).unwrap();
 //! let frames = leakscope::symbols::resolve_stack(&snap.stacks[mine.stack as usize].frames);
 //! let site = leakscope::symbols::allocation_site(&frames).unwrap();
@@ -73,10 +73,7 @@
 //! # }
 //! ```
 //!
-//! Environment: `LEAKSCOPE_MODE=off|counters|sampled|exact`,
-//! `LEAKSCOPE_SAMPLE_BYTES` (mean bytes between samples),
-//! `LEAKSCOPE_MAX_FRAMES` (frames kept per stack, default 32),
-//! `LEAKSCOPE_UNWIND=fp|backtrace` (override the unwinder probe).
+//! Every environment variable is listed, with its default, in [`config`].
 //!
 //! ## Building your program
 //! Types of heap blocks come from symbol names and stacks come cheapest
@@ -85,22 +82,44 @@
 //! (or the same in `.cargo/config.toml`) and keep debug info in release
 //! (`[profile.release] debug = true`). Without them leakscope still works:
 //! stacks come from an unwinder and blocks are shown by allocating function.
+//!
+//! ## Layers
+//!
+//! Each folder is one stage of the data flow, and a module uses only the
+//! layers below it:
+//!
+//! ```text
+//!  console/  telnet, sessions, attach; lang → eval → builtins   testing
+//!  render/   text for people: views of the types below; table (the helpers)
+//!  heap/  trackref  stats  export/      what the program's memory is
+//!  symbols/                             addresses → functions, files, types
+//!  tracker/  GlobalAlloc: alloc thread mode init registry stack recorder/ scope
+//!  sys/  config                         clocks, a lock, the environment
+//! ```
+//!
+//! The `leakscope` command (attach, connect, report, diff, view) is a crate
+//! of its own in `cli/`, so a program's build of this library carries no
+//! command-line dependencies.
 
 #![deny(missing_docs)]
 
-pub mod alloc;
+pub mod config;
 pub mod console;
 pub mod export;
 pub mod heap;
-mod lock;
-pub mod recorder;
-pub mod render;
-pub mod stack;
-pub mod stats;
+mod render;
+mod stats;
 pub mod symbols;
+mod sys;
 pub mod testing;
+pub mod tracker;
 pub mod trackref;
 
-pub use alloc::{Alloc, Mode, mode, sample_bytes, set_mode, set_sample_bytes};
 pub use heap::hpy;
-pub use stats::{JemallocStats, PurgeReport, Stats, purge, stats};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+pub use stats::{Error as StatsError, JemallocStats, PurgeReport, Stats, purge, stats};
+pub use tracker::{Alloc, Mode, mode, sample_bytes, set_mode, set_sample_bytes};

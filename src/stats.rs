@@ -1,34 +1,39 @@
 //! Allocator figures: leakscope's counters and jemalloc's own statistics,
 //! and returning unused pages to the operating system.
 
-use std::fmt;
-
-use crate::alloc::{self, Mode};
+use crate::tracker::{self, Mode};
 
 /// An error from jemalloc's control interface.
-#[derive(Debug)]
-pub struct Error {
-    what: &'static str,
-    detail: String,
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a `mallctl` key failed.
+    #[error("jemalloc: {key} failed: {source}")]
+    Jemalloc {
+        /// The key (`stats.allocated`, `epoch` …).
+        key: &'static str,
+        /// jemalloc's error.
+        #[source]
+        source: tikv_jemalloc_ctl::Error,
+    },
+    /// Purging the arenas failed.
+    #[error("jemalloc: {key} failed: {source}")]
+    Purge {
+        /// The key.
+        key: &'static str,
+        /// The error number jemalloc returned.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "jemalloc: {} failed: {}", self.what, self.detail)
-    }
-}
-
-impl std::error::Error for Error {}
-
-fn ctl<T>(what: &'static str, r: Result<T, tikv_jemalloc_ctl::Error>) -> Result<T, Error> {
-    r.map_err(|e| Error {
-        what,
-        detail: e.to_string(),
-    })
+fn ctl<T>(key: &'static str, r: Result<T, tikv_jemalloc_ctl::Error>) -> Result<T, Error> {
+    r.map_err(|source| Error::Jemalloc { key, source })
 }
 
 /// jemalloc's own figures (bytes), read after advancing its statistics epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JemallocStats {
     /// Bytes in blocks the program holds.
     pub allocated: u64,
@@ -62,6 +67,7 @@ impl JemallocStats {
 
 /// leakscope's counters and jemalloc's figures at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// The mode in force (`None` before the first allocation).
     pub mode: Option<Mode>,
@@ -105,41 +111,34 @@ pub struct Stats {
 /// only for a process that never ran in `off`.
 pub fn stats() -> Result<Stats, Error> {
     let jemalloc = JemallocStats::read()?;
-    let (c, threads) = alloc::counters_sum();
-    let r = std::sync::atomic::Ordering::Relaxed;
-    let (ab, ak, fb, fk) = (
-        c.alloc_bytes.load(r),
-        c.alloc_blocks.load(r),
-        c.free_bytes.load(r),
-        c.free_blocks.load(r),
-    );
-    let live_bytes = ab.saturating_sub(fb);
-    let mode = alloc::mode();
+    let c = tracker::counter_totals();
+    let live_bytes = c.alloc_bytes.saturating_sub(c.free_bytes);
+    let mode = tracker::mode();
     let (peak, tolerance) = if mode == Mode::Exact {
-        let heap = crate::recorder::snapshot_totals();
-        (heap.peak_bytes.max(live_bytes), 0)
+        (tracker::totals().peak_bytes.max(live_bytes), 0)
     } else {
-        let tol = (threads.max(1) as u64) * alloc::sample_bytes();
-        ((alloc::flushed_peak().max(0) as u64).max(live_bytes), tol)
+        let tol = (c.threads.max(1) as u64) * tracker::sample_bytes();
+        (c.peak_estimate.max(live_bytes), tol)
     };
     Ok(Stats {
         mode: Some(mode),
         live_bytes,
-        live_blocks: ak.saturating_sub(fk),
-        total_bytes: ab,
-        total_blocks: ak,
-        freed_bytes: fb,
-        freed_blocks: fk,
+        live_blocks: c.alloc_blocks.saturating_sub(c.free_blocks),
+        total_bytes: c.alloc_bytes,
+        total_blocks: c.alloc_blocks,
+        freed_bytes: c.free_bytes,
+        freed_blocks: c.free_blocks,
         peak_live_bytes: peak,
         peak_tolerance: tolerance,
-        threads,
-        longest_tracker_wait: crate::recorder::RECORDER.longest_wait(),
+        threads: c.threads,
+        longest_tracker_wait: c.longest_wait,
         jemalloc,
     })
 }
 
 /// What [`purge`] gave back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PurgeReport {
     /// jemalloc's figures before.
     pub before: JemallocStats,
@@ -173,9 +172,9 @@ pub fn purge() -> Result<PurgeReport, Error> {
         )
     };
     if rc != 0 {
-        return Err(Error {
-            what: "arena.4096.purge",
-            detail: std::io::Error::from_raw_os_error(rc).to_string(),
+        return Err(Error::Purge {
+            key: "arena.4096.purge",
+            source: std::io::Error::from_raw_os_error(rc),
         });
     }
     let after = JemallocStats::read()?;

@@ -39,9 +39,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::alloc::{self, untracked};
-use crate::recorder::{self, RECORDER};
 use crate::symbols;
+use crate::tracker::scope::{self, SavedScope, ScopeFigures};
 
 /// What a measured closure did, and its return value.
 #[derive(Debug)]
@@ -67,7 +66,7 @@ struct Scope(u32);
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        untracked(|| RECORDER.lock().close_scope(self.0));
+        scope::close_records(self.0);
     }
 }
 
@@ -131,24 +130,24 @@ fn sites(stacks: Vec<(Vec<usize>, u64, u64)>) -> Vec<Site> {
 impl<R> Measurement<R> {
     /// Blocks allocated by the closure that are still live now.
     pub fn live_blocks(&self) -> u64 {
-        recorder::scope_report(self.scope.0, false).map_or(0, |r| r.live_blocks)
+        scope::scope_report(self.scope.0, false).map_or(0, |r| r.live_blocks)
     }
 
     /// Bytes in those blocks.
     pub fn live_bytes(&self) -> u64 {
-        recorder::scope_report(self.scope.0, false).map_or(0, |r| r.live_bytes)
+        scope::scope_report(self.scope.0, false).map_or(0, |r| r.live_bytes)
     }
 
     /// Where the closure allocated, most bytes first (at most
     /// [`MAX_SITES`]).
     pub fn allocation_sites(&self) -> Vec<Site> {
-        recorder::scope_report(self.scope.0, true).map_or_else(Vec::new, |r| sites(r.allocated))
+        scope::scope_report(self.scope.0, true).map_or_else(Vec::new, |r| sites(r.allocated))
     }
 
     /// Where the blocks still live now were allocated, most bytes first (at
     /// most [`MAX_SITES`]).
     pub fn live_sites(&self) -> Vec<Site> {
-        recorder::scope_report(self.scope.0, true).map_or_else(Vec::new, |r| sites(r.live))
+        scope::scope_report(self.scope.0, true).map_or_else(Vec::new, |r| sites(r.live))
     }
 
     /// The closure's return value.
@@ -160,11 +159,13 @@ impl<R> Measurement<R> {
 static NEXT_SCOPE: AtomicU32 = AtomicU32::new(1);
 
 /// Restores the thread's scope even when the closure panics.
-struct ScopeGuard(Option<(u32, [u64; 5], i64)>);
+struct ScopeGuard(Option<SavedScope>);
 
 impl ScopeGuard {
-    fn exit(&mut self) -> [u64; 5] {
-        self.0.take().map_or([0; 5], alloc::exit_scope)
+    fn exit(&mut self) -> ScopeFigures {
+        self.0
+            .take()
+            .map_or_else(ScopeFigures::default, scope::exit_scope)
     }
 }
 
@@ -185,11 +186,11 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> Measurement<R> {
     }
     // A probe in a scope of its own, discarded after: it proves the
     // allocator is ours (the thread's counters move) and counts nowhere.
-    let probe = alloc::enter_scope(id);
-    let before = alloc::thread_alloc_blocks();
+    let probe = scope::enter_scope(id);
+    let before = scope::thread_alloc_blocks();
     drop(std::hint::black_box(Box::new(0u8)));
-    let ours = alloc::thread_alloc_blocks() != before;
-    alloc::discard_scope(probe);
+    let ours = scope::thread_alloc_blocks() != before;
+    scope::discard_scope(probe);
     if !ours {
         panic!(
             "leakscope::testing::measure needs leakscope's allocator in this test binary; add\n\n    \
@@ -197,24 +198,18 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> Measurement<R> {
              to the test file (integration tests are binaries of their own)"
         );
     }
-    let mut guard = ScopeGuard(Some(alloc::enter_scope(id)));
+    let mut guard = ScopeGuard(Some(scope::enter_scope(id)));
     let scope = Scope(id);
-    untracked(|| RECORDER.lock().open_scope(id));
+    scope::open_records(id);
     let value = f();
-    let [
-        allocated_blocks,
-        allocated_bytes,
-        freed_blocks,
-        freed_bytes,
-        peak_bytes,
-    ] = guard.exit();
+    let figures = guard.exit();
     Measurement {
         value,
-        allocated_blocks,
-        allocated_bytes,
-        freed_blocks,
-        freed_bytes,
-        peak_bytes,
+        allocated_blocks: figures.alloc_blocks,
+        allocated_bytes: figures.alloc_bytes,
+        freed_blocks: figures.free_blocks,
+        freed_bytes: figures.free_bytes,
+        peak_bytes: figures.peak_bytes,
         scope,
     }
 }

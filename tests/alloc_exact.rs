@@ -16,8 +16,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use leakscope::recorder::{self, Snapshot};
 use leakscope::symbols;
+use leakscope::tracker::{self, Snapshot};
 use leakscope::{Alloc, Mode};
 
 #[global_allocator]
@@ -101,7 +101,7 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
     let widgets = make_widgets(1000);
     let gadgets = grow_gadgets(1000);
     leak_strings(500);
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     assert!(!snap.estimated, "exact mode figures are not estimates");
 
     // 1000 boxes of 40 bytes, plus the Vec that holds them (1000 pointers).
@@ -142,7 +142,7 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
 
     drop(widgets);
     drop(gadgets);
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     let w = common::site_totals(&snap, "alloc_exact::make_widgets");
     assert_eq!((w.live_blocks, w.live_bytes), (0, 0));
     assert_eq!(w.total_blocks, 1001, "totals survive frees");
@@ -157,7 +157,7 @@ fn known_workload_gives_exact_counts_bytes_and_types_per_site() {
 }
 
 fn recorded_size(addr: *mut u8) -> Option<u64> {
-    recorder::snapshot()
+    tracker::snapshot()
         .blocks
         .iter()
         .find(|b| b.addr == addr as usize)
@@ -301,12 +301,12 @@ fn alignments_of_4096_and_2_mib_are_honoured_and_recorded() {
 
 fn the_trackers_own_allocations_are_never_tracked() {
     let before = live_counters();
-    let recorded_before = recorder::snapshot_totals().live_blocks;
+    let recorded_before = tracker::totals().live_blocks;
     // Resolving symbols loads and caches debug info (megabytes); snapshots
     // copy the recorder. None of it may appear in the counters or the
     // recorder once the results are dropped.
     {
-        let snap = recorder::snapshot();
+        let snap = tracker::snapshot();
         for s in snap.stacks.iter().take(50) {
             let frames = symbols::resolve_stack(&s.frames);
             black_box(symbols::block_type(&frames));
@@ -314,14 +314,14 @@ fn the_trackers_own_allocations_are_never_tracked() {
         black_box(symbols::build_info());
     }
     assert_eq!(live_counters(), before);
-    assert_eq!(recorder::snapshot_totals().live_blocks, recorded_before);
-    let snap = recorder::snapshot();
+    assert_eq!(tracker::totals().live_blocks, recorded_before);
+    let snap = tracker::snapshot();
     for b in &snap.blocks {
         let frames = symbols::resolve_stack(&snap.stacks[b.stack as usize].frames);
         assert!(
             !frames.iter().any(|f| f.function.contains("gimli")
                 || f.function.starts_with("leakscope::symbols")
-                || f.function.starts_with("leakscope::recorder")),
+                || f.function.starts_with("leakscope::tracker::recorder")),
             "a tracker allocation was recorded: {frames:#?}"
         );
     }
@@ -346,14 +346,14 @@ fn sixteen_thread_storm_with_concurrent_snapshots_returns_to_baseline() {
     // before the baseline is taken.
     std::thread::spawn(|| storm_worker(1, 10)).join().unwrap();
     let before = live_counters();
-    let recorded_before = recorder::snapshot_totals().live_blocks;
+    let recorded_before = tracker::totals().live_blocks;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let snapper = {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut taken = 0;
             while !stop.load(Ordering::Relaxed) {
-                let snap = recorder::snapshot();
+                let snap = tracker::snapshot();
                 let sum: u64 = snap.stacks.iter().map(|s| s.stats.live_blocks).sum();
                 assert_eq!(
                     sum, snap.heap.live_blocks,
@@ -383,11 +383,11 @@ fn sixteen_thread_storm_with_concurrent_snapshots_returns_to_baseline() {
     assert!(started.elapsed() < Duration::from_secs(120), "no deadlock");
     assert_eq!(live_counters(), before, "counters back to the baseline");
     assert_eq!(
-        recorder::snapshot_totals().live_blocks,
+        tracker::totals().live_blocks,
         recorded_before,
         "recorded live blocks back to the baseline"
     );
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     assert_eq!(
         snap.blocks.len() as u64,
         snap.heap.live_blocks,
@@ -445,7 +445,7 @@ fn fork_while_other_threads_allocate_does_not_deadlock_the_child() {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     storm_worker(i + 7, 500);
-                    black_box(recorder::snapshot_totals());
+                    black_box(tracker::totals());
                 }
             })
         })
@@ -457,7 +457,7 @@ fn fork_while_other_threads_allocate_does_not_deadlock_the_child() {
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
             let v: Vec<u64> = (0..1000).collect();
-            let snap = recorder::snapshot();
+            let snap = tracker::snapshot();
             let ok = leakscope::stats().is_ok() && !snap.stacks.is_empty() && v.len() == 1000;
             // SAFETY: ending the child without running the parent's atexit.
             unsafe { libc::_exit(if ok { 0 } else { 3 }) };
@@ -517,7 +517,7 @@ fn allocations_before_main_are_tracked() {
         Some(333),
         "recorded in exact mode from the start"
     );
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     let site = common::site_totals(&snap, "alloc_exact::allocate_before_main");
     assert_eq!((site.live_blocks, site.live_bytes), (1, 333));
 }
@@ -525,11 +525,11 @@ fn allocations_before_main_are_tracked() {
 /// The live table's hash maps double as they fill; memory is checked every
 /// quarter octave across one doubling, so no point of the cycle is missed.
 fn exact_mode_keeps_at_most_48_bytes_per_live_block() {
-    recorder::reset();
+    tracker::reset();
     for k in 0..=4 {
         let n = (100_000.0 * 2f64.powf(k as f64 / 4.0)) as u64;
         let kept: Vec<Box<u64>> = (0..n).map(Box::new).collect();
-        let mem = recorder::tracker_memory();
+        let mem = tracker::memory();
         assert!(mem.live_blocks > n, "{mem:?}");
         assert!(mem.per_live_block() <= 48.0, "{n} boxes: {mem:?}");
         drop(kept);

@@ -8,7 +8,7 @@ mod common;
 
 use std::hint::black_box;
 
-use leakscope::recorder::{self, Snapshot};
+use leakscope::tracker::{self, Snapshot};
 use leakscope::{Alloc, Mode};
 
 #[global_allocator]
@@ -43,7 +43,7 @@ fn hundred_byte_boxes(n: usize) -> Vec<Box<[u8; 100]>> {
 
 fn counters_are_exact() {
     leakscope::set_mode(Mode::Counters);
-    let recorded = recorder::snapshot_totals();
+    let recorded = tracker::totals();
     let before = leakscope::stats().unwrap();
     let mut boxes = hundred_byte_boxes(1000);
     boxes.truncate(700);
@@ -63,7 +63,7 @@ fn counters_are_exact() {
     assert_eq!(after.live_bytes - before.live_bytes, 700 * 100 + 5600);
     assert!(after.peak_live_bytes >= after.live_bytes);
     assert_eq!(
-        recorder::snapshot_totals().total_blocks,
+        tracker::totals().total_blocks,
         recorded.total_blocks,
         "counters mode records no stacks"
     );
@@ -111,7 +111,7 @@ fn sampled_estimates_of_big_sites_are_within_ten_percent() {
     let records = site_records(90 * mb);
     let buffers = site_buffers(45 * mb);
     let nodes = site_nodes(16 * mb);
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     assert!(snap.estimated, "sampled figures are marked as estimates");
     let cases = [
         (
@@ -153,22 +153,22 @@ fn sampled_estimates_of_big_sites_are_within_ten_percent() {
         );
     }
     drop((pages, records, buffers, nodes));
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     assert_eq!(
         site_live(&snap, "alloc_sampled::site_pages"),
         (0, 0),
         "freed samples are forgotten"
     );
-    leakscope::set_sample_bytes(leakscope::alloc::DEFAULT_SAMPLE_BYTES);
+    leakscope::set_sample_bytes(leakscope::tracker::DEFAULT_SAMPLE_BYTES);
 }
 
 fn sampled_memory_is_small() {
     leakscope::set_mode(Mode::Sampled);
     // Hash maps keep their capacity: start from empty ones, so what is
     // measured is this workload's samples, not an earlier test's.
-    recorder::reset();
+    tracker::reset();
     let kept: Vec<Vec<u8>> = (0..200_000).map(|_| vec![0u8; 512]).collect();
-    let mem = recorder::tracker_memory();
+    let mem = tracker::memory();
     // 100 MB at a 512 KiB mean: about 200 samples.
     assert!(mem.live_blocks < 2_000, "{mem:?}");
     assert!(mem.fixed <= 4 << 20, "fixed part within 4 MiB: {mem:?}");
@@ -190,13 +190,13 @@ fn blocks_recorded_in_exact_mode_are_forgotten_after_switching_down() {
     leakscope::set_mode(Mode::Exact);
     let boxes = exact_blocks(5000);
     leakscope::set_mode(Mode::Counters);
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     assert_eq!(
         site_live(&snap, "alloc_sampled::exact_blocks"),
         (5000 * 8 + 5000 * 8, 5001)
     );
     let more = exact_blocks(100);
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     assert_eq!(
         site_live(&snap, "alloc_sampled::exact_blocks").1,
         5001,
@@ -204,7 +204,7 @@ fn blocks_recorded_in_exact_mode_are_forgotten_after_switching_down() {
     );
     drop(boxes);
     drop(more);
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     assert_eq!(
         site_live(&snap, "alloc_sampled::exact_blocks"),
         (0, 0),

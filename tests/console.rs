@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::Client;
 
-use leakscope::console::{self, Console, HostObject};
+use leakscope::console::{self, Call, Console, Error, HostObject, Value};
 use leakscope::trackref::Tracked;
 
 #[global_allocator]
@@ -26,26 +26,29 @@ struct Engine {
 }
 
 impl HostObject for Engine {
-    fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+    fn type_name(&self) -> &str {
+        "engine"
+    }
+    fn attribute(&self, name: &str) -> Option<Value> {
         (name == "paused").then(|| {
             self.paused
                 .load(std::sync::atomic::Ordering::Relaxed)
                 .into()
         })
     }
-    fn call(&self, method: &str, _args: &[serde_json::Value]) -> Result<serde_json::Value, String> {
+    fn call(&self, method: &str, _call: &Call<'_>) -> Result<Value, Error> {
         match method {
             "pause" => {
                 self.paused
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                Ok(serde_json::Value::Null)
+                Ok(Value::None)
             }
             "unpause" => {
                 self.paused
                     .store(false, std::sync::atomic::Ordering::Relaxed);
-                Ok(serde_json::Value::Null)
+                Ok(Value::None)
             }
-            _ => Err(format!("AttributeError: 'engine' has no method '{method}'")),
+            _ => Err(Error::no_attribute(self.type_name(), method)),
         }
     }
     fn methods(&self) -> Vec<&'static str> {
@@ -336,9 +339,43 @@ fn a_client_that_stops_reading_is_dropped_and_one_that_vanishes_costs_nothing() 
 fn console_can_be_disabled() {
     // SAFETY: this test sets and clears a variable no other test reads.
     unsafe { std::env::set_var("LEAKSCOPE_CONSOLE", "0") };
-    let c = Console::builder().port(0).spawn().unwrap();
+    let c = Console::builder()
+        .port(0)
+        .with_default_env()
+        .spawn()
+        .unwrap();
+    // Without `with_default_env` the environment does not apply.
+    let d = Console::builder().port(0).spawn().unwrap();
     unsafe { std::env::remove_var("LEAKSCOPE_CONSOLE") };
     assert!(c.addr().is_none());
+    assert!(d.addr().is_some());
+}
+
+#[test]
+fn the_builders_settings_made_after_the_environment_win() {
+    // SAFETY: this test sets and clears variables no other test reads.
+    unsafe { std::env::set_var("LEAKSCOPE_CONSOLE_PASSWORD", "from-env") };
+    unsafe { std::env::set_var("LEAKSCOPE_CONSOLE_PORT", "not-a-port") };
+    let bad = Console::builder().with_default_env().spawn();
+    unsafe { std::env::remove_var("LEAKSCOPE_CONSOLE_PORT") };
+    let from_env = Console::builder()
+        .port(0)
+        .with_default_env()
+        .spawn()
+        .unwrap();
+    let mine = Console::builder()
+        .port(0)
+        .with_default_env()
+        .password("mine")
+        .spawn()
+        .unwrap();
+    unsafe { std::env::remove_var("LEAKSCOPE_CONSOLE_PASSWORD") };
+    assert_eq!(
+        bad.err().map(|e| e.to_string()).as_deref(),
+        Some("LEAKSCOPE_CONSOLE_PORT=not-a-port is not a port number")
+    );
+    assert_eq!(from_env.password(), "from-env");
+    assert_eq!(mine.password(), "mine");
 }
 
 #[test]

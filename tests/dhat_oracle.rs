@@ -17,7 +17,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use leakscope::{Mode, recorder, symbols};
+use leakscope::{Mode, symbols, tracker};
 
 const UNKNOWN: u8 = 0;
 const LEAKSCOPE: u8 = 1;
@@ -245,9 +245,9 @@ fn exact_mode_matches_dhat_per_allocation_site() {
 
     leakscope::set_mode(Mode::Exact);
     // Start afresh, as dhat's profiler does: only what the workload does.
-    recorder::reset();
+    tracker::reset();
     let kept = workload();
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     let mut ours = Sites::new();
     for s in &snap.stacks {
         let frames = symbols::resolve_stack(&s.frames);

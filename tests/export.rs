@@ -1,7 +1,7 @@
 //! Exports: DHAT files that pass every check Valgrind's viewer applies (and
 //! load in the real viewer in headless Chromium), pprof profiles whose
-//! totals match the heap view, well-formed flamegraphs, `report`/`diff`/
-//! `view` from the command line, and the file written at exit.
+//! totals match the heap view, well-formed flamegraphs, and the file written at exit
+//! (`report`/`diff`/`view` from the command line: the CLI's own tests).
 
 // Boxes in vectors are the point: each box is one heap block to count.
 #![allow(clippy::vec_box)]
@@ -12,12 +12,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use leakscope::export::{dhat, flamegraph, pprof};
-use leakscope::{Alloc, Mode, recorder};
+use leakscope::{Alloc, Mode, tracker};
 
 #[global_allocator]
 static ALLOC: Alloc = Alloc::with_default_mode(Mode::Exact);
-
-const LEAKSCOPE: &str = env!("CARGO_BIN_EXE_leakscope");
 
 fn main() {
     if std::env::var_os("EXPORT_AT_EXIT_CHILD").is_some() {
@@ -47,10 +45,6 @@ fn main() {
         (
             "diff_of_two_dumps_shows_exactly_the_growth",
             diff_of_two_dumps_shows_exactly_the_growth,
-        ),
-        (
-            "report_diff_and_view_from_the_command_line",
-            report_diff_and_view_from_the_command_line,
         ),
         (
             "the_viewer_loads_the_file_in_headless_chromium",
@@ -132,11 +126,11 @@ fn dhat_files_pass_the_viewers_checks() {
     dhat::write(&path).unwrap();
     let f = check_file(&path);
     assert_eq!(f.mode, "rust-heap (sampled, mean 1024 bytes)");
-    leakscope::set_sample_bytes(leakscope::alloc::DEFAULT_SAMPLE_BYTES);
+    leakscope::set_sample_bytes(leakscope::tracker::DEFAULT_SAMPLE_BYTES);
     leakscope::set_mode(Mode::Exact);
     drop((kept, from_threads, sampled));
     // A run with no allocations: nothing recorded at all.
-    recorder::reset();
+    tracker::reset();
     dhat::write(&path).unwrap();
     let f = check_file(&path);
     assert!(f.pps.is_empty(), "{:?}", f.pps.len());
@@ -239,7 +233,7 @@ fn the_flamegraph_is_well_formed_and_names_the_top_stack() {
     // Whatever an earlier test left behind, this one needs exact mode.
     leakscope::set_mode(Mode::Exact);
     let kept: Vec<Vec<u8>> = (0..50).map(|_| vec![0u8; 100_000]).collect();
-    let snap = recorder::snapshot();
+    let snap = tracker::snapshot();
     let svg = flamegraph::svg(&snap).unwrap();
     let mut reader = quick_xml::Reader::from_reader(svg.as_slice());
     let mut buf = Vec::new();
@@ -299,67 +293,6 @@ fn diff_of_two_dumps_shows_exactly_the_growth() {
     drop((first, more));
     std::fs::remove_file(&before).unwrap();
     std::fs::remove_file(&after).unwrap();
-}
-
-fn cli(args: &[&str]) -> String {
-    let out = Command::new(LEAKSCOPE)
-        .args(args)
-        .output()
-        .expect("leakscope");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn report_diff_and_view_from_the_command_line() {
-    // Whatever an earlier test left behind, this one needs exact mode.
-    leakscope::set_mode(Mode::Exact);
-    let a = tmp("cli-a.json");
-    let b = tmp("cli-b.json");
-    dhat::write(&a).unwrap();
-    let kept = widgets(250);
-    dhat::write(&b).unwrap();
-    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
-    let report = cli(&["report", b_s]);
-    assert!(
-        report.contains("Box<export::Widget>") && report.contains("export::widgets"),
-        "{report}"
-    );
-    assert!(
-        report
-            .lines()
-            .any(|l| l.trim_start().starts_with("10000 ") && l.contains("Box<export::Widget>")),
-        "{report}"
-    );
-    let diff = cli(&["diff", a_s, b_s]);
-    assert!(
-        diff.lines().any(|l| l.contains("+10000")
-            && l.contains("+250")
-            && l.contains("Box<export::Widget>")),
-        "{diff}"
-    );
-    let page = tmp("cli-b.html");
-    let view = cli(&["view", b_s, "-o", page.to_str().unwrap()]);
-    if dhat::viewer_dir().is_some() {
-        assert!(view.starts_with("Wrote "), "{view}");
-        let html = std::fs::read_to_string(&page).unwrap();
-        assert!(html.contains("function buildTree") && html.contains("\"dhatFileVersion\":2"));
-        std::fs::remove_file(&page).unwrap();
-    } else {
-        assert!(view.contains("not installed"), "{view}");
-    }
-    let bad = Command::new(LEAKSCOPE)
-        .args(["report", "/nonexistent.json"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("leakscope: "));
-    drop(kept);
-    std::fs::remove_file(&a).unwrap();
-    std::fs::remove_file(&b).unwrap();
 }
 
 fn chromium() -> Option<&'static str> {

@@ -346,6 +346,6 @@ fn the_watch_names_the_growing_type() {
         .find(|s| s.label == "Box<heap_views::Widget>")
         .unwrap();
     assert!(s.bytes_per_minute > 0.0 && s.grew * 3 >= s.intervals * 2);
-    assert!(leakscope::render::suspects(&suspects, 80).contains("Box<heap_views::Widget>"));
+    assert!(suspects.render(80).contains("Box<heap_views::Widget>"));
     drop(kept);
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use leakscope::console::HostObject;
+use leakscope::console::{Call, Error, HostObject, Value};
 use leakscope::trackref::Tracked;
 
 use crate::spiders::{HtmlResponse, Output, Product, Request, Spider};
@@ -359,47 +359,48 @@ impl Engine {
 pub struct Handle(pub Arc<Engine>);
 
 impl HostObject for Handle {
-    fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+    fn type_name(&self) -> &str {
+        "engine"
+    }
+
+    fn attribute(&self, name: &str) -> Option<Value> {
         let e = &self.0;
         Some(match name {
             "pages" => e.pages.load(Ordering::Relaxed).into(),
-            "spider_pages" => e.spider_pages(),
+            "spider_pages" => e.spider_pages().into(),
             "items" => e.items.load(Ordering::Relaxed).into(),
             "paused" => e.paused.load(Ordering::Relaxed).into(),
-            "active_size" => (e.active_size.load(Ordering::Relaxed) as u64).into(),
-            "max_active_size" => (MAX_ACTIVE_SIZE as u64).into(),
+            "active_size" => e.active_size.load(Ordering::Relaxed).into(),
+            "max_active_size" => MAX_ACTIVE_SIZE.into(),
             _ => return None,
         })
     }
 
-    fn call(&self, method: &str, args: &[serde_json::Value]) -> Result<serde_json::Value, String> {
-        if !args.is_empty() {
-            return Err(format!("TypeError: engine.{method}() takes no arguments"));
-        }
+    fn call(&self, method: &str, call: &Call<'_>) -> Result<Value, Error> {
+        call.arity(0)?;
         let e = &self.0;
         match method {
             "pause" => {
                 e.pause();
-                Ok("Engine paused: no new downloads until engine.unpause().".into())
+                Ok(Value::text(
+                    "Engine paused: no new downloads until engine.unpause().",
+                ))
             }
             "unpause" => {
                 e.unpause();
-                Ok("Engine running.".into())
+                Ok(Value::text("Engine running."))
             }
             "stop" => {
                 e.stop();
-                Ok(format!(
+                Ok(Value::text(format!(
                     "Stopping the crawl after {} pages and {} items; the process exits.",
                     e.pages.load(Ordering::Relaxed),
                     e.items.load(Ordering::Relaxed)
-                )
-                .into())
+                )))
             }
             "needs_backout" => Ok(e.needs_backout().into()),
-            "status" => Ok(e.status().into()),
-            _ => Err(format!(
-                "AttributeError: 'engine' object has no attribute '{method}'"
-            )),
+            "status" => Ok(Value::text(e.status())),
+            _ => Err(Error::no_attribute(self.type_name(), method)),
         }
     }
 

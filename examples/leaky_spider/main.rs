@@ -68,7 +68,7 @@ fn live(class: &str) -> usize {
         .map_or(0, |c| c.live)
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -93,7 +93,10 @@ fn main() -> std::io::Result<()> {
         .func("est", {
             let engine = engine.clone();
             move || engine.status()
-        });
+        })
+        // LEAKSCOPE_CONSOLE=0, LEAKSCOPE_CONSOLE_PORT, LEAKSCOPE_CONSOLE_PASSWORD;
+        // --console-port, set after, wins.
+        .with_default_env();
     if let Some(port) = args.console_port {
         console = console.port(port);
     }
@@ -126,7 +129,7 @@ fn main() -> std::io::Result<()> {
             "pages {pages} ({rate:.0}/s), items {}, live responses {}, heap {}{}",
             engine.items.load(Ordering::Relaxed),
             live("HtmlResponse"),
-            leakscope::render::bytes(heap),
+            mib(heap),
             if engine.needs_backout() {
                 ", backing out"
             } else {
@@ -158,4 +161,9 @@ fn main() -> std::io::Result<()> {
     );
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// Bytes in MiB, as the progress line shows the heap.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }

@@ -1,5 +1,4 @@
-//! The part of telnet a real `telnet` client and `nc` need (REFERENCE.md,
-//! "Telnet, as real clients behave"): lines ending in `\r\n`, `\r\0` or
+//! The part of telnet a real `telnet` client and `nc` need: lines ending in `\r\n`, `\r\0` or
 //! `\n` (a CR and its LF may arrive in different reads), IAC commands,
 //! option negotiation answered only when an option's state changes, Ctrl-C
 //! as `IAC IP` + `IAC DO TIMING-MARK` (answered, or the client discards all
@@ -7,7 +6,7 @@
 //! 0xFF and turns `\n` into `\r\n`. Nothing here blocks or waits for a reply.
 
 /// Interpret As Command.
-pub const IAC: u8 = 255;
+pub(crate) const IAC: u8 = 255;
 const DONT: u8 = 254;
 const DO: u8 = 253;
 const WONT: u8 = 252;
@@ -19,16 +18,16 @@ const AYT: u8 = 246;
 const IP: u8 = 244;
 const SE: u8 = 240;
 /// The ECHO option (server echoes: the client stops echoing).
-pub const OPT_ECHO: u8 = 1;
+pub(crate) const OPT_ECHO: u8 = 1;
 /// The TIMING-MARK option.
-pub const OPT_TM: u8 = 6;
+pub(crate) const OPT_TM: u8 = 6;
 
 /// The longest subnegotiation skipped before the input is called bad.
 pub const MAX_SUBNEGOTIATION: usize = 4096;
 
 /// What the client did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// A complete line (without its line ending).
     Line(Vec<u8>),
     /// Ctrl-C: cancel the line being typed.
@@ -52,7 +51,7 @@ enum State {
 
 /// Decodes what a client sends, a read at a time.
 #[derive(Debug)]
-pub struct Decoder {
+pub(crate) struct Decoder {
     state: State,
     line: Vec<u8>,
     max_line: usize,
@@ -72,7 +71,7 @@ pub struct Decoder {
 
 impl Decoder {
     /// A decoder that calls a line longer than `max_line` bytes too long.
-    pub fn new(max_line: usize) -> Self {
+    pub(crate) fn new(max_line: usize) -> Self {
         Decoder {
             state: State::Data,
             line: Vec::new(),
@@ -88,19 +87,20 @@ impl Decoder {
     }
 
     /// Bytes to send back (negotiation answers); empties the buffer.
-    pub fn take_replies(&mut self) -> Vec<u8> {
+    pub(crate) fn take_replies(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.replies)
     }
 
     /// The part of a line typed so far.
-    pub fn pending(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> &[u8] {
         &self.line
     }
 
     /// Offers (or withdraws) server-side echo: `IAC WILL ECHO` around a
     /// password makes the client stop echoing. Returns the bytes to send;
     /// nothing when the state does not change.
-    pub fn set_echo(&mut self, on: bool) -> Vec<u8> {
+    pub(crate) fn set_echo(&mut self, on: bool) -> Vec<u8> {
         if self.ours[OPT_ECHO as usize] == on {
             return Vec::new();
         }
@@ -115,7 +115,7 @@ impl Decoder {
 
     /// Feeds bytes as they came off the socket; complete events are added
     /// to `events`.
-    pub fn feed(&mut self, bytes: &[u8], events: &mut Vec<Event>) {
+    pub(crate) fn feed(&mut self, bytes: &[u8], events: &mut Vec<Event>) {
         for &b in bytes {
             match self.state {
                 State::Data => self.data(b, events),
@@ -241,8 +241,59 @@ impl Decoder {
     }
 }
 
+/// What a telnet client sends for Ctrl-C: `IAC IP`, `IAC DO TIMING-MARK`.
+pub(crate) const CTRL_C: [u8; 5] = [IAC, IP, IAC, DO, OPT_TM];
+/// What a telnet client sends for Ctrl-D on an empty line.
+pub(crate) const CTRL_D: u8 = 4;
+
+/// The client's side: strips telnet commands from what a server sends
+/// (`IAC IAC` is a data 0xFF, `SB … SE` is skipped) and drops CRs, leaving
+/// the text to print.
+#[derive(Debug, Default)]
+pub(crate) struct OutputFilter {
+    state: OutputState,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum OutputState {
+    #[default]
+    Data,
+    Iac,
+    Option,
+    Sub,
+    SubIac,
+}
+
+impl OutputFilter {
+    /// Appends the text in `bytes` to `text`.
+    pub(crate) fn feed(&mut self, bytes: &[u8], text: &mut Vec<u8>) {
+        use OutputState as S;
+        for &b in bytes {
+            self.state = match (self.state, b) {
+                (S::Data, IAC) => S::Iac,
+                (S::Data, b'\r') => S::Data,
+                (S::Data, b) => {
+                    text.push(b);
+                    S::Data
+                }
+                (S::Iac, IAC) => {
+                    text.push(IAC);
+                    S::Data
+                }
+                (S::Iac, WILL | WONT | DO | DONT) => S::Option,
+                (S::Iac, SB) => S::Sub,
+                (S::Iac, _) | (S::Option, _) => S::Data,
+                (S::Sub, IAC) => S::SubIac,
+                (S::Sub, _) => S::Sub,
+                (S::SubIac, SE) => S::Data,
+                (S::SubIac, _) => S::Sub,
+            };
+        }
+    }
+}
+
 /// Encodes text for the wire: `\n` becomes `\r\n` and 0xFF is doubled.
-pub fn encode(text: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn encode(text: &[u8], out: &mut Vec<u8>) {
     let mut prev = 0u8;
     for &b in text {
         match b {
@@ -257,6 +308,18 @@ pub fn encode(text: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_filter_keeps_text_and_drops_commands() {
+        let mut f = OutputFilter::default();
+        let mut text = Vec::new();
+        f.feed(
+            &[b'P', IAC, WILL, OPT_ECHO, b'w', b'\r', b'\n', IAC],
+            &mut text,
+        );
+        f.feed(&[IAC, IAC, SB, 24, 1, IAC, SE, b'!'], &mut text);
+        assert_eq!(text, [b'P', b'w', b'\n', 0xFF, b'!']);
+    }
 
     fn feed(d: &mut Decoder, bytes: &[u8]) -> Vec<Event> {
         let mut ev = Vec::new();

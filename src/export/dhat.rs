@@ -10,12 +10,12 @@
 //! Setting `LEAKSCOPE_DHAT_OUT=path` writes one at exit as well.
 
 use std::collections::HashMap;
-use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::recorder::{self, Snapshot};
+use super::Error;
+use crate::tracker::{self, Snapshot};
 
 /// One program point of a DHAT file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,22 +153,37 @@ pub fn from_snapshot(snap: &Snapshot) -> DhatFile {
 
 /// Writes a DHAT file of everything the recorder knows now. Tracking goes
 /// on; call it as often as you like.
-pub fn write(path: impl AsRef<Path>) -> io::Result<DhatFile> {
-    let file = from_snapshot(&recorder::snapshot());
-    let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
+pub fn write(path: impl AsRef<Path>) -> Result<DhatFile, Error> {
+    let file = from_snapshot(&tracker::snapshot());
+    // Serialising plain structs of numbers and strings cannot fail.
+    let json = serde_json::to_vec(&file).unwrap_or_default();
     super::write_atomically(path.as_ref(), &json)?;
     Ok(file)
 }
 
 /// Reads a DHAT file.
-pub fn read(path: impl AsRef<Path>) -> io::Result<DhatFile> {
-    let bytes = std::fs::read(path.as_ref())?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: not a DHAT file: {e}", path.as_ref().display()),
-        )
+pub fn read(path: impl AsRef<Path>) -> Result<DhatFile, Error> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::NotDhat {
+        path: path.to_path_buf(),
+        source,
     })
+}
+
+/// Reads a DHAT file and checks it as Valgrind's viewer would ([`check`]).
+pub fn read_checked(path: impl AsRef<Path>) -> Result<DhatFile, Error> {
+    let path = path.as_ref();
+    let file = read(path)?;
+    let json = serde_json::to_value(&file).unwrap_or_default();
+    check(&json).map_err(|reason| Error::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    Ok(file)
 }
 
 /// Checks a DHAT document the way `dh_view.js` does when it loads one:
@@ -242,24 +257,6 @@ pub fn check(json: &serde_json::Value) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Writes the file `LEAKSCOPE_DHAT_OUT` names; registered with `atexit` by
-/// the allocator's initialisation when that variable is set.
-pub(crate) extern "C" fn write_at_exit() {
-    if let Some(path) = std::env::var_os("LEAKSCOPE_DHAT_OUT").map(std::path::PathBuf::from) {
-        match write(&path) {
-            Ok(f) => eprintln!(
-                "leakscope: DHAT file written to {} ({} program points); open it with dh_view.html",
-                path.display(),
-                f.pps.len()
-            ),
-            Err(e) => eprintln!(
-                "leakscope: cannot write the DHAT file {}: {e}",
-                path.display()
-            ),
-        }
-    }
 }
 
 /// A frame of a DHAT file, parsed back: `0xADDR: function (file:line:col)`.
@@ -419,6 +416,55 @@ pub fn diff(old: &DhatFile, new: &DhatFile) -> (Vec<PointSummary>, Vec<PointSumm
     (by_point, by_type)
 }
 
+/// A DHAT file's top program points, as `leakscope report` prints them
+/// (its `Display`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DhatReport<'a> {
+    /// The file.
+    pub file: &'a DhatFile,
+    /// Its program points, most live bytes first ([`report`]).
+    pub rows: Vec<PointSummary>,
+    /// How many rows to print.
+    pub top: usize,
+}
+
+impl<'a> DhatReport<'a> {
+    /// The report of `file`'s top `top` program points.
+    pub fn new(file: &'a DhatFile, top: usize) -> Self {
+        DhatReport {
+            file,
+            rows: report(file),
+            top,
+        }
+    }
+}
+
+/// What grew between two DHAT files, as `leakscope diff` prints it (its
+/// `Display`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DhatDiff {
+    /// Changed program points ([`diff`]).
+    pub by_point: Vec<PointSummary>,
+    /// The same, grouped by type.
+    pub by_type: Vec<PointSummary>,
+    /// How many rows of each to print.
+    pub top: usize,
+}
+
+impl DhatDiff {
+    /// The difference from `old` to `new`.
+    pub fn new(old: &DhatFile, new: &DhatFile, top: usize) -> Self {
+        let (by_point, by_type) = diff(old, new);
+        DhatDiff {
+            by_point,
+            by_type,
+            top,
+        }
+    }
+}
+
 /// Where Valgrind's viewer may be installed.
 const VIEWER_DIRS: &[&str] = &[
     "/usr/libexec/valgrind",
@@ -439,15 +485,19 @@ pub fn viewer_dir() -> Option<std::path::PathBuf> {
 /// A self-contained HTML page: Valgrind's viewer with `file` already
 /// loaded (its script and style inlined, the data embedded and handed to
 /// the viewer's own `buildTree`/`displayTree` once the page has loaded).
-pub fn viewer_page(file: &DhatFile, name: &str, viewer: &Path) -> io::Result<String> {
-    let js = std::fs::read_to_string(viewer.join("dh_view.js"))?;
-    let css = std::fs::read_to_string(viewer.join("dh_view.css"))?;
+pub fn viewer_page(file: &DhatFile, name: &str, viewer: &Path) -> Result<String, Error> {
+    let read = |f: &str| {
+        let path = viewer.join(f);
+        std::fs::read_to_string(&path).map_err(|source| Error::Read { path, source })
+    };
+    let js = read("dh_view.js")?;
+    let css = read("dh_view.css")?;
     // "</" cannot appear inside a <script>: escape it in the data.
     let data = serde_json::to_string(file)
-        .map_err(io::Error::other)?
+        .unwrap_or_default()
         .replace("</", "<\\/");
     let name = serde_json::to_string(name)
-        .map_err(io::Error::other)?
+        .unwrap_or_default()
         .replace("</", "<\\/");
     Ok(format!(
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"UTF-8\">\n<style>\n{css}\n</style>\n\

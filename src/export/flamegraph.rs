@@ -1,10 +1,10 @@
 //! An SVG flamegraph of live bytes by stack (inferno), for people who would
 //! rather look than read.
 
-use std::io;
 use std::path::Path;
 
-use crate::recorder::{self, Snapshot};
+use super::Error;
+use crate::tracker::{self, Snapshot};
 
 /// The folded stacks of live bytes: `root;…;allocating frame BYTES`, one
 /// line per stack with live bytes, outermost frame first.
@@ -27,7 +27,7 @@ pub fn folded(snap: &Snapshot) -> Vec<String> {
 }
 
 /// The SVG of a snapshot.
-pub fn svg(snap: &Snapshot) -> io::Result<Vec<u8>> {
+pub fn svg(snap: &Snapshot) -> Result<Vec<u8>, Error> {
     let lines = folded(snap);
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = if snap.estimated {
@@ -49,12 +49,12 @@ pub fn svg(snap: &Snapshot) -> io::Result<Vec<u8>> {
     } else {
         inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)
     }
-    .map_err(|e| io::Error::other(e.to_string()))?;
+    .map_err(|e| Error::Flamegraph(e.to_string()))?;
     Ok(out)
 }
 
 /// Writes an SVG flamegraph of what is live now.
-pub fn write(path: impl AsRef<Path>) -> io::Result<()> {
-    let svg = svg(&recorder::snapshot())?;
+pub fn write(path: impl AsRef<Path>) -> Result<(), Error> {
+    let svg = svg(&tracker::snapshot())?;
     super::write_atomically(path.as_ref(), &svg)
 }

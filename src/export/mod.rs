@@ -7,18 +7,72 @@
 //! leakscope::export::dhat::write("/tmp/heap.json")?;
 //! leakscope::export::flamegraph::write("/tmp/live.svg")?;
 //! leakscope::export::pprof::write("/tmp/heap.pb.gz")?;
-//! # Ok::<(), std::io::Error>(())
+//! # Ok::<(), leakscope::export::Error>(())
 //! ```
 //!
 //! In sampled mode every figure is the unbiased estimate, and each format
 //! says so where it has a place for it.
 
+mod at_exit;
 pub mod dhat;
 pub mod flamegraph;
 pub mod pprof;
 
-use crate::recorder::{SiteStats, Snapshot};
+use std::io;
+use std::path::{Path, PathBuf};
+
 use crate::symbols::{self, Frame};
+use crate::tracker::{SiteStats, Snapshot};
+
+/// Why a file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Writing the file failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the file failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not JSON of a DHAT file's shape.
+    #[error("{}: not a DHAT file: {source}", path.display())]
+    NotDhat {
+        /// The file.
+        path: PathBuf,
+        /// What the parser found.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file parses but Valgrind's viewer would refuse it.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The first problem found.
+        reason: String,
+    },
+    /// The bytes are not a pprof profile.
+    #[error("not a pprof profile: {0}")]
+    NotPprof(#[source] prost::DecodeError),
+    /// The bytes are gzip that does not decompress.
+    #[error("not gzip data: {0}")]
+    NotGzip(#[source] io::Error),
+    /// The flamegraph renderer failed.
+    #[error("cannot render the flamegraph: {0}")]
+    Flamegraph(String),
+}
 
 /// One stack with its figures, resolved, leakscope's own frames trimmed.
 pub(crate) struct ProgramPoint {
@@ -57,7 +111,14 @@ pub(crate) fn frame_text(f: &Frame) -> String {
 
 /// Writes `bytes` to `path` through a temporary file renamed into place, so
 /// a reader never sees half a file.
-pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_through_temporary(path, bytes).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_through_temporary(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension(format!(
         "{}tmp-{}",
         path.extension()

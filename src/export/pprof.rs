@@ -10,7 +10,8 @@ use std::path::Path;
 
 use prost::Message;
 
-use crate::recorder::{self, Snapshot};
+use super::Error;
+use crate::tracker::{self, Snapshot};
 
 /// profile.proto's `Profile`.
 #[derive(Clone, PartialEq, Message)]
@@ -319,20 +320,23 @@ pub fn encode(profile: &Profile) -> io::Result<Vec<u8>> {
 }
 
 /// Decodes a (gzipped or plain) profile.
-pub fn decode(bytes: &[u8]) -> io::Result<Profile> {
+pub fn decode(bytes: &[u8]) -> Result<Profile, Error> {
     let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)?;
+        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)
+            .map_err(Error::NotGzip)?;
         out
     } else {
         bytes.to_vec()
     };
-    Profile::decode(raw.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Profile::decode(raw.as_slice()).map_err(Error::NotPprof)
 }
 
 /// Writes a gzipped pprof profile of everything the recorder knows now.
-pub fn write(path: impl AsRef<Path>) -> io::Result<Profile> {
-    let profile = from_snapshot(&recorder::snapshot());
-    super::write_atomically(path.as_ref(), &encode(&profile)?)?;
+pub fn write(path: impl AsRef<Path>) -> Result<Profile, Error> {
+    let profile = from_snapshot(&tracker::snapshot());
+    // Compressing into memory cannot fail.
+    let bytes = encode(&profile).unwrap_or_default();
+    super::write_atomically(path.as_ref(), &bytes)?;
     Ok(profile)
 }

@@ -77,10 +77,10 @@ pub fn run(tests: &[(&str, fn())]) {
 /// Sums the totals of the stacks whose allocation site is `function`
 /// (closures of `function` included).
 pub fn site_totals(
-    snap: &leakscope::recorder::Snapshot,
+    snap: &leakscope::tracker::Snapshot,
     function: &str,
-) -> leakscope::recorder::SiteStats {
-    let mut sum = leakscope::recorder::SiteStats::default();
+) -> leakscope::tracker::SiteStats {
+    let mut sum = leakscope::tracker::SiteStats::default();
     for s in &snap.stacks {
         let frames = leakscope::symbols::resolve_stack(&s.frames);
         if let Some(site) = leakscope::symbols::allocation_site(&frames)

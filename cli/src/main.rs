@@ -1,0 +1,267 @@
+//! `leakscope attach PID` opens a console in a running process that called
+//! `leakscope::console::enable_attach()`; `leakscope connect [ADDR]` is a
+//! line-editing client for a console's TCP port.
+
+use std::io::{self, BufRead, IsTerminal};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use leakscope::console::{self, Client, Prompt};
+use leakscope::export::dhat;
+
+/// Whatever a command can fail with, shown after `leakscope: `.
+type Failure = Box<dyn std::error::Error>;
+
+#[derive(Parser)]
+#[command(
+    name = "leakscope",
+    version,
+    about = "Find memory leaks in running Rust programs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open a console in process PID (it must have called
+    /// leakscope::console::enable_attach()).
+    Attach {
+        /// The process.
+        pid: u32,
+        /// The signal it listens for.
+        #[arg(long, default_value = "USR2")]
+        signal: String,
+        /// Seconds to wait for it to connect back.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// The top program points of a DHAT file (live, at peak, total,
+    /// short-lived).
+    Report {
+        /// The DHAT file.
+        file: std::path::PathBuf,
+        /// How many program points.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// What grew between two DHAT files, by program point and by type.
+    Diff {
+        /// The earlier file.
+        old: std::path::PathBuf,
+        /// The later file.
+        new: std::path::PathBuf,
+        /// How many rows.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// Write a self-contained HTML page of Valgrind's viewer with the file
+    /// loaded (or say where the viewer is when it is not installed).
+    View {
+        /// The DHAT file.
+        file: std::path::PathBuf,
+        /// The page to write (default: FILE with .html).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Connect to a console's TCP port, with line editing.
+    Connect {
+        /// Where the console listens.
+        #[arg(default_value = "127.0.0.1:6023")]
+        addr: String,
+        /// The username.
+        #[arg(long, default_value = "leakscope")]
+        user: String,
+        /// The password (asked for, unechoed, when not given).
+        #[arg(long, env = "LEAKSCOPE_CONSOLE_PASSWORD")]
+        password: Option<String>,
+    },
+}
+
+fn signal_number(name: &str) -> Option<i32> {
+    let name = name.trim_start_matches("SIG");
+    Some(match name {
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "HUP" => libc::SIGHUP,
+        "WINCH" => libc::SIGWINCH,
+        "URG" => libc::SIGURG,
+        n => n.parse().ok()?,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Attach {
+            pid,
+            signal,
+            timeout,
+        } => attach(pid, &signal, Duration::from_secs(timeout)),
+        Command::Connect {
+            addr,
+            user,
+            password,
+        } => connect(&addr, &user, password),
+        Command::Report { file, top } => report(&file, top),
+        Command::Diff { old, new, top } => diff(&old, &new, top),
+        Command::View { file, output } => view(&file, output),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leakscope: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(path: &std::path::Path, top: usize) -> Result<(), Failure> {
+    let file = dhat::read_checked(path)?;
+    print!("{}", dhat::DhatReport::new(&file, top));
+    Ok(())
+}
+
+fn diff(old: &std::path::Path, new: &std::path::Path, top: usize) -> Result<(), Failure> {
+    print!(
+        "{}",
+        dhat::DhatDiff::new(&dhat::read(old)?, &dhat::read(new)?, top)
+    );
+    Ok(())
+}
+
+fn view(path: &std::path::Path, output: Option<std::path::PathBuf>) -> Result<(), Failure> {
+    let file = dhat::read(path)?;
+    let Some(dir) = dhat::viewer_dir() else {
+        println!(
+            "Valgrind's viewer (dh_view.html) is not installed here. Install valgrind \
+             (e.g. apt-get install valgrind), or open dh_view.html from a valgrind install \
+             elsewhere and load {} with its Load… button.",
+            path.display()
+        );
+        return Ok(());
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "dhat.json".into(), |n| n.to_string_lossy().into_owned());
+    let page = dhat::viewer_page(&file, &name, &dir)?;
+    let out = output.unwrap_or_else(|| path.with_extension("html"));
+    std::fs::write(&out, page).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!(
+        "Wrote {}: open it in a browser (Valgrind's viewer, {} loaded).",
+        out.display(),
+        name
+    );
+    Ok(())
+}
+
+fn attach(pid: u32, signal: &str, timeout: Duration) -> Result<(), Failure> {
+    let sig = signal_number(signal).ok_or_else(|| format!("unknown signal {signal}"))?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let token = console::new_token();
+    let path = console::write_rendezvous(pid, listener.local_addr()?.port(), &token)?;
+    let result = (|| {
+        // SAFETY: kill with a pid and a signal number; errors come back.
+        if unsafe { libc::kill(pid as i32, sig) } != 0 {
+            return Err(io::Error::other(format!(
+                "cannot signal process {pid}: {}",
+                io::Error::last_os_error()
+            )));
+        }
+        console::accept_attached(&listener, &token, timeout)
+    })();
+    let _ = std::fs::remove_file(&path);
+    Ok(session(result?, None)?)
+}
+
+fn connect(addr: &str, user: &str, password: Option<String>) -> Result<(), Failure> {
+    let stream = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    Ok(session(stream, Some((user.to_string(), password)))?)
+}
+
+/// Reads a password from the terminal without echo.
+fn read_hidden(prompt: &str) -> io::Result<String> {
+    eprint!("{prompt}");
+    let stdin = io::stdin();
+    let fd = 0;
+    // SAFETY: termios calls on stdin with a zeroed struct tcgetattr fills.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            None
+        } else {
+            let old = t;
+            t.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+            Some(old)
+        }
+    };
+    let mut line = String::new();
+    let r = stdin.lock().read_line(&mut line);
+    if let Some(old) = saved {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+    }
+    eprintln!();
+    r?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn session(stream: TcpStream, login: Option<(String, Option<String>)>) -> io::Result<()> {
+    let mut client = Client::new(stream)?;
+    let interactive = io::stdin().is_terminal();
+    let mut editor = if interactive {
+        Some(rustyline::DefaultEditor::new().map_err(io::Error::other)?)
+    } else {
+        None
+    };
+    // Piped input is read line by line; on a terminal the line editor and
+    // the password prompt read it, so the lock is only taken when piped.
+    let mut piped = (!interactive).then(|| io::stdin().lock().lines());
+    let mut next_piped = || -> io::Result<Option<String>> {
+        match piped.as_mut() {
+            Some(lines) => lines.next().transpose(),
+            None => Ok(None),
+        }
+    };
+    let mut stdout = io::stdout();
+    loop {
+        let prompt = client.read_until_prompt(&mut stdout)?;
+        let line = match prompt {
+            Prompt::Closed => return Ok(()),
+            Prompt::Username => login.as_ref().map_or_else(String::new, |(u, _)| u.clone()),
+            Prompt::Password => match login.as_ref().and_then(|(_, p)| p.clone()) {
+                Some(p) => p,
+                None if interactive => read_hidden("Password: ")?,
+                None => next_piped()?.unwrap_or_default(),
+            },
+            Prompt::Line => match editor.as_mut() {
+                Some(ed) => match ed.readline(">>> ") {
+                    Ok(l) => {
+                        let _ = ed.add_history_entry(l.as_str());
+                        l
+                    }
+                    Err(rustyline::error::ReadlineError::Interrupted) => {
+                        client.interrupt()?;
+                        continue;
+                    }
+                    Err(_) => {
+                        let _ = client.end(&mut stdout);
+                        return Ok(());
+                    }
+                },
+                None => match next_piped()? {
+                    Some(l) => l,
+                    None => {
+                        let _ = client.end(&mut stdout);
+                        return Ok(());
+                    }
+                },
+            },
+        };
+        client.send_line(&line)?;
+    }
+}

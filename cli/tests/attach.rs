@@ -1,0 +1,245 @@
+//! Attach by PID end to end, against a child process (this test binary run
+//! again as the target), with the real `leakscope` command; `leakscope
+//! connect` against an in-process console; and every refusal: a wrong
+//! token, a rendezvous file others could read, a file owned by someone else.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use leakscope::console::{self, Console};
+
+#[global_allocator]
+static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+
+const LEAKSCOPE: &str = env!("CARGO_BIN_EXE_leakscope");
+
+fn main() {
+    if std::env::var_os("ATTACH_TARGET").is_some() {
+        return target();
+    }
+    common::run(&[
+        (
+            "attach_opens_a_console_in_a_running_process",
+            attach_opens_a_console_in_a_running_process,
+        ),
+        (
+            "connect_logs_in_and_runs_lines",
+            connect_logs_in_and_runs_lines,
+        ),
+        (
+            "connect_on_a_terminal_hides_the_password_and_edits_lines",
+            connect_on_a_terminal_hides_the_password_and_edits_lines,
+        ),
+        (
+            "a_wrong_token_is_refused_and_the_right_one_accepted",
+            a_wrong_token_is_refused_and_the_right_one_accepted,
+        ),
+        (
+            "rendezvous_files_others_can_read_or_own_are_refused",
+            rendezvous_files_others_can_read_or_own_are_refused,
+        ),
+        (
+            "a_process_ignores_a_rendezvous_file_that_is_not_private",
+            a_process_ignores_a_rendezvous_file_that_is_not_private,
+        ),
+    ]);
+}
+
+/// The process to attach to: enables attach, says so, waits to be killed.
+fn target() {
+    console::enable_attach(Console::builder().func("answer", || 42i64)).expect("enable_attach");
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+struct Target(Child);
+
+impl Target {
+    fn start() -> Target {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env("ATTACH_TARGET", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("target");
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = [0u8; 6];
+        out.read_exact(&mut buf).expect("target ready");
+        assert_eq!(&buf, b"ready\n");
+        Target(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the leakscope command with `input` on stdin; returns its stdout,
+/// within 20 s.
+fn run_cli(args: &[&str], input: &str) -> (bool, String) {
+    let mut child = Command::new(LEAKSCOPE)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("leakscope");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("leakscope {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn attach_opens_a_console_in_a_running_process() {
+    let t = Target::start();
+    let (ok, out) = run_cli(
+        &["attach", &t.pid().to_string()],
+        "answer()\nprefs()\n1 +\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("leakscope console"), "{out}");
+    assert!(out.contains("42\n"), "{out}");
+    assert!(out.contains("Live References"), "{out}");
+    assert!(out.contains("SyntaxError"), "{out}");
+    // The rendezvous file is gone, and attaching again works.
+    assert!(!console::rendezvous_file(t.pid()).unwrap().exists());
+    let (ok, out) = run_cli(&["attach", &t.pid().to_string()], "answer() + 1\n");
+    assert!(ok && out.contains("43\n"), "{out}");
+}
+
+fn connect_logs_in_and_runs_lines() {
+    let c = Console::builder()
+        .port(0)
+        .password("pw")
+        .func("answer", || 42i64)
+        .spawn()
+        .unwrap();
+    let addr = c.addr().unwrap().to_string();
+    let (ok, out) = run_cli(
+        &["connect", &addr, "--password", "pw"],
+        "answer()\n21 * 2\n",
+    );
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("42\n").count(), 2, "{out}");
+    assert!(
+        !out.contains(">>> "),
+        "the client shows its own prompt, not the server's"
+    );
+}
+
+/// The interactive path: a terminal (from `script`), the password asked for
+/// without echo, the line editor's prompt, Ctrl-D to leave.
+fn connect_on_a_terminal_hides_the_password_and_edits_lines() {
+    let c = Console::builder()
+        .port(0)
+        .password("s3cret")
+        .spawn()
+        .unwrap();
+    let addr = c.addr().unwrap().to_string();
+    let mut t = common::Terminal::start(&format!("{LEAKSCOPE} connect {addr}"));
+    t.wait_for("Password: ");
+    t.type_bytes(b"s3cret\r");
+    t.wait_for(">>> ");
+    t.type_bytes(b"21 * 2\r");
+    t.wait_for("42");
+    assert!(!t.text().contains("s3cret"), "the password was not echoed");
+    t.type_bytes(&[4]);
+    let status = t.wait_exit();
+    assert!(status.success(), "{:?}", t.text());
+}
+
+fn a_wrong_token_is_refused_and_the_right_one_accepted() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = console::new_token();
+    let right = token.clone();
+    let peers = std::thread::spawn(move || {
+        let mut impostor = std::net::TcpStream::connect(addr).unwrap();
+        impostor
+            .write_all(b"LEAKSCOPE-ATTACH 0123456789abcdef0123456789abcdef\r\n")
+            .unwrap();
+        let mut buf = [0u8; 16];
+        // Dropped without a word.
+        let n = impostor.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0);
+        let mut real = std::net::TcpStream::connect(addr).unwrap();
+        real.write_all(format!("LEAKSCOPE-ATTACH {right}\r\n").as_bytes())
+            .unwrap();
+        real.write_all(b"hello").unwrap();
+        real
+    });
+    let mut s =
+        console::accept_attached(&listener, &token, Duration::from_secs(10)).expect("the real one");
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    drop(peers.join().unwrap());
+    let none = console::accept_attached(&listener, &token, Duration::from_millis(300));
+    assert_eq!(none.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+}
+
+fn rendezvous_files_others_can_read_or_own_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = console::write_rendezvous(4_000_000_001, 1234, &console::new_token()).unwrap();
+    let (port, token) = console::read_rendezvous(&path).unwrap();
+    assert_eq!((port, token.len()), (1234, 32));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = console::read_rendezvous(&path).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // As root (CI), hand the file to `nobody`: no longer ours.
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: chown on a path we own.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        let e = console::read_rendezvous(&path).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
+fn a_process_ignores_a_rendezvous_file_that_is_not_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Target::start();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let token = console::new_token();
+    let path =
+        console::write_rendezvous(t.pid(), listener.local_addr().unwrap().port(), &token).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(t.pid() as i32, libc::SIGUSR2) }, 0);
+    let r = console::accept_attached(&listener, &token, Duration::from_secs(2));
+    assert_eq!(
+        r.unwrap_err().kind(),
+        std::io::ErrorKind::TimedOut,
+        "the process did not come"
+    );
+    std::fs::remove_file(&path).unwrap();
+}

@@ -1,0 +1,186 @@
+//! Attach by PID: `leakscope attach PID` opens the console in a process
+//! that opened no port. The CLI leaves a private rendezvous file (port and
+//! one-time token) and signals the process, which checks the file and
+//! connects back (diesel's `dconsole`, made safe).
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use super::server::{Builder, SessionConfig, announce, random_hex};
+use super::session::{Session, same};
+
+/// The signal `leakscope attach` sends by default.
+pub const ATTACH_SIGNAL: i32 = libc::SIGUSR2;
+
+/// The per-user directory holding rendezvous files: `$XDG_RUNTIME_DIR/
+/// leakscope` when set, else `/tmp/leakscope-<uid>`; created 0700.
+pub fn rendezvous_dir() -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => std::path::PathBuf::from(d).join("leakscope"),
+        _ => std::path::PathBuf::from(format!("/tmp/leakscope-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is not a private directory of this user", dir.display()),
+        ));
+    }
+    Ok(dir)
+}
+
+/// The rendezvous file for process `pid`.
+pub fn rendezvous_file(pid: u32) -> io::Result<std::path::PathBuf> {
+    Ok(rendezvous_dir()?.join(format!("{pid}.attach")))
+}
+
+/// Reads and checks a rendezvous file: owned by this user, readable by no
+/// one else, holding `PORT TOKEN`.
+pub fn read_rendezvous(path: &std::path::Path) -> io::Result<(u16, String)> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(path)?;
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    if !meta.is_file() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a private file of this user; refused",
+                path.display()
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(path)?;
+    let mut parts = text.split_whitespace();
+    let port = parts.next().and_then(|p| p.parse().ok());
+    let token = parts.next().filter(|t| t.len() >= 16).map(str::to_string);
+    match (port, token) {
+        (Some(port), Some(token)) => Ok((port, token)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "malformed rendezvous file",
+        )),
+    }
+}
+
+/// Writes a rendezvous file (0600) for `pid`: `PORT TOKEN`.
+pub fn write_rendezvous(pid: u32, port: u16, token: &str) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = rendezvous_file(pid)?;
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    writeln!(f, "{port} {token}")?;
+    Ok(path)
+}
+
+/// A fresh one-time token.
+pub fn new_token() -> String {
+    random_hex(16)
+}
+
+/// Lets `leakscope attach PID` open a console in this process: a signal
+/// handler (signal-hook; nothing allocates in the handler) wakes a thread
+/// that reads this process's rendezvous file (it must belong to this user
+/// and be private), connects to the port it names on 127.0.0.1, presents
+/// the token and serves one session with `host`'s names.
+pub fn enable_attach(host: Builder) -> io::Result<()> {
+    enable_attach_on(ATTACH_SIGNAL, host)
+}
+
+/// [`enable_attach`] with another signal.
+pub fn enable_attach_on(signal: i32, mut host: Builder) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal])?;
+    let config = Arc::new(SessionConfig {
+        host: Arc::new(std::mem::take(&mut host.host)),
+        username: String::new(),
+        password: String::new(),
+        idle_timeout: host.idle_timeout,
+        login_timeout: host.login_timeout,
+        write_timeout: host.write_timeout,
+        max_sessions: 1,
+        sessions: AtomicUsize::new(0),
+        stop: Arc::new(AtomicBool::new(false)),
+    });
+    std::thread::Builder::new()
+        .name("leakscope-attach".into())
+        .stack_size(8 << 20)
+        .spawn(move || {
+            for _ in signals.forever() {
+                if let Err(e) = attach_once(&config) {
+                    announce(&format!("leakscope: attach refused: {e}"));
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn attach_once(config: &SessionConfig) -> io::Result<()> {
+    let path = rendezvous_file(std::process::id())?;
+    let (port, token) = read_rendezvous(&path)?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(format!("LEAKSCOPE-ATTACH {token}\r\n").as_bytes())?;
+    Session::new(stream, config, false).run()
+}
+
+/// The CLI's side of attach: waits on `listener` (up to `timeout`) for the
+/// process to connect and present `token`. A peer with a wrong or missing
+/// token is dropped and waiting goes on, so nobody who merely saw the port
+/// can stand in for the process.
+pub fn accept_attached(
+    listener: &TcpListener,
+    token: &str,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + timeout;
+    let expected = format!("LEAKSCOPE-ATTACH {token}");
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream.set_nonblocking(false)?;
+                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut line = Vec::new();
+                let mut byte = [0u8; 1];
+                while line.len() < 200 && !line.ends_with(b"\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => line.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if same(
+                    line.strip_suffix(b"\r\n").unwrap_or(&line),
+                    expected.as_bytes(),
+                ) {
+                    stream.set_read_timeout(None)?;
+                    return Ok(stream);
+                }
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the process did not connect back (did it call leakscope::console::enable_attach()?)",
+    ))
+}

@@ -1,0 +1,29 @@
+//! The allocator's figures: `stats()`, `purge()`.
+
+use crate::console::eval::{Error, PyError, Value};
+use crate::console::host::Host;
+
+pub(super) fn register(host: &mut Host) {
+    host.builtin_function(
+        "stats",
+        Some(
+            "stats() — allocator counters and jemalloc's allocated/active/resident/mapped/retained/metadata",
+        ),
+        |c| {
+            c.arity(0)?;
+            crate::stats()
+                .map(|s| Value::Text(s.to_string()))
+                .map_err(|e| Error::new(PyError::OSError, e.to_string()))
+        },
+    );
+    host.builtin_function(
+        "purge",
+        Some("purge() — return unused pages to the OS, and say how much"),
+        |c| {
+            c.arity(0)?;
+            crate::purge()
+                .map(|r| Value::Text(r.to_string()))
+                .map_err(|e| Error::new(PyError::OSError, e.to_string()))
+        },
+    );
+}

@@ -1,0 +1,76 @@
+//! The language's own functions: `p`, `len`, `help`.
+
+use crate::console::eval::{Error, PyError, Value, pretty};
+use crate::console::host::{Call, Host, Origin};
+
+pub(super) fn register(host: &mut Host) {
+    host.builtin_function("p", Some("p(x) — pretty-print a value"), |c| {
+        c.arity(1)?;
+        Ok(Value::Text(pretty(&c.args()[0], c.width())))
+    });
+    host.builtin_function(
+        "len",
+        Some("len(x) — length of a list, string, partition or heap"),
+        |c| {
+            c.arity(1)?;
+            let n = match &c.args()[0] {
+                Value::Str(s) => Some(s.chars().count()),
+                Value::List(v) | Value::Tuple(v) => Some(v.len()),
+                Value::Json(serde_json::Value::Array(a)) => Some(a.len()),
+                Value::Json(serde_json::Value::Object(o)) => Some(o.len()),
+                Value::Object(o) => o.length(),
+                _ => None,
+            };
+            n.map(Value::from).ok_or_else(|| {
+                Error::new(
+                    PyError::TypeError,
+                    format!("object of type '{}' has no len()", c.args()[0].type_name()),
+                )
+            })
+        },
+    );
+    host.builtin_function("help", Some("help() — this list"), |c| {
+        Ok(Value::Text(help(c)))
+    });
+}
+
+/// `help()`: the built-ins' lines, then the program's names.
+fn help(c: &Call<'_>) -> String {
+    let mut out =
+        String::from("leakscope console. Type an expression; Ctrl-D or exit() leaves.\n\n");
+    let mut program: Vec<String> = Vec::new();
+    for (name, entry) in c.host.entries() {
+        match entry.origin {
+            Origin::Builtin => {
+                if let Some(text) = entry.help {
+                    out.push_str("  ");
+                    out.push_str(text);
+                    out.push('\n');
+                }
+            }
+            Origin::Program => program.push(match &entry.value {
+                Value::Function(_) => format!("{name}()"),
+                Value::Object(o) if !o.methods().is_empty() => format!(
+                    "{name}: {}",
+                    o.methods()
+                        .iter()
+                        .map(|m| format!(".{m}()"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                _ => name.to_string(),
+            }),
+        }
+    }
+    program.sort();
+    if !program.is_empty() {
+        out.push_str("\nFrom the program:\n");
+        for h in program {
+            out.push_str("  ");
+            out.push_str(&h);
+            out.push('\n');
+        }
+    }
+    out.push_str("\n_ is the last result; x = … keeps one.\n");
+    out
+}

@@ -1,0 +1,57 @@
+//! Files for the viewers, written mid-run: `dump_dhat`, `dump_flamegraph`,
+//! `dump_pprof`.
+
+use crate::console::eval::{Error, PyError, Value};
+use crate::console::host::{Call, Host};
+use crate::export;
+
+pub(super) fn register(host: &mut Host) {
+    host.builtin_function(
+        "dump_dhat",
+        Some(
+            "dump_dhat('/tmp/heap.json') — a DHAT file for Valgrind's dh_view.html, now, tracking goes on",
+        ),
+        |c| {
+            let path = path(c)?;
+            let f = export::dhat::write(path).map_err(os_error)?;
+            Ok(Value::Text(format!(
+                "Wrote {} program points to {path}; open it with Valgrind's dh_view.html \
+                 (leakscope view {path}).",
+                f.pps.len()
+            )))
+        },
+    );
+    host.builtin_function(
+        "dump_flamegraph",
+        Some("dump_flamegraph('/tmp/live.svg') — an SVG flamegraph of live bytes by stack"),
+        |c| {
+            let path = path(c)?;
+            export::flamegraph::write(path).map_err(os_error)?;
+            Ok(Value::Text(format!(
+                "Wrote a flamegraph of live bytes to {path}."
+            )))
+        },
+    );
+    host.builtin_function(
+        "dump_pprof",
+        Some("dump_pprof('/tmp/heap.pb.gz') — a pprof profile (go tool pprof, Pyroscope, Parca)"),
+        |c| {
+            let path = path(c)?;
+            let p = export::pprof::write(path).map_err(os_error)?;
+            Ok(Value::Text(format!(
+                "Wrote {} samples to {path}; go tool pprof {path}",
+                p.sample.len()
+            )))
+        },
+    );
+}
+
+/// The one path argument of a dump.
+fn path<'a>(c: &'a Call<'_>) -> Result<&'a str, Error> {
+    c.arity(1)?;
+    c.str_arg(0)
+}
+
+fn os_error(e: export::Error) -> Error {
+    Error::new(PyError::OSError, e.to_string())
+}

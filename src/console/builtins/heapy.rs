@@ -1,0 +1,227 @@
+//! Guppy's heapy in the console: `hpy`, and the heaps, partitions and
+//! differences it gives, as objects.
+
+use std::time::Duration;
+
+use crate::console::eval::{Error, PyError, Value};
+use crate::console::host::{Call, Host, HostObject};
+use crate::heap::{Heap, HeapDiff, Hpy, Kind, Partition};
+
+pub(super) fn register(host: &mut Host) {
+    host.builtin_object(
+        "hpy",
+        Some(
+            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all; hpy().setrelheap(), .watch(secs), .suspects()",
+        ),
+        HpyObject(crate::hpy()),
+    );
+}
+
+/// `hpy` (and `hpy()`, the same object).
+struct HpyObject(Hpy);
+
+impl HostObject for HpyObject {
+    fn type_name(&self) -> &str {
+        "hpy"
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        vec![
+            "heap",
+            "setrelheap",
+            "setref",
+            "clear_relheap",
+            "watch",
+            "unwatch",
+            "suspects",
+        ]
+    }
+
+    fn call(&self, method: &str, c: &Call<'_>) -> Result<Value, Error> {
+        let h = &self.0;
+        if method != "watch" {
+            c.arity(0)?;
+        }
+        c.no_kwargs()?;
+        match method {
+            "heap" => Ok(Value::object(HeapObject(h.heap()))),
+            "setrelheap" | "setref" => {
+                h.setrelheap();
+                Ok(Value::None)
+            }
+            "clear_relheap" => {
+                h.clear_relheap();
+                Ok(Value::None)
+            }
+            "watch" => {
+                let secs = match c.args() {
+                    [Value::Int(n)] if *n > 0 => *n as f64,
+                    [Value::Float(f)] if *f > 0.0 && f.is_finite() => *f,
+                    [] => 10.0,
+                    _ => {
+                        return Err(Error::new(
+                            PyError::TypeError,
+                            "watch(seconds) takes a positive number",
+                        ));
+                    }
+                };
+                h.watch(Duration::from_secs_f64(secs.min(86_400.0)));
+                Ok(Value::Text(format!(
+                    "Watching the heap every {secs} s; suspects() lists what keeps growing.\n"
+                )))
+            }
+            "unwatch" => {
+                h.unwatch();
+                Ok(Value::None)
+            }
+            "suspects" => Ok(Value::Text(crate::render::suspects(
+                &h.suspects(),
+                c.width(),
+            ))),
+            _ => Err(Error::no_attribute(self.type_name(), method)),
+        }
+    }
+
+    fn repr(&self) -> String {
+        "<hpy>".into()
+    }
+
+    fn call_returns_self(&self) -> bool {
+        true
+    }
+}
+
+/// A heap: `hpy().heap()`, or a row of a partition.
+struct HeapObject(Heap);
+
+/// The partition an attribute names (`bytype` …).
+fn kind_named(name: &str) -> Option<Kind> {
+    Some(match name {
+        "bytype" => Kind::Type,
+        "bysite" => Kind::Site,
+        "bystack" => Kind::Stack,
+        "bysize" => Kind::Size,
+        "byage" => Kind::Age,
+        "bythread" => Kind::Thread,
+        _ => return None,
+    })
+}
+
+impl HostObject for HeapObject {
+    fn type_name(&self) -> &str {
+        "heap"
+    }
+
+    fn attribute(&self, name: &str) -> Option<Value> {
+        let h = &self.0;
+        match name {
+            "count" => Some(Value::from(h.count())),
+            "size" => Some(Value::from(h.size())),
+            _ => kind_named(name).map(|k| Value::object(PartitionObject(h.partition(k)))),
+        }
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["stacks"]
+    }
+
+    fn call(&self, method: &str, c: &Call<'_>) -> Result<Value, Error> {
+        c.arity(0)?;
+        match method {
+            "stacks" => Ok(Value::Text(crate::render::stacks(&self.0.stacks(), 10))),
+            _ => Err(Error::no_attribute(self.type_name(), method)),
+        }
+    }
+
+    fn repr(&self) -> String {
+        format!(
+            "<heap: {} objects, {} bytes>",
+            self.0.count(),
+            self.0.size()
+        )
+    }
+
+    fn show(&self, width: usize) -> String {
+        self.0.bytype().render(width)
+    }
+
+    fn length(&self) -> Option<usize> {
+        Some(self.0.count() as usize)
+    }
+
+    fn subtract(&self, other: &Value) -> Option<Result<Value, Error>> {
+        let Value::Object(o) = other else {
+            return None;
+        };
+        let before = (o.as_ref() as &dyn std::any::Any).downcast_ref::<HeapObject>()?;
+        Some(Ok(Value::object(DiffObject(&self.0 - &before.0))))
+    }
+
+    fn call_returns_self(&self) -> bool {
+        true
+    }
+}
+
+/// A partition of a heap, paged.
+struct PartitionObject(Partition);
+
+impl HostObject for PartitionObject {
+    fn type_name(&self) -> &str {
+        "partition"
+    }
+
+    fn attribute(&self, name: &str) -> Option<Value> {
+        let p = &self.0;
+        match name {
+            "more" => Some(Value::object(PartitionObject(p.more()))),
+            "all" => Some(Value::object(PartitionObject(p.all()))),
+            "count" => Some(Value::from(p.heap().count())),
+            "size" => Some(Value::from(p.heap().size())),
+            _ => None,
+        }
+    }
+
+    fn repr(&self) -> String {
+        format!(
+            "<partition by {} of {} rows>",
+            self.0.kind().heading(),
+            self.0.rows().len()
+        )
+    }
+
+    fn show(&self, width: usize) -> String {
+        self.0.render(width)
+    }
+
+    fn length(&self) -> Option<usize> {
+        Some(self.0.rows().len())
+    }
+
+    fn item(&self, index: usize) -> Option<Value> {
+        (index < self.0.rows().len()).then(|| Value::object(HeapObject(self.0.row(index))))
+    }
+
+    fn call_returns_self(&self) -> bool {
+        true
+    }
+}
+
+/// The difference of two heaps.
+struct DiffObject(HeapDiff);
+
+impl HostObject for DiffObject {
+    fn type_name(&self) -> &str {
+        "diff"
+    }
+
+    fn repr(&self) -> String {
+        format!(
+            "<difference: {:+} objects, {:+} bytes>",
+            self.0.count, self.0.size
+        )
+    }
+
+    fn show(&self, width: usize) -> String {
+        crate::render::diff(&self.0, width)
+    }
+}

@@ -1,0 +1,172 @@
+//! The console's values.
+
+use std::sync::Arc;
+
+use crate::console::host::{Function, HostObject};
+
+/// A value in the console.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Value {
+    /// `None`
+    None,
+    /// `True` / `False`
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A list.
+    List(Vec<Value>),
+    /// A tuple.
+    Tuple(Vec<Value>),
+    /// A class name used as a reference (`ignore=Spider`).
+    Class(String),
+    /// Text already rendered (a report): shown as is.
+    Text(String),
+    /// Structured data (fields of tracked objects, host results).
+    Json(serde_json::Value),
+    /// An object: the program's, or one of leakscope's views.
+    Object(Arc<dyn HostObject>),
+    /// A function.
+    Function(Arc<Function>),
+    /// A method bound to its object.
+    Method(Arc<dyn HostObject>, String),
+}
+
+impl Value {
+    /// Text shown as is at the prompt (a report).
+    pub fn text(text: impl Into<String>) -> Value {
+        Value::Text(text.into())
+    }
+
+    /// An object.
+    pub fn object(object: impl HostObject) -> Value {
+        Value::Object(Arc::new(object))
+    }
+
+    /// Any serialisable data, as the console's values (objects become
+    /// attribute-readable data; `None` when it cannot be serialised).
+    pub fn json(data: &impl serde::Serialize) -> Value {
+        serde_json::to_value(data).map_or(Value::None, Value::from)
+    }
+
+    /// The value's type name, as errors name it.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Value::None => "NoneType",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::List(_) => "list",
+            Value::Tuple(_) => "tuple",
+            Value::Class(_) => "class",
+            Value::Text(_) => "report",
+            Value::Json(_) => "object",
+            Value::Object(o) => o.type_name(),
+            Value::Function(_) => "function",
+            Value::Method(_, _) => "method",
+        }
+    }
+
+    /// Python's truth value.
+    pub(crate) fn truthy(&self) -> bool {
+        match self {
+            Value::None => false,
+            Value::Bool(b) => *b,
+            Value::Int(n) => *n != 0,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) | Value::Text(s) => !s.is_empty(),
+            Value::List(v) | Value::Tuple(v) => !v.is_empty(),
+            Value::Json(j) => {
+                !matches!(j, serde_json::Value::Null | serde_json::Value::Bool(false))
+            }
+            Value::Object(o) => o.length() != Some(0),
+            _ => true,
+        }
+    }
+
+    /// The value as data, for a host function's arguments.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::None => serde_json::Value::Null,
+            Value::Bool(b) => (*b).into(),
+            Value::Int(n) => (*n).into(),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Value::Str(s) | Value::Class(s) | Value::Text(s) => s.clone().into(),
+            Value::List(items) | Value::Tuple(items) => items.iter().map(Value::to_json).collect(),
+            Value::Json(j) => j.clone(),
+            Value::Object(o) => o.to_json().unwrap_or_else(|| o.repr().into()),
+            other => super::repr::repr(other).into(),
+        }
+    }
+}
+
+impl From<serde_json::Value> for Value {
+    fn from(j: serde_json::Value) -> Value {
+        match j {
+            serde_json::Value::Null => Value::None,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => Value::Str(s),
+            serde_json::Value::Array(a) => Value::List(a.into_iter().map(Value::from).collect()),
+            obj => Value::Json(obj),
+        }
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Value {
+        Value::Int(n)
+    }
+}
+
+impl From<u64> for Value {
+    /// An integer; one beyond `i64` becomes a float.
+    fn from(n: u64) -> Value {
+        i64::try_from(n).map_or(Value::Float(n as f64), Value::Int)
+    }
+}
+
+impl From<usize> for Value {
+    fn from(n: usize) -> Value {
+        Value::from(n as u64)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(f: f64) -> Value {
+        Value::Float(f)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s)
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::repr::repr(self))
+    }
+}

@@ -1,0 +1,400 @@
+//! The console's listener: the builder, the port, and a thread per session.
+
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::eval::{Error, Value};
+use super::host::{Call, Entry, Function, Host, HostObject, IntoOutput, Origin};
+use super::session::Session;
+
+/// The first port tried (Scrapy's).
+pub const DEFAULT_PORT: u16 = 6023;
+/// The last port tried.
+pub const DEFAULT_LAST_PORT: u16 = 6073;
+/// The username sessions give.
+pub const DEFAULT_USERNAME: &str = "leakscope";
+/// Sessions idle this long are closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Connections that have not logged in this soon are closed.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client that has not taken output this long is dropped.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many sessions at once.
+pub const DEFAULT_MAX_SESSIONS: usize = 8;
+
+/// Why a console could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// A `LEAKSCOPE_CONSOLE*` variable read by
+    /// [`Builder::with_default_env`] has a value that cannot be used.
+    #[error("{name}={value} is not {expected}")]
+    BadVariable {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// No port of the range could be bound.
+    #[error("no free port in {first}..={last}: {source}")]
+    Bind {
+        /// The first port tried.
+        first: u16,
+        /// The last port tried.
+        last: u16,
+        /// The last port's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The listener thread could not be started.
+    #[error("cannot start the console's thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+/// Configures and starts a [`Console`]. Its settings are its own: the
+/// environment applies only through [`Builder::with_default_env`].
+pub struct Builder {
+    pub(super) host: Host,
+    /// `LEAKSCOPE_CONSOLE=0`: spawn nothing.
+    disabled: bool,
+    /// A variable [`Builder::with_default_env`] could not use.
+    env_error: Option<SpawnError>,
+    ports: (u16, u16),
+    username: String,
+    password: Option<String>,
+    pub(super) idle_timeout: Duration,
+    pub(super) login_timeout: Duration,
+    pub(super) write_timeout: Duration,
+    max_sessions: usize,
+}
+
+/// A running console (or a disabled one, with no address). Dropping it
+/// stops the listener and ends the sessions.
+pub struct Console {
+    addr: Option<SocketAddr>,
+    password: String,
+    stop: Arc<AtomicBool>,
+    listener: Option<JoinHandle<()>>,
+}
+
+pub(super) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // SAFETY: getrandom fills the buffer we own, up to its length.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != buf.len() as isize {
+        // Never without entropy: fall back to the clock and the address of
+        // a stack variable, hashed.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (&buf as *const _ as u64);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (seed
+                .rotate_left(i as u32 * 8)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                >> 56) as u8;
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn announce(message: &str) {
+    if log::max_level() == log::LevelFilter::Off {
+        eprintln!("{message}");
+    } else {
+        log::info!("{message}");
+    }
+}
+
+impl Console {
+    /// A builder with Scrapy's defaults: 127.0.0.1, the first free port of
+    /// 6023..=6073, user `leakscope`, a random password.
+    pub fn builder() -> Builder {
+        Builder {
+            host: Host::with_builtins(),
+            disabled: false,
+            env_error: None,
+            ports: (DEFAULT_PORT, DEFAULT_LAST_PORT),
+            username: DEFAULT_USERNAME.into(),
+            password: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+        }
+    }
+
+    /// Where it listens (`None` when disabled by `LEAKSCOPE_CONSOLE=0`).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// The password sessions must give.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(addr) = self.addr {
+            // Wake the blocking accept.
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+        }
+        if let Some(t) = self.listener.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Builder {
+    /// Makes `value`'s attributes and methods reachable as `name`.
+    pub fn var(mut self, name: &str, value: impl HostObject) -> Self {
+        self.host.insert(
+            name,
+            Entry {
+                value: Value::object(value),
+                help: None,
+                origin: Origin::Program,
+            },
+        );
+        self
+    }
+
+    /// Makes `f` callable as `name()`, with no arguments.
+    pub fn func<T: IntoOutput>(
+        self,
+        name: &str,
+        f: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.function(name, move |call| {
+            call.arity(0)?;
+            f().into_output()
+        })
+    }
+
+    /// Makes `f` callable as `name(…)`, with the call's arguments.
+    ///
+    /// ```
+    /// use leakscope::console::{Console, Error, PyError, Value};
+    ///
+    /// let builder = Console::builder().function("double", |call| match call.args() {
+    ///     [Value::Int(n)] => Ok(Value::from(n.saturating_mul(2))),
+    ///     _ => Err(Error::new(PyError::TypeError, "double(n) takes an integer")),
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn function(
+        mut self,
+        name: &str,
+        f: impl Fn(&Call<'_>) -> Result<Value, Error> + Send + Sync + 'static,
+    ) -> Self {
+        self.host.insert(
+            name,
+            Entry {
+                value: Value::Function(Arc::new(Function::new(name, f))),
+                help: None,
+                origin: Origin::Program,
+            },
+        );
+        self
+    }
+
+    /// Applies the console's environment variables (see
+    /// [`config`](crate::config)): `LEAKSCOPE_CONSOLE=0` makes
+    /// [`spawn`](Self::spawn) start nothing, `LEAKSCOPE_CONSOLE_PORT` and
+    /// `LEAKSCOPE_CONSOLE_PASSWORD` replace the port and password. Settings
+    /// made after this call win over the environment; a value that cannot
+    /// be used makes `spawn` fail with [`SpawnError::BadVariable`].
+    pub fn with_default_env(mut self) -> Self {
+        use crate::config;
+        if config::CONSOLE.value().is_some_and(|v| v.trim() == "0") {
+            self.disabled = true;
+        }
+        if let Some(p) = config::CONSOLE_PORT.value() {
+            match p.trim().parse() {
+                Ok(port) => self.ports = (port, port),
+                Err(_) => {
+                    self.env_error = Some(SpawnError::BadVariable {
+                        name: config::CONSOLE_PORT.name(),
+                        value: p,
+                        expected: "a port number",
+                    })
+                }
+            }
+        }
+        if let Some(p) = config::CONSOLE_PASSWORD.value() {
+            self.password = Some(p);
+        }
+        self
+    }
+
+    /// Listens on exactly this port (0: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.ports = (port, port);
+        self
+    }
+
+    /// Listens on the first free port of this range.
+    pub fn port_range(mut self, first: u16, last: u16) -> Self {
+        self.ports = (first, last.max(first));
+        self
+    }
+
+    /// The username sessions must give.
+    pub fn username(mut self, username: &str) -> Self {
+        self.username = username.to_string();
+        self
+    }
+
+    /// The password (default: 8 random bytes as 16 hex digits).
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_string());
+        self
+    }
+
+    /// Closes sessions idle this long (default 30 minutes).
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// Closes connections that have not logged in this soon (default 30 s).
+    pub fn login_timeout(mut self, t: Duration) -> Self {
+        self.login_timeout = t;
+        self
+    }
+
+    /// Drops a client that has not taken our output this long (default 10 s).
+    pub fn write_timeout(mut self, t: Duration) -> Self {
+        self.write_timeout = t;
+        self
+    }
+
+    /// At most this many sessions at once (default 8).
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n.max(1);
+        self
+    }
+
+    fn bind(&self) -> Result<TcpListener, SpawnError> {
+        let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no port to try");
+        for port in self.ports.0..=self.ports.1 {
+            match TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)) {
+                Ok(l) => return Ok(l),
+                Err(e) => last = e,
+            }
+        }
+        Err(SpawnError::Bind {
+            first: self.ports.0,
+            last: self.ports.1,
+            source: last,
+        })
+    }
+
+    /// Binds and starts the listener thread; logs where it listens and the
+    /// password. A builder disabled by [`with_default_env`](Self::with_default_env)
+    /// gives a console with no address.
+    pub fn spawn(mut self) -> Result<Console, SpawnError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Some(e) = self.env_error.take() {
+            return Err(e);
+        }
+        if self.disabled {
+            return Ok(Console {
+                addr: None,
+                password: String::new(),
+                stop,
+                listener: None,
+            });
+        }
+        let password = self.password.clone().unwrap_or_else(|| random_hex(8));
+        let listener = self.bind()?;
+        let addr = listener.local_addr().map_err(SpawnError::Thread)?;
+        let config = Arc::new(SessionConfig {
+            host: Arc::new(std::mem::take(&mut self.host)),
+            username: self.username.clone(),
+            password: password.clone(),
+            idle_timeout: self.idle_timeout,
+            login_timeout: self.login_timeout,
+            write_timeout: self.write_timeout,
+            max_sessions: self.max_sessions,
+            sessions: AtomicUsize::new(0),
+            stop: stop.clone(),
+        });
+        let thread = std::thread::Builder::new()
+            .name("leakscope-console".into())
+            .spawn(move || listen(listener, config))
+            .map_err(SpawnError::Thread)?;
+        announce(&format!("Telnet console listening on {addr}"));
+        announce(&format!("Telnet Password: {password}"));
+        Ok(Console {
+            addr: Some(addr),
+            password,
+            stop,
+            listener: Some(thread),
+        })
+    }
+}
+
+/// What every session of one console shares.
+pub(super) struct SessionConfig {
+    pub(super) host: Arc<Host>,
+    pub(super) username: String,
+    pub(super) password: String,
+    pub(super) idle_timeout: Duration,
+    pub(super) login_timeout: Duration,
+    pub(super) write_timeout: Duration,
+    pub(super) max_sessions: usize,
+    pub(super) sessions: AtomicUsize,
+    pub(super) stop: Arc<AtomicBool>,
+}
+
+/// A session's slot, given back however the session ends (a panic too).
+struct Slot(Arc<SessionConfig>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn listen(listener: TcpListener, config: Arc<SessionConfig>) {
+    let mut sessions: Vec<JoinHandle<()>> = Vec::new();
+    for conn in listener.incoming() {
+        if config.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(mut stream) = conn else { continue };
+        if config.sessions.load(Ordering::Relaxed) >= config.max_sessions {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = stream.write_all(b"Too many console sessions; try again later.\r\n");
+            let _ = stream.shutdown(Shutdown::Both);
+            continue;
+        }
+        config.sessions.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(config.clone());
+        let spawned = std::thread::Builder::new()
+            .name("leakscope-session".into())
+            .stack_size(8 << 20)
+            .spawn(move || {
+                let _ = Session::new(stream, &slot.0, true).run();
+                drop(slot);
+            });
+        // A thread that could not start dropped its slot with the closure.
+        if let Ok(h) = spawned {
+            sessions.retain(|h| !h.is_finished());
+            sessions.push(h);
+        }
+    }
+    for h in sessions {
+        let _ = h.join();
+    }
+}

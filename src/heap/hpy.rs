@@ -1,0 +1,51 @@
+//! `hpy()`: the entry point, and the relative-heap baseline.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::Heap;
+use crate::tracker;
+
+/// Blocks live when [`Hpy::setrelheap`] was called: (address, birth).
+static RELHEAP: Mutex<Option<HashSet<(usize, Duration)>>> = Mutex::new(None);
+
+/// The entry point, as Guppy's `hpy()`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hpy;
+
+/// Guppy's `hpy()`: heaps, baselines and the growth watch.
+pub fn hpy() -> Hpy {
+    Hpy
+}
+
+impl Hpy {
+    /// A snapshot of the live blocks the recorder knows (only those
+    /// allocated after [`Hpy::setrelheap`], if it was called).
+    pub fn heap(&self) -> Heap {
+        let snapshot = tracker::snapshot();
+        let base = RELHEAP.lock().unwrap_or_else(|e| e.into_inner());
+        match base.as_ref() {
+            Some(old) => Heap::from_snapshot(snapshot, |b| !old.contains(&(b.addr, b.born))),
+            None => Heap::from_snapshot(snapshot, |_| true),
+        }
+    }
+
+    /// Later heaps show only blocks allocated after this call.
+    pub fn setrelheap(&self) {
+        let snapshot = tracker::snapshot();
+        let set: HashSet<(usize, Duration)> =
+            snapshot.blocks.iter().map(|b| (b.addr, b.born)).collect();
+        *RELHEAP.lock().unwrap_or_else(|e| e.into_inner()) = Some(set);
+    }
+
+    /// Guppy's other name for [`Hpy::setrelheap`].
+    pub fn setref(&self) {
+        self.setrelheap()
+    }
+
+    /// Later heaps show every live block again.
+    pub fn clear_relheap(&self) {
+        *RELHEAP.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}

@@ -1,0 +1,349 @@
+//! Heap views: Guppy's `hpy().heap()` for a Rust program.
+//!
+//! [`hpy`]`().heap()` takes a snapshot of the live blocks the recorder knows
+//! (every block in exact mode, a weighted sample in sampled mode) and
+//! partitions it by Rust type, allocation site, whole stack, size class,
+//! age or thread. A row of a [`Partition`] selects a sub-[`Heap`] that can be
+//! partitioned again (type → the sites that allocate it → their stacks).
+//! Two heaps subtract into a [`HeapDiff`]; [`Hpy::watch`] keeps a bounded
+//! history of totals and [`Hpy::suspects`] names the kinds that keep growing.
+//!
+//! ```
+//! # #[global_allocator]
+//! # static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+//! # fn main() {
+//! struct Page([u8; 32]);
+//!
+//! leakscope::set_mode(leakscope::Mode::Exact);
+//! let kept: Vec<Box<Page>> = (0..100).map(|_| Box::new(Page([0; 32]))).collect();
+//! let by_type = leakscope::hpy().heap().bytype();
+//! println!("{by_type}"); // Partition of a set of … objects. Total size = … bytes.
+//! let pages = by_type.rows().iter().position(|r| r.label.ends_with("::Page>")).unwrap();
+//! assert_eq!(by_type.row(pages).count(), 100);
+//! println!("{}", by_type.row(pages).bysite()); // where they were allocated
+//! # drop(kept);
+//! # }
+//! ```
+//!
+//! Data types here carry no formatting of their own: their `Display` is
+//! the console's views (Guppy's tables).
+
+mod diff;
+mod hpy;
+mod partition;
+mod watch;
+
+pub use diff::{DiffRow, HeapDiff};
+pub use hpy::{Hpy, hpy};
+pub use partition::{Partition, Row, age_bucket, size_class};
+pub use watch::{Suspect, Suspects, WATCH_POINTS};
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::symbols::{self, BlockType, Frame};
+use crate::tracker::{LiveBlock, Snapshot};
+
+/// Rows shown per page of a partition (as Guppy).
+pub const PAGE_ROWS: usize = 10;
+
+/// The ways a heap can be partitioned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// By Rust type (`Box<app::Widget>`), from the stack.
+    Type,
+    /// By allocation site: the first frame of the program's own code.
+    Site,
+    /// By whole stack.
+    Stack,
+    /// By size class (powers of two).
+    Size,
+    /// By age bucket (<1 s, 1–10 s, 10–60 s, 1–10 min, older).
+    Age,
+    /// By allocating thread.
+    Thread,
+}
+
+impl Kind {
+    /// The column heading of this kind's labels.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Kind::Type => "Type",
+            Kind::Site => "Allocation site",
+            Kind::Stack => "Stack",
+            Kind::Size => "Individual size",
+            Kind::Age => "Age",
+            Kind::Thread => "Thread",
+        }
+    }
+}
+
+/// Resolved facts about one stack, computed once per heap.
+struct StackFacts {
+    frames: Vec<Frame>,
+    ty: BlockType,
+    site: String,
+    stack_label: String,
+    /// Allocated by leakscope's own analysis (snapshots, heaps, symbols,
+    /// tables) on the program's behalf: left out of heaps, as Guppy leaves
+    /// out heapy's own objects.
+    tool_owned: bool,
+}
+
+fn frame_label(f: &Frame) -> String {
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => {
+            let file = file.rsplit('/').next().unwrap_or(file);
+            format!("{} ({file}:{line})", f.function)
+        }
+        _ => f.function.clone(),
+    }
+}
+
+fn facts(addrs: &[usize]) -> StackFacts {
+    let frames = symbols::resolve_stack(addrs);
+    let mut ty = symbols::block_type(&frames);
+    if ty.ambiguous {
+        ty.name.push_str(" (?)");
+    }
+    let site = symbols::allocation_site(&frames).map_or_else(|| "?".to_string(), frame_label);
+    let own: Vec<&Frame> = frames.iter().filter(|f| !f.is_runtime()).take(4).collect();
+    let stack_label = if own.is_empty() {
+        site.clone()
+    } else {
+        own.iter()
+            .map(|f| f.function.as_str())
+            .collect::<Vec<_>>()
+            .join(" ← ")
+    };
+    let tool_owned = symbols::tool_owned(&frames);
+    StackFacts {
+        frames,
+        ty,
+        site,
+        stack_label,
+        tool_owned,
+    }
+}
+
+/// One snapshot, shared by every heap and partition cut from it.
+struct HeapData {
+    snapshot: Snapshot,
+    facts: Vec<OnceLock<StackFacts>>,
+}
+
+impl HeapData {
+    fn facts(&self, stack: u32) -> &StackFacts {
+        self.facts[stack as usize]
+            .get_or_init(|| facts(&self.snapshot.stacks[stack as usize].frames))
+    }
+}
+
+/// A set of live blocks: the whole recorded heap (without leakscope's own
+/// analysis data), or a row selected from a partition of one.
+#[derive(Clone)]
+pub struct Heap {
+    data: Arc<HeapData>,
+    /// Indices into the snapshot's blocks.
+    members: Arc<[u32]>,
+}
+
+/// The figures of a set of blocks (estimates when sampled).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Number of blocks.
+    pub count: u64,
+    /// Bytes in them.
+    pub size: u64,
+}
+
+impl Heap {
+    fn from_snapshot(snapshot: Snapshot, keep: impl Fn(&LiveBlock) -> bool) -> Heap {
+        let facts = (0..snapshot.stacks.len())
+            .map(|_| OnceLock::new())
+            .collect();
+        let data = Arc::new(HeapData { snapshot, facts });
+        let members: Arc<[u32]> = data
+            .snapshot
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| keep(b) && !data.facts(b.stack).tool_owned)
+            .map(|(i, _)| i as u32)
+            .collect();
+        Heap { data, members }
+    }
+
+    fn blocks(&self) -> impl Iterator<Item = &LiveBlock> + '_ {
+        self.members
+            .iter()
+            .map(|&i| &self.data.snapshot.blocks[i as usize])
+    }
+
+    fn totals_of(blocks: impl Iterator<Item = impl std::borrow::Borrow<LiveBlock>>) -> (f64, u64) {
+        blocks.fold((0.0, 0), |(c, s), b| {
+            let b = b.borrow();
+            (c + b.est_blocks, s + b.est_bytes)
+        })
+    }
+
+    /// Count and size of the blocks (estimates in sampled mode).
+    pub fn totals(&self) -> Totals {
+        let (c, s) = Self::totals_of(self.blocks());
+        Totals {
+            count: c.round() as u64,
+            size: s,
+        }
+    }
+
+    /// Number of blocks.
+    pub fn count(&self) -> u64 {
+        self.totals().count
+    }
+
+    /// Bytes in the blocks.
+    pub fn size(&self) -> u64 {
+        self.totals().size
+    }
+
+    /// True when the figures are estimates from sampled blocks.
+    pub fn estimated(&self) -> bool {
+        self.data.snapshot.estimated
+    }
+
+    /// When the snapshot was taken, since the recorder started.
+    pub fn taken_at(&self) -> Duration {
+        self.data.snapshot.taken_at
+    }
+
+    fn label(&self, kind: Kind, b: &LiveBlock) -> String {
+        match kind {
+            Kind::Type => self.data.facts(b.stack).ty.name.clone(),
+            Kind::Site => self.data.facts(b.stack).site.clone(),
+            Kind::Stack => self.data.facts(b.stack).stack_label.clone(),
+            Kind::Size => size_class(b.size),
+            Kind::Age => age_bucket(self.data.snapshot.taken_at.saturating_sub(b.born)).to_string(),
+            Kind::Thread => format!("thread {}", b.thread),
+        }
+    }
+
+    /// Partitions the blocks by `kind`, rows largest first.
+    pub fn partition(&self, kind: Kind) -> Partition {
+        // Group by stack first: every block of a stack has the same type,
+        // site and stack label, so symbols are looked at once per stack.
+        let mut groups: HashMap<String, (f64, u64, Vec<u32>)> = HashMap::new();
+        if matches!(kind, Kind::Type | Kind::Site | Kind::Stack) {
+            let mut by_stack: HashMap<u32, Vec<u32>> = HashMap::new();
+            for &i in self.members.iter() {
+                by_stack
+                    .entry(self.data.snapshot.blocks[i as usize].stack)
+                    .or_default()
+                    .push(i);
+            }
+            for members in by_stack.into_values() {
+                let b = &self.data.snapshot.blocks[members[0] as usize];
+                let label = self.label(kind, b);
+                let (c, s) = Self::totals_of(
+                    members
+                        .iter()
+                        .map(|&i| &self.data.snapshot.blocks[i as usize]),
+                );
+                let e = groups.entry(label).or_default();
+                e.0 += c;
+                e.1 += s;
+                e.2.extend(members);
+            }
+        } else {
+            for &i in self.members.iter() {
+                let b = &self.data.snapshot.blocks[i as usize];
+                let e = groups.entry(self.label(kind, b)).or_default();
+                e.0 += b.est_blocks;
+                e.1 += b.est_bytes;
+                e.2.push(i);
+            }
+        }
+        let mut rows: Vec<Row> = groups
+            .into_iter()
+            .map(|(label, (c, s, members))| Row {
+                label,
+                count: c.round() as u64,
+                size: s,
+                members: members.into(),
+            })
+            .collect();
+        rows.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.label.cmp(&b.label)));
+        Partition {
+            heap: self.clone(),
+            kind,
+            rows: rows.into(),
+            start: 0,
+            all: false,
+        }
+    }
+
+    /// By Rust type.
+    pub fn bytype(&self) -> Partition {
+        self.partition(Kind::Type)
+    }
+
+    /// By allocation site (function and line of the program's own code).
+    pub fn bysite(&self) -> Partition {
+        self.partition(Kind::Site)
+    }
+
+    /// By whole stack.
+    pub fn bystack(&self) -> Partition {
+        self.partition(Kind::Stack)
+    }
+
+    /// By size class.
+    pub fn bysize(&self) -> Partition {
+        self.partition(Kind::Size)
+    }
+
+    /// By age: leaks are old.
+    pub fn byage(&self) -> Partition {
+        self.partition(Kind::Age)
+    }
+
+    /// By allocating thread.
+    pub fn bythread(&self) -> Partition {
+        self.partition(Kind::Thread)
+    }
+
+    /// The resolved frames of the stacks of these blocks, most bytes first:
+    /// (frames, count, size).
+    pub fn stacks(&self) -> Vec<(Vec<Frame>, Totals)> {
+        self.bystack()
+            .rows
+            .iter()
+            .map(|r| {
+                let first = &self.data.snapshot.blocks[r.members[0] as usize];
+                (
+                    self.data.facts(first.stack).frames.clone(),
+                    Totals {
+                        count: r.count,
+                        size: r.size,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+impl std::ops::Sub for &Heap {
+    type Output = HeapDiff;
+    /// `now - before`: the difference by type.
+    fn sub(self, before: &Heap) -> HeapDiff {
+        self.diff(before, Kind::Type)
+    }
+}
+
+impl fmt::Debug for Heap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.totals();
+        write!(f, "Heap({} blocks, {} bytes)", t.count, t.size)
+    }
+}

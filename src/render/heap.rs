@@ -1,0 +1,209 @@
+//! Views of the heap: Guppy's partitions, diffs, the growth watch's
+//! suspects and stacks frame by frame.
+
+use std::fmt;
+
+use super::table::{WIDTH, change, finish, label_width, percent, shorten_left, table};
+use crate::heap::{Heap, HeapDiff, Partition, Suspect, Suspects, Totals};
+use crate::symbols::Frame;
+
+/// Guppy's heading: `Partition of a set of N objects. Total size = X bytes.`
+fn partition_heading(count: u64, size: u64, estimated: bool) -> String {
+    let objects = if count == 1 { "object" } else { "objects" };
+    if estimated {
+        format!(
+            "Partition of a set of about {count} {objects} (estimated from samples). \
+             Total size = about {size} bytes."
+        )
+    } else {
+        format!("Partition of a set of {count} {objects}. Total size = {size} bytes.")
+    }
+}
+
+/// One page of a partition, Guppy's way: heading, Index, Count, %, Size, %,
+/// Cumulative, %, Kind; then `<N more rows. Type e.g. '_.more' to view.>`.
+pub(crate) fn partition(p: &Partition, width: usize) -> String {
+    let total = p.heap().totals();
+    let rows = p.rows();
+    let mut cumulative: Vec<u64> = Vec::with_capacity(rows.len());
+    let mut acc = 0;
+    for r in rows {
+        acc += r.size;
+        cumulative.push(acc);
+    }
+    let page: Vec<_> = p.page().collect();
+    let cells: Vec<[String; 7]> = page
+        .iter()
+        .map(|(i, r)| {
+            [
+                i.to_string(),
+                r.count.to_string(),
+                percent(r.count, total.count),
+                r.size.to_string(),
+                percent(r.size, total.size),
+                cumulative[*i].to_string(),
+                percent(cumulative[*i], total.size),
+            ]
+        })
+        .collect();
+    let header = [
+        "Index",
+        "Count",
+        "%",
+        "Size",
+        "%",
+        "Cumulative",
+        "%",
+        p.kind().heading(),
+    ];
+    let label_width = label_width(&cells, &header, width);
+    let mut t = table(&header, &[0, 1, 2, 3, 4, 5, 6]);
+    for ((_, r), c) in page.iter().zip(cells) {
+        let mut row: Vec<String> = c.into_iter().collect();
+        row.push(shorten_left(&r.label, label_width));
+        t.add_row(row);
+    }
+    let mut out = partition_heading(total.count, total.size, p.heap().estimated());
+    out.push('\n');
+    out.push_str(&finish(&t));
+    out.push('\n');
+    let more = p.rows_after_page();
+    if more > 0 {
+        out.push_str(&format!(
+            "<{more} more rows. Type e.g. '_.more' to view.>\n"
+        ));
+    }
+    out
+}
+
+/// The difference between two heaps, Pympler's and tracemalloc's way:
+/// signed counts and sizes, largest absolute change first.
+pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
+    let mut out = format!(
+        "Difference: {} blocks, {} bytes{}.\n",
+        change(d.count),
+        change(d.size),
+        if d.estimated {
+            " (estimated from samples)"
+        } else {
+            ""
+        }
+    );
+    if d.rows.is_empty() {
+        return out;
+    }
+    let cells: Vec<[String; 2]> = d
+        .rows
+        .iter()
+        .map(|r| [change(r.count), change(r.size)])
+        .collect();
+    let header = ["Count", "Size", d.kind.heading()];
+    let label_width = label_width(&cells, &header, width);
+    let mut t = table(&header, &[0, 1]);
+    for (r, c) in d.rows.iter().zip(cells) {
+        t.add_row(vec![
+            c[0].clone(),
+            c[1].clone(),
+            shorten_left(&r.label, label_width),
+        ]);
+    }
+    out.push_str(&finish(&t));
+    out.push('\n');
+    out
+}
+
+/// The growth watch's suspects.
+pub(crate) fn suspects(list: &[Suspect], width: usize) -> String {
+    if list.is_empty() {
+        return "No suspects: nothing grew in most intervals (or the watch has fewer than 3 points).\n"
+            .to_string();
+    }
+    let cells: Vec<[String; 4]> = list
+        .iter()
+        .map(|s| {
+            [
+                format!("{:?}", s.kind).to_lowercase(),
+                format!("{}/{}", s.grew, s.intervals),
+                s.size.to_string(),
+                format!("{:+.0}", s.bytes_per_minute),
+            ]
+        })
+        .collect();
+    let header = ["Kind", "Grew", "Size", "Bytes/min", "Suspect"];
+    let label_width = label_width(&cells, &header, width);
+    let mut t = table(&header, &[1, 2, 3]);
+    for (s, c) in list.iter().zip(cells) {
+        let mut row: Vec<String> = c.into_iter().collect();
+        row.push(shorten_left(&s.label, label_width));
+        t.add_row(row);
+    }
+    let mut out = finish(&t);
+    out.push('\n');
+    out
+}
+
+/// The top `n` stacks of a heap, frame by frame.
+pub(crate) fn stacks(list: &[(Vec<Frame>, Totals)], n: usize) -> String {
+    let mut out = String::new();
+    for (i, (frames, t)) in list.iter().take(n).enumerate() {
+        out.push_str(&format!(
+            "Stack {i}: {} objects, {} bytes\n",
+            t.count, t.size
+        ));
+        for f in frames {
+            let place = match (&f.file, f.line) {
+                (Some(file), Some(line)) => {
+                    format!(" ({}:{line})", file.rsplit('/').next().unwrap_or(file))
+                }
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "    {}{}{place}\n",
+                if f.inlined { "(inlined) " } else { "" },
+                f.function
+            ));
+        }
+    }
+    if list.len() > n {
+        out.push_str(&format!("<{} more stacks>\n", list.len() - n));
+    }
+    out
+}
+
+impl fmt::Display for Heap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&partition(&self.bytype(), WIDTH))
+    }
+}
+
+impl Partition {
+    /// Renders the current page for a terminal `width` columns wide.
+    pub fn render(&self, width: usize) -> String {
+        partition(self, width)
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(WIDTH))
+    }
+}
+
+impl fmt::Display for HeapDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&diff(self, WIDTH))
+    }
+}
+
+impl Suspects {
+    /// The table for a terminal `width` columns wide.
+    pub fn render(&self, width: usize) -> String {
+        suspects(self, width)
+    }
+}
+
+impl fmt::Display for Suspects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(WIDTH))
+    }
+}

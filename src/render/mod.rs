@@ -1,0 +1,14 @@
+//! Text for people. Every table leakscope prints is built here, from data
+//! types that carry no formatting of their own: [`table`] holds the table
+//! helpers (comfy-table; they know no type of leakscope's), and each other
+//! module renders one domain's types, mostly as their `Display`.
+
+mod dhat;
+mod heap;
+mod stats;
+pub(crate) mod table;
+mod testing;
+mod trackref;
+
+pub(crate) use heap::{diff, stacks, suspects};
+pub(crate) use testing::sites;

@@ -1,0 +1,88 @@
+//! `stats()` and `purge()`: the allocator's figures.
+
+use std::fmt;
+
+use super::table::{bytes, finish, table};
+use crate::stats::{PurgeReport, Stats};
+
+/// `stats()`: leakscope's counters and jemalloc's figures.
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&stats(self))
+    }
+}
+
+/// `purge()`'s report.
+impl fmt::Display for PurgeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&purge(self))
+    }
+}
+
+fn stats(s: &Stats) -> String {
+    let mut t = table(&["Figure", "Bytes", "", "Blocks"], &[1, 3]);
+    let mode = s.mode.map_or("?", |m| m.name());
+    let mut row = |name: &str, shown: String, n: u64, blocks: Option<u64>| {
+        t.add_row(vec![
+            name.to_string(),
+            shown,
+            bytes(n),
+            blocks.map_or_else(String::new, |b| b.to_string()),
+        ]);
+    };
+    row(
+        "live",
+        s.live_bytes.to_string(),
+        s.live_bytes,
+        Some(s.live_blocks),
+    );
+    let peak = s.peak_live_bytes;
+    let approx = if s.peak_tolerance == 0 { "" } else { "~" };
+    row("peak live", format!("{approx}{peak}"), peak, None);
+    row(
+        "allocated since start",
+        s.total_bytes.to_string(),
+        s.total_bytes,
+        Some(s.total_blocks),
+    );
+    row(
+        "freed since start",
+        s.freed_bytes.to_string(),
+        s.freed_bytes,
+        Some(s.freed_blocks),
+    );
+    let j = &s.jemalloc;
+    for (name, n) in [
+        ("jemalloc allocated", j.allocated),
+        ("jemalloc active", j.active),
+        ("jemalloc resident", j.resident),
+        ("jemalloc mapped", j.mapped),
+        ("jemalloc retained", j.retained),
+        ("jemalloc metadata", j.metadata),
+    ] {
+        row(name, n.to_string(), n, None);
+    }
+    let mut out = format!("Allocator ({mode} mode, {} threads)\n", s.threads);
+    out.push_str(&finish(&t));
+    out.push('\n');
+    out.push_str(&format!(
+        "Longest wait for leakscope's lock: {:.3} ms\n",
+        s.longest_tracker_wait.as_secs_f64() * 1e3
+    ));
+    if s.jemalloc.resident > s.jemalloc.allocated.saturating_mul(2)
+        && s.jemalloc.resident > 64 << 20
+    {
+        out.push_str("Resident is far above allocated: purge() may give memory back.\n");
+    }
+    out
+}
+
+fn purge(r: &PurgeReport) -> String {
+    format!(
+        "Purged: resident {} -> {} ({} returned to the OS); allocated {}.\n",
+        bytes(r.before.resident),
+        bytes(r.after.resident),
+        bytes(r.freed_resident()),
+        bytes(r.after.allocated)
+    )
+}

@@ -1,0 +1,163 @@
+//! Table helpers: a plain table for terminals and telnet, fitting a label
+//! column to the width, and the small number formats every view shares.
+//! Knows no type of leakscope's.
+
+use std::time::Duration;
+
+use comfy_table::presets::NOTHING;
+use comfy_table::{CellAlignment, ContentArrangement, Table};
+
+/// Default terminal width for `Display`.
+pub(crate) const WIDTH: usize = 80;
+
+/// A plain table that reads well in a terminal and over telnet: a header, a
+/// rule under it, columns separated by spaces, numbers right-aligned.
+pub(crate) fn table(header: &[&str], right_aligned: &[usize]) -> Table {
+    let mut t = Table::new();
+    t.load_style(NOTHING);
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    t.set_header(header.to_vec());
+    let last = header.len().saturating_sub(1);
+    for (i, c) in t.column_iter_mut().enumerate() {
+        c.set_padding((0, if i == last { 0 } else { 2 }));
+    }
+    for &i in right_aligned {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// The room left for the last (label) column of a table whose first
+/// columns hold `cells` under `header`, in a terminal `width` wide (at least
+/// 12, so a label always has room for a word).
+pub(crate) fn label_width<const N: usize>(
+    cells: &[[String; N]],
+    header: &[&str],
+    width: usize,
+) -> usize {
+    let numeric: usize = (0..N)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    width.saturating_sub(numeric).max(12)
+}
+
+/// Renders a table with a rule under its header.
+pub(crate) fn finish(t: &Table) -> String {
+    let text = t.trim_fmt();
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return String::new();
+    };
+    let mut out = String::with_capacity(text.len() * 2);
+    out.push_str(header.trim_end());
+    out.push('\n');
+    out.push_str(&"-".repeat(header.trim_end().chars().count()));
+    for l in lines {
+        out.push('\n');
+        out.push_str(l.trim_end());
+    }
+    out
+}
+
+/// An age in whole seconds, as trackref reports it: `265s ago`.
+pub(crate) fn age(d: Duration) -> String {
+    format!("{}s ago", d.as_secs())
+}
+
+/// A signed change: `+3`, `-2`, `0`.
+pub(crate) fn change(n: i64) -> String {
+    if n > 0 {
+        format!("+{n}")
+    } else {
+        n.to_string()
+    }
+}
+
+/// Shortens `label` from the left to at most `width` characters by dropping
+/// whole leading path segments or words (`…` marks the cut); never cuts a
+/// word in the middle, so a single word longer than `width` stays whole.
+pub(crate) fn shorten_left(label: &str, width: usize) -> String {
+    let len = |s: &str| s.chars().count();
+    if len(label) <= width {
+        return label.to_string();
+    }
+    let mut rest = label;
+    loop {
+        let cut = rest.char_indices().find_map(|(i, c)| match c {
+            ':' if rest[i..].starts_with("::") => Some(i + 2),
+            ' ' | '<' | '(' | ',' => Some(i + 1),
+            _ => None,
+        });
+        match cut {
+            Some(i) if i < rest.len() => {
+                rest = &rest[i..];
+                if len(rest) < width {
+                    return format!("…{rest}");
+                }
+            }
+            // Nothing more to drop without cutting a word.
+            _ if rest.len() == label.len() => return label.to_string(),
+            _ => return format!("…{rest}"),
+        }
+    }
+}
+
+pub(crate) fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "0".to_string()
+    } else {
+        (part as f64 * 100.0 / whole as f64).round().to_string()
+    }
+}
+
+/// Bytes with a binary unit: `12.5 MiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorten_left_drops_whole_segments() {
+        assert_eq!(shorten_left("Box<app::Widget>", 40), "Box<app::Widget>");
+        assert_eq!(
+            shorten_left("alloc::vec::Vec<app::Request>", 20),
+            "…Vec<app::Request>"
+        );
+        assert_eq!(
+            shorten_left("alloc::vec::Vec<app::Request>", 16),
+            "…app::Request>"
+        );
+        assert_eq!(
+            shorten_left("a_very_long_single_word", 5),
+            "a_very_long_single_word"
+        );
+        assert_eq!(
+            shorten_left("app::a_very_long_single_word", 5),
+            "…a_very_long_single_word"
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! Lazy, cached resolution of return addresses into functions, files and
+//! lines (inlined frames included), and the Rust type of a heap block.
+//!
+//! Nothing here runs on the allocation path: stacks are resolved when a
+//! reader asks. Resolution (and the cache) runs with tracking off for this
+//! thread, so the tool's own symbol tables never show up in the heap.
+//!
+//! ## Types of heap blocks
+//! The allocator is told a size, not a type; the type comes from the stack.
+//! With `-C symbol-mangling-version=v0` and debug info, inlined frames name
+//! the container and its argument (`<alloc::boxed::Box<app::Widget>>::new`).
+//! The rule: the outermost container frame (Box, Arc, Rc, Vec/RawVec, String,
+//! HashMap/RawTable, VecDeque, BTreeMap …) before the first frame of the
+//! program's own code gives the type. LLVM may merge identical generic code,
+//! so a type read only from a non-inlined generic frame is marked
+//! [`BlockType::ambiguous`]. Without v0 mangling generic arguments are not in
+//! the names: the type is then the allocating function, and
+//! [`BuildInfo::note`] says why.
+mod build;
+mod site;
+mod trim;
+mod types;
+
+pub use build::{BuildInfo, build_info};
+pub use site::allocation_site;
+pub use trim::tool_owned;
+pub use types::{BlockType, TypeSource, block_type};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use site::is_runtime_function;
+use trim::internal_prefix;
+
+use crate::tracker::untracked;
+
+/// One resolved frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The return address this frame was resolved from.
+    pub addr: usize,
+    /// The demangled function name without the hash (`?` when unknown).
+    pub function: String,
+    /// Source file, when debug info has it.
+    pub file: Option<String>,
+    /// Source line.
+    pub line: Option<u32>,
+    /// Source column.
+    pub column: Option<u32>,
+    /// True for a function inlined into the frame that follows it.
+    pub inlined: bool,
+    /// True when the symbol was mangled with the v0 scheme.
+    pub v0: bool,
+}
+
+impl Frame {
+    /// Whether this frame belongs to the standard library, a container crate
+    /// or leakscope itself rather than to the program's own code.
+    pub fn is_runtime(&self) -> bool {
+        is_runtime_function(&self.function)
+    }
+}
+
+type Cache = Mutex<HashMap<usize, Arc<[Frame]>>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(|| untracked(|| Mutex::new(HashMap::new())))
+}
+
+/// The frames of one return address, innermost inlined frame first.
+pub fn resolve(addr: usize) -> Arc<[Frame]> {
+    let cache = cache();
+    untracked(|| {
+        let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = map.get(&addr) {
+            return Arc::clone(f);
+        }
+        let frames: Arc<[Frame]> = resolve_uncached(addr).into();
+        map.insert(addr, Arc::clone(&frames));
+        frames
+    })
+}
+
+fn resolve_uncached(addr: usize) -> Vec<Frame> {
+    let mut out = Vec::new();
+    // A return address points after the call: look up the call itself.
+    let lookup = addr.saturating_sub(1);
+    backtrace::resolve(lookup as *mut std::ffi::c_void, |sym| {
+        let (function, v0) = match sym.name() {
+            Some(name) => (format!("{name:#}"), name.as_bytes().starts_with(b"_R")),
+            None => ("?".to_string(), false),
+        };
+        out.push(Frame {
+            addr,
+            function,
+            file: sym.filename().map(|p| p.display().to_string()),
+            line: sym.lineno(),
+            column: sym.colno(),
+            inlined: true,
+            v0,
+        });
+    });
+    if let Some(last) = out.last_mut() {
+        last.inlined = false;
+    } else {
+        out.push(Frame {
+            addr,
+            function: "?".to_string(),
+            file: None,
+            line: None,
+            column: None,
+            inlined: false,
+            v0: false,
+        });
+    }
+    out
+}
+
+/// Resolves a captured stack (as in [`crate::tracker::StackRecord`]) into
+/// frames, innermost first, without leakscope's own allocation-path frames.
+pub fn resolve_stack(addrs: &[usize]) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = Vec::new();
+    for &a in addrs {
+        frames.extend(resolve(a).iter().cloned());
+    }
+    frames.drain(..internal_prefix(&frames));
+    frames
+}
+#[cfg(test)]
+mod tests {
+    use super::site::{allocation_site, crate_of};
+    use super::types::{TypeSource, block_type, container_type};
+    use super::*;
+
+    fn frame(function: &str, inlined: bool) -> Frame {
+        Frame {
+            addr: 0,
+            function: function.to_string(),
+            file: None,
+            line: None,
+            column: None,
+            inlined,
+            v0: true,
+        }
+    }
+
+    #[test]
+    fn crate_of_names() {
+        assert_eq!(crate_of("app::load"), "app");
+        assert_eq!(crate_of("<alloc::vec::Vec<u8>>::push"), "alloc");
+        assert_eq!(crate_of("<app::W as core::clone::Clone>::clone"), "app");
+        assert_eq!(
+            crate_of("<str as alloc::string::ToString>::to_string"),
+            "alloc"
+        );
+        assert_eq!(crate_of("<[u8]>::to_vec"), "core");
+        assert_eq!(
+            crate_of("<u8 as <[_]>::to_vec_in::ConvertVec>::to_vec::<alloc::alloc::Global>"),
+            "core"
+        );
+        assert_eq!(crate_of("<u8 as app::Parse>::parse"), "app");
+    }
+
+    #[test]
+    fn outermost_container_before_user_code_gives_the_type() {
+        let frames = [
+            frame("alloc::alloc::exchange_malloc", true),
+            frame("<alloc::boxed::Box<app::Widget>>::new", true),
+            frame("app::make", false),
+            frame("main", false),
+        ];
+        let t = block_type(&frames);
+        assert_eq!(t.name, "Box<app::Widget>");
+        assert!(!t.ambiguous);
+        assert_eq!(t.source, TypeSource::Container);
+        assert_eq!(allocation_site(&frames).unwrap().function, "app::make");
+    }
+
+    #[test]
+    fn raw_vec_grow_names_the_vec_and_non_inlined_is_ambiguous() {
+        let frames = [
+            frame("alloc::raw_vec::finish_grow", false),
+            frame("<alloc::raw_vec::RawVecInner>::grow_one", false),
+            frame("<alloc::raw_vec::RawVec<app::Gadget>>::grow_one", false),
+            frame(
+                "<alloc::vec::Vec<app::Gadget, alloc::alloc::Global>>::push",
+                true,
+            ),
+            frame("app::fill", false),
+        ];
+        let t = block_type(&frames);
+        assert_eq!(t.name, "Vec<app::Gadget>");
+        assert!(!t.ambiguous, "the inlined Vec::push frame is outermost");
+        let t = block_type(&frames[..3]);
+        assert_eq!(t.name, "Vec<app::Gadget>");
+        assert!(t.ambiguous);
+    }
+
+    #[test]
+    fn arrows_inside_generics_do_not_close_them() {
+        let f = "<alloc::boxed::Box<dyn core::ops::function::FnOnce() -> core::result::Result<app::Resp, app::E>>>::new";
+        assert_eq!(
+            container_type(f).as_deref(),
+            Some(
+                "Box<dyn core::ops::function::FnOnce() -> core::result::Result<app::Resp, app::E>>"
+            )
+        );
+    }
+
+    #[test]
+    fn string_and_no_container() {
+        let frames = [
+            frame("<alloc::string::String as core::clone::Clone>::clone", true),
+            frame("app::f", false),
+        ];
+        assert_eq!(block_type(&frames).name, "String");
+        let frames = [frame("alloc::alloc::alloc", true), frame("app::raw", false)];
+        let t = block_type(&frames);
+        assert_eq!(t.name, "fn app::raw");
+        assert_eq!(t.source, TypeSource::AllocatingFunction);
+        assert_eq!(block_type(&[]).source, TypeSource::Unknown);
+    }
+}

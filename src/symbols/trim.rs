@@ -1,0 +1,112 @@
+//! Which frames are leakscope's own: the allocation path at the top of
+//! every stack, and the modules whose allocations are the tool's analysis
+//! data rather than the program's.
+
+use super::Frame;
+
+/// How many leading frames are leakscope's allocation path: everything up to
+/// the allocator shim (`__rust_alloc` …) or the `GlobalAlloc` method, looked
+/// for among the first frames only.
+pub(super) fn internal_prefix(frames: &[Frame]) -> usize {
+    let window = &frames[..frames.len().min(crate::tracker::stack::INTERNAL_FRAMES * 3)];
+    match window.iter().rposition(|f| {
+        is_allocator_shim(&f.function)
+            || f.function
+                .contains(" as core::alloc::global::GlobalAlloc>::")
+    }) {
+        Some(i) => i + 1,
+        None => frames
+            .iter()
+            .take_while(|f| is_allocator_internal(&f.function))
+            .count(),
+    }
+}
+
+/// The symbols the `#[global_allocator]` machinery generates.
+fn is_allocator_shim(function: &str) -> bool {
+    function.contains("__rust_") || function.contains("__rg_") || function.contains("__rdl_")
+}
+
+/// Whether a frame is leakscope's own or the allocator shim's (a frame
+/// that cannot be resolved counts too: it stands at the top of a stack only
+/// inside the allocation path).
+pub(super) fn is_allocator_internal(function: &str) -> bool {
+    own_module(function).is_some() || is_allocator_shim(function) || function == "?"
+}
+
+/// This crate's name as it leads its functions' paths (`leakscope`).
+fn crate_name() -> &'static str {
+    let path: &'static str = module_path!();
+    path.split("::").next().unwrap_or(path)
+}
+
+/// The top-level module of this crate that a function belongs to
+/// (`tracker` for `<leakscope::tracker::alloc::Alloc>::alloc_slow`), or
+/// `None` for a function of another crate.
+pub(super) fn own_module(function: &str) -> Option<&str> {
+    let rest = function
+        .trim_start_matches('<')
+        .strip_prefix(crate_name())?
+        .strip_prefix("::")?;
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The modules of this crate whose frames stand in the program's own
+/// stacks: the allocation path, trackref (`Tracked::new` allocates the
+/// program's value) and testing (`measure` runs the program's closure).
+/// Every other module of this crate allocates only the tool's analysis data
+/// (heaps, symbol tables, text, console sessions, exports). Recognised by
+/// the module's path, so a module moved inside another keeps its role; the
+/// modules named here check that they are (see their tests).
+pub(crate) const PROGRAM_FACING: [&str; 3] = ["tracker", "trackref", "testing"];
+
+/// Whether a (resolved) stack allocated the tool's own analysis data: heap
+/// views and exports leave such blocks out, as Guppy leaves out heapy's own
+/// objects.
+pub fn tool_owned(frames: &[Frame]) -> bool {
+    frames
+        .iter()
+        .any(|f| own_module(&f.function).is_some_and(|m| !PROGRAM_FACING.contains(&m)))
+}
+
+/// Whether `path` (a `module_path!()`) lies in a program-facing module.
+#[cfg(test)]
+pub(crate) fn is_program_facing(path: &str) -> bool {
+    own_module(path).is_some_and(|m| PROGRAM_FACING.contains(&m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_frames_are_told_by_module() {
+        assert_eq!(
+            own_module("<leakscope::tracker::alloc::Alloc>::alloc_slow"),
+            Some("tracker")
+        );
+        assert_eq!(own_module("leakscope::heap::Heap::new"), Some("heap"));
+        assert_eq!(own_module("app::leakscope::f"), None);
+        assert_eq!(own_module("leakscopex::f"), None);
+        assert!(is_program_facing(crate::tracker::MODULE));
+        assert!(!is_program_facing(module_path!()));
+        let heap = super::super::Frame {
+            addr: 0,
+            function: "<leakscope::heap::Heap>::partition".into(),
+            file: None,
+            line: None,
+            column: None,
+            inlined: false,
+            v0: true,
+        };
+        let tracked = super::super::Frame {
+            function: "<leakscope::trackref::Tracked<app::Page>>::new".into(),
+            ..heap.clone()
+        };
+        assert!(tool_owned(&[tracked.clone(), heap]));
+        assert!(!tool_owned(&[tracked]));
+    }
+}

@@ -1,0 +1,472 @@
+//! The allocation paths: `GlobalAlloc` over tikv-jemallocator.
+//!
+//! The unsampled path touches only this thread's own state: a byte
+//! countdown and per-thread counters (owner-written atomics, plain loads and
+//! stores, no `lock` prefix). An allocation tests nothing but the countdown
+//! (which is parked at -1 whenever the thread must take the slow path:
+//! sample due, exact mode, new, busy in tracker code, measuring, tearing
+//! down), counts, and calls jemalloc. A free reads the thread's mode byte
+//! and a lock-free filter of recorded blocks (one global flag while nothing
+//! is recorded), counts, and ends in a tail call to jemalloc. No lock, no
+//! shared read-modify-write, no allocation and no syscall. Only a sampled
+//! block (or every block in exact mode) captures its stack and takes the
+//! recorder's lock.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::mem::MaybeUninit;
+use std::sync::atomic::Ordering;
+
+use tikv_jemallocator::Jemalloc;
+
+use super::init::init;
+use super::mode::{
+    MODE, MODE_EXACT, MODE_OFF, MODE_SAMPLED, MODE_UNINIT, Mode, SAMPLE_EPOCH, counting,
+    sample_bytes,
+};
+use super::recorder::{self, RECORDER};
+use super::registry::{count_shared_alloc, count_shared_free, flush_live};
+use super::stack::{self, MAX_FRAMES};
+use super::thread::{
+    Admit, BUSY, STATE_LIVE, STATE_NEW, THREAD, ThreadState, bump, next_gap, register_thread,
+};
+use crate::sys::clock::now_tick;
+
+/// leakscope's global allocator: tikv-jemallocator with leak tracking.
+///
+/// ```
+/// #[global_allocator]
+/// static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+/// # fn main() {}
+/// ```
+#[derive(Debug, Default)]
+pub struct Alloc {
+    default_mode: Option<Mode>,
+}
+
+impl Alloc {
+    /// The allocator, in the mode `LEAKSCOPE_MODE` names (default sampled).
+    pub const fn new() -> Self {
+        Alloc { default_mode: None }
+    }
+
+    /// The allocator with another default mode; `LEAKSCOPE_MODE` still wins.
+    pub const fn with_default_mode(mode: Mode) -> Self {
+        Alloc {
+            default_mode: Some(mode),
+        }
+    }
+
+    fn default_code(&self) -> u8 {
+        match self.default_mode {
+            Some(m) => m.code(),
+            None => MODE_SAMPLED,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// Accounts a new block (`ptr` non-null) that the fast path did not take:
+/// counts it, and records it in exact mode or when the countdown runs out.
+#[inline(always)]
+fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
+    let fast = t.fast.get();
+    if fast <= MODE_OFF {
+        if fast == MODE_OFF && MODE.load(Ordering::Relaxed) == MODE_OFF {
+            return;
+        }
+        return on_alloc_slow(t, ptr, size, default);
+    }
+    t.shared.counters.alloc(size);
+    if fast == MODE_EXACT {
+        return record_new(t, ptr, size, 0);
+    }
+    let left = t.countdown.get() - size as i64;
+    t.countdown.set(left);
+    if left < 0 {
+        countdown_event(t, ptr, size);
+    }
+}
+
+/// The countdown ran out: update the peak estimate and this thread's view
+/// of the mode, draw the next gap, and in sampled mode record this block.
+/// The gaps are exponential in every mode, so a switch to sampled mode
+/// starts unbiased.
+#[cold]
+#[inline(never)]
+fn countdown_event(t: &ThreadState, ptr: *mut u8, size: usize) {
+    flush_live(t);
+    t.set_gap(next_gap(t, sample_bytes()));
+    t.refresh_fast();
+    match t.fast.get() {
+        MODE_SAMPLED => record_new(t, ptr, size, SAMPLE_EPOCH.load(Ordering::Relaxed)),
+        MODE_EXACT => record_new(t, ptr, size, 0),
+        _ => {}
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
+    let state = t.state.get();
+    if state & BUSY != 0 {
+        return;
+    }
+    if state == STATE_LIVE && t.scope.get() != 0 {
+        count_alloc(t, size);
+        return record_new(t, ptr, size, 0);
+    }
+    let mode = current_mode(default);
+    if state == STATE_LIVE {
+        // Off here, or switched on elsewhere since.
+        t.refresh_fast();
+        if mode > MODE_OFF {
+            on_alloc(t, ptr, size, default);
+        }
+        return;
+    }
+    if mode <= MODE_OFF {
+        if state == STATE_NEW {
+            // Stay unregistered while off, but take the cheap off path.
+            t.set_fast(MODE_OFF);
+        }
+        return;
+    }
+    if state == STATE_NEW {
+        register_thread(t);
+        return on_alloc(t, ptr, size, default);
+    }
+    count_shared_alloc(size);
+    if mode == MODE_EXACT {
+        record_new(t, ptr, size, 0);
+    }
+}
+
+/// Captures the stack and records a block (sampled, or every block in
+/// exact mode).
+#[inline(never)]
+fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
+    let prev = t.enter();
+    if t.stack_top.get() == 0 {
+        t.stack_top.set(stack::thread_stack_bounds().1.max(1));
+    }
+    let mut frames = [MaybeUninit::<usize>::uninit(); MAX_FRAMES];
+    let top = t.stack_top.get();
+    let captured = stack::capture(&mut frames, if top > 1 { top } else { 0 });
+    let hash = recorder::stack_hash(captured);
+    let now = now_tick();
+    RECORDER.lock().record_alloc(
+        recorder::NewBlock {
+            addr: ptr as usize,
+            size,
+            thread: t.index.get(),
+            epoch,
+            scope: t.scope.get(),
+        },
+        captured,
+        hash,
+        now,
+    );
+    t.leave(prev);
+}
+
+/// Accounts a free before the block goes back to jemalloc (so that its
+/// address cannot be reused and recorded by another thread first).
+#[inline(always)]
+fn on_free(t: &ThreadState, ptr: *mut u8, size: usize) {
+    let fast = t.fast.get();
+    if fast > MODE_OFF {
+        t.shared.counters.free(size);
+        if (fast == MODE_EXACT && recorder::HAS_LIVE.load(Ordering::Relaxed))
+            || recorder::maybe_recorded(ptr as usize)
+        {
+            forget(t, ptr);
+        }
+    } else if fast != MODE_OFF
+        || MODE.load(Ordering::Relaxed) != MODE_OFF
+        || recorder::maybe_recorded(ptr as usize)
+    {
+        // Not counting right now (new, tearing down, busy or measuring), or
+        // off with a recorded block or a switch since: the slow path decides.
+        on_free_slow(t, ptr, size);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
+    let state = t.state.get();
+    if state & BUSY != 0 {
+        return;
+    }
+    let mode = MODE.load(Ordering::Relaxed);
+    if state == STATE_LIVE && t.scope.get() != 0 {
+        count_free(t, size);
+        if may_be_recorded(ptr, mode) {
+            forget(t, ptr);
+        }
+        return;
+    }
+    if state == STATE_LIVE {
+        t.refresh_fast();
+        if mode > MODE_OFF {
+            return on_free(t, ptr, size);
+        }
+    } else if mode > MODE_OFF {
+        count_shared_free(size);
+    }
+    if may_be_recorded(ptr, mode) {
+        forget(t, ptr);
+    }
+}
+
+/// Counts a free in this thread's counters (the thread is not busy), and in
+/// its measuring scope.
+#[inline(always)]
+fn count_free(t: &ThreadState, size: usize) {
+    if t.state.get() == STATE_LIVE {
+        t.shared.counters.free(size);
+        if t.scope.get() != 0 {
+            t.scope_counts.free(size);
+        }
+    } else {
+        count_shared_free(size);
+    }
+}
+
+/// Counts an allocation in this thread's counters (the thread is live and
+/// not busy), and in its measuring scope.
+#[inline(always)]
+fn count_alloc(t: &ThreadState, size: usize) {
+    if t.state.get() == STATE_LIVE {
+        t.shared.counters.alloc(size);
+        if t.scope.get() != 0 {
+            t.scope_counts.alloc(size);
+        }
+    } else {
+        count_shared_alloc(size);
+    }
+}
+
+/// Whether a block may be in the recorder: in exact mode anything may be
+/// (while anything is recorded); otherwise the filter decides.
+#[inline(always)]
+fn may_be_recorded(ptr: *mut u8, mode: u8) -> bool {
+    (mode == MODE_EXACT && recorder::HAS_LIVE.load(Ordering::Relaxed))
+        || recorder::maybe_recorded(ptr as usize)
+}
+
+#[cold]
+#[inline(never)]
+fn forget(t: &ThreadState, ptr: *mut u8) {
+    let prev = t.enter();
+    let now = now_tick();
+    RECORDER.lock().record_free(ptr as usize, now);
+    t.leave(prev);
+}
+
+#[inline(always)]
+fn current_mode(default: u8) -> u8 {
+    let m = MODE.load(Ordering::Relaxed);
+    if m == MODE_UNINIT {
+        init(default);
+        return MODE.load(Ordering::Relaxed);
+    }
+    m
+}
+
+// SAFETY: every method forwards to jemalloc with the caller's arguments and
+// returns its result unchanged; the bookkeeping never touches the blocks.
+unsafe impl GlobalAlloc for Alloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_with(layout, false) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_with(layout, true) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Both paths end in a tail call: the fast one saves no registers.
+        let admit = THREAD.try_with(|t| t.admit_free(ptr, layout.size()));
+        if matches!(admit, Ok(Admit::Counted | Admit::Plain)) {
+            // SAFETY: forwarded contract.
+            unsafe { Jemalloc.dealloc(ptr, layout) }
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { dealloc_slow(ptr, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Fast path: a counting mode, a block the recorder cannot hold, and
+        // a countdown that the new size does not run out. Counted after the
+        // call, so a failed realloc leaves the counts as they were.
+        let fast = THREAD
+            .try_with(|t| t.admit_realloc(ptr, new_size))
+            .unwrap_or(false);
+        if !fast {
+            // SAFETY: forwarded contract.
+            return unsafe { self.realloc_slow(ptr, layout, new_size) };
+        }
+        // SAFETY: forwarded contract.
+        let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            let _ = THREAD.try_with(|t| t.count_realloc(layout.size(), new_size));
+        }
+        new
+    }
+}
+
+impl Alloc {
+    /// `alloc` and `alloc_zeroed`. The fast path counts first and then
+    /// calls jemalloc, taking the count back in the rare case it fails.
+    #[inline(always)]
+    unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let admit = THREAD
+            .try_with(|t| t.admit_alloc(layout.size()))
+            .unwrap_or(Admit::Slow);
+        if admit == Admit::Slow {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_slow(layout, zeroed) };
+        }
+        let size = layout.size();
+        // SAFETY: forwarded contract.
+        let p = unsafe { jemalloc_alloc(layout, zeroed) };
+        if p.is_null() {
+            uncount_alloc(size);
+        }
+        p
+    }
+
+    /// An allocation the fast path did not take: allocated, then accounted.
+    ///
+    /// # Safety
+    /// `GlobalAlloc::alloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { jemalloc_alloc(layout, zeroed) };
+        if !p.is_null() {
+            let _ = THREAD.try_with(|t| on_alloc(t, p, layout.size(), self.default_code()));
+        }
+        p
+    }
+
+    /// A realloc the fast path did not take.
+    ///
+    /// # Safety
+    /// `GlobalAlloc::realloc`'s contract.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_slow(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let mode = current_mode(self.default_code());
+        let recorded = may_be_recorded(ptr, mode);
+        let tracked = THREAD
+            .try_with(|t| !t.is_busy() && (mode > MODE_OFF || recorded || t.scope.get() != 0))
+            .unwrap_or(false);
+        if !tracked {
+            // SAFETY: forwarded contract.
+            return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+        }
+        THREAD.with(|t| {
+            if recorded {
+                // A recorded block's record is taken out before the realloc
+                // (so its old address, once jemalloc frees it, can be handed
+                // out and recorded by another thread without a clash) and put
+                // back after, without holding the lock during the copy.
+                let prev = t.enter();
+                let taken = RECORDER.lock().take_for_realloc(ptr as usize);
+                if let Some(taken) = taken {
+                    // SAFETY: forwarded contract.
+                    let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+                    let now = now_tick();
+                    RECORDER.lock().finish_realloc(
+                        taken,
+                        ptr as usize,
+                        new as usize,
+                        new_size,
+                        now,
+                        t.scope.get(),
+                    );
+                    t.leave(prev);
+                    if !new.is_null() && (mode > MODE_OFF || t.scope.get() != 0) {
+                        count_free(t, layout.size());
+                        count_alloc(t, new_size);
+                    }
+                    return new;
+                }
+                t.leave(prev);
+            }
+            // SAFETY: forwarded contract.
+            let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+            // A failed realloc leaves the old block and its accounting
+            // untouched; a successful one frees the old size and allocates
+            // the new (which may be sampled, at this stack).
+            if !new.is_null() && (mode > MODE_OFF || t.scope.get() != 0) {
+                count_free(t, layout.size());
+                on_alloc(t, new, new_size, self.default_code());
+            }
+            new
+        })
+    }
+}
+
+/// Takes back what [`ThreadState::admit_alloc`] counted for an allocation
+/// that failed (if it counted it: the thread is in a counting mode, which
+/// the call to jemalloc cannot have changed).
+#[cold]
+#[inline(never)]
+fn uncount_alloc(size: usize) {
+    let _ = THREAD.try_with(|t| {
+        if counting(t.fast.get()) {
+            let c = &t.shared.counters;
+            bump(&c.alloc_bytes, (size as u64).wrapping_neg());
+            bump(&c.alloc_blocks, u64::MAX);
+            t.countdown.set(t.countdown.get() + size as i64);
+        }
+    });
+}
+
+/// jemalloc's `alloc` or `alloc_zeroed`.
+///
+/// # Safety
+/// `GlobalAlloc::alloc`'s contract.
+#[inline(always)]
+unsafe fn jemalloc_alloc(layout: Layout, zeroed: bool) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if zeroed {
+            Jemalloc.alloc_zeroed(layout)
+        } else {
+            Jemalloc.alloc(layout)
+        }
+    }
+}
+
+/// A free the fast path did not take: accounted before jemalloc gets the
+/// block (so that its address cannot be reused and recorded by another
+/// thread first).
+///
+/// # Safety
+/// `GlobalAlloc::dealloc`'s contract.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout) {
+    if THREAD.try_with(|t| on_free(t, ptr, layout.size())).is_err()
+        && recorder::maybe_recorded(ptr as usize)
+    {
+        // No thread-local storage at all (cannot happen on Linux with
+        // const thread-locals, but never lose a record).
+        RECORDER.lock().record_free(ptr as usize, now_tick());
+    }
+    // SAFETY: forwarded contract.
+    unsafe { Jemalloc.dealloc(ptr, layout) }
+}

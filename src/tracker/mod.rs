@@ -1,0 +1,100 @@
+//! The tracker: everything that runs inside `GlobalAlloc`.
+//!
+//! [`Alloc`] is the global allocator (tikv-jemallocator underneath). It
+//! counts every block per thread, and records the stack of a sample of
+//! blocks (or of every block, in [`Mode::Exact`]) in the recorder. The rest
+//! of leakscope reads what it recorded through one API: [`snapshot`], a
+//! consistent copy taken without holding the recorder's lock for long.
+//!
+//! ```
+//! #[global_allocator]
+//! static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+//!
+//! # fn main() {
+//! leakscope::set_mode(leakscope::Mode::Exact);
+//! let kept = vec![1u64, 2, 3];
+//! let snap = leakscope::tracker::snapshot();
+//! let block = snap.blocks.iter().find(|b| b.addr == kept.as_ptr() as usize).unwrap();
+//! assert_eq!(block.size, 24);
+//! # }
+//! ```
+//!
+//! The modules, in the order an allocation meets them: `alloc` (the
+//! `GlobalAlloc` paths), `thread` (each thread's counters and countdown),
+//! `mode` (the global settings), `init` (the environment, read once without
+//! allocating, and the `fork` handlers), `registry` (the live threads'
+//! counters), `stack` (the frame-pointer walk), `recorder` (live blocks and
+//! per-stack totals) and `scope` (measuring scopes for `testing`).
+
+mod alloc;
+mod init;
+mod mode;
+pub(crate) mod recorder;
+mod registry;
+pub(crate) mod scope;
+pub(crate) mod stack;
+mod thread;
+
+use std::time::Duration;
+
+pub use alloc::Alloc;
+pub use mode::{DEFAULT_SAMPLE_BYTES, Mode, mode, sample_bytes, set_mode, set_sample_bytes};
+pub use recorder::{
+    HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, snapshot,
+};
+pub use stack::{DEFAULT_MAX_FRAMES, Unwinder, max_frames, set_max_frames, unwinder};
+pub(crate) use thread::untracked;
+
+/// Drops every record (live blocks, stacks, totals): tracking starts afresh.
+/// Blocks allocated before stay allocated; they are simply no longer known.
+pub fn reset() {
+    recorder::reset()
+}
+
+/// The recorder's heap totals alone (cheap: no copy of blocks or stacks).
+pub fn totals() -> HeapTotals {
+    recorder::snapshot_totals()
+}
+
+/// What the tracker's own data structures take now.
+pub fn memory() -> TrackerMemory {
+    recorder::tracker_memory()
+}
+
+/// The counters summed over every thread, at one reading.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CounterTotals {
+    /// Bytes allocated since the start (a realloc counts its new size).
+    pub(crate) alloc_bytes: u64,
+    /// Blocks allocated since the start.
+    pub(crate) alloc_blocks: u64,
+    /// Bytes freed since the start.
+    pub(crate) free_bytes: u64,
+    /// Blocks freed since the start.
+    pub(crate) free_blocks: u64,
+    /// Threads whose counters are registered now.
+    pub(crate) threads: usize,
+    /// The counters-mode estimate of the peak of live bytes.
+    pub(crate) peak_estimate: u64,
+    /// The longest any thread has waited for the recorder's lock.
+    pub(crate) longest_wait: Duration,
+}
+
+/// Reads the counters of every thread.
+pub(crate) fn counter_totals() -> CounterTotals {
+    let (c, threads) = registry::counters_sum();
+    let r = std::sync::atomic::Ordering::Relaxed;
+    CounterTotals {
+        alloc_bytes: c.alloc_bytes.load(r),
+        alloc_blocks: c.alloc_blocks.load(r),
+        free_bytes: c.free_bytes.load(r),
+        free_blocks: c.free_blocks.load(r),
+        threads,
+        peak_estimate: registry::flushed_peak().max(0) as u64,
+        longest_wait: recorder::RECORDER.longest_wait(),
+    }
+}
+
+/// This module's path, as frames of its functions begin.
+#[cfg(test)]
+pub(crate) const MODULE: &str = module_path!();

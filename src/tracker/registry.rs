@@ -1,0 +1,165 @@
+//! The registry of live threads' counters (summed on read), the counters of
+//! threads that have exited, the counters-mode peak estimate, and what
+//! `fork` must do with them.
+
+use std::ptr;
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, Ordering};
+
+use super::recorder::RECORDER;
+use super::thread::{Counters, THREAD, ThreadState, untracked};
+use crate::sys::lock::RawLocked;
+
+/// The part of a thread's state other threads read: its counters and the
+/// registry link.
+pub(super) struct SharedThread {
+    pub(super) counters: Counters,
+    pub(super) next: AtomicPtr<SharedThread>,
+}
+
+pub(super) struct Registry {
+    pub(super) head: *mut SharedThread,
+}
+
+// SAFETY: the pointers are to thread-locals that unlink themselves under the
+// registry lock before their thread's storage goes away.
+unsafe impl Send for Registry {}
+
+impl Registry {
+    pub(super) fn unlink(&mut self, me: *mut SharedThread) {
+        let mut link: *const AtomicPtr<SharedThread> = ptr::null();
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: registered entries are live while the lock is held.
+            let next = unsafe { (*cur).next.load(Ordering::Relaxed) };
+            if cur == me {
+                if link.is_null() {
+                    self.head = next;
+                } else {
+                    // SAFETY: as above.
+                    unsafe { (*link).store(next, Ordering::Relaxed) };
+                }
+                return;
+            }
+            // SAFETY: as above.
+            link = unsafe { &(*cur).next };
+            cur = next;
+        }
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&Counters)) {
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: registered entries are live while the lock is held.
+            unsafe {
+                f(&(*cur).counters);
+                cur = (*cur).next.load(Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+pub(super) static REGISTRY: RawLocked<Registry> = RawLocked::new(Registry {
+    head: ptr::null_mut(),
+});
+/// Counters of threads that have exited, and of allocations made during a
+/// thread's teardown after its counters were unregistered.
+pub(super) static EXITED: Counters = Counters::new();
+pub(super) static THREAD_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Live bytes summed over threads as of each thread's last countdown event,
+/// and the peak of that sum: the peak estimate outside exact mode.
+static FLUSHED_LIVE: AtomicI64 = AtomicI64::new(0);
+static FLUSHED_PEAK: AtomicI64 = AtomicI64::new(0);
+
+/// Adds this thread's change in live bytes since its last event to the
+/// global sum and raises the peak. Runs once every ~mean-gap bytes
+/// allocated, so the peak estimate misses at most about that much per thread.
+#[cold]
+pub(super) fn flush_live(t: &ThreadState) {
+    let c = &t.shared.counters;
+    let r = Ordering::Relaxed;
+    let live = c.alloc_bytes.load(r).wrapping_sub(c.free_bytes.load(r)) as i64;
+    let d = live.wrapping_sub(t.flushed.replace(live));
+    let sum = FLUSHED_LIVE.fetch_add(d, r).wrapping_add(d);
+    FLUSHED_PEAK.fetch_max(sum, r);
+}
+
+/// Sums of all counters: (counters, registered thread count).
+pub(crate) fn counters_sum() -> (Counters, usize) {
+    let sum = Counters::new();
+    let mut threads = 0;
+    untracked(|| {
+        let reg = REGISTRY.lock();
+        reg.for_each(|c| {
+            sum.add_shared(c);
+            threads += 1;
+        });
+    });
+    sum.add_shared(&EXITED);
+    (sum, threads)
+}
+
+/// The counters-mode estimate of the peak of live bytes.
+pub(crate) fn flushed_peak() -> i64 {
+    FLUSHED_PEAK.load(Ordering::Relaxed)
+}
+
+/// Counts an allocation of a thread that is not live: tearing down (its
+/// counters already folded into EXITED) or not yet registered.
+#[cold]
+pub(super) fn count_shared_alloc(size: usize) {
+    EXITED.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
+    EXITED.alloc_blocks.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a free of a thread that is not live.
+#[cold]
+pub(super) fn count_shared_free(size: usize) {
+    EXITED.free_bytes.fetch_add(size as u64, Ordering::Relaxed);
+    EXITED.free_blocks.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(super) extern "C" fn fork_prepare() {
+    REGISTRY.lock_for_fork();
+    RECORDER.lock_for_fork();
+}
+
+pub(super) extern "C" fn fork_parent() {
+    // SAFETY: this thread took both locks in fork_prepare.
+    unsafe {
+        RECORDER.force_unlock();
+        REGISTRY.force_unlock();
+    }
+}
+
+pub(super) extern "C" fn fork_child() {
+    // The child has one thread: this one. Other threads' counters are folded
+    // into EXITED (their thread-locals are gone with them) and the locks,
+    // possibly held by threads that no longer exist, are reset.
+    // SAFETY: only this thread exists in the child.
+    unsafe {
+        RECORDER.reset_in_child();
+        let me = THREAD
+            .try_with(|t| &t.shared as *const SharedThread as *mut SharedThread)
+            .unwrap_or(ptr::null_mut());
+        let reg = REGISTRY.get_unchecked();
+        let mut cur = reg.head;
+        let mut kept = false;
+        while !cur.is_null() {
+            let next = (*cur).next.load(Ordering::Relaxed);
+            if cur == me {
+                kept = true;
+            } else {
+                EXITED.add_shared(&(*cur).counters);
+            }
+            cur = next;
+        }
+        if kept {
+            (*me).next.store(ptr::null_mut(), Ordering::Relaxed);
+            reg.head = me;
+        } else {
+            reg.head = ptr::null_mut();
+        }
+        REGISTRY.reset_in_child();
+    }
+}
