@@ -39,6 +39,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::render::table::{finish, table};
 use crate::symbols;
 use crate::tracker::scope::{self, SavedScope, ScopeFigures};
 
@@ -72,6 +73,7 @@ impl Drop for Scope {
 
 /// One allocation site in an assertion's report.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Site {
     /// The allocating function (the first frame of the program's own code).
     pub function: String,
@@ -217,13 +219,14 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> Measurement<R> {
 /// Panics unless the closure made exactly `expected` allocations, listing
 /// where it allocated. Used by [`assert_allocs!`](crate::assert_allocs).
 #[track_caller]
+#[doc(hidden)]
 pub fn check_allocs<R>(m: &Measurement<R>, expected: u64) {
     if m.allocated_blocks != expected {
         panic!(
             "expected {expected} allocations, the code made {} ({} bytes). Where:\n{}",
             m.allocated_blocks,
             m.allocated_bytes,
-            crate::render::sites(&m.allocation_sites())
+            site_table(&m.allocation_sites())
         );
     }
 }
@@ -232,12 +235,13 @@ pub fn check_allocs<R>(m: &Measurement<R>, expected: u64) {
 /// `limit`, listing where it allocated. Used by
 /// [`assert_max_bytes!`](crate::assert_max_bytes).
 #[track_caller]
+#[doc(hidden)]
 pub fn check_max_bytes<R>(m: &Measurement<R>, limit: u64) {
     if m.peak_bytes > limit {
         panic!(
             "the code's heap peaked at {} bytes, over the limit of {limit}. Where it allocated:\n{}",
             m.peak_bytes,
-            crate::render::sites(&m.allocation_sites())
+            site_table(&m.allocation_sites())
         );
     }
 }
@@ -245,13 +249,14 @@ pub fn check_max_bytes<R>(m: &Measurement<R>, limit: u64) {
 /// Panics if blocks the closure allocated are still live, listing where they
 /// were allocated. Used by [`assert_no_leaks!`](crate::assert_no_leaks).
 #[track_caller]
+#[doc(hidden)]
 pub fn check_no_leaks<R>(m: &Measurement<R>) {
     let live = m.live_blocks();
     if live != 0 {
         panic!(
             "the code leaked {live} blocks ({} bytes). Allocated at:\n{}",
             m.live_bytes(),
-            crate::render::sites(&m.live_sites())
+            site_table(&m.live_sites())
         );
     }
 }
@@ -291,4 +296,32 @@ macro_rules! assert_no_leaks {
         });
         $crate::testing::check_no_leaks(&m);
     }};
+}
+
+/// Allocation sites for an assertion message, one per line: blocks, bytes,
+/// type, function and place.
+fn site_table(list: &[Site]) -> String {
+    if list.is_empty() {
+        return "  (no allocation sites recorded)\n".to_string();
+    }
+    let mut t = table(&["Blocks", "Bytes", "Type", "Allocated at"], &[0, 1]);
+    for s in list {
+        let place = match symbols::short_place(s.file.as_deref(), s.line) {
+            Some(p) => format!("{} ({p})", s.function),
+            None => s.function.clone(),
+        };
+        t.add_row(vec![
+            s.blocks.to_string(),
+            s.bytes.to_string(),
+            s.type_name.clone(),
+            place,
+        ]);
+    }
+    let mut out = String::new();
+    for line in finish(&t).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }

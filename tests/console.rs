@@ -1,5 +1,5 @@
 //! The console over real TCP on 127.0.0.1: login, the shell's commands,
-//! every telnet behaviour of REFERENCE.md's table at the byte level, every
+//! every telnet behaviour real clients show, at the byte level, every
 //! limit, the real `telnet` program, and attach by PID's file checks.
 
 mod common;

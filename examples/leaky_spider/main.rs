@@ -2,11 +2,11 @@
 //! users know best, and leakscope's console to find them while it runs.
 //!
 //! - The nasty spider keeps each `HtmlResponse` in the next `Request`'s
-//!   meta: every response stays alive (seeds 001 and 003). `--fixed` cures it.
+//!   meta: every response stays alive (the leak of Scrapy's memory-leak guide). `--fixed` cures it.
 //! - `--blocking-pipeline SECS`: a pipeline step blocks the item pipeline's
 //!   worker thread; responses pile up in the scraper slot waiting for their
 //!   items, `needs_backout()` turns True and downloads stop: the crawl looks
-//!   hung (seed 004), while the console still answers.
+//!   hung (a blocked Scrapy pipeline), while the console still answers.
 //!
 //! ```text
 //! cargo run --release --example leaky_spider

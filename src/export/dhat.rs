@@ -19,6 +19,7 @@ use crate::tracker::{self, Snapshot};
 
 /// One program point of a DHAT file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProgramPoint {
     /// Total bytes allocated here.
     pub tb: u64,
@@ -45,6 +46,7 @@ pub struct ProgramPoint {
 /// A DHAT file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[allow(non_snake_case)]
+#[non_exhaustive]
 pub struct DhatFile {
     /// Always 2.
     pub dhatFileVersion: u32,
@@ -89,7 +91,7 @@ pub fn from_snapshot(snap: &Snapshot) -> DhatFile {
         live_age[b.stack as usize] +=
             snap.taken_at.saturating_sub(b.born).as_micros() as f64 * b.est_blocks;
     }
-    for pp in super::program_points(snap) {
+    for pp in super::program_stacks(snap) {
         let fs: Vec<usize> = pp
             .frames
             .iter()
@@ -319,6 +321,7 @@ fn location_key(file: &DhatFile, pp: &ProgramPoint) -> String {
 
 /// One row of a report or a diff.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PointSummary {
     /// The allocation site (first frame of the program's own code).
     pub site: String,

@@ -9,7 +9,7 @@ use crate::tracker::{self, Snapshot};
 /// The folded stacks of live bytes: `root;…;allocating frame BYTES`, one
 /// line per stack with live bytes, outermost frame first.
 pub fn folded(snap: &Snapshot) -> Vec<String> {
-    let mut lines: Vec<String> = super::program_points(snap)
+    let mut lines: Vec<String> = super::program_stacks(snap)
         .into_iter()
         .filter(|pp| pp.stats.live_bytes > 0)
         .map(|pp| {

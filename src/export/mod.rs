@@ -75,7 +75,7 @@ pub enum Error {
 }
 
 /// One stack with its figures, resolved, leakscope's own frames trimmed.
-pub(crate) struct ProgramPoint {
+pub(crate) struct ResolvedStack {
     /// Its index in the snapshot's stacks.
     pub(crate) stack: usize,
     pub(crate) frames: Vec<Frame>,
@@ -84,12 +84,12 @@ pub(crate) struct ProgramPoint {
 
 /// The program's stacks from a snapshot (the tool's own analysis data left
 /// out), resolved.
-pub(crate) fn program_points(snap: &Snapshot) -> Vec<ProgramPoint> {
+pub(crate) fn program_stacks(snap: &Snapshot) -> Vec<ResolvedStack> {
     snap.stacks
         .iter()
         .enumerate()
         .filter(|(_, s)| s.stats.total_blocks > 0)
-        .map(|(stack, s)| ProgramPoint {
+        .map(|(stack, s)| ResolvedStack {
             stack,
             frames: symbols::resolve_stack(&s.frames),
             stats: s.stats,

@@ -15,6 +15,7 @@ use crate::tracker::{self, Snapshot};
 
 /// profile.proto's `Profile`.
 #[derive(Clone, PartialEq, Message)]
+#[non_exhaustive]
 pub struct Profile {
     /// What each value of a sample means.
     #[prost(message, repeated, tag = "1")]
@@ -53,6 +54,7 @@ pub struct Profile {
 
 /// profile.proto's `ValueType`.
 #[derive(Clone, PartialEq, Message)]
+#[non_exhaustive]
 pub struct ValueType {
     /// Type name (string table index).
     #[prost(int64, tag = "1")]
@@ -64,6 +66,7 @@ pub struct ValueType {
 
 /// profile.proto's `Sample`.
 #[derive(Clone, PartialEq, Message)]
+#[non_exhaustive]
 pub struct Sample {
     /// Locations, leaf first.
     #[prost(uint64, repeated, tag = "1")]
@@ -75,6 +78,7 @@ pub struct Sample {
 
 /// profile.proto's `Mapping`.
 #[derive(Clone, PartialEq, Message)]
+#[non_exhaustive]
 pub struct Mapping {
     /// Id (from 1).
     #[prost(uint64, tag = "1")]
@@ -107,6 +111,7 @@ pub struct Mapping {
 
 /// profile.proto's `Location`.
 #[derive(Clone, PartialEq, Message)]
+#[non_exhaustive]
 pub struct Location {
     /// Id (from 1).
     #[prost(uint64, tag = "1")]
@@ -124,6 +129,7 @@ pub struct Location {
 
 /// profile.proto's `Line`.
 #[derive(Clone, PartialEq, Message)]
+#[non_exhaustive]
 pub struct Line {
     /// Its function.
     #[prost(uint64, tag = "1")]
@@ -138,6 +144,7 @@ pub struct Line {
 
 /// profile.proto's `Function`.
 #[derive(Clone, PartialEq, Message)]
+#[non_exhaustive]
 pub struct Function {
     /// Id (from 1).
     #[prost(uint64, tag = "1")]
@@ -213,7 +220,7 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
     let mut locations: Vec<Location> = Vec::new();
     let mut location_ids: HashMap<usize, u64> = HashMap::new();
     let mut samples = Vec::new();
-    for pp in super::program_points(snap) {
+    for pp in super::program_stacks(snap) {
         let mut ids = Vec::new();
         // Frames of one return address are consecutive: one location each.
         let mut i = 0;

@@ -48,6 +48,7 @@ impl Heap {
 }
 /// One row of a [`HeapDiff`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DiffRow {
     /// What the row's blocks share.
     pub label: String,
@@ -59,6 +60,7 @@ pub struct DiffRow {
 
 /// What changed between two heaps, by one [`Kind`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct HeapDiff {
     /// How the heaps were split.
     pub kind: Kind,

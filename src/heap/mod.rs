@@ -92,23 +92,13 @@ struct StackFacts {
     tool_owned: bool,
 }
 
-fn frame_label(f: &Frame) -> String {
-    match (&f.file, f.line) {
-        (Some(file), Some(line)) => {
-            let file = file.rsplit('/').next().unwrap_or(file);
-            format!("{} ({file}:{line})", f.function)
-        }
-        _ => f.function.clone(),
-    }
-}
-
 fn facts(addrs: &[usize]) -> StackFacts {
     let frames = symbols::resolve_stack(addrs);
     let mut ty = symbols::block_type(&frames);
     if ty.ambiguous {
         ty.name.push_str(" (?)");
     }
-    let site = symbols::allocation_site(&frames).map_or_else(|| "?".to_string(), frame_label);
+    let site = symbols::allocation_site(&frames).map_or_else(|| "?".to_string(), Frame::label);
     let own: Vec<&Frame> = frames.iter().filter(|f| !f.is_runtime()).take(4).collect();
     let stack_label = if own.is_empty() {
         site.clone()
@@ -152,6 +142,7 @@ pub struct Heap {
 
 /// The figures of a set of blocks (estimates when sampled).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Totals {
     /// Number of blocks.
     pub count: u64,

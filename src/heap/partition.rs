@@ -42,6 +42,7 @@ pub fn age_bucket(age: Duration) -> &'static str {
 
 /// One row of a partition.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Row {
     /// What the row's blocks share (a type, a site, a size class …).
     pub label: String,

@@ -90,6 +90,7 @@ impl std::ops::Deref for Suspects {
 
 /// A kind of block that keeps growing.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Suspect {
     /// [`Kind::Type`] or [`Kind::Site`].
     pub kind: Kind,

@@ -151,12 +151,7 @@ pub(crate) fn stacks(list: &[(Vec<Frame>, Totals)], n: usize) -> String {
             t.count, t.size
         ));
         for f in frames {
-            let place = match (&f.file, f.line) {
-                (Some(file), Some(line)) => {
-                    format!(" ({}:{line})", file.rsplit('/').next().unwrap_or(file))
-                }
-                _ => String::new(),
-            };
+            let place = f.place().map_or_else(String::new, |p| format!(" ({p})"));
             out.push_str(&format!(
                 "    {}{}{place}\n",
                 if f.inlined { "(inlined) " } else { "" },

@@ -7,8 +7,6 @@ mod dhat;
 mod heap;
 mod stats;
 pub(crate) mod table;
-mod testing;
 mod trackref;
 
 pub(crate) use heap::{diff, stacks, suspects};
-pub(crate) use testing::sites;

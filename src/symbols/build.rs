@@ -6,6 +6,7 @@ use super::resolve;
 
 /// What this build gives symbol resolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BuildInfo {
     /// Symbols are mangled with v0 (generic arguments, hence types, visible).
     pub v0_mangling: bool,

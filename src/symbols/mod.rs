@@ -36,6 +36,7 @@ use crate::tracker::untracked;
 
 /// One resolved frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Frame {
     /// The return address this frame was resolved from.
     pub addr: usize,
@@ -53,7 +54,27 @@ pub struct Frame {
     pub v0: bool,
 }
 
+/// `file:line` with the file's directories dropped, when both are known.
+pub fn short_place(file: Option<&str>, line: Option<u32>) -> Option<String> {
+    let (file, line) = (file?, line?);
+    Some(format!("{}:{line}", file.rsplit('/').next().unwrap_or(file)))
+}
+
 impl Frame {
+    /// `file:line` with the file's directories dropped, when debug info has
+    /// both.
+    pub fn place(&self) -> Option<String> {
+        short_place(self.file.as_deref(), self.line)
+    }
+
+    /// `function (file:line)`, or the function alone without debug info.
+    pub fn label(&self) -> String {
+        match self.place() {
+            Some(place) => format!("{} ({place})", self.function),
+            None => self.function.clone(),
+        }
+    }
+
     /// Whether this frame belongs to the standard library, a container crate
     /// or leakscope itself rather than to the program's own code.
     pub fn is_runtime(&self) -> bool {

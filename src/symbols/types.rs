@@ -16,6 +16,7 @@ pub enum TypeSource {
 
 /// The Rust type of a heap block, as far as the stack tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BlockType {
     /// Short type (`Box<app::Widget>`, `Vec<u8>`, `String`) or, without a
     /// container frame, `fn app::load` naming the allocating function.

@@ -80,6 +80,7 @@ impl<T: Send + Sync + 'static> Tracked<T> {
 
 /// One live instance found in the registry.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct LiveObject {
     /// Its class.
     pub class: &'static str,

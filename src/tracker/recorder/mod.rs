@@ -9,8 +9,9 @@
 //! first time it changes after a new peak), so no operation walks all stacks.
 //!
 //! In sampled mode each recorded block carries the weight of the blocks it
-//! stands for (`Z / (1 - e^(-Z/R))` bytes, `1 / (1 - e^(-Z/R))` blocks, see
-//! REFERENCE.md): every figure here is then an unbiased estimate, and
+//! stands for (`Z / (1 - e^(-Z/R))` bytes, `1 / (1 - e^(-Z/R))` blocks, where
+//! a block of `Z` bytes is sampled with probability `1 - e^(-Z/R)` at a
+//! mean gap of `R` bytes): every figure here is then an unbiased estimate, and
 //! [`Snapshot::estimated`] says so.
 //!
 //! The recorder's own memory is allocated with the allocator's reentrancy

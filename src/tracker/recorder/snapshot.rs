@@ -18,6 +18,7 @@ pub type StackId = u32;
 /// Totals per interned stack, in bytes and blocks (estimates in sampled
 /// mode). The fields follow DHAT's program points.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct SiteStats {
     /// Bytes allocated here since tracking began (`tb`).
     pub total_bytes: u64,
@@ -44,6 +45,7 @@ pub struct SiteStats {
 /// One interned stack: its return addresses (innermost first, leakscope's own
 /// frames included; `symbols` trims them) and its totals.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct StackRecord {
     /// Return addresses, innermost first.
     pub frames: Vec<usize>,
@@ -53,6 +55,7 @@ pub struct StackRecord {
 
 /// One live block.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct LiveBlock {
     /// The block's address.
     pub addr: usize,
@@ -72,6 +75,7 @@ pub struct LiveBlock {
 
 /// Totals of the whole recorded heap (estimates in sampled mode).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct HeapTotals {
     /// Live bytes now.
     pub live_bytes: u64,
@@ -91,6 +95,7 @@ pub struct HeapTotals {
 
 /// A consistent copy of everything the recorder knows at one moment.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// When the snapshot was taken, since the recorder started.
     pub taken_at: Duration,
@@ -272,6 +277,7 @@ pub fn snapshot_totals() -> HeapTotals {
 
 /// Memory the tracker itself holds, by part (bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrackerMemory {
     /// Fixed tables (the free filter and the sampling epochs).
     pub fixed: u64,
