@@ -264,7 +264,7 @@ fn at_most_eight_sessions() {
     let mut clients: Vec<Client> = (0..8)
         .map(|_| {
             let mut cl = Client::connect(c.addr().unwrap());
-            cl.expect(b"Username: ");
+            cl.login("s3cret");
             cl
         })
         .collect();
@@ -275,7 +275,49 @@ fn at_most_eight_sessions() {
     drop(clients.pop());
     std::thread::sleep(Duration::from_millis(500));
     let mut again = Client::connect(c.addr().unwrap());
-    again.expect(b"Username: ");
+    again.login("s3cret");
+    assert!(again.run("1 + 1").starts_with('2'));
+}
+
+#[test]
+fn connections_that_never_log_in_take_no_ones_place() {
+    let c = console();
+    // Eight that never log in, then sixteen more: the oldest waiting are
+    // closed as new ones come; a real user still gets in at once, and a
+    // logged-in user is never closed for them.
+    let mut first = Client::connect(c.addr().unwrap());
+    first.login("s3cret");
+    let silent: Vec<Client> = (0..24)
+        .map(|_| {
+            let mut cl = Client::connect(c.addr().unwrap());
+            cl.expect(b"Username: ");
+            cl
+        })
+        .collect();
+    let started = Instant::now();
+    let mut user = Client::connect(c.addr().unwrap());
+    user.login("s3cret");
+    assert!(user.run("prefs()").starts_with("Live References"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(first.run("1 + 1").starts_with('2'));
+    // The waiting pool holds eight: of the twenty-five that waited (the
+    // silent ones, then the user), the seventeen oldest were closed.
+    let closed: Vec<bool> = silent
+        .into_iter()
+        .map(|mut cl| {
+            let mut b = [0u8; 16];
+            matches!(std::io::Read::read(&mut cl.stream, &mut b), Ok(0))
+        })
+        .collect();
+    assert_eq!(closed.iter().filter(|c| **c).count(), 17, "{closed:?}");
+    assert!(
+        closed[..17].iter().all(|c| *c),
+        "the oldest go first: {closed:?}"
+    );
 }
 
 #[test]

@@ -6,11 +6,12 @@
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use super::admission::Admission;
 use super::server::{Builder, SessionConfig, announce, random_hex};
-use super::session::{Session, same};
+use super::session::{Entry, Session, same};
 
 /// The signal `leakscope attach` sends by default.
 pub const ATTACH_SIGNAL: i32 = libc::SIGUSR2;
@@ -112,8 +113,8 @@ pub fn enable_attach_on(signal: i32, mut host: Builder) -> io::Result<()> {
         idle_timeout: host.idle_timeout,
         login_timeout: host.login_timeout,
         write_timeout: host.write_timeout,
-        max_sessions: 1,
-        sessions: AtomicUsize::new(0),
+        limits: host.limits,
+        admission: Admission::new(1, 1),
         stop: Arc::new(AtomicBool::new(false)),
     });
     std::thread::Builder::new()
@@ -129,14 +130,18 @@ pub fn enable_attach_on(signal: i32, mut host: Builder) -> io::Result<()> {
     Ok(())
 }
 
-fn attach_once(config: &SessionConfig) -> io::Result<()> {
+fn attach_once(config: &Arc<SessionConfig>) -> io::Result<()> {
     let path = rendezvous_file(std::process::id())?;
     let (port, token) = read_rendezvous(&path)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(format!("LEAKSCOPE-ATTACH {token}\r\n").as_bytes())?;
-    Session::new(stream, config, false).run()
+    let Some(slot) = config.admission.session() else {
+        stream.write_all(b"An attached console is open already.\r\n")?;
+        return Ok(());
+    };
+    Session::new(stream, config.clone(), Entry::Attached(slot)).run()
 }
 
 /// The CLI's side of attach: waits on `listener` (up to `timeout`) for the

@@ -6,7 +6,12 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::eval::Shell;
+use super::eval::{Limits, Shell};
+
+const LIMITS: Limits = Limits {
+    line_time: std::time::Duration::from_secs(2),
+    session_bytes: 1 << 20,
+};
 use super::host::Host;
 use super::lang::parse;
 use super::telnet::Decoder;
@@ -86,14 +91,14 @@ proptest! {
 
     #[test]
     fn the_shell_takes_any_text(line in any::<String>()) {
-        let mut shell = Shell::new(Arc::new(Host::with_builtins()));
+        let mut shell = Shell::new(Arc::new(Host::with_builtins()), LIMITS);
         let _ = shell.run(&line);
     }
 
     #[test]
     fn the_parser_and_shell_take_any_token_stream(line in tokens()) {
         let _ = parse(&line);
-        let mut shell = Shell::new(Arc::new(Host::with_builtins()));
+        let mut shell = Shell::new(Arc::new(Host::with_builtins()), LIMITS);
         let out = shell.run(&line);
         // Errors point somewhere inside the line (plus one: its end).
         if let Some(caret_line) = out.lines().nth(1)

@@ -33,6 +33,7 @@
 //! (evaluation and values), `host` (the names), `builtins` (leakscope's
 //! own names).
 
+mod admission;
 mod attach;
 mod builtins;
 mod client;
@@ -46,6 +47,7 @@ mod telnet;
 #[cfg(test)]
 mod fuzz;
 
+pub use admission::{DEFAULT_MAX_WAITING, GUESS_WINDOW, GUESSES_PER_WINDOW};
 pub use attach::{
     ATTACH_SIGNAL, accept_attached, enable_attach, enable_attach_on, new_token, read_rendezvous,
     rendezvous_dir, rendezvous_file, write_rendezvous,
@@ -55,8 +57,9 @@ pub use eval::{Error, PyError, Value};
 pub use host::{Call, Function, HostObject, IntoOutput};
 pub use lang::{MAX_CHAIN, MAX_DEPTH, SyntaxError, SyntaxErrorKind};
 pub use server::{
-    Builder, Console, DEFAULT_IDLE_TIMEOUT, DEFAULT_LAST_PORT, DEFAULT_LOGIN_TIMEOUT,
-    DEFAULT_MAX_SESSIONS, DEFAULT_PORT, DEFAULT_USERNAME, DEFAULT_WRITE_TIMEOUT, SpawnError,
+    Builder, Console, DEFAULT_IDLE_TIMEOUT, DEFAULT_LAST_PORT, DEFAULT_LINE_TIMEOUT,
+    DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_SESSIONS, DEFAULT_PORT, DEFAULT_SESSION_MEMORY,
+    DEFAULT_USERNAME, DEFAULT_WRITE_TIMEOUT, SpawnError,
 };
 pub use telnet::MAX_SUBNEGOTIATION;
 

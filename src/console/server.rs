@@ -3,13 +3,14 @@
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::eval::{Error, Value};
+use super::admission::{Admission, DEFAULT_MAX_WAITING};
+use super::eval::{Error, Limits, Value};
 use super::host::{Call, Entry, Function, Host, HostObject, IntoOutput, Origin};
-use super::session::Session;
+use super::session::{Entry as SessionEntry, Session};
 
 /// The first port tried (Scrapy's).
 pub const DEFAULT_PORT: u16 = 6023;
@@ -25,6 +26,10 @@ pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many sessions at once.
 pub const DEFAULT_MAX_SESSIONS: usize = 8;
+/// Wall time one console line may run before it is stopped.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes one session's values may take, written out.
+pub const DEFAULT_SESSION_MEMORY: usize = 64 << 20;
 
 /// Why a console could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,8 @@ pub struct Builder {
     pub(super) login_timeout: Duration,
     pub(super) write_timeout: Duration,
     max_sessions: usize,
+    max_waiting: usize,
+    pub(super) limits: Limits,
 }
 
 /// A running console (or a disabled one, with no address). Dropping it
@@ -127,6 +134,11 @@ impl Console {
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_waiting: DEFAULT_MAX_WAITING,
+            limits: Limits {
+                line_time: DEFAULT_LINE_TIMEOUT,
+                session_bytes: DEFAULT_SESSION_MEMORY,
+            },
         }
     }
 
@@ -278,9 +290,30 @@ impl Builder {
         self
     }
 
-    /// At most this many sessions at once (default 8).
+    /// At most this many logged-in sessions at once (default 8).
     pub fn max_sessions(mut self, n: usize) -> Self {
         self.max_sessions = n.max(1);
+        self
+    }
+
+    /// At most this many connections waiting at the login prompts (default
+    /// 8); when one more comes, the one that has waited longest is closed.
+    pub fn max_waiting(mut self, n: usize) -> Self {
+        self.max_waiting = n.max(1);
+        self
+    }
+
+    /// Stops a console line that runs longer than this (default 10 s) with
+    /// `TimeoutError`.
+    pub fn line_timeout(mut self, t: Duration) -> Self {
+        self.limits.line_time = t;
+        self
+    }
+
+    /// Bytes one session's values may take, written out (default 64 MiB);
+    /// beyond, a line fails with `MemoryError`.
+    pub fn session_memory(mut self, bytes: usize) -> Self {
+        self.limits.session_bytes = bytes;
         self
     }
 
@@ -325,8 +358,8 @@ impl Builder {
             idle_timeout: self.idle_timeout,
             login_timeout: self.login_timeout,
             write_timeout: self.write_timeout,
-            max_sessions: self.max_sessions,
-            sessions: AtomicUsize::new(0),
+            limits: self.limits,
+            admission: Admission::new(self.max_sessions, self.max_waiting),
             stop: stop.clone(),
         });
         let thread = std::thread::Builder::new()
@@ -352,18 +385,9 @@ pub(super) struct SessionConfig {
     pub(super) idle_timeout: Duration,
     pub(super) login_timeout: Duration,
     pub(super) write_timeout: Duration,
-    pub(super) max_sessions: usize,
-    pub(super) sessions: AtomicUsize,
+    pub(super) limits: Limits,
+    pub(super) admission: Arc<Admission>,
     pub(super) stop: Arc<AtomicBool>,
-}
-
-/// A session's slot, given back however the session ends (a panic too).
-struct Slot(Arc<SessionConfig>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 fn listen(listener: TcpListener, config: Arc<SessionConfig>) {
@@ -373,22 +397,22 @@ fn listen(listener: TcpListener, config: Arc<SessionConfig>) {
             break;
         }
         let Ok(mut stream) = conn else { continue };
-        if config.sessions.load(Ordering::Relaxed) >= config.max_sessions {
+        if config.admission.full() {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = stream.write_all(b"Too many console sessions; try again later.\r\n");
             let _ = stream.shutdown(Shutdown::Both);
             continue;
         }
-        config.sessions.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(config.clone());
+        let ticket = config.admission.wait(&stream);
+        let session_config = config.clone();
         let spawned = std::thread::Builder::new()
             .name("leakscope-session".into())
             .stack_size(8 << 20)
             .spawn(move || {
-                let _ = Session::new(stream, &slot.0, true).run();
-                drop(slot);
+                let entry = SessionEntry::Login(ticket);
+                let _ = Session::new(stream, session_config, entry).run();
             });
-        // A thread that could not start dropped its slot with the closure.
+        // A thread that could not start dropped its ticket with the closure.
         if let Ok(h) = spawned {
             sessions.retain(|h| !h.is_finished());
             sessions.push(h);

@@ -1,15 +1,34 @@
 //! One telnet session: login, then lines through the shell, with every
-//! limit (login deadline, idle timeout, stalled writes, HTTP first lines).
+//! limit (login deadline, idle timeout, a deadline for stalled writes, HTTP
+//! first lines, wrong passwords throttled per source). While a line runs,
+//! the client is still read now and then: Ctrl-C stops the line, and so
+//! does the client going away.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::eval::Shell;
+use super::admission::{SessionSlot, WaitTicket};
+use super::eval::{Poll, Shell, Stop};
 use super::server::SessionConfig;
-use super::telnet::{Decoder, Event, encode};
+use super::telnet::{Decoder, Event, IAC, IP, encode};
 use super::{MAX_LINE, PROMPT};
+
+/// How a session came to be.
+pub(super) enum Entry {
+    /// A connection that must log in first.
+    Login(WaitTicket),
+    /// An attached console, with its slot.
+    Attached(SessionSlot),
+}
+
+/// Bytes a client may send while a line runs before it is read no more
+/// until the line ends.
+const MAX_HELD: usize = 1 << 20;
 
 #[derive(PartialEq, Eq)]
 enum Phase {
@@ -18,20 +37,24 @@ enum Phase {
     Shell,
 }
 
-/// Whether a first line is an HTTP request (a browser talking to us).
+/// Whether a first line is HTTP (a web page in a local browser talking to
+/// us, after DNS rebinding it may send any method): a request line ending
+/// in `HTTP/…` or with a path second, or a header line `Name: value`.
 fn looks_like_http(line: &[u8]) -> bool {
-    const STARTS: &[&[u8]] = &[
-        b"GET ",
-        b"POST ",
-        b"PUT ",
-        b"HEAD ",
-        b"DELETE ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"CONNECT ",
-        b"TRACE ",
-    ];
-    STARTS.iter().any(|s| line.starts_with(s)) || line.to_ascii_lowercase().starts_with(b"host:")
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    let words: Vec<&str> = text.split_ascii_whitespace().collect();
+    let request = words.len() >= 2
+        && (words[words.len() - 1]
+            .to_ascii_lowercase()
+            .starts_with("http/")
+            || (words[1].starts_with('/') && words[0].bytes().all(|b| b.is_ascii_alphabetic())));
+    let header = text.split_once(':').is_some_and(|(name, rest)| {
+        !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && (rest.is_empty() || rest.starts_with(' '))
+    });
+    request || header
 }
 
 pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
@@ -43,28 +66,49 @@ pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-pub(super) struct Session<'a> {
+pub(super) struct Session {
     stream: TcpStream,
-    config: &'a SessionConfig,
+    config: Arc<SessionConfig>,
     decoder: Decoder,
     shell: Shell,
     phase: Phase,
     failures: u32,
     first_line: bool,
     out: Vec<u8>,
+    peer: IpAddr,
+    /// The place among those waiting to log in, until logged in.
+    waiting: Option<WaitTicket>,
+    /// The logged-in slot, once logged in.
+    slot: Option<SessionSlot>,
+    /// What the client sent while a line ran, decoded after it.
+    held: Vec<u8>,
+    /// The line just run was stopped by Ctrl-C: its interrupt is answered.
+    interrupted: bool,
 }
 
-impl<'a> Session<'a> {
-    pub(super) fn new(stream: TcpStream, config: &'a SessionConfig, login: bool) -> Self {
+impl Session {
+    pub(super) fn new(stream: TcpStream, config: Arc<SessionConfig>, entry: Entry) -> Self {
+        let peer = stream
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let (phase, waiting, slot) = match entry {
+            Entry::Login(ticket) => (Phase::Username, Some(ticket), None),
+            Entry::Attached(slot) => (Phase::Shell, None, Some(slot)),
+        };
         Session {
             stream,
-            config,
             decoder: Decoder::new(MAX_LINE),
-            shell: Shell::new(config.host.clone()),
-            phase: if login { Phase::Username } else { Phase::Shell },
+            shell: Shell::new(config.host.clone(), config.limits),
+            config,
+            phase,
             failures: 0,
             first_line: true,
             out: Vec::new(),
+            peer,
+            waiting,
+            slot,
+            held: Vec::new(),
+            interrupted: false,
         }
     }
 
@@ -72,10 +116,28 @@ impl<'a> Session<'a> {
         encode(text.as_bytes(), &mut self.out);
     }
 
+    /// Sends what was said, within one deadline for the whole of it: a
+    /// client that takes a byte now and then is dropped as one that takes
+    /// none.
     fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            let out = std::mem::take(&mut self.out);
-            self.stream.write_all(&out)?;
+        let out = std::mem::take(&mut self.out);
+        let deadline = Instant::now() + self.config.write_timeout;
+        let mut sent = 0;
+        while sent < out.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client stopped reading",
+                ));
+            }
+            self.stream.set_write_timeout(Some(left))?;
+            match self.stream.write(&out[sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -84,8 +146,6 @@ impl<'a> Session<'a> {
         self.stream.set_nodelay(true)?;
         self.stream
             .set_read_timeout(Some(Duration::from_millis(200)))?;
-        self.stream
-            .set_write_timeout(Some(self.config.write_timeout))?;
         let started = Instant::now();
         let mut last_input = Instant::now();
         match self.phase {
@@ -114,19 +174,27 @@ impl<'a> Session<'a> {
                 let _ = self.flush();
                 return Ok(());
             }
-            let n = match self.stream.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue;
+            let held = std::mem::take(&mut self.held);
+            let n = if !held.is_empty() {
+                let n = held.len().min(buf.len());
+                buf[..n].copy_from_slice(&held[..n]);
+                self.held = held[n..].to_vec();
+                n
+            } else {
+                match self.stream.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
             };
             last_input = Instant::now();
             self.decoder.feed(&buf[..n], &mut events);
@@ -152,6 +220,8 @@ impl<'a> Session<'a> {
                 }
                 self.line(line)
             }
+            // The Ctrl-C that stopped the line was answered with it.
+            Event::Interrupt if std::mem::take(&mut self.interrupted) => Ok(true),
             Event::Interrupt => {
                 if self.phase == Phase::Shell {
                     self.say("\nKeyboardInterrupt\n");
@@ -181,20 +251,36 @@ impl<'a> Session<'a> {
             Phase::Username => {
                 let user = String::from_utf8_lossy(&line).trim().to_string();
                 self.phase = Phase::Password(user);
-                self.say("Password: ");
+                // Echo off before the prompt, so that nothing typed after
+                // the prompt is echoed.
                 let echo_off = self.decoder.set_echo(true);
                 self.out.extend_from_slice(&echo_off);
+                self.say("Password: ");
             }
             Phase::Password(user) => {
                 let echo_on = self.decoder.set_echo(false);
                 self.out.extend_from_slice(&echo_on);
                 self.say("\n");
+                if let Some(wait) = self.config.admission.guess_wait(self.peer) {
+                    self.say(&format!(
+                        "Too many wrong passwords from this address; try again in {} s.\n",
+                        wait.as_secs().max(1)
+                    ));
+                    return Ok(false);
+                }
                 let ok = same(user.as_bytes(), self.config.username.as_bytes())
                     & same(&line, self.config.password.as_bytes());
                 if ok {
+                    let Some(slot) = self.config.admission.session() else {
+                        self.say("Too many console sessions; try again later.\n");
+                        return Ok(false);
+                    };
+                    self.slot = Some(slot);
+                    self.waiting = None;
                     self.say("leakscope console; help() lists what it knows.\n");
                     self.say(PROMPT);
                 } else {
+                    self.config.admission.wrong_guess(self.peer);
                     self.failures += 1;
                     self.flush()?;
                     // Each wrong guess costs the guesser a second.
@@ -222,11 +308,101 @@ impl<'a> Session<'a> {
                 if matches!(text.trim(), "exit()" | "quit()" | "exit" | "quit") {
                     return Ok(false);
                 }
-                let shown = self.shell.run(&text);
+                let shown = self.run_line(&text);
+                if self.shell.gone {
+                    return Ok(false);
+                }
                 self.say(&shown);
                 self.say(PROMPT);
             }
         }
         Ok(true)
+    }
+
+    /// Runs one line through the shell, reading the client now and then
+    /// meanwhile. A panic in leakscope's own code is reported, and the
+    /// session goes on.
+    fn run_line(&mut self, text: &str) -> String {
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let poll: Poll = match self.stream.try_clone() {
+            Ok(stream) => {
+                let held = held.clone();
+                Box::new(move || probe(&stream, &held))
+            }
+            Err(_) => Box::new(|| None),
+        };
+        let shell = &mut self.shell;
+        let shown =
+            catch_unwind(AssertUnwindSafe(|| shell.run_polled(text, poll))).unwrap_or_else(|_| {
+                "SystemError: the line failed inside leakscope; the session goes on.\n".into()
+            });
+        let held = std::mem::take(&mut *held.lock().unwrap_or_else(|e| e.into_inner()));
+        self.interrupted = shown.ends_with("KeyboardInterrupt\n") && has_interrupt(&held);
+        self.held.extend_from_slice(&held);
+        shown
+    }
+}
+
+/// Whether bytes from a client hold a Ctrl-C (`IAC IP`, or a raw 0x03).
+fn has_interrupt(bytes: &[u8]) -> bool {
+    bytes.contains(&3) || bytes.windows(2).any(|w| w == [IAC, IP])
+}
+
+/// Reads what the client sent, without waiting: Ctrl-C asks the line to
+/// stop, an orderly or abrupt close says the client is gone. What was read
+/// is kept for the decoder.
+fn probe(stream: &TcpStream, held: &Mutex<Vec<u8>>) -> Option<Stop> {
+    let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+    if held.len() >= MAX_HELD {
+        return None;
+    }
+    let mut buf = [0u8; 4096];
+    // SAFETY: recv writes at most `buf.len()` bytes into our buffer;
+    // MSG_DONTWAIT makes it return at once when nothing is there.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n == 0 {
+        return Some(Stop::Gone);
+    }
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => None,
+            _ => Some(Stop::Gone),
+        };
+    }
+    let tail = held.len().saturating_sub(1);
+    held.extend_from_slice(&buf[..n as usize]);
+    has_interrupt(&held[tail..]).then_some(Stop::Interrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_first_lines_whatever_the_method_and_case() {
+        for line in [
+            "GET / HTTP/1.1",
+            "get / HTTP/1.1",
+            "PROPFIND / HTTP/1.1",
+            "QUERY /x HTTP/1.0",
+            "leakscope / HTTP/1.1",
+            "BREW /pot",
+            "Host: 127.0.0.1:6023",
+            "content-type: text/plain",
+            "Origin:",
+        ] {
+            assert!(looks_like_http(line.as_bytes()), "{line}");
+        }
+        for line in ["leakscope", "admin", "a:b", "hpy().heap()", "x = 1"] {
+            assert!(!looks_like_http(line.as_bytes()), "{line}");
+        }
     }
 }

@@ -15,7 +15,7 @@ const SB: u8 = 250;
 const EL: u8 = 248;
 const EC: u8 = 247;
 const AYT: u8 = 246;
-const IP: u8 = 244;
+pub(crate) const IP: u8 = 244;
 const SE: u8 = 240;
 /// The ECHO option (server echoes: the client stops echoing).
 pub(crate) const OPT_ECHO: u8 = 1;

@@ -57,7 +57,10 @@ pub struct Frame {
 /// `file:line` with the file's directories dropped, when both are known.
 pub fn short_place(file: Option<&str>, line: Option<u32>) -> Option<String> {
     let (file, line) = (file?, line?);
-    Some(format!("{}:{line}", file.rsplit('/').next().unwrap_or(file)))
+    Some(format!(
+        "{}:{line}",
+        file.rsplit('/').next().unwrap_or(file)
+    ))
 }
 
 impl Frame {

@@ -173,10 +173,10 @@ impl Client {
     pub fn login(&mut self, password: &str) {
         self.expect(b"Username: ");
         self.send(b"leakscope\r\n");
-        let got = self.expect(b"Password: ");
-        assert!(got.ends_with(b"Password: "));
-        // Echo is switched off around the password, and on again after.
+        // Echo is switched off before the password prompt (so that nothing
+        // typed after the prompt is echoed), and on again after.
         assert_eq!(self.expect(&[255, 251, 1]), [255, 251, 1]);
+        assert_eq!(self.expect(b"Password: "), b"Password: ");
         self.send(format!("{password}\r\n").as_bytes());
         self.expect(&[255, 252, 1]);
         self.expect(b">>> ");

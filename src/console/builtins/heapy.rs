@@ -47,7 +47,10 @@ impl HostObject for HpyObject {
             "heap" => Ok(Value::object(HeapObject(h.heap()))),
             "setrelheap" | "setref" => {
                 h.setrelheap();
-                Ok(Value::None)
+                Ok(Value::text(
+                    "Later heaps show only blocks allocated from now on, in every session \
+                     of this process (the baseline is the process's); clear_relheap() ends it.",
+                ))
             }
             "clear_relheap" => {
                 h.clear_relheap();

@@ -56,7 +56,7 @@ fn get_oldest(c: &Call<'_>) -> Result<Value, Error> {
 fn iter_all(c: &Call<'_>) -> Result<Value, Error> {
     c.arity(1)?;
     let class = class_arg(&c.args()[0])?;
-    Ok(Value::List(
+    Ok(Value::list(
         trackref::iter_all(&class)
             .into_iter()
             .map(|o| Value::object(Live(o)))

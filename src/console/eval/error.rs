@@ -31,6 +31,12 @@ pub enum PyError {
     OSError,
     /// A value of the right type but not acceptable.
     ValueError,
+    /// Evaluation nested deeper than a session allows.
+    RecursionError,
+    /// A line ran longer than its time budget.
+    TimeoutError,
+    /// Ctrl-C stopped the line.
+    KeyboardInterrupt,
     /// Anything else a host function reported.
     RuntimeError,
 }

@@ -9,9 +9,10 @@ mod value;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use error::{Error, PyError};
-pub use value::Value;
+pub use value::{Seq, Value};
 
 pub(crate) use repr::pretty;
 
@@ -24,7 +25,38 @@ pub(crate) const MAX_ITEMS: usize = 100_000;
 /// The longest string a session may build by concatenation (bytes).
 pub(crate) const MAX_STRING: usize = super::MAX_LINE * 16;
 
+/// The deepest lists and tuples may nest.
+pub(crate) const MAX_VALUE_DEPTH: usize = 64;
+
+/// The deepest evaluation may recurse (operator chains are evaluated in a
+/// loop, so only brackets, attributes and calls nest).
+pub(crate) const MAX_EVAL_DEPTH: usize = 256;
+
+/// Steps between two looks at the clock and the client.
+const CHECK_EVERY: u32 = 1024;
+
 type R<T> = Result<T, Error>;
+
+/// How much one line may do and a session may keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Wall time one line may run.
+    pub(crate) line_time: Duration,
+    /// Bytes the session's values may take, written out.
+    pub(crate) session_bytes: usize,
+}
+
+/// What the check between steps of a line found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Ctrl-C.
+    Interrupt,
+    /// The client went away.
+    Gone,
+}
+
+/// Asked between steps of a line: should it stop?
+pub(crate) type Poll = Box<dyn FnMut() -> Option<Stop> + Send>;
 
 /// One session's variables over the host's shared names.
 pub(crate) struct Shell {
@@ -32,20 +64,47 @@ pub(crate) struct Shell {
     host: Arc<Host>,
     /// Terminal width for tables.
     pub(crate) width: usize,
+    limits: Limits,
+    /// Evaluation depth of the line running now.
+    depth: usize,
+    /// Steps of the line running now.
+    steps: u32,
+    deadline: Instant,
+    poll: Option<Poll>,
+    /// Set when a poll found the client gone.
+    pub(crate) gone: bool,
 }
 
 impl Shell {
     /// A shell over the host's names.
-    pub(crate) fn new(host: Arc<Host>) -> Self {
+    pub(crate) fn new(host: Arc<Host>, limits: Limits) -> Self {
         Shell {
             vars: HashMap::new(),
             host,
             width: 100,
+            limits,
+            depth: 0,
+            steps: 0,
+            deadline: Instant::now(),
+            poll: None,
+            gone: false,
         }
+    }
+
+    /// Runs one line, asking `poll` now and then whether to stop; returns
+    /// what to show (empty for nothing).
+    pub(crate) fn run_polled(&mut self, line: &str, poll: Poll) -> String {
+        self.poll = Some(poll);
+        let out = self.run(line);
+        self.poll = None;
+        out
     }
 
     /// Runs one line; returns what to show (empty for nothing).
     pub(crate) fn run(&mut self, line: &str) -> String {
+        self.depth = 0;
+        self.steps = 0;
+        self.deadline = Instant::now() + self.limits.line_time;
         match self.run_value(line) {
             Ok(Some(v)) => {
                 let text = repr::show(&v, self.width);
@@ -64,6 +123,23 @@ impl Shell {
             Statement::Empty => Ok(None),
             Statement::Assign(name, e) => {
                 let v = self.eval(&e)?;
+                let kept: usize = self
+                    .vars
+                    .iter()
+                    .filter(|(n, _)| **n != name)
+                    .map(|(_, v)| v.size())
+                    .sum();
+                if kept.saturating_add(v.size()) > self.limits.session_bytes {
+                    return Err(Error::new(
+                        PyError::MemoryError,
+                        format!(
+                            "this session's values would take more than {} bytes; \
+                             assign None to names you no longer need",
+                            self.limits.session_bytes
+                        ),
+                    )
+                    .at(e.col));
+                }
                 self.vars.insert(name, v);
                 Ok(None)
             }
@@ -110,8 +186,69 @@ impl Shell {
     }
 
     fn eval(&mut self, e: &Expr) -> R<Value> {
-        let col = e.col;
-        self.eval_at(e).map_err(|err| err.at(col))
+        self.step().map_err(|err| err.at(e.col))?;
+        if self.depth >= MAX_EVAL_DEPTH {
+            return Err(Error::new(
+                PyError::RecursionError,
+                format!("expression nested deeper than {MAX_EVAL_DEPTH} levels"),
+            )
+            .at(e.col));
+        }
+        self.depth += 1;
+        let r = self.eval_at(e).map_err(|err| err.at(e.col));
+        self.depth -= 1;
+        r
+    }
+
+    /// Counts one step of the line; now and then looks at the clock and
+    /// asks whether to stop.
+    fn step(&mut self) -> R<()> {
+        self.steps = self.steps.wrapping_add(1);
+        if !self.steps.is_multiple_of(CHECK_EVERY) {
+            return Ok(());
+        }
+        if Instant::now() > self.deadline {
+            return Err(Error::new(
+                PyError::TimeoutError,
+                format!(
+                    "the line ran longer than {} s",
+                    self.limits.line_time.as_secs_f64()
+                ),
+            ));
+        }
+        match self.poll.as_mut().and_then(|p| p()) {
+            None => Ok(()),
+            Some(stop) => {
+                self.gone |= stop == Stop::Gone;
+                Err(Error::new(PyError::KeyboardInterrupt, ""))
+            }
+        }
+    }
+
+    /// A list or tuple's items, within the session's bounds.
+    fn seq(&self, items: Vec<Value>) -> R<Seq> {
+        let s = Seq::new(items);
+        if s.depth() > MAX_VALUE_DEPTH {
+            return Err(Error::new(
+                PyError::MemoryError,
+                format!("lists nested deeper than {MAX_VALUE_DEPTH} levels"),
+            ));
+        }
+        self.within_budget(s.size())?;
+        Ok(s)
+    }
+
+    fn within_budget(&self, size: usize) -> R<()> {
+        if size > self.limits.session_bytes {
+            return Err(Error::new(
+                PyError::MemoryError,
+                format!(
+                    "a value of more than {} bytes (this session's budget)",
+                    self.limits.session_bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn eval_at(&mut self, e: &Expr) -> R<Value> {
@@ -122,8 +259,14 @@ impl Shell {
             ExprKind::Float(f) => Ok(Value::Float(*f)),
             ExprKind::Str(s) => Ok(Value::Str(s.clone())),
             ExprKind::Name(n) => self.lookup(n),
-            ExprKind::Tuple(items) => Ok(Value::Tuple(self.eval_all(items)?)),
-            ExprKind::List(items) => Ok(Value::List(self.eval_all(items)?)),
+            ExprKind::Tuple(items) => {
+                let items = self.eval_all(items)?;
+                Ok(Value::Tuple(self.seq(items)?))
+            }
+            ExprKind::List(items) => {
+                let items = self.eval_all(items)?;
+                Ok(Value::List(self.seq(items)?))
+            }
             ExprKind::Neg(inner) => match self.eval(inner)? {
                 Value::Int(n) => n
                     .checked_neg()
@@ -136,7 +279,7 @@ impl Shell {
                 )),
             },
             ExprKind::Not(inner) => Ok(Value::Bool(!self.eval(inner)?.truthy())),
-            ExprKind::Binary(op, a, b) => self.binary(*op, a, b),
+            ExprKind::Binary(..) => self.chain(e),
             ExprKind::Attr(obj, name) => {
                 let v = self.eval(obj)?;
                 attr(v, name)
@@ -168,7 +311,7 @@ impl Shell {
                     Some(v) => self.vars.insert(name.clone(), v),
                     None => self.vars.remove(name),
                 };
-                result.map(Value::List)
+                Ok(Value::List(self.seq(result?)?))
             }
         }
     }
@@ -181,6 +324,7 @@ impl Shell {
         items: Vec<Value>,
     ) -> R<Vec<Value>> {
         let mut out = Vec::new();
+        let mut size = 0usize;
         for item in items {
             self.vars.insert(name.to_string(), item);
             let keep = match cond {
@@ -188,7 +332,10 @@ impl Shell {
                 None => true,
             };
             if keep {
-                out.push(self.eval(element)?);
+                let v = self.eval(element)?;
+                size = size.saturating_add(v.size());
+                self.within_budget(size)?;
+                out.push(v);
                 if out.len() > MAX_ITEMS {
                     return Err(Error::new(
                         PyError::MemoryError,
@@ -204,8 +351,25 @@ impl Shell {
         items.iter().map(|e| self.eval(e)).collect()
     }
 
-    fn binary(&mut self, op: BinOp, a: &Expr, b: &Expr) -> R<Value> {
-        let left = self.eval(a)?;
+    /// A chain of binary operators, `a + b - c` (parsed left-deep as
+    /// `(a + b) - c`): the left spine is walked in a loop, so a long chain
+    /// costs no stack.
+    fn chain(&mut self, e: &Expr) -> R<Value> {
+        let mut spine = Vec::new();
+        let mut left = e;
+        while let ExprKind::Binary(op, l, r) = &left.kind {
+            spine.push((*op, r.as_ref(), left.col));
+            left = l;
+        }
+        let mut acc = self.eval(left)?;
+        for (op, right, col) in spine.into_iter().rev() {
+            self.step().map_err(|err| err.at(col))?;
+            acc = self.binary(op, acc, right).map_err(|err| err.at(col))?;
+        }
+        Ok(acc)
+    }
+
+    fn binary(&mut self, op: BinOp, left: Value, b: &Expr) -> R<Value> {
         match op {
             BinOp::And if !left.truthy() => return Ok(left),
             BinOp::Or if left.truthy() => return Ok(left),
@@ -240,7 +404,9 @@ impl Shell {
                             format!("more than {MAX_ITEMS} items"),
                         ));
                     }
-                    Ok(Value::List(a.iter().chain(b).cloned().collect()))
+                    self.within_budget(a.size().saturating_add(b.size()))?;
+                    let items = a.iter().chain(b.iter()).cloned().collect();
+                    Ok(Value::List(self.seq(items)?))
                 }
                 _ => ops::arith(op, &left, &right),
             },

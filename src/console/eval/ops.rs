@@ -83,7 +83,7 @@ pub(super) fn equal(a: &Value, b: &Value) -> bool {
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) | (Value::Class(x), Value::Class(y)) => x == y,
         (Value::List(x), Value::List(y)) | (Value::Tuple(x), Value::Tuple(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| equal(a, b))
         }
         (Value::Json(x), Value::Json(y)) => x == y,
         _ => false,
@@ -131,7 +131,7 @@ pub(super) fn contains(container: &Value, item: &Value) -> R<bool> {
 /// The items a `for` loops over.
 pub(super) fn iterate(v: Value) -> R<Vec<Value>> {
     match v {
-        Value::List(items) | Value::Tuple(items) => Ok(items),
+        Value::List(items) | Value::Tuple(items) => Ok(items.to_vec()),
         Value::Str(s) => Ok(s.chars().map(|c| Value::Str(c.to_string())).collect()),
         Value::Json(serde_json::Value::Array(a)) => Ok(a.into_iter().map(Value::from).collect()),
         Value::Object(o) if o.length().is_some() => {

@@ -19,36 +19,65 @@ fn quote(s: &str) -> String {
     out
 }
 
-/// Python-style representation.
+/// The longest text a value is shown as (bytes); longer is cut with `…`.
+pub(crate) const MAX_SHOWN: usize = 1 << 20;
+
+/// Python-style representation (at most about [`MAX_SHOWN`] bytes).
 pub(crate) fn repr(v: &Value) -> String {
+    let mut out = String::new();
+    repr_into(v, &mut out);
+    if out.len() > MAX_SHOWN {
+        let mut cut = MAX_SHOWN;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+fn repr_into(v: &Value, out: &mut String) {
+    if out.len() > MAX_SHOWN {
+        return;
+    }
+    let items = |out: &mut String, items: &[Value], open: char, close: char| {
+        out.push(open);
+        for (i, item) in items.iter().enumerate() {
+            if out.len() > MAX_SHOWN {
+                break;
+            }
+            if i > 0 {
+                out.push_str(", ");
+            }
+            repr_into(item, out);
+        }
+        if open == '(' && items.len() == 1 {
+            out.push(',');
+        }
+        out.push(close);
+    };
     match v {
-        Value::None => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Int(n) => n.to_string(),
+        Value::None => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Int(n) => out.push_str(&n.to_string()),
         Value::Float(f) => {
             if f.fract() == 0.0 && f.is_finite() && f.abs() < 1e16 {
-                format!("{f:.1}")
+                out.push_str(&format!("{f:.1}"))
             } else {
-                f.to_string()
+                out.push_str(&f.to_string())
             }
         }
-        Value::Str(s) => quote(s),
-        Value::Text(t) => t.trim_end().to_string(),
-        Value::List(items) => format!(
-            "[{}]",
-            items.iter().map(repr).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Tuple(items) if items.len() == 1 => format!("({},)", repr(&items[0])),
-        Value::Tuple(items) => format!(
-            "({})",
-            items.iter().map(repr).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Class(n) => format!("<class '{n}'>"),
-        Value::Json(j) => j.to_string(),
-        Value::Object(o) => o.repr(),
-        Value::Function(f) => format!("<function {}>", f.name),
-        Value::Method(_, n) => format!("<method {n}>"),
+        Value::Str(s) => out.push_str(&quote(s)),
+        Value::Text(t) => out.push_str(t.trim_end()),
+        Value::List(s) => items(out, s, '[', ']'),
+        Value::Tuple(s) => items(out, s, '(', ')'),
+        Value::Class(n) => out.push_str(&format!("<class '{n}'>")),
+        Value::Json(j) => out.push_str(&j.to_string()),
+        Value::Object(o) => out.push_str(&o.repr()),
+        Value::Function(f) => out.push_str(&format!("<function {}>", f.name)),
+        Value::Method(_, n) => out.push_str(&format!("<method {n}>")),
     }
 }
 
@@ -56,7 +85,20 @@ pub(crate) fn repr(v: &Value) -> String {
 pub(crate) fn pretty(v: &Value, width: usize) -> String {
     match v {
         Value::Json(j) => serde_json::to_string_pretty(j).unwrap_or_default(),
-        Value::List(items) => items.iter().map(repr).collect::<Vec<_>>().join("\n"),
+        Value::List(items) => {
+            let mut out = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if out.len() > MAX_SHOWN {
+                    out.push('…');
+                    break;
+                }
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str(&repr(item));
+            }
+            out
+        }
         Value::Text(t) => t.clone(),
         Value::Object(o) => o.pretty(width),
         other => repr(other),

@@ -19,9 +19,9 @@ pub enum Value {
     /// A string.
     Str(String),
     /// A list.
-    List(Vec<Value>),
+    List(Seq),
     /// A tuple.
-    Tuple(Vec<Value>),
+    Tuple(Seq),
     /// A class name used as a reference (`ignore=Spider`).
     Class(String),
     /// Text already rendered (a report): shown as is.
@@ -36,7 +36,85 @@ pub enum Value {
     Method(Arc<dyn HostObject>, String),
 }
 
+/// The items of a list or tuple, shared: copying a value copies a pointer,
+/// never the items. Knows its depth of nesting and the bytes it would take
+/// written out, so that the console can bound both.
+#[derive(Clone)]
+pub struct Seq(Arc<SeqData>);
+
+struct SeqData {
+    items: Vec<Value>,
+    depth: usize,
+    size: usize,
+}
+
+impl Seq {
+    /// A sequence of `items`.
+    pub fn new(items: Vec<Value>) -> Seq {
+        let depth = 1 + items.iter().map(Value::depth).max().unwrap_or(0);
+        let size = items
+            .iter()
+            .fold(SLOT, |acc, v| acc.saturating_add(v.size()));
+        Seq(Arc::new(SeqData { items, depth, size }))
+    }
+
+    /// The items.
+    pub fn items(&self) -> &[Value] {
+        &self.0.items
+    }
+
+    /// How deep lists nest in it (1 for a list of scalars).
+    pub fn depth(&self) -> usize {
+        self.0.depth
+    }
+
+    /// About how many bytes it would take with every item written out.
+    pub fn size(&self) -> usize {
+        self.0.size
+    }
+}
+
+impl std::ops::Deref for Seq {
+    type Target = [Value];
+    fn deref(&self) -> &[Value] {
+        self.items()
+    }
+}
+
+impl From<Vec<Value>> for Seq {
+    fn from(items: Vec<Value>) -> Seq {
+        Seq::new(items)
+    }
+}
+
+/// What one value takes besides what it points to (bytes).
+const SLOT: usize = std::mem::size_of::<Value>();
+
 impl Value {
+    /// A list of `items`.
+    pub fn list(items: Vec<Value>) -> Value {
+        Value::List(Seq::new(items))
+    }
+
+    /// How deep lists and tuples nest in it (0 for anything else).
+    pub fn depth(&self) -> usize {
+        match self {
+            Value::List(s) | Value::Tuple(s) => s.depth(),
+            _ => 0,
+        }
+    }
+
+    /// About how many bytes the value would take written out: what a
+    /// session's budget counts.
+    pub fn size(&self) -> usize {
+        match self {
+            Value::Str(s) | Value::Class(s) | Value::Text(s) => SLOT + s.len(),
+            Value::List(s) | Value::Tuple(s) => s.size(),
+            Value::Json(_) | Value::Object(_) | Value::Function(_) | Value::Method(..) => SLOT * 4,
+            _ => SLOT,
+        }
+    }
+
     /// Text shown as is at the prompt (a report).
     pub fn text(text: impl Into<String>) -> Value {
         Value::Text(text.into())
@@ -116,7 +194,7 @@ impl From<serde_json::Value> for Value {
                 None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
             },
             serde_json::Value::String(s) => Value::Str(s),
-            serde_json::Value::Array(a) => Value::List(a.into_iter().map(Value::from).collect()),
+            serde_json::Value::Array(a) => Value::list(a.into_iter().map(Value::from).collect()),
             obj => Value::Json(obj),
         }
     }
