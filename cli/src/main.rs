@@ -160,6 +160,20 @@ fn view(path: &std::path::Path, output: Option<std::path::PathBuf>) -> Result<()
 
 fn attach(pid: u32, signal: &str, timeout: Duration) -> Result<(), Failure> {
     let sig = signal_number(signal).ok_or_else(|| format!("unknown signal {signal}"))?;
+    // A process that does not handle the signal would die of it.
+    match console::catches_signal(pid, sig) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "process {pid} does not handle SIG{}: it must call \
+                 leakscope::console::enable_attach(Console::builder()…) first \
+                 (sending the signal would kill it); nothing was sent",
+                signal.trim_start_matches("SIG")
+            )
+            .into());
+        }
+        Err(e) => return Err(format!("cannot inspect process {pid}: {e}").into()),
+    }
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let token = console::new_token();
     let path = console::write_rendezvous(pid, listener.local_addr()?.port(), &token)?;

@@ -47,6 +47,14 @@ fn main() {
             "a_process_ignores_a_rendezvous_file_that_is_not_private",
             a_process_ignores_a_rendezvous_file_that_is_not_private,
         ),
+        (
+            "attach_refuses_a_process_that_would_die_of_the_signal",
+            attach_refuses_a_process_that_would_die_of_the_signal,
+        ),
+        (
+            "a_dribbling_peer_cannot_hold_attach_past_its_timeout",
+            a_dribbling_peer_cannot_hold_attach_past_its_timeout,
+        ),
     ]);
 }
 
@@ -242,4 +250,54 @@ fn a_process_ignores_a_rendezvous_file_that_is_not_private() {
         "the process did not come"
     );
     std::fs::remove_file(&path).unwrap();
+}
+
+fn attach_refuses_a_process_that_would_die_of_the_signal() {
+    // A process that never called enable_attach: SIGUSR2 would kill it.
+    let mut victim = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let started = Instant::now();
+    let (ok, out) = run_cli(&["attach", &victim.id().to_string()], "");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "leakscope: process {} does not handle SIGUSR2: it must call \
+             leakscope::console::enable_attach(Console::builder()…) first",
+            victim.id()
+        )) && out.contains("nothing was sent"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(victim.try_wait().unwrap().is_none(), "the process died");
+    assert!(!console::rendezvous_file(victim.id()).unwrap().exists());
+    let _ = victim.kill();
+    let _ = victim.wait();
+    // The target that did call enable_attach shows it handles the signal.
+    let t = Target::start();
+    assert!(console::catches_signal(t.pid(), console::ATTACH_SIGNAL).unwrap());
+}
+
+fn a_dribbling_peer_cannot_hold_attach_past_its_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        // A byte every 0.5 s, never a whole greeting.
+        for _ in 0..12 {
+            if s.write_all(b"L").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let started = Instant::now();
+    let r = console::accept_attached(&listener, &console::new_token(), Duration::from_secs(2));
+    let took = started.elapsed();
+    assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    assert!(took < Duration::from_millis(2600), "held for {took:?}");
+    peer.join().unwrap();
 }

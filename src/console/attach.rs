@@ -13,6 +13,23 @@ use super::admission::Admission;
 use super::server::{Builder, SessionConfig, announce, random_hex};
 use super::session::{Entry, Session, same};
 
+/// Whether process `pid` catches `signal` (its `SigCgt` mask in
+/// `/proc/PID/status`): a process that does not would be killed by it.
+pub fn catches_signal(pid: u32, signal: i32) -> io::Result<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/status has no SigCgt line"),
+            )
+        })?;
+    Ok((1..=64).contains(&signal) && mask & (1 << (signal - 1)) != 0)
+}
+
 /// The signal `leakscope attach` sends by default.
 pub const ATTACH_SIGNAL: i32 = libc::SIGUSR2;
 
@@ -160,10 +177,16 @@ pub fn accept_attached(
         match listener.accept() {
             Ok((mut stream, _)) => {
                 stream.set_nonblocking(false)?;
-                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                // The whole greeting within what is left of the timeout: a
+                // peer that sends a byte now and then cannot hold us longer.
                 let mut line = Vec::new();
                 let mut byte = [0u8; 1];
                 while line.len() < 200 && !line.ends_with(b"\r\n") {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    stream.set_read_timeout(Some(left.min(Duration::from_secs(2))))?;
                     match stream.read(&mut byte) {
                         Ok(1) => line.push(byte[0]),
                         _ => break,

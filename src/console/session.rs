@@ -4,6 +4,7 @@
 //! the client is still read now and then: Ctrl-C stops the line, and so
 //! does the client going away.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
@@ -80,10 +81,8 @@ pub(super) struct Session {
     waiting: Option<WaitTicket>,
     /// The logged-in slot, once logged in.
     slot: Option<SessionSlot>,
-    /// What the client sent while a line ran, decoded after it.
-    held: Vec<u8>,
-    /// The line just run was stopped by Ctrl-C: its interrupt is answered.
-    interrupted: bool,
+    /// What the client sent while a line ran, decoded, to handle next.
+    queued: VecDeque<Event>,
 }
 
 impl Session {
@@ -107,8 +106,7 @@ impl Session {
             peer,
             waiting,
             slot,
-            held: Vec::new(),
-            interrupted: false,
+            queued: VecDeque::new(),
         }
     }
 
@@ -174,40 +172,35 @@ impl Session {
                 let _ = self.flush();
                 return Ok(());
             }
-            let held = std::mem::take(&mut self.held);
-            let n = if !held.is_empty() {
-                let n = held.len().min(buf.len());
-                buf[..n].copy_from_slice(&held[..n]);
-                self.held = held[n..].to_vec();
-                n
-            } else {
-                match self.stream.read(&mut buf) {
-                    Ok(0) => return Ok(()),
-                    Ok(n) => n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            last_input = Instant::now();
-            self.decoder.feed(&buf[..n], &mut events);
-            let replies = self.decoder.take_replies();
-            self.out.extend_from_slice(&replies);
-            for ev in events.drain(..) {
+            if let Some(ev) = self.queued.pop_front() {
                 if !self.handle(ev)? {
                     let _ = self.flush();
                     let _ = self.stream.shutdown(Shutdown::Both);
                     return Ok(());
                 }
+                self.flush()?;
+                continue;
             }
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            last_input = Instant::now();
+            self.decoder.feed(&buf[..n], &mut events);
+            let replies = self.decoder.take_replies();
+            self.out.extend_from_slice(&replies);
             self.flush()?;
+            self.queued.extend(events.drain(..));
         }
     }
 
@@ -220,8 +213,6 @@ impl Session {
                 }
                 self.line(line)
             }
-            // The Ctrl-C that stopped the line was answered with it.
-            Event::Interrupt if std::mem::take(&mut self.interrupted) => Ok(true),
             Event::Interrupt => {
                 if self.phase == Phase::Shell {
                     self.say("\nKeyboardInterrupt\n");
@@ -336,9 +327,23 @@ impl Session {
             catch_unwind(AssertUnwindSafe(|| shell.run_polled(text, poll))).unwrap_or_else(|_| {
                 "SystemError: the line failed inside leakscope; the session goes on.\n".into()
             });
+        // What came meanwhile is decoded now, so that its negotiation
+        // answers (the timing mark of a Ctrl-C above all: a telnet client
+        // throws away all output until it has it) go out before the line's
+        // output; its lines wait their turn.
         let held = std::mem::take(&mut *held.lock().unwrap_or_else(|e| e.into_inner()));
-        self.interrupted = shown.ends_with("KeyboardInterrupt\n") && has_interrupt(&held);
-        self.held.extend_from_slice(&held);
+        let mut events = Vec::new();
+        self.decoder.feed(&held, &mut events);
+        let replies = self.decoder.take_replies();
+        self.out.extend_from_slice(&replies);
+        let mut events = VecDeque::from(events);
+        if shown.ends_with("KeyboardInterrupt\n")
+            && let Some(i) = events.iter().position(|e| *e == Event::Interrupt)
+        {
+            // The Ctrl-C that stopped the line is answered by its output.
+            events.remove(i);
+        }
+        self.queued.extend(events);
         shown
     }
 }

@@ -159,8 +159,14 @@ pub fn write(path: impl AsRef<Path>) -> Result<DhatFile, Error> {
     let file = from_snapshot(&tracker::snapshot());
     // Serialising plain structs of numbers and strings cannot fail.
     let json = serde_json::to_vec(&file).unwrap_or_default();
-    super::write_atomically(path.as_ref(), &json)?;
+    super::write_atomically(path.as_ref(), &json, is_ours)?;
     Ok(file)
+}
+
+/// Whether a file's first bytes are one of leakscope's DHAT files (the
+/// fields are written in this order).
+pub(super) fn is_ours(head: &[u8]) -> bool {
+    head.starts_with(br#"{"dhatFileVersion":2,"mode":"rust-heap"#)
 }
 
 /// Reads a DHAT file.

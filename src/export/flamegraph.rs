@@ -42,19 +42,30 @@ pub fn svg(snap: &Snapshot) -> Result<Vec<u8>, Error> {
     opts.min_width = 0.0;
     let mut out = Vec::new();
     if lines.is_empty() {
-        // inferno refuses empty input: an empty graph says "nothing live".
-        let mut empty = vec!["(nothing live) 0".to_string()];
-        empty.truncate(1);
-        inferno::flamegraph::from_lines(&mut opts, empty.iter().map(String::as_str), &mut out)
+        // inferno draws nothing from zero counts: one box, marked as
+        // standing for nothing, says so.
+        opts.subtitle = Some("Nothing is live: the one box stands for no bytes".to_string());
+        inferno::flamegraph::from_lines(&mut opts, std::iter::once("(nothing live) 1"), &mut out)
     } else {
         inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut out)
     }
     .map_err(|e| Error::Flamegraph(e.to_string()))?;
+    // Marked after the XML declaration, so that a later dump knows the file.
+    let at = out.windows(2).position(|w| w == b"?>").map_or(0, |i| i + 2);
+    out.splice(at..at, MARK.iter().copied());
     Ok(out)
+}
+
+/// The comment that marks leakscope's flamegraphs.
+const MARK: &[u8] = b"<!-- leakscope flamegraph -->";
+
+/// Whether a file's first bytes are one of leakscope's flamegraphs.
+pub(super) fn is_ours(head: &[u8]) -> bool {
+    head.windows(MARK.len()).any(|w| w == MARK)
 }
 
 /// Writes an SVG flamegraph of what is live now.
 pub fn write(path: impl AsRef<Path>) -> Result<(), Error> {
     let svg = svg(&tracker::snapshot())?;
-    super::write_atomically(path.as_ref(), &svg)
+    super::write_atomically(path.as_ref(), &svg, is_ours)
 }

@@ -72,7 +72,21 @@ pub enum Error {
     /// The flamegraph renderer failed.
     #[error("cannot render the flamegraph: {0}")]
     Flamegraph(String),
+    /// The path holds something a dump must not replace.
+    #[error("refusing to write {}: {reason}", path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
 }
+
+/// Tells one of leakscope's own dumps by the first bytes of the file.
+pub(crate) type Recognise = fn(&[u8]) -> bool;
+
+/// How many first bytes [`Recognise`] sees.
+const HEAD: usize = 512;
 
 /// One stack with its figures, resolved, leakscope's own frames trimmed.
 pub(crate) struct ResolvedStack {
@@ -109,25 +123,141 @@ pub(crate) fn frame_text(f: &Frame) -> String {
     )
 }
 
-/// Writes `bytes` to `path` through a temporary file renamed into place, so
-/// a reader never sees half a file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_through_temporary(path, bytes).map_err(|source| Error::Write {
+/// Writes `bytes` to `path` through a temporary file renamed into place,
+/// so a reader never sees half a file. A file already at `path` is
+/// replaced only when `ours` recognises it as a dump of the same kind: a
+/// dump never replaces another file, whoever the process runs as, nor
+/// follows a symbolic link. The temporary file is created new (never an
+/// existing file or link) and readable by this user only.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], ours: Recognise) -> Result<(), Error> {
+    let refused = |reason| Error::Refused {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let write_error = |source| Error::Write {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write_error(e)),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(refused("it is a symbolic link"));
+        }
+        Ok(meta) if !meta.is_file() => return Err(refused("it is not a regular file")),
+        Ok(_) => {
+            let mut head = Vec::with_capacity(HEAD);
+            std::fs::File::open(path)
+                .and_then(|f| io::Read::read_to_end(&mut io::Read::take(f, HEAD as u64), &mut head))
+                .map_err(write_error)?;
+            if !ours(&head) {
+                return Err(refused(
+                    "the file there is not a leakscope dump of this kind (remove it, or choose another path)",
+                ));
+            }
+        }
+    }
+    write_through_temporary(path, bytes).map_err(write_error)
 }
 
 fn write_through_temporary(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}tmp-{}",
-        path.extension()
-            .map(|e| format!("{}.", e.to_string_lossy()))
-            .unwrap_or_default(),
-        std::process::id()
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "dump".into(), |n| n.to_string_lossy().into_owned());
+    let mut nonce = [0u8; 8];
+    // SAFETY: getrandom fills the buffer we own, up to its length.
+    unsafe { libc::getrandom(nonce.as_mut_ptr().cast(), nonce.len(), 0) };
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        u64::from_ne_bytes(nonce)
     ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    let written = io::Write::write_all(&mut file, bytes)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-    })
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("leakscope-dump-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn ours(head: &[u8]) -> bool {
+        head.starts_with(b"OURS")
+    }
+
+    #[test]
+    fn a_dump_replaces_only_its_own_kind_and_never_follows_a_link() {
+        let d = dir();
+        let foreign = d.join("passwd");
+        std::fs::write(&foreign, "root:x:0:0\n").unwrap();
+        let e = write_atomically(&foreign, b"OURS new", ours).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "refusing to write {}: the file there is not a leakscope dump",
+                foreign.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&foreign).unwrap(), b"root:x:0:0\n");
+        let link = d.join("link.json");
+        std::os::unix::fs::symlink(&foreign, &link).unwrap();
+        let e = write_atomically(&link, b"OURS new", ours).unwrap_err();
+        assert!(e.to_string().ends_with("it is a symbolic link"), "{e}");
+        assert_eq!(std::fs::read(&foreign).unwrap(), b"root:x:0:0\n");
+        let own = d.join("heap.json");
+        write_atomically(&own, b"OURS one", ours).unwrap();
+        write_atomically(&own, b"OURS two", ours).unwrap();
+        assert_eq!(std::fs::read(&own).unwrap(), b"OURS two");
+        // No temporary file is left behind, and the dump is private.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&own).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn each_format_knows_its_own_files() {
+        let profile = pprof::Profile::default();
+        let bytes = pprof::encode(&profile).unwrap();
+        assert!(pprof::is_ours(&bytes[..bytes.len().min(HEAD)]));
+        assert!(!pprof::is_ours(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]));
+        assert!(dhat::is_ours(
+            serde_json::to_string(&dhat::from_snapshot(&Snapshot::default()))
+                .unwrap()
+                .as_bytes()
+        ));
+        assert!(!dhat::is_ours(b"{\"dhatFileVersion\":2,\"mode\":\"dhat\""));
+        let svg = flamegraph::svg(&Snapshot::default()).unwrap();
+        assert!(flamegraph::is_ours(&svg[..HEAD]));
+        assert!(String::from_utf8_lossy(&svg).contains("(nothing live)"));
+    }
 }

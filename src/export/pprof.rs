@@ -321,9 +321,44 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
 
 /// The gzipped encoding of a profile.
 pub fn encode(profile: &Profile) -> io::Result<Vec<u8>> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut gz = flate2::GzBuilder::new()
+        .comment(GZIP_COMMENT)
+        .write(Vec::new(), flate2::Compression::default());
     gz.write_all(&profile.encode_to_vec())?;
     gz.finish()
+}
+
+/// The gzip header comment that marks leakscope's profiles.
+const GZIP_COMMENT: &[u8] = b"leakscope pprof";
+
+/// Whether a file's first bytes are one of leakscope's profiles: gzip whose
+/// header carries [`GZIP_COMMENT`].
+pub(super) fn is_ours(head: &[u8]) -> bool {
+    const FEXTRA: u8 = 4;
+    const FNAME: u8 = 8;
+    const FCOMMENT: u8 = 16;
+    if head.len() < 10 || head[..3] != [0x1f, 0x8b, 8] || head[3] & FCOMMENT == 0 {
+        return false;
+    }
+    let flags = head[3];
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let Some(len) = head.get(10..12) else {
+            return false;
+        };
+        at += 2 + u16::from_le_bytes([len[0], len[1]]) as usize;
+    }
+    let rest = head.get(at..).unwrap_or_default();
+    let rest = if flags & FNAME != 0 {
+        match rest.iter().position(|&b| b == 0) {
+            Some(end) => &rest[end + 1..],
+            None => return false,
+        }
+    } else {
+        rest
+    };
+    rest.strip_prefix(GZIP_COMMENT)
+        .is_some_and(|r| r.first() == Some(&0))
 }
 
 /// Decodes a (gzipped or plain) profile.
@@ -344,6 +379,6 @@ pub fn write(path: impl AsRef<Path>) -> Result<Profile, Error> {
     let profile = from_snapshot(&tracker::snapshot());
     // Compressing into memory cannot fail.
     let bytes = encode(&profile).unwrap_or_default();
-    super::write_atomically(path.as_ref(), &bytes)?;
+    super::write_atomically(path.as_ref(), &bytes, is_ours)?;
     Ok(profile)
 }

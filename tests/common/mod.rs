@@ -106,7 +106,11 @@ pub struct Client {
 impl Client {
     /// Connects to `addr`.
     pub fn connect(addr: std::net::SocketAddr) -> Client {
-        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        Client::from_stream(std::net::TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client over a connected stream.
+    pub fn from_stream(stream: std::net::TcpStream) -> Client {
         stream
             .set_read_timeout(Some(std::time::Duration::from_millis(100)))
             .unwrap();
