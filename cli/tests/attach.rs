@@ -164,6 +164,13 @@ fn connect_logs_in_and_runs_lines() {
 /// The interactive path: a terminal (from `script`), the password asked for
 /// without echo, the line editor's prompt, Ctrl-D to leave.
 fn connect_on_a_terminal_hides_the_password_and_edits_lines() {
+    if !common::have(
+        "script",
+        "bsdutils",
+        "connect_on_a_terminal_hides_the_password_and_edits_lines",
+    ) {
+        return;
+    }
     let c = Console::builder()
         .port(0)
         .password("s3cret")

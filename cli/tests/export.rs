@@ -91,7 +91,14 @@ fn report_diff_and_view_from_the_command_line() {
     );
     let page = tmp("cli-b.html");
     let view = cli(&["view", b_s, "-o", page.to_str().unwrap()]);
-    if dhat::viewer_dir().is_some() {
+    let viewer = dhat::viewer_dir()
+        .unwrap_or_else(|| "/usr/libexec/valgrind".into())
+        .join("dh_view.js");
+    if common::have_file(
+        &viewer,
+        "valgrind",
+        "report_diff_and_view_from_the_command_line (its view part)",
+    ) {
         assert!(view.starts_with("Wrote "), "{view}");
         let html = std::fs::read_to_string(&page).unwrap();
         assert!(html.contains("function buildTree") && html.contains("\"dhatFileVersion\":2"));

@@ -12,6 +12,7 @@ static START_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Nanoseconds on `clock` (`CLOCK_MONOTONIC` for precise waits,
 /// `CLOCK_MONOTONIC_COARSE` for a few-millisecond clock that costs less).
+#[inline]
 pub(crate) fn monotonic_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -24,6 +25,7 @@ pub(crate) fn monotonic_ns(clock: libc::clockid_t) -> u64 {
 }
 
 /// The coarse monotonic clock in nanoseconds (a few ms resolution).
+#[inline]
 pub(crate) fn coarse_ns() -> u64 {
     monotonic_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
@@ -37,12 +39,14 @@ pub(crate) fn start_ticks() {
 }
 
 /// Ticks since the clock started (wraps after ~198 days).
+#[inline]
 pub(crate) fn now_tick() -> u32 {
     let ns = coarse_ns();
     (ns.saturating_sub(START_NS.load(Ordering::Relaxed)) / TICK.as_nanos() as u64) as u32
 }
 
 /// A tick count as a duration.
+#[inline]
 pub(crate) fn ticks(t: u32) -> Duration {
     TICK * t
 }

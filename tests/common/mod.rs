@@ -22,6 +22,42 @@ pub fn keep_frame<T>(value: T) -> T {
     std::hint::black_box(value)
 }
 
+/// Whether the outside program `program` can be run here. Where it cannot:
+/// under CI (`CI=true`) the test fails, since CI must install it; locally
+/// the test says in one line what it skipped and how to install it, and
+/// passes.
+pub fn have(program: &str, package: &str, test: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    missing_unless(found, program, package, test)
+}
+
+/// [`have`] for a file, not a program.
+pub fn have_file(path: &std::path::Path, package: &str, test: &str) -> bool {
+    missing_unless(path.is_file(), &path.display().to_string(), package, test)
+}
+
+fn missing_unless(found: bool, what: &str, package: &str, test: &str) -> bool {
+    if found {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {what} is missing under CI: .ci/run must install {package}"
+    );
+    // Straight to stderr: libtest hides what print! writes in passing tests.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("skipped {test}: it needs {what} (apt-get install {package})\n").as_bytes(),
+    );
+    false
+}
+
 /// Runs `tests` in order (those whose name contains a command-line filter,
 /// if any), prints one line per test and libtest's summary line, and exits
 /// with 101 when any failed.
@@ -216,7 +252,8 @@ pub struct Terminal {
 }
 
 impl Terminal {
-    /// Starts `command` (a shell command line) on a terminal.
+    /// Starts `command` (a shell command line) on a terminal. Check first
+    /// with [`have`]`("script", "bsdutils", …)`.
     pub fn start(command: &str) -> Terminal {
         let mut child = std::process::Command::new("script")
             .args(["-q", "-e", "-c", command, "/dev/null"])

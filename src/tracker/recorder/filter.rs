@@ -38,6 +38,7 @@ pub(crate) fn maybe_recorded(addr: usize) -> bool {
     HAS_LIVE.load(Ordering::Relaxed) && filter_slot(addr).load(Ordering::Relaxed) != 0
 }
 
+#[inline]
 pub(super) fn filter_add(addr: usize) {
     let s = filter_slot(addr);
     let v = s.load(Ordering::Relaxed);
@@ -46,6 +47,7 @@ pub(super) fn filter_add(addr: usize) {
     }
 }
 
+#[inline]
 pub(super) fn filter_remove(addr: usize) {
     let s = filter_slot(addr);
     let v = s.load(Ordering::Relaxed);

@@ -42,6 +42,7 @@ pub(super) struct LiveRec {
 }
 
 impl LiveRec {
+    #[inline]
     pub(super) fn new(size: usize, thread: u16, epoch: u8, stack: u32, born: u32) -> Self {
         let size = (size as u64).min(SIZE_MASK);
         LiveRec {
@@ -50,12 +51,15 @@ impl LiveRec {
             born,
         }
     }
+    #[inline]
     pub(super) fn size(&self) -> u64 {
         self.packed & SIZE_MASK
     }
+    #[inline]
     pub(super) fn thread(&self) -> u16 {
         (self.packed >> 40) as u16
     }
+    #[inline]
     pub(super) fn epoch(&self) -> u8 {
         (self.packed >> 56) as u8
     }
@@ -128,6 +132,7 @@ impl LiveTable {
         guess + (hash >= SHARD_BOUNDS[guess + 1]) as usize
     }
 
+    #[inline]
     pub(super) fn insert(&mut self, addr: usize, rec: LiveRec) -> Option<LiveRec> {
         let old = self.shards[Self::shard_of(addr)].insert(addr as u64, rec);
         if old.is_none() {
@@ -136,6 +141,7 @@ impl LiveTable {
         old
     }
 
+    #[inline]
     pub(super) fn remove(&mut self, addr: usize) -> Option<LiveRec> {
         let old = self.shards[Self::shard_of(addr)].remove(&(addr as u64));
         if old.is_some() {
@@ -144,6 +150,7 @@ impl LiveTable {
         old
     }
 
+    #[inline]
     pub(super) fn contains(&self, addr: usize) -> bool {
         self.shards[Self::shard_of(addr)].contains_key(&(addr as u64))
     }
@@ -161,6 +168,7 @@ impl LiveTable {
 /// independent rotate-xor lanes (one cycle per frame each, so the chain is
 /// short), mixed once at the end; interning compares the frames, so a
 /// collision costs a comparison, never a wrong stack.
+#[inline]
 pub(crate) fn stack_hash(frames: &[usize]) -> u64 {
     let (mut a, mut b) = (frames.len() as u64, 0x9E37_79B9_7F4A_7C15u64);
     let mut pairs = frames.chunks_exact(2);

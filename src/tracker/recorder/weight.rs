@@ -49,6 +49,7 @@ pub(super) fn weight(size: u64, epoch: u8) -> (u64, u64) {
     (bytes, blocks.max(1))
 }
 
+#[inline]
 pub(super) fn units_to_blocks(units: u64) -> u64 {
     (units + BLOCK_UNIT / 2) / BLOCK_UNIT
 }
