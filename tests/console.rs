@@ -41,12 +41,12 @@ impl HostObject for Engine {
             "pause" => {
                 self.paused
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                Ok(Value::None)
+                Ok(Value::nothing())
             }
             "unpause" => {
                 self.paused
                     .store(false, std::sync::atomic::Ordering::Relaxed);
-                Ok(Value::None)
+                Ok(Value::nothing())
             }
             _ => Err(Error::no_attribute(self.type_name(), method)),
         }
@@ -119,7 +119,13 @@ fn login_and_the_seed_commands() {
     assert_eq!(out, "");
     let out = cl.run("x.bytype[0].bysite");
     assert!(out.starts_with("Partition of a set of "), "{out}");
+    // One page only: `_.more` says there is no more, and `_.all` shows it.
     let out = cl.run("_.more");
+    assert!(
+        out.starts_with("<No more rows: that was the last page. Type e.g. '_.all' to view all "),
+        "{out}"
+    );
+    let out = cl.run("_.all");
     assert!(out.starts_with("Partition of a set of "), "{out}");
     let out = cl.run("stats()");
     assert!(out.contains("jemalloc resident"), "{out}");
@@ -164,7 +170,8 @@ fn errors_point_a_caret_at_the_column() {
         cl.run("1 / 0"),
         "  1 / 0\r\n  ^\r\nZeroDivisionError: division by zero\r\n"
     );
-    assert_eq!(cl.run("get_oldest('NoSuchClass')"), "");
+    // No such instance: the answer is None, and it is shown.
+    assert_eq!(cl.run("get_oldest('NoSuchClass')"), "None\r\n");
     assert_eq!(cl.run("x = 41"), "");
     assert_eq!(cl.run("x + 1"), "42\r\n");
     assert_eq!(cl.run("_ * 2"), "84\r\n");
@@ -454,4 +461,92 @@ fn the_real_telnet_program_logs_in_runs_prefs_and_leaves_with_ctrl_d() {
     // Ctrl-D on an empty line: the console closes, telnet leaves.
     t.type_bytes(&[4]);
     t.wait_exit();
+}
+
+#[derive(serde::Serialize)]
+struct Many {
+    n: u64,
+}
+
+#[test]
+fn the_console_reads_as_a_newcomer_expects() {
+    leakscope::set_mode(leakscope::Mode::Exact);
+    let c = console();
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.login("s3cret");
+    // A heap shows as its partition by type, so `_.more` pages that.
+    assert!(cl.run("hpy().heap()").starts_with("Partition of a set of "));
+    let more = cl.run("_.more");
+    assert!(
+        more.starts_with("Partition of a set of ") || more.starts_with("<No more rows"),
+        "{more}"
+    );
+    // Indexing and slicing, as in Python.
+    assert!(
+        cl.run("hpy().heap()[0]")
+            .starts_with("Partition of a set of ")
+    );
+    assert_eq!(cl.run("x = hpy().heap()"), "");
+    assert!(cl.run("x.bytype[0:3]").starts_with("[<heap: "));
+    assert_eq!(cl.run("[1, 2, 3, 4][1:3]"), "[2, 3]\r\n");
+    assert_eq!(cl.run("'abcdef'[-3:]"), "'def'\r\n");
+    assert_eq!(cl.run("(1, 2, 3)[:1]"), "(1,)\r\n");
+    // More instances than a list used to hold, sliced, counted, filtered.
+    let many: Vec<Tracked<Many>> = (0..150_000).map(|n| Tracked::new(Many { n })).collect();
+    assert_eq!(cl.run("len(iter_all('Many'))"), "150000\r\n");
+    assert_eq!(
+        cl.run("[m.n for m in iter_all('Many') if m.n < 3]"),
+        "[0, 1, 2]\r\n"
+    );
+    assert!(cl.run("iter_all('Many')[:2]").starts_with("[<Many "));
+    drop(many);
+    // A long list shows a page and says how to see the rest.
+    assert_eq!(cl.run("t = 'ab'"), "");
+    for _ in 0..8 {
+        assert_eq!(cl.run("t = t + t"), "");
+    }
+    let page = cl.run("[c for c in t]");
+    assert!(
+        page.ends_with("\r\n<412 more items. Type e.g. '_[100:200]' to view.>\r\n"),
+        "{page}"
+    );
+    assert_eq!(cl.run("len(_[100:200])"), "100\r\n");
+    // The names the README uses, and answers instead of silence.
+    assert_eq!(
+        cl.run("clear_relheap()"),
+        "Later heaps show every live block again.\r\n"
+    );
+    assert!(
+        cl.run("hpy().suspects()")
+            .starts_with("No growth watch is running: hpy().watch(10) starts one")
+    );
+    assert_eq!(cl.run("engine"), "<engine object>\r\n");
+    // A relative dump path is reported as the absolute path written.
+    let rel = format!("leakscope-console-test-{}.json", std::process::id());
+    let out = cl.run(&format!("dump_dhat('{rel}')"));
+    let abs = std::env::current_dir().unwrap().join(&rel);
+    assert!(
+        out.contains(&format!("to {}; open it", abs.display())),
+        "{out}"
+    );
+    std::fs::remove_file(&abs).unwrap();
+    // Arrow keys are not text.
+    assert_eq!(cl.run("1 +\x1b[A 1\x1b[D"), "2\r\n");
+    // Without a window size (nc), help fits 80 columns; with NAWS, the
+    // window's width.
+    assert!(
+        cl.run("help()").lines().all(|l| l.chars().count() <= 80),
+        "help wider than 80 columns"
+    );
+    cl.send(&[255, 251, 31, 255, 250, 31, 0, 60, 0, 24, 255, 240]);
+    let help = cl.run("help()");
+    assert!(
+        help.lines().all(|l| l.chars().count() <= 60),
+        "help wider than the window:\n{help}"
+    );
+    let table = cl.run("hpy().heap().bytype");
+    assert!(
+        table.lines().all(|l| l.chars().count() <= 60),
+        "a table wider than the window:\n{table}"
+    );
 }

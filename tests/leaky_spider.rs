@@ -230,6 +230,28 @@ fn a_blocking_pipeline_makes_the_engine_back_out_then_resume() {
 }
 
 #[test]
+fn the_spider_can_be_attached_to_and_answers_scrapys_older_names() {
+    let _serial = serial();
+    let spider = Spider::start(&[], "sampled");
+    // `leakscope attach PID` checks this before it sends anything.
+    assert!(
+        leakscope::console::catches_signal(spider.child.id(), leakscope::console::ATTACH_SIGNAL)
+            .unwrap()
+    );
+    let mut c = spider.console();
+    let st = run(&mut c, "engine.st()");
+    assert!(st.starts_with("Execution engine status"), "{st}");
+    // The same table: the same checks in the same order (values move on).
+    let checks = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.split(" : ").next().unwrap_or("").trim_end().to_string())
+            .collect()
+    };
+    assert_eq!(checks(&st), checks(&run(&mut c, "est()")));
+    run(&mut c, "engine.stop()");
+}
+
+#[test]
 fn pause_unpause_and_stop() {
     let _serial = serial();
     let mut spider = Spider::start(&[], "sampled");

@@ -69,7 +69,8 @@ enum Command {
     },
     /// Connect to a console's TCP port, with line editing.
     Connect {
-        /// Where the console listens.
+        /// Where the console listens: HOST:PORT, HOST (port 6023) or PORT
+        /// (on 127.0.0.1).
         #[arg(default_value = "127.0.0.1:6023")]
         addr: String,
         /// The username.
@@ -188,12 +189,31 @@ fn attach(pid: u32, signal: &str, timeout: Duration) -> Result<(), Failure> {
         console::accept_attached(&listener, &token, timeout)
     })();
     let _ = std::fs::remove_file(&path);
-    Ok(session(result?, None)?)
+    session(result?, None)?;
+    Ok(())
+}
+
+/// `HOST:PORT`, `HOST` (the console's first port) or `PORT` (on 127.0.0.1).
+fn console_address(addr: &str) -> String {
+    let port = console::DEFAULT_PORT;
+    if !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_digit()) {
+        format!("127.0.0.1:{addr}")
+    } else if addr.starts_with('[') || addr.matches(':').count() == 1 {
+        addr.to_string()
+    } else if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
 }
 
 fn connect(addr: &str, user: &str, password: Option<String>) -> Result<(), Failure> {
-    let stream = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    Ok(session(stream, Some((user.to_string(), password)))?)
+    let addr = console_address(addr);
+    let stream = TcpStream::connect(&addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    match session(stream, Some((user.to_string(), password)))? {
+        true => Ok(()),
+        false => Err("the console closed the session before it logged in (wrong password?)".into()),
+    }
 }
 
 /// Reads a password from the terminal without echo.
@@ -224,8 +244,11 @@ fn read_hidden(prompt: &str) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn session(stream: TcpStream, login: Option<(String, Option<String>)>) -> io::Result<()> {
+/// A session until the server closes it or input ends; returns whether it
+/// ever reached the console's prompt (false: the login failed).
+fn session(stream: TcpStream, login: Option<(String, Option<String>)>) -> io::Result<bool> {
     let mut client = Client::new(stream)?;
+    let mut prompted = false;
     let interactive = io::stdin().is_terminal();
     let mut editor = if interactive {
         Some(rustyline::DefaultEditor::new().map_err(io::Error::other)?)
@@ -244,8 +267,9 @@ fn session(stream: TcpStream, login: Option<(String, Option<String>)>) -> io::Re
     let mut stdout = io::stdout();
     loop {
         let prompt = client.read_until_prompt(&mut stdout)?;
+        prompted |= prompt == Prompt::Line;
         let line = match prompt {
-            Prompt::Closed => return Ok(()),
+            Prompt::Closed => return Ok(prompted),
             Prompt::Username => login.as_ref().map_or_else(String::new, |(u, _)| u.clone()),
             Prompt::Password => match login.as_ref().and_then(|(_, p)| p.clone()) {
                 Some(p) => p,
@@ -264,18 +288,32 @@ fn session(stream: TcpStream, login: Option<(String, Option<String>)>) -> io::Re
                     }
                     Err(_) => {
                         let _ = client.end(&mut stdout);
-                        return Ok(());
+                        return Ok(true);
                     }
                 },
                 None => match next_piped()? {
                     Some(l) => l,
                     None => {
                         let _ = client.end(&mut stdout);
-                        return Ok(());
+                        return Ok(true);
                     }
                 },
             },
         };
         client.send_line(&line)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_addresses_in_every_form() {
+        assert_eq!(console_address("localhost"), "localhost:6023");
+        assert_eq!(console_address("6024"), "127.0.0.1:6024");
+        assert_eq!(console_address("127.0.0.1:6030"), "127.0.0.1:6030");
+        assert_eq!(console_address("::1"), "[::1]:6023");
+        assert_eq!(console_address("[::1]:6025"), "[::1]:6025");
     }
 }

@@ -159,6 +159,19 @@ fn connect_logs_in_and_runs_lines() {
         !out.contains(">>> "),
         "the client shows its own prompt, not the server's"
     );
+    // A bare port means 127.0.0.1.
+    let port = c.addr().unwrap().port().to_string();
+    let (ok, out) = run_cli(&["connect", &port, "--password", "pw"], "answer()\n");
+    assert!(ok && out.contains("42\n"), "{out}");
+    // A wrong password fails the command, and says why.
+    let (ok, out) = run_cli(&["connect", &port, "--password", "nope"], "answer()\n");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "leakscope: the console closed the session before it logged in (wrong password?)"
+        ),
+        "{out}"
+    );
 }
 
 /// The interactive path: a terminal (from `script`), the password asked for

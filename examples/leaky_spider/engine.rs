@@ -52,8 +52,8 @@ pub const MAX_ACTIVE_SIZE: usize = 5_000_000;
 pub struct Settings {
     pub concurrency: usize,
     pub max_pages: Option<u64>,
-    /// A pipeline step that blocks its worker thread this long, once (a
-    /// database that hangs).
+    /// A pipeline step that blocks its worker thread this long, then lets it
+    /// run as long, over and over (a database that hangs now and then).
     pub blocking_pipeline: Option<Duration>,
     /// Pages per second at most.
     pub rate: Option<f64>,
@@ -104,12 +104,21 @@ impl Engine {
         std::thread::Builder::new()
             .name("item-pipeline".into())
             .spawn(move || {
+                // Free until the 20th item, then blocked for `block`, free
+                // for as long, and so on: a user who looks at any moment
+                // sees one state or the other within `block`.
+                let mut free_since: Option<std::time::Instant> = None;
                 for (stored, (item, done)) in rx.into_iter().enumerate() {
-                    if let (20, Some(block)) = (stored, block) {
-                        // The seed-004 bug: a synchronous call (a database
-                        // that hangs) inside the pipeline. Items queue up,
-                        // responses wait in the scraper slot for theirs.
+                    if let Some(block) = block
+                        && stored >= 20
+                        && free_since.is_none_or(|t| t.elapsed() >= block)
+                    {
+                        // Scrapy's blocked-pipeline bug: a synchronous call
+                        // (a database that hangs) inside the pipeline. Items
+                        // queue up, responses wait in the scraper slot for
+                        // theirs, and the engine backs out.
                         std::thread::sleep(block);
+                        free_since = Some(std::time::Instant::now());
                     }
                     drop(item);
                     let _ = done.send(());
@@ -399,12 +408,13 @@ impl HostObject for Handle {
                 )))
             }
             "needs_backout" => Ok(e.needs_backout().into()),
-            "status" => Ok(Value::text(e.status())),
+            // `st()` is Scrapy's older name for the status.
+            "status" | "st" => Ok(Value::text(e.status())),
             _ => Err(Error::no_attribute(self.type_name(), method)),
         }
     }
 
     fn methods(&self) -> Vec<&'static str> {
-        vec!["pause", "unpause", "stop", "needs_backout", "status"]
+        vec!["pause", "unpause", "stop", "needs_backout", "status", "st"]
     }
 }

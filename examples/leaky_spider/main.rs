@@ -4,7 +4,7 @@
 //! - The nasty spider keeps each `HtmlResponse` in the next `Request`'s
 //!   meta: every response stays alive (the leak of Scrapy's memory-leak guide). `--fixed` cures it.
 //! - `--blocking-pipeline SECS`: a pipeline step blocks the item pipeline's
-//!   worker thread; responses pile up in the scraper slot waiting for their
+//!   worker thread for SECS out of every 2 × SECS; responses pile up in the scraper slot waiting for their
 //!   items, `needs_backout()` turns True and downloads stop: the crawl looks
 //!   hung (a blocked Scrapy pipeline), while the console still answers.
 //!
@@ -47,7 +47,8 @@ struct Args {
     /// Exit as soon as the pages are crawled.
     #[arg(long)]
     exit: bool,
-    /// A pipeline step that blocks a worker thread for SECS seconds, once.
+    /// A pipeline step that blocks a worker thread for SECS seconds, then
+    /// lets it run for SECS, over and over.
     #[arg(long, value_name = "SECS")]
     blocking_pipeline: Option<f64>,
     /// The console's port (default: the first free of 6023..=6073).
@@ -88,19 +89,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let engine = engine::Engine::new(server, spiders, settings)?;
 
-    let mut console = Console::builder()
-        .var("engine", engine::Handle(engine.clone()))
-        .func("est", {
-            let engine = engine.clone();
-            move || engine.status()
-        })
-        // LEAKSCOPE_CONSOLE=0, LEAKSCOPE_CONSOLE_PORT, LEAKSCOPE_CONSOLE_PASSWORD;
-        // --console-port, set after, wins.
-        .with_default_env();
+    // The same names in the telnet console and in `leakscope attach PID`.
+    let names = || {
+        Console::builder()
+            .var("engine", engine::Handle(engine.clone()))
+            .func("est", {
+                let engine = engine.clone();
+                move || engine.status()
+            })
+    };
+    // LEAKSCOPE_CONSOLE=0, LEAKSCOPE_CONSOLE_PORT, LEAKSCOPE_CONSOLE_PASSWORD;
+    // --console-port, set after, wins.
+    let mut console = names().with_default_env();
     if let Some(port) = args.console_port {
         console = console.port(port);
     }
     let _console = console.spawn()?;
+    leakscope::console::enable_attach(names())?;
 
     eprintln!(
         "Crawling http://www.somenastyspider.com/ and http://www.goodspider.com/ (served on {server}){}",

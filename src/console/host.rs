@@ -227,9 +227,10 @@ impl IntoOutput for &str {
     }
 }
 
+/// Nothing to show (a procedure): not `None`, which is shown as an answer.
 impl IntoOutput for () {
     fn into_output(self) -> Result<Value, Error> {
-        Ok(Value::None)
+        Ok(Value::Text(String::new()))
     }
 }
 

@@ -27,6 +27,10 @@ pub(super) enum Entry {
     Attached(SessionSlot),
 }
 
+/// Narrowest and widest terminal tables are fitted to.
+const MIN_WIDTH: usize = 40;
+const MAX_WIDTH: usize = 400;
+
 /// Bytes a client may send while a line runs before it is read no more
 /// until the line ends.
 const MAX_HELD: usize = 1 << 20;
@@ -146,6 +150,10 @@ impl Session {
             .set_read_timeout(Some(Duration::from_millis(200)))?;
         let started = Instant::now();
         let mut last_input = Instant::now();
+        // Tables fit the client's window when it tells its size (80
+        // columns until then, and for clients such as nc that never do).
+        let naws = self.decoder.ask_window_size();
+        self.out.extend_from_slice(&naws);
         match self.phase {
             Phase::Username => self.say("Username: "),
             _ => {
@@ -229,6 +237,10 @@ impl Session {
                     "\nerror: line longer than {MAX_LINE} bytes; closing.\n"
                 ));
                 Ok(false)
+            }
+            Event::WindowWidth(cols) => {
+                self.shell.width = usize::from(cols).clamp(MIN_WIDTH, MAX_WIDTH);
+                Ok(true)
             }
             Event::BadSubnegotiation => {
                 self.say("\nerror: telnet subnegotiation too long; closing.\n");

@@ -21,6 +21,12 @@ const SE: u8 = 240;
 pub(crate) const OPT_ECHO: u8 = 1;
 /// The TIMING-MARK option.
 pub(crate) const OPT_TM: u8 = 6;
+/// NAWS: the client tells its window size.
+pub(crate) const OPT_NAWS: u8 = 31;
+/// Escape: starts a terminal's key sequence (arrow keys and the like).
+const ESC: u8 = 0x1b;
+/// The longest key sequence skipped.
+const MAX_ESCAPE: usize = 32;
 
 /// The longest subnegotiation skipped before the input is called bad.
 pub const MAX_SUBNEGOTIATION: usize = 4096;
@@ -38,6 +44,8 @@ pub(crate) enum Event {
     LineTooLong,
     /// A subnegotiation passed [`MAX_SUBNEGOTIATION`] bytes.
     BadSubnegotiation,
+    /// The client's window is this many columns wide (NAWS).
+    WindowWidth(u16),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +55,12 @@ enum State {
     Option(u8),
     Sub,
     SubIac,
+    /// After ESC: a key sequence may follow.
+    Escape,
+    /// In `ESC [ …`, until its final byte.
+    Csi,
+    /// After `ESC O`: one more byte.
+    Ss3,
 }
 
 /// Decodes what a client sends, a read at a time.
@@ -66,7 +80,13 @@ pub(crate) struct Decoder {
     /// again (answering every WILL loops with some clients).
     refused_his: [bool; 256],
     refused_ours: [bool; 256],
+    /// Options we asked the client to enable.
+    asked_his: [bool; 256],
     replies: Vec<u8>,
+    /// The start of the subnegotiation being read.
+    sub: Vec<u8>,
+    /// Bytes of the key sequence being skipped.
+    escape_len: usize,
 }
 
 impl Decoder {
@@ -82,7 +102,10 @@ impl Decoder {
             ours: [false; 256],
             refused_his: [false; 256],
             refused_ours: [false; 256],
+            asked_his: [false; 256],
             replies: Vec::new(),
+            sub: Vec::new(),
+            escape_len: 0,
         }
     }
 
@@ -128,33 +151,76 @@ impl Decoder {
                     if b == IAC {
                         self.state = State::SubIac;
                     } else {
-                        self.sub_byte(events);
+                        self.sub_byte(b, events);
                     }
                 }
                 State::SubIac => {
                     if b == SE {
                         self.state = State::Data;
+                        self.end_sub(events);
                     } else {
                         self.state = State::Sub;
-                        self.sub_byte(events);
+                        self.sub_byte(b, events);
                     }
                 }
+                // Terminal key sequences (arrow keys: `ESC [ A`, `ESC O A`)
+                // are not text: they are dropped whole.
+                State::Escape => {
+                    self.escape_len = 0;
+                    self.state = match b {
+                        b'[' => State::Csi,
+                        b'O' => State::Ss3,
+                        IAC => State::Iac,
+                        _ => State::Data,
+                    };
+                }
+                State::Csi => {
+                    self.escape_len += 1;
+                    if (0x40..=0x7e).contains(&b) || self.escape_len > MAX_ESCAPE {
+                        self.state = State::Data;
+                    } else if b == IAC {
+                        self.state = State::Iac;
+                    }
+                }
+                State::Ss3 => self.state = State::Data,
             }
         }
     }
 
-    fn sub_byte(&mut self, events: &mut Vec<Event>) {
+    fn sub_byte(&mut self, b: u8, events: &mut Vec<Event>) {
         self.sub_len += 1;
         if self.sub_len > MAX_SUBNEGOTIATION {
             events.push(Event::BadSubnegotiation);
             self.state = State::Data;
+        } else if self.sub.len() < 8 {
+            // Only the start is kept: NAWS needs five bytes.
+            self.sub.push(b);
         }
+    }
+
+    /// A subnegotiation ended: NAWS gives the window's width.
+    fn end_sub(&mut self, events: &mut Vec<Event>) {
+        if let [OPT_NAWS, w1, w0, _, _, ..] = self.sub[..] {
+            let width = u16::from_be_bytes([w1, w0]);
+            if width > 0 {
+                events.push(Event::WindowWidth(width));
+            }
+        }
+        self.sub.clear();
+    }
+
+    /// Asks the client for its window size (`IAC DO NAWS`); a client that
+    /// has one answers `WILL NAWS` and sends it, now and when it changes.
+    pub(crate) fn ask_window_size(&mut self) -> Vec<u8> {
+        self.asked_his[OPT_NAWS as usize] = true;
+        vec![IAC, DO, OPT_NAWS]
     }
 
     fn data(&mut self, b: u8, events: &mut Vec<Event>) {
         let after_cr = std::mem::replace(&mut self.after_cr, false);
         match b {
             IAC => self.state = State::Iac,
+            ESC => self.state = State::Escape,
             b'\r' => {
                 self.after_cr = true;
                 self.end_line(events);
@@ -195,6 +261,7 @@ impl Decoder {
             WILL | WONT | DO | DONT => self.state = State::Option(b),
             SB => {
                 self.sub_len = 0;
+                self.sub.clear();
                 self.state = State::Sub;
             }
             IP => {
@@ -214,7 +281,9 @@ impl Decoder {
     fn negotiate(&mut self, verb: u8, opt: u8) {
         let o = opt as usize;
         match verb {
-            // We want none of the client's options: refuse once.
+            // What we asked for: agreed, nothing more to say.
+            WILL if self.asked_his[o] => self.his[o] = true,
+            // We want none of the client's other options: refuse once.
             WILL if !self.his[o] && !self.refused_his[o] => {
                 self.refused_his[o] = true;
                 self.replies.extend_from_slice(&[IAC, DONT, opt]);
@@ -308,6 +377,33 @@ pub(crate) fn encode(text: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrow_keys_are_not_text() {
+        let mut d = Decoder::new(100);
+        let ev = feed(&mut d, b"hp\x1b[Ay\x1b[1;5C()\x1bOB\r\n");
+        assert_eq!(ev, [line("hpy()")]);
+    }
+
+    #[test]
+    fn the_window_width_comes_from_naws() {
+        let mut d = Decoder::new(100);
+        assert_eq!(d.ask_window_size(), [IAC, DO, OPT_NAWS]);
+        let ev = feed(
+            &mut d,
+            &[
+                IAC, WILL, OPT_NAWS, IAC, SB, OPT_NAWS, 0, 132, 0, 40, IAC, SE,
+            ],
+        );
+        assert_eq!(ev, [Event::WindowWidth(132)]);
+        assert!(
+            d.take_replies().is_empty(),
+            "agreeing to what we asked needs no answer"
+        );
+        // A width of 255 comes as IAC IAC.
+        let ev = feed(&mut d, &[IAC, SB, OPT_NAWS, 0, IAC, IAC, 0, 24, IAC, SE]);
+        assert_eq!(ev, [Event::WindowWidth(255)]);
+    }
 
     #[test]
     fn the_client_filter_keeps_text_and_drops_commands() {

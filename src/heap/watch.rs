@@ -79,12 +79,18 @@ impl Watcher {
 /// The suspects of the growth watch, fastest growth first (a slice of
 /// [`Suspect`]s; its `Display` is the console's table).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Suspects(pub Vec<Suspect>);
+#[non_exhaustive]
+pub struct Suspects {
+    /// The suspects, fastest growth first.
+    pub rows: Vec<Suspect>,
+    /// Whether a watch is running (without one there can be none).
+    pub watching: bool,
+}
 
 impl std::ops::Deref for Suspects {
     type Target = [Suspect];
     fn deref(&self) -> &[Suspect] {
-        &self.0
+        &self.rows
     }
 }
 
@@ -170,9 +176,12 @@ impl Hpy {
     /// watch, fastest growth first. Empty until the watch has three points.
     pub fn suspects(&self) -> Suspects {
         let w = WATCH.lock().unwrap_or_else(|e| e.into_inner());
-        Suspects(match w.as_ref() {
-            Some(w) => suspects(&w.history.lock().unwrap_or_else(|e| e.into_inner())),
-            None => Vec::new(),
-        })
+        Suspects {
+            rows: match w.as_ref() {
+                Some(w) => suspects(&w.history.lock().unwrap_or_else(|e| e.into_inner())),
+                None => Vec::new(),
+            },
+            watching: w.is_some(),
+        }
     }
 }

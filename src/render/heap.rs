@@ -113,7 +113,13 @@ pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
 }
 
 /// The growth watch's suspects.
-pub(crate) fn suspects(list: &[Suspect], width: usize) -> String {
+pub(crate) fn suspects(all: &Suspects, width: usize) -> String {
+    if !all.watching {
+        return "No growth watch is running: hpy().watch(10) starts one (a heap every 10 s); \
+                suspects() then names what keeps growing.\n"
+            .to_string();
+    }
+    let list: &[Suspect] = all;
     if list.is_empty() {
         return "No suspects: nothing grew in most intervals (or the watch has fewer than 3 points).\n"
             .to_string();

@@ -120,6 +120,28 @@ pub(crate) fn percent(part: u64, whole: u64) -> String {
     }
 }
 
+/// `text` wrapped at spaces to lines of at most `width` characters (a word
+/// longer than that stands alone), each line after the first indented by
+/// `indent` spaces.
+pub(crate) fn wrap(text: &str, width: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut line_len = 0;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let n = word.chars().count();
+        if line_len > 0 && line_len + 1 + n > width {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            line_len = indent;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += n;
+    }
+    out
+}
+
 /// Bytes with a binary unit: `12.5 MiB`.
 pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -139,6 +161,16 @@ pub(crate) fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_indents() {
+        assert_eq!(wrap("a bb ccc dddd", 8, 2), "a bb ccc\n  dddd");
+        assert_eq!(
+            wrap("averyveryverylongword x", 5, 1),
+            "averyveryverylongword\n x"
+        );
+        assert_eq!(wrap("short", 80, 4), "short");
+    }
 
     #[test]
     fn shorten_left_drops_whole_segments() {

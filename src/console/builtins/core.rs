@@ -2,6 +2,7 @@
 
 use crate::console::eval::{Error, PyError, Value, pretty};
 use crate::console::host::{Call, Host, Origin};
+use crate::render::table::wrap;
 
 pub(super) fn register(host: &mut Host) {
     host.builtin_function("p", Some("p(x) — pretty-print a value"), |c| {
@@ -36,15 +37,19 @@ pub(super) fn register(host: &mut Host) {
 
 /// `help()`: the built-ins' lines, then the program's names.
 fn help(c: &Call<'_>) -> String {
-    let mut out =
-        String::from("leakscope console. Type an expression; Ctrl-D or exit() leaves.\n\n");
+    let mut out = wrap(
+        "leakscope console. Type an expression; Ctrl-D or exit() leaves.",
+        c.width(),
+        0,
+    );
+    out.push_str("\n\n");
     let mut program: Vec<String> = Vec::new();
     for (name, entry) in c.host.entries() {
         match entry.origin {
             Origin::Builtin => {
                 if let Some(text) = entry.help {
                     out.push_str("  ");
-                    out.push_str(text);
+                    out.push_str(&wrap(text, c.width().saturating_sub(2), 4));
                     out.push('\n');
                 }
             }
@@ -67,10 +72,16 @@ fn help(c: &Call<'_>) -> String {
         out.push_str("\nFrom the program:\n");
         for h in program {
             out.push_str("  ");
-            out.push_str(&h);
+            out.push_str(&wrap(&h, c.width().saturating_sub(2), 4));
             out.push('\n');
         }
     }
-    out.push_str("\n_ is the last result; x = … keeps one.\n");
+    out.push('\n');
+    out.push_str(&wrap(
+        "_ is the last result; x = … keeps one.",
+        c.width(),
+        0,
+    ));
+    out.push('\n');
     out
 }

@@ -13,7 +13,7 @@ pub(super) fn register(host: &mut Host) {
         ),
         |c| {
             let path = path(c)?;
-            let f = export::dhat::write(path).map_err(os_error)?;
+            let f = export::dhat::write(&path).map_err(os_error)?;
             Ok(Value::Text(format!(
                 "Wrote {} program points to {path}; open it with Valgrind's dh_view.html \
                  (leakscope view {path}).",
@@ -26,7 +26,7 @@ pub(super) fn register(host: &mut Host) {
         Some("dump_flamegraph('/tmp/live.svg') — an SVG flamegraph of live bytes by stack"),
         |c| {
             let path = path(c)?;
-            export::flamegraph::write(path).map_err(os_error)?;
+            export::flamegraph::write(&path).map_err(os_error)?;
             Ok(Value::Text(format!(
                 "Wrote a flamegraph of live bytes to {path}."
             )))
@@ -37,7 +37,7 @@ pub(super) fn register(host: &mut Host) {
         Some("dump_pprof('/tmp/heap.pb.gz') — a pprof profile (go tool pprof, Pyroscope, Parca)"),
         |c| {
             let path = path(c)?;
-            let p = export::pprof::write(path).map_err(os_error)?;
+            let p = export::pprof::write(&path).map_err(os_error)?;
             Ok(Value::Text(format!(
                 "Wrote {} samples to {path}; go tool pprof {path}",
                 p.sample.len()
@@ -46,10 +46,14 @@ pub(super) fn register(host: &mut Host) {
     );
 }
 
-/// The one path argument of a dump.
-fn path<'a>(c: &'a Call<'_>) -> Result<&'a str, Error> {
+/// The one path argument of a dump, made absolute (what is written is
+/// reported as it can be found).
+fn path(c: &Call<'_>) -> Result<String, Error> {
     c.arity(1)?;
-    c.str_arg(0)
+    let given = c.str_arg(0)?;
+    std::path::absolute(given)
+        .map(|p| p.display().to_string())
+        .map_err(|e| Error::new(PyError::OSError, format!("{given}: {e}")))
 }
 
 fn os_error(e: export::Error) -> Error {

@@ -8,6 +8,11 @@ use crate::console::host::{Call, Host, HostObject};
 use crate::heap::{Heap, HeapDiff, Hpy, Kind, Partition};
 
 pub(super) fn register(host: &mut Host) {
+    host.builtin_function("clear_relheap", None, |c| {
+        c.arity(0)?;
+        crate::hpy().clear_relheap();
+        Ok(Value::text("Later heaps show every live block again."))
+    });
     host.builtin_object(
         "hpy",
         Some(
@@ -54,7 +59,7 @@ impl HostObject for HpyObject {
             }
             "clear_relheap" => {
                 h.clear_relheap();
-                Ok(Value::None)
+                Ok(Value::text("Later heaps show every live block again."))
             }
             "watch" => {
                 let secs = match c.args() {
@@ -75,7 +80,7 @@ impl HostObject for HpyObject {
             }
             "unwatch" => {
                 h.unwatch();
-                Ok(Value::None)
+                Ok(Value::text("The growth watch is stopped."))
             }
             "suspects" => Ok(Value::Text(crate::render::suspects(
                 &h.suspects(),
@@ -120,7 +125,9 @@ impl HostObject for HeapObject {
         match name {
             "count" => Some(Value::from(h.count())),
             "size" => Some(Value::from(h.size())),
-            _ => kind_named(name).map(|k| Value::object(PartitionObject(h.partition(k)))),
+            // A heap shows as its partition by type: `_.more` pages that.
+            "more" | "all" => PartitionObject::new(h.bytype()).attribute(name),
+            _ => kind_named(name).map(|k| Value::object(PartitionObject::new(h.partition(k)))),
         }
     }
 
@@ -152,6 +159,11 @@ impl HostObject for HeapObject {
         Some(self.0.count() as usize)
     }
 
+    /// `heap[i]`: row `i` of its partition by type, as Guppy indexes a set.
+    fn item(&self, index: usize) -> Option<Value> {
+        PartitionObject::new(self.0.bytype()).item(index)
+    }
+
     fn subtract(&self, other: &Value) -> Option<Result<Value, Error>> {
         let Value::Object(o) = other else {
             return None;
@@ -165,8 +177,15 @@ impl HostObject for HeapObject {
     }
 }
 
-/// A partition of a heap, paged.
-struct PartitionObject(Partition);
+/// A partition of a heap, paged; `past_end` once `.more` went past its
+/// last page.
+struct PartitionObject(Partition, bool);
+
+impl PartitionObject {
+    fn new(p: Partition) -> Self {
+        PartitionObject(p, false)
+    }
+}
 
 impl HostObject for PartitionObject {
     fn type_name(&self) -> &str {
@@ -176,8 +195,11 @@ impl HostObject for PartitionObject {
     fn attribute(&self, name: &str) -> Option<Value> {
         let p = &self.0;
         match name {
-            "more" => Some(Value::object(PartitionObject(p.more()))),
-            "all" => Some(Value::object(PartitionObject(p.all()))),
+            "more" => Some(Value::object(PartitionObject(
+                p.more(),
+                self.1 || p.rows_after_page() == 0,
+            ))),
+            "all" => Some(Value::object(PartitionObject::new(p.all()))),
             "count" => Some(Value::from(p.heap().count())),
             "size" => Some(Value::from(p.heap().size())),
             _ => None,
@@ -193,6 +215,12 @@ impl HostObject for PartitionObject {
     }
 
     fn show(&self, width: usize) -> String {
+        if self.1 {
+            return format!(
+                "<No more rows: that was the last page. Type e.g. '_.all' to view all {}.>",
+                self.0.rows().len()
+            );
+        }
         self.0.render(width)
     }
 

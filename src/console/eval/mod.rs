@@ -19,8 +19,9 @@ pub(crate) use repr::pretty;
 use super::host::{Call, Host};
 use super::lang::{self, BinOp, Expr, ExprKind, Statement};
 
-/// The most items a comprehension or list may build.
-pub(crate) const MAX_ITEMS: usize = 100_000;
+/// The most items a comprehension or list may build (the session's byte
+/// budget usually comes first).
+pub(crate) const MAX_ITEMS: usize = 4_000_000;
 
 /// The longest string a session may build by concatenation (bytes).
 pub(crate) const MAX_STRING: usize = super::MAX_LINE * 16;
@@ -81,7 +82,7 @@ impl Shell {
         Shell {
             vars: HashMap::new(),
             host,
-            width: 100,
+            width: 80,
             limits,
             depth: 0,
             steps: 0,
@@ -155,13 +156,9 @@ impl Shell {
                 }
                 Ok(None)
             }
-            Statement::Expr(e) => {
-                let v = self.eval(&e)?;
-                Ok(match v {
-                    Value::None => None,
-                    v => Some(v),
-                })
-            }
+            // `None` is shown, as an answer (`get_oldest('Nope')`);
+            // procedures give nothing to show.
+            Statement::Expr(e) => self.eval(&e).map(Some),
         }
     }
 
@@ -288,6 +285,27 @@ impl Shell {
                 let v = self.eval(obj)?;
                 let i = self.eval(index)?;
                 ops::index(v, i)
+            }
+            ExprKind::Slice(obj, start, end) => {
+                let v = self.eval(obj)?;
+                let mut bound = |b: &Option<Box<Expr>>| -> R<Option<i64>> {
+                    match b {
+                        None => Ok(None),
+                        Some(e) => match self.eval(e)? {
+                            Value::Int(n) => Ok(Some(n)),
+                            Value::None => Ok(None),
+                            other => Err(Error::new(
+                                PyError::TypeError,
+                                format!(
+                                    "slice indices must be integers, not '{}'",
+                                    other.type_name()
+                                ),
+                            )),
+                        },
+                    }
+                };
+                let (start, end) = (bound(start)?, bound(end)?);
+                ops::slice(v, start, end, |items| self.seq(items))
             }
             ExprKind::Call(f, args, kwargs) => {
                 let f = self.eval(f)?;

@@ -188,6 +188,43 @@ pub(super) fn index(v: Value, i: Value) -> R<Value> {
     }
 }
 
+/// `v[start:end]`, Python's way: negative bounds count from the end, bounds
+/// past either end are clamped. Objects with items give a list of them.
+pub(super) fn slice(
+    v: Value,
+    start: Option<i64>,
+    end: Option<i64>,
+    seq: impl FnOnce(Vec<Value>) -> R<super::Seq>,
+) -> R<Value> {
+    let range = |len: usize| {
+        let at = |b: Option<i64>, default: usize| match b {
+            None => default,
+            Some(n) if n < 0 => (len as i64 + n).max(0) as usize,
+            Some(n) => (n as usize).min(len),
+        };
+        let (s, e) = (at(start, 0), at(end, len));
+        s..e.max(s)
+    };
+    match v {
+        Value::List(items) => Ok(Value::List(seq(items[range(items.len())].to_vec())?)),
+        Value::Tuple(items) => Ok(Value::Tuple(seq(items[range(items.len())].to_vec())?)),
+        Value::Str(s) => {
+            let chars: Vec<char> = s.chars().collect();
+            Ok(Value::Str(chars[range(chars.len())].iter().collect()))
+        }
+        Value::Object(o) if o.length().is_some() => {
+            let items = range(o.length().unwrap_or(0))
+                .map_while(|i| o.item(i))
+                .collect();
+            Ok(Value::List(seq(items)?))
+        }
+        other => Err(Error::new(
+            PyError::TypeError,
+            format!("'{}' object is not subscriptable", other.type_name()),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

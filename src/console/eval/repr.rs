@@ -105,11 +105,25 @@ pub(crate) fn pretty(v: &Value, width: usize) -> String {
     }
 }
 
+/// Items of a list shown at the prompt; the rest is one line saying how to
+/// see them.
+pub(crate) const LIST_PAGE: usize = 100;
+
 /// How a value is shown when a line evaluates to it.
 pub(crate) fn show(v: &Value, width: usize) -> String {
     let mut out = match v {
+        Value::Text(t) if t.is_empty() => return String::new(),
         Value::Text(t) => t.clone(),
         Value::Object(o) => o.show(width),
+        Value::List(items) if items.len() > LIST_PAGE => {
+            let first = Value::list(items[..LIST_PAGE].to_vec());
+            format!(
+                "{}\n<{} more items. Type e.g. '_[{LIST_PAGE}:{}]' to view.>",
+                repr(&first),
+                items.len() - LIST_PAGE,
+                2 * LIST_PAGE
+            )
+        }
         other => repr(other),
     };
     if !out.ends_with('\n') {

@@ -115,6 +115,12 @@ impl Value {
         }
     }
 
+    /// What a procedure returns: nothing to show (unlike `None`, which a
+    /// line shows as its answer).
+    pub fn nothing() -> Value {
+        Value::Text(String::new())
+    }
+
     /// Text shown as is at the prompt (a report).
     pub fn text(text: impl Into<String>) -> Value {
         Value::Text(text.into())

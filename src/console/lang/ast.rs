@@ -65,6 +65,8 @@ pub enum ExprKind {
     Call(Box<Expr>, Vec<Expr>, Vec<(String, Expr)>),
     /// `a[i]`
     Index(Box<Expr>, Box<Expr>),
+    /// `a[i:j]`, either bound left out
+    Slice(Box<Expr>, Option<Box<Expr>>, Option<Box<Expr>>),
     /// `(a, b)`
     Tuple(Vec<Expr>),
     /// `[a, b]`

@@ -20,6 +20,7 @@ pub(super) struct Token {
 
 pub(super) const OPS: &[&str] = &[
     "==", "!=", "<=", ">=", "(", ")", "[", "]", ",", ".", "=", "<", ">", "+", "-", "*", "/", "%",
+    ":",
 ];
 
 pub(super) fn lex(src: &str) -> Result<Vec<Token>, SyntaxError> {

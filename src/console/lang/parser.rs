@@ -274,12 +274,25 @@ impl Parser {
                 };
             } else if self.is_op("[") {
                 self.next();
-                let index = self.expr()?;
-                self.expect_op("]")?;
-                e = Expr {
-                    col,
-                    kind: ExprKind::Index(Box::new(e), Box::new(index)),
-                };
+                let start = (!self.is_op(":")).then(|| self.expr()).transpose()?;
+                if self.is_op(":") {
+                    self.next();
+                    let end = (!self.is_op("]")).then(|| self.expr()).transpose()?;
+                    self.expect_op("]")?;
+                    e = Expr {
+                        col,
+                        kind: ExprKind::Slice(Box::new(e), start.map(Box::new), end.map(Box::new)),
+                    };
+                } else {
+                    self.expect_op("]")?;
+                    let Some(index) = start else {
+                        return self.err(SyntaxErrorKind::Expected("an index".into()));
+                    };
+                    e = Expr {
+                        col,
+                        kind: ExprKind::Index(Box::new(e), Box::new(index)),
+                    };
+                }
             } else {
                 return Ok(e);
             }
