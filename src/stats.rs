@@ -99,6 +99,13 @@ pub struct Stats {
     /// short). The host's scheduling of the lock's holder counts too. Waits
     /// that a short spin ends (well under 10 µs) are not measured.
     pub longest_tracker_wait: std::time::Duration,
+    /// Bytes leakscope holds for itself, not counted in the figures above:
+    /// everything its own code allocated (the recorder, the symbol cache,
+    /// scratch space of snapshots). Bounded: see [`crate::symbols`] for
+    /// the cache's cap.
+    pub own_bytes: u64,
+    /// Of [`Stats::own_bytes`], what the recorder's tables take.
+    pub recorder_bytes: u64,
     /// jemalloc's figures.
     pub jemalloc: JemallocStats,
 }
@@ -132,6 +139,11 @@ pub fn stats() -> Result<Stats, Error> {
         peak_tolerance: tolerance,
         threads: c.threads,
         longest_tracker_wait: c.longest_wait,
+        own_bytes: c.own_bytes,
+        recorder_bytes: {
+            let m = tracker::memory();
+            m.live_table + m.stacks
+        },
         jemalloc,
     })
 }

@@ -86,7 +86,7 @@ fn login_and_the_seed_commands() {
     let c = console();
     let mut cl = Client::connect(c.addr().unwrap());
     cl.login("s3cret");
-    let kept = Tracked::new(ConsoleResponse {
+    let kept = Tracked::with_fields(ConsoleResponse {
         url: "http://www.somenastyspider.com/product?id=1".into(),
         status: 200,
     });
@@ -492,7 +492,9 @@ fn the_console_reads_as_a_newcomer_expects() {
     assert_eq!(cl.run("'abcdef'[-3:]"), "'def'\r\n");
     assert_eq!(cl.run("(1, 2, 3)[:1]"), "(1,)\r\n");
     // More instances than a list used to hold, sliced, counted, filtered.
-    let many: Vec<Tracked<Many>> = (0..150_000).map(|n| Tracked::new(Many { n })).collect();
+    let many: Vec<Tracked<Many>> = (0..150_000)
+        .map(|n| Tracked::with_fields(Many { n }))
+        .collect();
     assert_eq!(cl.run("len(iter_all('Many'))"), "150000\r\n");
     assert_eq!(
         cl.run("[m.n for m in iter_all('Many') if m.n < 3]"),
@@ -549,4 +551,70 @@ fn the_console_reads_as_a_newcomer_expects() {
         table.lines().all(|l| l.chars().count() <= 60),
         "a table wider than the window:\n{table}"
     );
+}
+
+#[test]
+fn the_password_prompt_follows_the_clients_answer_to_the_echo_offer() {
+    let c = console();
+    // A client that answers, as telnet does: the prompt comes right after.
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.expect(b"Username: ");
+    cl.send(b"leakscope\r\n");
+    cl.expect(&[IAC, 251, 1]);
+    let answered = Instant::now();
+    cl.send(&[IAC, DO, 1]);
+    let got = cl.expect(b"Password: ");
+    assert_eq!(
+        got, b"Password: ",
+        "nothing between the offer and the prompt"
+    );
+    assert!(
+        answered.elapsed() < Duration::from_millis(240),
+        "{:?}",
+        answered.elapsed()
+    );
+    // One that never answers, as nc: the prompt comes after a short wait.
+    let mut nc = Client::connect(c.addr().unwrap());
+    nc.expect(b"Username: ");
+    nc.send(b"leakscope\n");
+    nc.expect(&[IAC, 251, 1]);
+    let offered = Instant::now();
+    nc.expect(b"Password: ");
+    let waited = offered.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(1),
+        "{waited:?}"
+    );
+    nc.send(b"s3cret\n");
+    nc.expect(b">>> ");
+}
+
+#[derive(serde::Serialize)]
+struct PerSession {
+    n: u32,
+}
+
+#[test]
+fn each_session_has_its_own_change_column() {
+    let c = console();
+    let mut a = Client::connect(c.addr().unwrap());
+    a.login("s3cret");
+    let mut b = Client::connect(c.addr().unwrap());
+    b.login("s3cret");
+    let change = |out: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with("PerSession "))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or("")
+            .to_string()
+    };
+    let first: Vec<Tracked<PerSession>> = (0..3).map(|n| Tracked::new(PerSession { n })).collect();
+    assert_eq!(change(&a.run("prefs()")), "+3");
+    // b has not looked yet: it sees the same growth, not a's zero.
+    assert_eq!(change(&b.run("prefs()")), "+3");
+    let more: Vec<Tracked<PerSession>> = (3..5).map(|n| Tracked::new(PerSession { n })).collect();
+    assert_eq!(change(&a.run("prefs()")), "+2");
+    assert_eq!(change(&a.run("prefs()")), "0");
+    assert_eq!(change(&b.run("prefs()")), "+2");
+    assert_eq!(first.len() + more.len(), 5);
 }

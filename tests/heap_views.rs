@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::hint::black_box;
+
 use std::time::Duration;
 
 use leakscope::heap::{Kind, Partition};
@@ -24,6 +26,7 @@ tests!(
     rendering_fits_80_and_200_columns,
     snapshots_while_two_threads_allocate_are_consistent,
     the_watch_names_the_growing_type,
+    leakscope_shows_and_gives_back_its_own_memory,
 );
 
 #[allow(dead_code)]
@@ -347,5 +350,52 @@ fn the_watch_names_the_growing_type() {
         .unwrap();
     assert!(s.bytes_per_minute > 0.0 && s.grew * 3 >= s.intervals * 2);
     assert!(suspects.render(80).contains("Box<heap_views::Widget>"));
+    drop(kept);
+}
+
+fn leakscope_shows_and_gives_back_its_own_memory() {
+    // Resolving every stack parses this binary's debug information: that
+    // is leakscope's own memory, shown apart from the program's.
+    let kept = make_widgets(100);
+    // Earlier tests' views loaded it already: start from none.
+    leakscope::symbols::release_debug_info();
+    let before = leakscope::stats().unwrap();
+    // An address no stack has: resolving it needs the debug information.
+    let fresh = leakscope_shows_and_gives_back_its_own_memory as *const () as usize + 8;
+    black_box(leakscope::symbols::resolve(fresh));
+    black_box(hpy().heap().bysite().all().render(80));
+    let viewed = leakscope::stats().unwrap();
+    assert!(
+        viewed.own_bytes > before.own_bytes + (1 << 20),
+        "{} → {}",
+        before.own_bytes,
+        viewed.own_bytes
+    );
+    // Not the program's: its live figure moved by far less.
+    let program = viewed.live_bytes.abs_diff(before.live_bytes);
+    assert!(program < viewed.own_bytes - before.own_bytes, "{program}");
+    assert!(
+        leakscope::stats()
+            .unwrap()
+            .to_string()
+            .contains("leakscope itself")
+    );
+    // Given back: what stays is the bounded cache of resolved frames.
+    leakscope::symbols::release_debug_info();
+    let released = leakscope::stats().unwrap();
+    assert!(
+        released.own_bytes < viewed.own_bytes / 2,
+        "{} → {}",
+        viewed.own_bytes,
+        released.own_bytes
+    );
+    // And views still work, parsing again.
+    assert!(
+        hpy()
+            .heap()
+            .bysite()
+            .render(80)
+            .starts_with("Partition of a set of")
+    );
     drop(kept);
 }

@@ -120,12 +120,12 @@ struct HtmlResponse {
 #[test]
 fn get_oldest_returns_the_first_then_the_next() {
     let _g = serial();
-    let r1 = Tracked::new(HtmlResponse {
+    let r1 = Tracked::with_fields(HtmlResponse {
         url: "http://a/1".into(),
         status: 200,
     });
     std::thread::sleep(Duration::from_millis(2));
-    let r2 = Tracked::new(HtmlResponse {
+    let r2 = Tracked::with_fields(HtmlResponse {
         url: "http://a/2".into(),
         status: 404,
     });
@@ -152,7 +152,7 @@ fn iter_all_yields_exactly_the_live_ones_oldest_first() {
     let _g = serial();
     let mut v: Vec<Tracked<HtmlResponse>> = (0..10)
         .map(|i| {
-            Tracked::new(HtmlResponse {
+            Tracked::with_fields(HtmlResponse {
                 url: format!("http://a/{i}"),
                 status: 200,
             })

@@ -111,7 +111,11 @@ fn report_diff_and_view_from_the_command_line() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).starts_with("leakscope: "));
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        said.starts_with("leakscope: cannot read /nonexistent.json: "),
+        "{said}"
+    );
     drop(kept);
     std::fs::remove_file(&a).unwrap();
     std::fs::remove_file(&b).unwrap();

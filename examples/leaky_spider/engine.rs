@@ -240,7 +240,7 @@ impl Engine {
         };
         let spider = req.spider;
         let length = body.len();
-        let response = Tracked::new(HtmlResponse {
+        let response = Tracked::with_fields(HtmlResponse {
             url: req.url.clone(),
             status,
             length,

@@ -115,6 +115,14 @@ pub struct Call<'a> {
     pub(crate) kwargs: Vec<(String, Value)>,
     pub(crate) width: usize,
     pub(crate) host: &'a Host,
+    pub(crate) session: &'a SessionState,
+}
+
+/// What built-ins keep per session.
+#[derive(Default)]
+pub(crate) struct SessionState {
+    /// The baseline of `prefs()`'s Change column.
+    pub(crate) prefs: std::sync::Mutex<crate::trackref::Baseline>,
 }
 
 impl Call<'_> {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::admission::{SessionSlot, WaitTicket};
 use super::eval::{Poll, Shell, Stop};
 use super::server::SessionConfig;
-use super::telnet::{Decoder, Event, IAC, IP, encode};
+use super::telnet::{Decoder, Event, IAC, IP, OPT_ECHO, encode};
 use super::{MAX_LINE, PROMPT};
 
 /// How a session came to be.
@@ -26,6 +26,10 @@ pub(super) enum Entry {
     /// An attached console, with its slot.
     Attached(SessionSlot),
 }
+
+/// How long the password prompt waits for the client to answer the echo
+/// offer (telnet answers at once; nc never does).
+const ECHO_ANSWER: Duration = Duration::from_millis(250);
 
 /// Narrowest and widest terminal tables are fitted to.
 const MIN_WIDTH: usize = 40;
@@ -87,6 +91,9 @@ pub(super) struct Session {
     slot: Option<SessionSlot>,
     /// What the client sent while a line ran, decoded, to handle next.
     queued: VecDeque<Event>,
+    /// When the password prompt is due if the client does not answer the
+    /// echo offer before (see [`ECHO_ANSWER`]).
+    password_prompt: Option<Instant>,
 }
 
 impl Session {
@@ -111,6 +118,7 @@ impl Session {
             waiting,
             slot,
             queued: VecDeque::new(),
+            password_prompt: None,
         }
     }
 
@@ -179,6 +187,13 @@ impl Session {
                 self.say("\nIdle too long; closing.\n");
                 let _ = self.flush();
                 return Ok(());
+            }
+            if let Some(due) = self.password_prompt
+                && (self.decoder.answered(OPT_ECHO) || Instant::now() >= due)
+            {
+                self.password_prompt = None;
+                self.say("Password: ");
+                self.flush()?;
             }
             if let Some(ev) = self.queued.pop_front() {
                 if !self.handle(ev)? {
@@ -254,13 +269,15 @@ impl Session {
             Phase::Username => {
                 let user = String::from_utf8_lossy(&line).trim().to_string();
                 self.phase = Phase::Password(user);
-                // Echo off before the prompt, so that nothing typed after
-                // the prompt is echoed.
+                // Echo off before the prompt, and the prompt once the
+                // client has agreed (or has had time to), so that nothing
+                // typed after the prompt is echoed.
                 let echo_off = self.decoder.set_echo(true);
                 self.out.extend_from_slice(&echo_off);
-                self.say("Password: ");
+                self.password_prompt = Some(Instant::now() + ECHO_ANSWER);
             }
             Phase::Password(user) => {
+                self.password_prompt = None;
                 let echo_on = self.decoder.set_echo(false);
                 self.out.extend_from_slice(&echo_on);
                 self.say("\n");

@@ -82,6 +82,9 @@ pub(crate) struct Decoder {
     refused_ours: [bool; 256],
     /// Options we asked the client to enable.
     asked_his: [bool; 256],
+    /// Options of ours the client has answered (DO or DONT) since we last
+    /// offered or withdrew them.
+    answered_ours: [bool; 256],
     replies: Vec<u8>,
     /// The start of the subnegotiation being read.
     sub: Vec<u8>,
@@ -103,6 +106,7 @@ impl Decoder {
             refused_his: [false; 256],
             refused_ours: [false; 256],
             asked_his: [false; 256],
+            answered_ours: [false; 256],
             replies: Vec::new(),
             sub: Vec::new(),
             escape_len: 0,
@@ -129,6 +133,7 @@ impl Decoder {
         }
         self.ours[OPT_ECHO as usize] = on;
         self.refused_ours[OPT_ECHO as usize] = false;
+        self.answered_ours[OPT_ECHO as usize] = false;
         vec![IAC, if on { WILL } else { WONT }, OPT_ECHO]
     }
 
@@ -278,8 +283,17 @@ impl Decoder {
         }
     }
 
+    /// Whether the client has answered our last offer of `opt` (a client
+    /// such as nc never answers).
+    pub(crate) fn answered(&self, opt: u8) -> bool {
+        self.answered_ours[opt as usize]
+    }
+
     fn negotiate(&mut self, verb: u8, opt: u8) {
         let o = opt as usize;
+        if matches!(verb, DO | DONT) {
+            self.answered_ours[o] = true;
+        }
         match verb {
             // What we asked for: agreed, nothing more to say.
             WILL if self.asked_his[o] => self.his[o] = true,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::table::{WIDTH, change, finish, label_width, percent, shorten_left, table};
+use super::table::{WIDTH, change, finish, label_width, percent, shorten_left, table, wrap};
 use crate::heap::{Heap, HeapDiff, Partition, Suspect, Suspects, Totals};
 use crate::symbols::Frame;
 
@@ -63,7 +63,11 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
         row.push(shorten_left(&r.label, label_width));
         t.add_row(row);
     }
-    let mut out = partition_heading(total.count, total.size, p.heap().estimated());
+    let mut out = wrap(
+        &partition_heading(total.count, total.size, p.heap().estimated()),
+        width,
+        0,
+    );
     out.push('\n');
     out.push_str(&finish(&t));
     out.push('\n');

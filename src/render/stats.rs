@@ -51,6 +51,18 @@ fn stats(s: &Stats) -> String {
         s.freed_bytes,
         Some(s.freed_blocks),
     );
+    row(
+        "leakscope itself",
+        s.own_bytes.to_string(),
+        s.own_bytes,
+        None,
+    );
+    row(
+        "  of which the recorder",
+        s.recorder_bytes.to_string(),
+        s.recorder_bytes,
+        None,
+    );
     let j = &s.jemalloc;
     for (name, n) in [
         ("jemalloc allocated", j.allocated),

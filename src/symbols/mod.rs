@@ -16,6 +16,14 @@
 //! [`BlockType::ambiguous`]. Without v0 mangling generic arguments are not in
 //! the names: the type is then the allocating function, and
 //! [`BuildInfo::note`] says why.
+//!
+//! ## Memory
+//! Resolution parses the program's debug information (tens to hundreds of
+//! MiB for a large program); it is given back once resolution has been idle
+//! for [`DEBUG_INFO_IDLE`] (or at once with [`release_debug_info`]), and
+//! the cache of resolved frames holds at most [`MAX_CACHED_ADDRESSES`]
+//! addresses. `stats()` shows what leakscope holds.
+
 mod build;
 mod site;
 mod trim;
@@ -27,6 +35,7 @@ pub use trim::tool_owned;
 pub use types::{BlockType, TypeSource, block_type};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use site::is_runtime_function;
@@ -87,9 +96,56 @@ impl Frame {
 
 type Cache = Mutex<HashMap<usize, Arc<[Frame]>>>;
 
+/// The most return addresses whose frames are kept; past it the cache
+/// starts again empty (a few hundred bytes an address: ~20 MiB at most).
+pub const MAX_CACHED_ADDRESSES: usize = 1 << 16;
+
+/// How long symbol resolution may be idle before the debug information it
+/// parsed (tens to hundreds of MiB for a large program) is given back.
+pub const DEBUG_INFO_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    CACHE.get_or_init(|| untracked(|| Mutex::new(HashMap::new())))
+    CACHE.get_or_init(|| {
+        // The thread's own bookkeeping is leakscope's, not the program's.
+        untracked(start_releaser);
+        untracked(|| Mutex::new(HashMap::new()))
+    })
+}
+
+/// When resolution last ran (coarse clock, ns).
+static LAST_RESOLVED: AtomicU64 = AtomicU64::new(0);
+/// Whether debug information is loaded (resolution ran since it was last
+/// given back).
+static DEBUG_INFO_LOADED: AtomicBool = AtomicBool::new(false);
+
+/// A thread that gives the parsed debug information back once resolution
+/// has been idle for [`DEBUG_INFO_IDLE`]: leakscope's memory for symbols
+/// is then only the bounded frame cache. The next view parses it again.
+fn start_releaser() {
+    let _ = std::thread::Builder::new()
+        .name("leakscope-symbols".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(DEBUG_INFO_IDLE / 6);
+                let idle = crate::sys::clock::coarse_ns()
+                    .saturating_sub(LAST_RESOLVED.load(Ordering::Relaxed));
+                if DEBUG_INFO_LOADED.load(Ordering::Relaxed)
+                    && idle > DEBUG_INFO_IDLE.as_nanos() as u64
+                {
+                    release_debug_info();
+                }
+            }
+        });
+}
+
+/// Gives back the parsed debug information now (it is parsed again when
+/// next needed); resolved frames stay cached.
+pub fn release_debug_info() {
+    let map = cache().lock().unwrap_or_else(|e| e.into_inner());
+    untracked(backtrace::clear_symbol_cache);
+    DEBUG_INFO_LOADED.store(false, Ordering::Relaxed);
+    drop(map);
 }
 
 /// The frames of one return address, innermost inlined frame first.
@@ -99,6 +155,12 @@ pub fn resolve(addr: usize) -> Arc<[Frame]> {
         let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = map.get(&addr) {
             return Arc::clone(f);
+        }
+        LAST_RESOLVED.store(crate::sys::clock::coarse_ns(), Ordering::Relaxed);
+        DEBUG_INFO_LOADED.store(true, Ordering::Relaxed);
+        if map.len() >= MAX_CACHED_ADDRESSES {
+            map.clear();
+            map.shrink_to_fit();
         }
         let frames: Arc<[Frame]> = resolve_uncached(addr).into();
         map.insert(addr, Arc::clone(&frames));

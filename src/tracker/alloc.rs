@@ -24,7 +24,7 @@ use super::mode::{
     sample_bytes,
 };
 use super::recorder::{self, RECORDER};
-use super::registry::{count_shared_alloc, count_shared_free, flush_live};
+use super::registry::{count_own, count_shared_alloc, count_shared_free, flush_live};
 use super::stack::{self, MAX_FRAMES};
 use super::thread::{
     Admit, BUSY, STATE_LIVE, STATE_NEW, THREAD, ThreadState, bump, next_gap, register_thread,
@@ -110,7 +110,7 @@ fn countdown_event(t: &ThreadState, ptr: *mut u8, size: usize) {
 fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
     let state = t.state.get();
     if state & BUSY != 0 {
-        return;
+        return count_own(size as i64);
     }
     if state == STATE_LIVE && t.scope.get() != 0 {
         count_alloc(t, size);
@@ -197,7 +197,7 @@ fn on_free(t: &ThreadState, ptr: *mut u8, size: usize) {
 fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
     let state = t.state.get();
     if state & BUSY != 0 {
-        return;
+        return count_own(-(size as i64));
     }
     let mode = MODE.load(Ordering::Relaxed);
     if state == STATE_LIVE && t.scope.get() != 0 {
@@ -374,7 +374,11 @@ impl Alloc {
             .unwrap_or(false);
         if !tracked {
             // SAFETY: forwarded contract.
-            return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+            let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+            if !new.is_null() && THREAD.try_with(|t| t.is_busy()).unwrap_or(false) {
+                count_own(new_size as i64 - layout.size() as i64);
+            }
+            return new;
         }
         THREAD.with(|t| {
             if recorded {

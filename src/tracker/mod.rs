@@ -78,6 +78,8 @@ pub(crate) struct CounterTotals {
     pub(crate) peak_estimate: u64,
     /// The longest any thread has waited for the recorder's lock.
     pub(crate) longest_wait: Duration,
+    /// Bytes leakscope holds for itself (allocated while in its own code).
+    pub(crate) own_bytes: u64,
 }
 
 /// Reads the counters of every thread.
@@ -92,6 +94,7 @@ pub(crate) fn counter_totals() -> CounterTotals {
         threads,
         peak_estimate: registry::flushed_peak().max(0) as u64,
         longest_wait: recorder::RECORDER.longest_wait(),
+        own_bytes: registry::own_bytes(),
     }
 }
 

@@ -112,6 +112,22 @@ pub(super) fn count_shared_alloc(size: usize) {
     EXITED.alloc_blocks.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Bytes leakscope holds for itself: allocated, less freed, while a thread
+/// ran tracker code (the recorder, symbol tables, snapshots' buffers).
+static OWN_BYTES: AtomicI64 = AtomicI64::new(0);
+
+/// Counts `delta` bytes of leakscope's own (on the tracker's own path
+/// only, never the program's).
+#[cold]
+pub(super) fn count_own(delta: i64) {
+    OWN_BYTES.fetch_add(delta, Ordering::Relaxed);
+}
+
+/// What [`count_own`] has counted.
+pub(crate) fn own_bytes() -> u64 {
+    OWN_BYTES.load(Ordering::Relaxed).max(0) as u64
+}
+
 /// Counts a free of a thread that is not live.
 #[cold]
 pub(super) fn count_shared_free(size: usize) {

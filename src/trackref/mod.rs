@@ -17,7 +17,12 @@
 //!     _ref: ObjectRef<HtmlResponse>,
 //! }
 //!
-//! let kept = Tracked::new(HtmlResponse { url: "http://a/".into(), _ref: ObjectRef::untracked() });
+//! // `with_fields`: the value is `Serialize`, so its fields can be read.
+//! let kept = Tracked::with_fields(HtmlResponse { url: "http://a/".into(), _ref: ObjectRef::untracked() });
+//! // `new` takes any value; its class and age are shown.
+//! struct Opaque(std::fs::File);
+//! let _file = Tracked::new(Opaque(std::fs::File::open("/dev/null").unwrap()));
+//! assert!(trackref::get_oldest("Opaque").unwrap().fields().is_none());
 //! let report = trackref::live_refs();
 //! assert!(report.iter().any(|c| c.name == "HtmlResponse" && c.live >= 1));
 //! let oldest = trackref::get_oldest("HtmlResponse").unwrap();
@@ -36,7 +41,10 @@ mod report;
 mod tracked;
 
 pub use object_ref::ObjectRef;
-pub use report::{ClassLive, LiveRefs, format_live_refs, live_refs, print_live_refs, report};
+pub use report::{
+    Baseline, ClassLive, LiveRefs, format_live_refs, live_refs, print_live_refs, report,
+    report_since,
+};
 pub use tracked::{LiveObject, Tracked};
 
 use std::sync::atomic::{AtomicU8, Ordering};

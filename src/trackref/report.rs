@@ -86,6 +86,37 @@ pub fn report(ignore: &[&str]) -> LiveRefs {
     LiveRefs { rows }
 }
 
+/// What one reader (a console session) last saw of each class: the
+/// baseline of its own Change column.
+#[derive(Clone, Debug, Default)]
+pub struct Baseline {
+    live: std::collections::HashMap<&'static str, usize>,
+}
+
+/// The live-references report against `baseline` instead of the process's
+/// shared one: the Change column says what changed since this reader's
+/// previous report. Records the counts shown (0 for classes that went)
+/// in `baseline`.
+pub fn report_since(ignore: &[&str], baseline: &mut Baseline) -> LiveRefs {
+    let all = live_refs();
+    // Classes with no instance left are at 0 for the next report; ignored
+    // ones keep their baseline, as in the shared report.
+    for (name, live) in baseline.live.iter_mut() {
+        if !all.iter().any(|r| r.name == *name) {
+            *live = 0;
+        }
+    }
+    let mut rows: Vec<ClassLive> = all
+        .into_iter()
+        .filter(|c| !ignored(c.name, c.bases, ignore))
+        .collect();
+    for r in &mut rows {
+        r.change = r.live as i64 - baseline.live.get(r.name).copied().unwrap_or(0) as i64;
+        baseline.live.insert(r.name, r.live);
+    }
+    LiveRefs { rows }
+}
+
 /// [`report`] as text (Scrapy's `format_live_refs`).
 pub fn format_live_refs(ignore: &[&str]) -> String {
     report(ignore).to_string()

@@ -15,8 +15,11 @@ struct TrackedInner<T: 'static> {
 }
 
 /// A shared handle (like `Arc`) to a value whose live instances can be
-/// reached from the registry: [`get_oldest`](super::get_oldest), [`iter_all`](super::iter_all), [`oldest`](super::oldest),
-/// [`all`](super::all), and the console, which shows its fields through `Serialize`.
+/// reached from the registry: [`get_oldest`](super::get_oldest),
+/// [`iter_all`](super::iter_all), [`oldest`](super::oldest),
+/// [`all`](super::all), and the console. [`Tracked::new`] takes any value;
+/// [`Tracked::with_fields`] takes a `serde::Serialize` one, whose fields the
+/// console then reads (`get_oldest('HtmlResponse').url`).
 ///
 /// The registry holds it weakly: when the last `Tracked` drops, the value
 /// drops and its record goes.
@@ -31,22 +34,51 @@ fn fields_of<T: serde::Serialize + Send + Sync + 'static>(
     serde_json::to_value(&inner.value).ok()
 }
 
-impl<T: serde::Serialize + Send + Sync + 'static> Tracked<T> {
-    /// Wraps `value` as an instance of `T`'s short name.
+/// A value without fields to show.
+fn no_fields(_: &(dyn Any + Send + Sync)) -> Option<serde_json::Value> {
+    None
+}
+
+impl<T: Send + Sync + 'static> Tracked<T> {
+    /// Wraps `value` as an instance of `T`'s short name (the console shows
+    /// its class and age; [`Tracked::with_fields`] shows its fields too).
     pub fn new(value: T) -> Self {
-        Self::with_class(value, short_type_name(std::any::type_name::<T>()), &[])
+        Self::registered(
+            value,
+            short_type_name(std::any::type_name::<T>()),
+            &[],
+            no_fields,
+        )
     }
 
-    /// Wraps `value` as an instance of class `name` with base names `bases`.
-    pub fn with_class(value: T, name: &'static str, bases: &'static [&'static str]) -> Self {
+    fn registered(
+        value: T,
+        name: &'static str,
+        bases: &'static [&'static str],
+        fields: FieldsFn,
+    ) -> Self {
         let inner = Arc::new_cyclic(|weak: &Weak<TrackedInner<T>>| {
             let erased: Weak<dyn Any + Send + Sync> = weak.clone();
             TrackedInner {
                 value,
-                _ref: ObjectRef::register_as(name, bases, Some((erased, fields_of::<T>))),
+                _ref: ObjectRef::register_as(name, bases, Some((erased, fields))),
             }
         });
         Tracked { inner }
+    }
+}
+
+impl<T: serde::Serialize + Send + Sync + 'static> Tracked<T> {
+    /// Wraps `value` as an instance of `T`'s short name whose fields the
+    /// console and [`LiveObject::fields`] read.
+    pub fn with_fields(value: T) -> Self {
+        Self::with_class(value, short_type_name(std::any::type_name::<T>()), &[])
+    }
+
+    /// Wraps `value`, with its fields, as an instance of class `name` with
+    /// base names `bases`.
+    pub fn with_class(value: T, name: &'static str, bases: &'static [&'static str]) -> Self {
+        Self::registered(value, name, bases, fields_of::<T>)
     }
 }
 

@@ -44,7 +44,12 @@ fn prefs(c: &Call<'_>) -> Result<Value, Error> {
         collect_names(v, &mut ignore)?;
     }
     let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
-    Ok(Value::Text(trackref::format_live_refs(&ignore)))
+    // The Change column is this session's: what changed since its own
+    // previous report, whatever other sessions ask.
+    let mut baseline = c.session.prefs.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(Value::Text(
+        trackref::report_since(&ignore, &mut baseline).to_string(),
+    ))
 }
 
 fn get_oldest(c: &Call<'_>) -> Result<Value, Error> {

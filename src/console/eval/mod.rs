@@ -16,7 +16,7 @@ pub use value::{Seq, Value};
 
 pub(crate) use repr::pretty;
 
-use super::host::{Call, Host};
+use super::host::{Call, Host, SessionState};
 use super::lang::{self, BinOp, Expr, ExprKind, Statement};
 
 /// The most items a comprehension or list may build (the session's byte
@@ -74,6 +74,8 @@ pub(crate) struct Shell {
     poll: Option<Poll>,
     /// Set when a poll found the client gone.
     pub(crate) gone: bool,
+    /// What built-ins keep for this session.
+    state: SessionState,
 }
 
 impl Shell {
@@ -89,6 +91,7 @@ impl Shell {
             deadline: Instant::now(),
             poll: None,
             gone: false,
+            state: SessionState::default(),
         }
     }
 
@@ -439,6 +442,7 @@ impl Shell {
             kwargs,
             width: self.width,
             host: &self.host,
+            session: &self.state,
         };
         match &f {
             Value::Function(func) => func.invoke(&call(&func.name)),
