@@ -446,8 +446,9 @@ fn the_real_telnet_program_logs_in_runs_prefs_and_leaves_with_ctrl_d() {
     }
     let c = console();
     let port = c.addr().unwrap().port();
-    // telnet wants a terminal: `script` gives it one.
-    let mut t = common::Terminal::start(&format!("telnet 127.0.0.1 {port}"));
+    // telnet wants a terminal: `script` gives it one; 60 columns wide, so
+    // that fitting it shows the width came from telnet (80 is the default).
+    let mut t = common::Terminal::start(&format!("stty cols 60 rows 24; telnet 127.0.0.1 {port}"));
     t.wait_for("Username: ");
     t.type_bytes(b"leakscope\r");
     t.wait_for("Password: ");
@@ -458,6 +459,20 @@ fn the_real_telnet_program_logs_in_runs_prefs_and_leaves_with_ctrl_d() {
     t.type_bytes(b"21 * 2\r");
     t.wait_for("42");
     assert!(!t.text().contains("s3cret"), "the password was not echoed");
+    // telnet tells the window's size (NAWS): help() and tables fit it.
+    t.type_bytes(b"help()\r");
+    t.wait_for("keeps one.");
+    t.type_bytes(b"hpy().heap().bysite\r");
+    t.wait_for("Allocation site");
+    t.type_bytes(b"1 + 1\r");
+    t.wait_for("2\r\n>>> ");
+    let wide: Vec<String> = t
+        .text()
+        .lines()
+        .filter(|l| l.trim_end().chars().count() > 60)
+        .map(str::to_string)
+        .collect();
+    assert!(wide.is_empty(), "lines wider than the terminal: {wide:#?}");
     // Ctrl-D on an empty line: the console closes, telnet leaves.
     t.type_bytes(&[4]);
     t.wait_exit();
