@@ -11,6 +11,7 @@
 //! | `LEAKSCOPE_CONSOLE` | `1` | `0`: the console is not started | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
 //! | `LEAKSCOPE_CONSOLE_PORT` | `6023`–`6073` | the console's port | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
 //! | `LEAKSCOPE_CONSOLE_PASSWORD` | random | the console's password | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
+//! | `LEAKSCOPE_HTTP` | unset | `HOST:PORT`: serve `/debug/pprof/heap` and `/metrics` there | [`http::Builder::with_default_env`](crate::http::Builder::with_default_env) |
 //!
 //! The allocator's variables are read without allocating (the first
 //! allocation may come before `main`); a value it cannot use is reported on
@@ -112,6 +113,9 @@ variables! {
     /// `LEAKSCOPE_CONSOLE_PASSWORD`: the console's password.
     CONSOLE_PASSWORD = "LEAKSCOPE_CONSOLE_PASSWORD", default "random",
         "the console's password";
+    /// `LEAKSCOPE_HTTP`: the pprof and metrics endpoint's address.
+    HTTP = "LEAKSCOPE_HTTP", default "unset",
+        "HOST:PORT: serve /debug/pprof/heap and /metrics there";
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@
 //! - [`console`]: a telnet console in the process (and `leakscope attach
 //!   PID`), answering in a small Python-flavoured language.
 //! - [`export`]: DHAT files for Valgrind's viewer, flamegraphs, pprof.
+//! - [`http`]: `/debug/pprof/heap` and `/metrics` for `go tool pprof`,
+//!   Pyroscope, Parca and Prometheus.
 //! - [`testing`]: `assert_allocs!`, `assert_max_bytes!`, `assert_no_leaks!`.
 //!
 //! ```
@@ -89,7 +91,8 @@
 //! layers below it:
 //!
 //! ```text
-//!  console/  telnet, sessions, attach; lang → eval → builtins   testing
+//!  console/  telnet, sessions, attach; lang → eval → builtins
+//!  http/     /debug/pprof/heap, /metrics                          testing
 //!  render/   text for people: views of the types below; table (the helpers)
 //!  heap/  trackref  stats  export/      what the program's memory is
 //!  symbols/                             addresses → functions, files, types
@@ -107,6 +110,7 @@ pub mod config;
 pub mod console;
 pub mod export;
 pub mod heap;
+pub mod http;
 mod render;
 mod stats;
 pub mod symbols;

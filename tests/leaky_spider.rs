@@ -82,6 +82,17 @@ impl Spider {
         }
     }
 
+    /// Where its HTTP endpoint listens (it was started with `--http`).
+    fn http(&mut self) -> std::net::SocketAddr {
+        let line = self.wait_line("pprof and metrics on http://");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .unwrap();
+        addr.parse().unwrap()
+    }
+
     fn console(&self) -> Client {
         let mut c = Client::connect(([127, 0, 0, 1], self.port).into());
         c.login("pw");
@@ -270,4 +281,248 @@ fn pause_unpause_and_stop() {
     assert!(int(&mut c, "engine.pages") > paused, "downloads resumed");
     assert!(run(&mut c, "engine.stop()").contains("Stopping the crawl"));
     assert!(spider.exit_status().success());
+}
+
+/// One HTTP request, as a client sends it; the status line and the body.
+fn http_get(addr: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(all.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    let status = head.lines().next().unwrap_or("").to_string();
+    (status, all[split..].to_vec())
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
+    http_get(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+}
+
+#[test]
+fn go_tool_pprof_reads_the_spiders_heap() {
+    let test = "go_tool_pprof_reads_the_spiders_heap";
+    if !common::have("go", "golang-go", test) {
+        return;
+    }
+    let _serial = serial();
+    let mut spider = Spider::start(&["--http", "127.0.0.1:0"], "sampled");
+    let addr = spider.http();
+    std::thread::sleep(Duration::from_secs(2));
+    let tmp = std::env::temp_dir().join(format!("leakscope-pprof-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = Command::new("go")
+        .args(["tool", "pprof", "-top"])
+        .arg(format!("http://{addr}/debug/pprof/heap"))
+        .env("HOME", &tmp)
+        .env("PPROF_TMPDIR", &tmp)
+        .env("GOCACHE", tmp.join("cache"))
+        .output()
+        .expect("go tool pprof");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Type: inuse_space"), "{text}");
+    let functions: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    assert!(
+        functions.iter().any(|f| f.starts_with("leaky_spider::")),
+        "{text}"
+    );
+    assert!(
+        !functions.iter().any(|f| f.starts_with("::")
+            || f.contains("leakscope::tracker")
+            || *f == "alloc::alloc::alloc"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(&mut spider.console(), "engine.stop()");
+}
+
+#[test]
+fn prometheus_scrapes_the_spider_and_sees_the_leak_grow() {
+    let test = "prometheus_scrapes_the_spider_and_sees_the_leak_grow";
+    if !common::have("prometheus", "prometheus", test)
+        || !common::have("promtool", "prometheus", test)
+    {
+        return;
+    }
+    let _serial = serial();
+    let mut spider = Spider::start(&["--http", "127.0.0.1:0", "--rate", "300"], "sampled");
+    let addr = spider.http();
+    // promtool accepts the page.
+    let (status, page) = get(addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), &page).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // A real Prometheus scraping every second.
+    let tmp = std::env::temp_dir().join(format!("leakscope-prometheus-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let config = tmp.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  \
+             - job_name: spider\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Killed(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus"),
+    );
+    let api: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let query =
+        "/api/v1/query?query=leakscope_trackref_live%7Bclass%3D%22HtmlResponse%22%7D%5B1m%5D";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let values = loop {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had five samples"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        if std::net::TcpStream::connect(api).is_err() {
+            continue;
+        }
+        let (status, body) = get(api, query);
+        if status != "HTTP/1.1 200 OK" {
+            continue;
+        }
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let values: Vec<f64> = json["data"]["result"][0]["values"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|p| p[1].as_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if values.len() >= 5 {
+            break values;
+        }
+    };
+    assert!(
+        values.last() > values.first(),
+        "the leaking class did not grow: {values:?}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(&mut spider.console(), "engine.stop()");
+}
+
+#[test]
+fn the_http_endpoint_survives_bad_clients() {
+    let _serial = serial();
+    let mut spider = Spider::start(&["--http", "127.0.0.1:0"], "sampled");
+    let addr = spider.http();
+    let (status, body) = get(addr, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(String::from_utf8_lossy(&body).contains("/debug/pprof/heap"));
+    // Malformed, oversized, the wrong method, what Go asks that is not
+    // served, an unknown path.
+    for (request, want) in [
+        (b"garbage\r\n\r\n".to_vec(), "HTTP/1.1 400 Bad Request"),
+        (
+            format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000)).into_bytes(),
+            "HTTP/1.1 431 Request Header Fields Too Large",
+        ),
+        (
+            b"POST /metrics HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 405 Method Not Allowed",
+        ),
+        (
+            b"GET /debug/pprof/heap?debug=1 HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            b"GET /nope HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 404 Not Found",
+        ),
+        (vec![0xff; 300], "HTTP/1.1 400 Bad Request"),
+    ] {
+        let (status, _) = http_get(addr, &request);
+        assert_eq!(
+            status,
+            want,
+            "{:?}",
+            String::from_utf8_lossy(&request[..40.min(request.len())])
+        );
+    }
+    // gc=1 is accepted, as Go does.
+    let (status, body) = get(addr, "/debug/pprof/heap?gc=1");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip");
+    // Slow clients that never finish take no one's place for long.
+    let slow: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            std::io::Write::write_all(&mut s, b"GET / HT").unwrap();
+            s
+        })
+        .collect();
+    let (status, _) = get(addr, "/");
+    assert_eq!(
+        status, "HTTP/1.1 503 Service Unavailable",
+        "while four wait"
+    );
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(300));
+    // A hundred connections in a row, then both endpoints work.
+    for _ in 0..100 {
+        let (status, _) = get(addr, "/");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+    }
+    assert_eq!(get(addr, "/metrics").0, "HTTP/1.1 200 OK");
+    assert_eq!(get(addr, "/debug/pprof/heap").0, "HTTP/1.1 200 OK");
+    let mut c = spider.console();
+    assert!(run(&mut c, "engine.pages").trim().parse::<u64>().unwrap() > 0);
+    run(&mut c, "engine.stop()");
 }

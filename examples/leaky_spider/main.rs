@@ -54,6 +54,10 @@ struct Args {
     /// The console's port (default: the first free of 6023..=6073).
     #[arg(long)]
     console_port: Option<u16>,
+    /// Serve /debug/pprof/heap and /metrics on this address (also
+    /// LEAKSCOPE_HTTP; port 0: any free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<std::net::SocketAddr>,
     /// Pages per second at most.
     #[arg(long)]
     rate: Option<f64>,
@@ -106,6 +110,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _console = console.spawn()?;
     leakscope::console::enable_attach(names())?;
+    let mut http = leakscope::http::Endpoint::builder().with_default_env();
+    if let Some(addr) = args.http {
+        http = http.addr(addr);
+    }
+    let http = http.spawn()?;
+    if let Some(addr) = http.addr() {
+        eprintln!(
+            "pprof and metrics on http://{addr}/ (go tool pprof http://{addr}/debug/pprof/heap)"
+        );
+    }
 
     eprintln!(
         "Crawling http://www.somenastyspider.com/ and http://www.goodspider.com/ (served on {server}){}",

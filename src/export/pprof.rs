@@ -182,6 +182,128 @@ impl Strings {
     }
 }
 
+/// A function's name as pprof shows it: pprof's own simplifier drops every
+/// `<…>`, which turns Rust's `<Type>::method` into `::method`; so the self
+/// type is written without its brackets (`Type::method`, and `Type::method`
+/// for `<Type as Trait>::method` too). The full name stays the
+/// `system_name`.
+pub fn readable_name(function: &str) -> String {
+    without_turbofish(&brackets_off(function))
+}
+
+/// `a::f::<T, U>::g` → `a::f::g`: pprof would drop the `<…>` and leave
+/// the `::`.
+fn without_turbofish(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        if depth == 0 && rest.starts_with("::<") {
+            depth = 1;
+            rest = &rest[3..];
+            prev = '<';
+            continue;
+        }
+        if depth > 0 {
+            match c {
+                '>' if prev == '-' => {}
+                '<' => depth += 1,
+                '>' => depth -= 1,
+                _ => {}
+            }
+        } else {
+            out.push(c);
+        }
+        prev = c;
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// `<Type>::f` → `Type::f`, `<Type as Trait>::f` → `Type::f`.
+fn brackets_off(function: &str) -> String {
+    let Some(body) = function.strip_prefix('<') else {
+        return function.to_string();
+    };
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    let mut self_end = None;
+    let mut as_at = None;
+    for (i, c) in body.char_indices() {
+        let arrow = prev == '-';
+        prev = c;
+        match c {
+            // The `>` of `-> R` in `dyn Fn() -> R` closes nothing.
+            '>' if arrow => {}
+            '<' => depth += 1,
+            '>' if depth == 0 => {
+                self_end = Some(i);
+                break;
+            }
+            '>' => depth -= 1,
+            ' ' if depth == 0 && as_at.is_none() && body[i..].starts_with(" as ") => {
+                as_at = Some(i)
+            }
+            _ => {}
+        }
+    }
+    match self_end {
+        Some(end) => {
+            let self_type = brackets_off(&body[..as_at.unwrap_or(end)]);
+            format!("{self_type}{}", brackets_off(&body[end + 1..]))
+        }
+        None => function.to_string(),
+    }
+}
+
+/// Whether a frame is the allocator's own (leakscope's tracker, Rust's
+/// allocation functions and the global allocator's shims): left out of the
+/// top of every stack, so the profile's leaf is the code that asked for
+/// memory.
+fn allocator_entry(function: &str) -> bool {
+    crate::symbols::in_tracker(function)
+        || function.starts_with("alloc::alloc::")
+        || function.starts_with("<alloc::alloc::Global")
+        || function.starts_with("__rust_")
+        || function.starts_with("__rg_")
+        || function.starts_with("__rdl_")
+}
+
+/// The executable mappings of this process, from `/proc/self/maps`.
+fn mappings(strings: &mut Strings) -> Vec<Mapping> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(perms), Some(offset)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = fields.nth(2).unwrap_or("");
+        if !perms.contains('x') || !path.starts_with('/') {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let hex = |s: &str| u64::from_str_radix(s, 16).unwrap_or(0);
+        out.push(Mapping {
+            id: out.len() as u64 + 1,
+            memory_start: hex(start),
+            memory_limit: hex(end),
+            file_offset: hex(offset),
+            filename: strings.id(path),
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+        });
+    }
+    out
+}
+
 /// The profile of a snapshot.
 pub fn from_snapshot(snap: &Snapshot) -> Profile {
     let mut strings = Strings::default();
@@ -201,26 +323,27 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
         }
     })
     .collect();
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let mapping = Mapping {
-        id: 1,
-        memory_start: 0,
-        memory_limit: u64::MAX,
-        file_offset: 0,
-        filename: strings.id(&exe),
-        has_functions: true,
-        has_filenames: true,
-        has_line_numbers: true,
-        has_inline_frames: true,
+    let mapping = mappings(&mut strings);
+    let mapping_of = |addr: u64| {
+        mapping
+            .iter()
+            .find(|m| m.memory_start <= addr && addr < m.memory_limit)
+            .map_or(0, |m| m.id)
     };
     let mut functions: Vec<Function> = Vec::new();
     let mut function_ids: HashMap<(String, String), u64> = HashMap::new();
     let mut locations: Vec<Location> = Vec::new();
     let mut location_ids: HashMap<usize, u64> = HashMap::new();
     let mut samples = Vec::new();
-    for pp in super::program_stacks(snap) {
+    for mut pp in super::program_stacks(snap) {
+        let entry = pp
+            .frames
+            .iter()
+            .take_while(|f| allocator_entry(&f.function))
+            .count();
+        if entry < pp.frames.len() {
+            pp.frames.drain(..entry);
+        }
         let mut ids = Vec::new();
         // Frames of one return address are consecutive: one location each.
         let mut i = 0;
@@ -244,7 +367,7 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
                                     let id = functions.len() as u64 + 1;
                                     functions.push(Function {
                                         id,
-                                        name: strings.id(&f.function),
+                                        name: strings.id(&readable_name(&f.function)),
                                         system_name: strings.id(&f.function),
                                         filename: strings.id(&file),
                                     });
@@ -262,7 +385,7 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
                     let id = locations.len() as u64 + 1;
                     locations.push(Location {
                         id,
-                        mapping_id: 1,
+                        mapping_id: mapping_of(addr as u64),
                         address: addr as u64,
                         line: lines,
                     });
@@ -298,7 +421,7 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
     Profile {
         sample_type,
         sample: samples,
-        mapping: vec![mapping],
+        mapping,
         location: locations,
         function: functions,
         time_nanos: std::time::SystemTime::now()
@@ -381,4 +504,40 @@ pub fn write(path: impl AsRef<Path>) -> Result<Profile, Error> {
     let bytes = encode(&profile).unwrap_or_default();
     super::write_atomically(path.as_ref(), &bytes, is_ours)?;
     Ok(profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_survive_pprofs_simplifier() {
+        assert_eq!(
+            readable_name("<leaky_spider::engine::Engine>::crawl::{closure#0}"),
+            "leaky_spider::engine::Engine::crawl::{closure#0}"
+        );
+        assert_eq!(
+            readable_name("<alloc::vec::Vec<u8> as core::clone::Clone>::clone"),
+            "alloc::vec::Vec<u8>::clone"
+        );
+        assert_eq!(
+            readable_name("<<app::A as app::T>::Out as core::fmt::Debug>::fmt"),
+            "app::A::Out::fmt"
+        );
+        assert_eq!(readable_name("app::load"), "app::load");
+        assert_eq!(
+            readable_name("std::panicking::catch_unwind::<(), F>::do_call::<G>"),
+            "std::panicking::catch_unwind::do_call"
+        );
+        assert_eq!(
+            readable_name(
+                "<std::thread::local::LocalKey<app::S>>::with::<app::f::{closure#0}, ()>"
+            ),
+            "std::thread::local::LocalKey<app::S>::with"
+        );
+        assert_eq!(
+            readable_name("<alloc::boxed::Box<dyn core::ops::function::Fn() -> u8>>::new"),
+            "alloc::boxed::Box<dyn core::ops::function::Fn() -> u8>::new"
+        );
+    }
 }

@@ -31,6 +31,7 @@ mod types;
 
 pub use build::{BuildInfo, build_info};
 pub use site::allocation_site;
+pub(crate) use trim::in_tracker;
 pub use trim::tool_owned;
 pub use types::{BlockType, TypeSource, block_type};
 

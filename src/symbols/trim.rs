@@ -61,7 +61,18 @@ pub(super) fn own_module(function: &str) -> Option<&str> {
 /// (heaps, symbol tables, text, console sessions, exports). Recognised by
 /// the module's path, so a module moved inside another keeps its role; the
 /// modules named here check that they are (see their tests).
-pub(crate) const PROGRAM_FACING: [&str; 3] = ["tracker", "trackref", "testing"];
+pub(crate) const PROGRAM_FACING: [&str; 3] = [TRACKER, "trackref", "testing"];
+
+/// The module that holds the allocation path.
+const TRACKER: &str = "tracker";
+
+/// Whether a function is the tracker's own (the allocation path), or a
+/// generic function of another crate instantiated for it (the thread-local
+/// access inlined into it: `<LocalKey<leakscope::tracker::…>>::try_with`).
+pub(crate) fn in_tracker(function: &str) -> bool {
+    own_module(function) == Some(TRACKER)
+        || function.contains(&format!("<{}::{TRACKER}::", crate_name()))
+}
 
 /// Whether a (resolved) stack allocated the tool's own analysis data: heap
 /// views and exports leave such blocks out, as Guppy leaves out heapy's own
