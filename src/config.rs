@@ -11,6 +11,7 @@
 //! | `LEAKSCOPE_CONSOLE` | `1` | `0`: the console is not started | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
 //! | `LEAKSCOPE_CONSOLE_PORT` | `6023`–`6073` | the console's port | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
 //! | `LEAKSCOPE_CONSOLE_PASSWORD` | random | the console's password | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
+//! | `LEAKSCOPE_APP_CRATES` | unset | `a,b`: the crates that are the program's own code (default: what is not the standard library, leakscope or a dependency's source) | the views, when they name allocation sites |
 //! | `LEAKSCOPE_HTTP` | unset | `HOST:PORT`: serve `/debug/pprof/heap` and `/metrics` there | [`http::Builder::with_default_env`](crate::http::Builder::with_default_env) |
 //!
 //! The allocator's variables are read without allocating (the first
@@ -113,6 +114,9 @@ variables! {
     /// `LEAKSCOPE_CONSOLE_PASSWORD`: the console's password.
     CONSOLE_PASSWORD = "LEAKSCOPE_CONSOLE_PASSWORD", default "random",
         "the console's password";
+    /// `LEAKSCOPE_APP_CRATES`: the program's own crates.
+    APP_CRATES = "LEAKSCOPE_APP_CRATES", default "unset",
+        "a,b: the crates that are the program's own code";
     /// `LEAKSCOPE_HTTP`: the pprof and metrics endpoint's address.
     HTTP = "LEAKSCOPE_HTTP", default "unset",
         "HOST:PORT: serve /debug/pprof/heap and /metrics there";

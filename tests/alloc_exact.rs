@@ -35,6 +35,7 @@ tests!(
     fork_while_other_threads_allocate_does_not_deadlock_the_child,
     allocations_before_main_are_tracked,
     exact_mode_keeps_at_most_48_bytes_per_live_block,
+    a_threads_closure_is_the_site_and_its_box_the_type,
 );
 
 /// The type of the blocks allocated at `function`.
@@ -534,4 +535,63 @@ fn exact_mode_keeps_at_most_48_bytes_per_live_block() {
         assert!(mem.per_live_block() <= 48.0, "{n} boxes: {mem:?}");
         drop(kept);
     }
+}
+
+/// The resolved frames of the live block at `addr`.
+fn frames_of_block(addr: usize) -> Vec<symbols::Frame> {
+    let snap = tracker::snapshot();
+    let b = snap
+        .blocks
+        .iter()
+        .find(|b| b.addr == addr)
+        .expect("recorded");
+    symbols::resolve_stack(&snap.stacks[b.stack as usize].frames)
+}
+
+fn a_threads_closure_is_the_site_and_its_box_the_type() {
+    // Allocated in a thread's closure, one frame below std's thread start
+    // (which goes through __rust_begin_short_backtrace): the closure is the
+    // site and the box its type, not std's `Box<dyn FnOnce>`.
+    let boxed = std::thread::spawn(|| common::keep_frame(Box::new([7u8; 48])))
+        .join()
+        .unwrap();
+    let frames = frames_of_block(&*boxed as *const [u8; 48] as usize);
+    let site = symbols::allocation_site(&frames).unwrap();
+    assert!(
+        site.function.starts_with(
+            "alloc_exact::a_threads_closure_is_the_site_and_its_box_the_type::{closure"
+        ),
+        "{frames:#?}"
+    );
+    assert!(site.is_program());
+    assert_eq!(symbols::block_type(&frames).name, "Box<[u8; 48]>");
+    assert!(
+        symbols::site_label(&frames).starts_with("alloc_exact::a_threads_closure"),
+        "{}",
+        symbols::site_label(&frames)
+    );
+    // A frame whose source is a dependency's is not the program's, even
+    // outside the standard library.
+    let mut dep = site.clone();
+    dep.file = Some(
+        "/root/.cargo/registry/src/index.crates.io-0/reqwest-0.13.5/src/async_impl/response.rs"
+            .into(),
+    );
+    dep.function = "<reqwest::async_impl::response::Response>::text::{closure#0}".into();
+    assert!(!dep.is_program() && !dep.is_runtime());
+    let mut through = frames.clone();
+    let at = through.iter().position(|f| f.is_program()).unwrap();
+    through.insert(at, dep);
+    assert!(
+        symbols::site_label(&through).ends_with(" via reqwest::…::Response::text"),
+        "{}",
+        symbols::site_label(&through)
+    );
+    let none: Vec<symbols::Frame> = through[..=at].to_vec();
+    assert!(
+        symbols::site_label(&none).starts_with("[no program frame] <reqwest::"),
+        "{}",
+        symbols::site_label(&none)
+    );
+    drop(boxed);
 }

@@ -244,11 +244,18 @@ fn a_blocking_pipeline_makes_the_engine_back_out_then_resume() {
 fn the_spider_can_be_attached_to_and_answers_scrapys_older_names() {
     let _serial = serial();
     let spider = Spider::start(&[], "sampled");
-    // `leakscope attach PID` checks this before it sends anything.
-    assert!(
-        leakscope::console::catches_signal(spider.child.id(), leakscope::console::ATTACH_SIGNAL)
-            .unwrap()
-    );
+    // `leakscope attach PID` checks this before it sends anything (the
+    // handler comes just after the console's first line).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leakscope::console::catches_signal(spider.child.id(), leakscope::console::ATTACH_SIGNAL)
+        .unwrap()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the spider never handled SIGUSR2"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut c = spider.console();
     let st = run(&mut c, "engine.st()");
     assert!(st.starts_with("Execution engine status"), "{st}");

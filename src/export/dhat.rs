@@ -345,8 +345,7 @@ pub struct PointSummary {
 
 fn summarize(file: &DhatFile, pp: &ProgramPoint) -> PointSummary {
     let frames = frames_of(file, pp);
-    let site = crate::symbols::allocation_site(&frames)
-        .map_or_else(|| "???".to_string(), super::frame_text);
+    let site = crate::symbols::site_label(&frames);
     PointSummary {
         site,
         type_name: crate::symbols::block_type(&frames).name,

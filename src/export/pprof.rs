@@ -182,81 +182,6 @@ impl Strings {
     }
 }
 
-/// A function's name as pprof shows it: pprof's own simplifier drops every
-/// `<…>`, which turns Rust's `<Type>::method` into `::method`; so the self
-/// type is written without its brackets (`Type::method`, and `Type::method`
-/// for `<Type as Trait>::method` too). The full name stays the
-/// `system_name`.
-pub fn readable_name(function: &str) -> String {
-    without_turbofish(&brackets_off(function))
-}
-
-/// `a::f::<T, U>::g` → `a::f::g`: pprof would drop the `<…>` and leave
-/// the `::`.
-fn without_turbofish(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut depth = 0usize;
-    let mut prev = ' ';
-    let mut rest = name;
-    while let Some(c) = rest.chars().next() {
-        if depth == 0 && rest.starts_with("::<") {
-            depth = 1;
-            rest = &rest[3..];
-            prev = '<';
-            continue;
-        }
-        if depth > 0 {
-            match c {
-                '>' if prev == '-' => {}
-                '<' => depth += 1,
-                '>' => depth -= 1,
-                _ => {}
-            }
-        } else {
-            out.push(c);
-        }
-        prev = c;
-        rest = &rest[c.len_utf8()..];
-    }
-    out
-}
-
-/// `<Type>::f` → `Type::f`, `<Type as Trait>::f` → `Type::f`.
-fn brackets_off(function: &str) -> String {
-    let Some(body) = function.strip_prefix('<') else {
-        return function.to_string();
-    };
-    let mut depth = 0usize;
-    let mut prev = ' ';
-    let mut self_end = None;
-    let mut as_at = None;
-    for (i, c) in body.char_indices() {
-        let arrow = prev == '-';
-        prev = c;
-        match c {
-            // The `>` of `-> R` in `dyn Fn() -> R` closes nothing.
-            '>' if arrow => {}
-            '<' => depth += 1,
-            '>' if depth == 0 => {
-                self_end = Some(i);
-                break;
-            }
-            '>' => depth -= 1,
-            ' ' if depth == 0 && as_at.is_none() && body[i..].starts_with(" as ") => {
-                as_at = Some(i)
-            }
-            _ => {}
-        }
-    }
-    match self_end {
-        Some(end) => {
-            let self_type = brackets_off(&body[..as_at.unwrap_or(end)]);
-            format!("{self_type}{}", brackets_off(&body[end + 1..]))
-        }
-        None => function.to_string(),
-    }
-}
-
 /// Whether a frame is the allocator's own (leakscope's tracker, Rust's
 /// allocation functions and the global allocator's shims): left out of the
 /// top of every stack, so the profile's leaf is the code that asked for
@@ -367,7 +292,7 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
                                     let id = functions.len() as u64 + 1;
                                     functions.push(Function {
                                         id,
-                                        name: strings.id(&readable_name(&f.function)),
+                                        name: strings.id(&crate::symbols::plain_name(&f.function)),
                                         system_name: strings.id(&f.function),
                                         filename: strings.id(&file),
                                     });
@@ -504,40 +429,4 @@ pub fn write(path: impl AsRef<Path>) -> Result<Profile, Error> {
     let bytes = encode(&profile).unwrap_or_default();
     super::write_atomically(path.as_ref(), &bytes, is_ours)?;
     Ok(profile)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_survive_pprofs_simplifier() {
-        assert_eq!(
-            readable_name("<leaky_spider::engine::Engine>::crawl::{closure#0}"),
-            "leaky_spider::engine::Engine::crawl::{closure#0}"
-        );
-        assert_eq!(
-            readable_name("<alloc::vec::Vec<u8> as core::clone::Clone>::clone"),
-            "alloc::vec::Vec<u8>::clone"
-        );
-        assert_eq!(
-            readable_name("<<app::A as app::T>::Out as core::fmt::Debug>::fmt"),
-            "app::A::Out::fmt"
-        );
-        assert_eq!(readable_name("app::load"), "app::load");
-        assert_eq!(
-            readable_name("std::panicking::catch_unwind::<(), F>::do_call::<G>"),
-            "std::panicking::catch_unwind::do_call"
-        );
-        assert_eq!(
-            readable_name(
-                "<std::thread::local::LocalKey<app::S>>::with::<app::f::{closure#0}, ()>"
-            ),
-            "std::thread::local::LocalKey<app::S>::with"
-        );
-        assert_eq!(
-            readable_name("<alloc::boxed::Box<dyn core::ops::function::Fn() -> u8>>::new"),
-            "alloc::boxed::Box<dyn core::ops::function::Fn() -> u8>::new"
-        );
-    }
 }

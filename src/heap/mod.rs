@@ -98,7 +98,7 @@ fn facts(addrs: &[usize]) -> StackFacts {
     if ty.ambiguous {
         ty.name.push_str(" (?)");
     }
-    let site = symbols::allocation_site(&frames).map_or_else(|| "?".to_string(), Frame::label);
+    let site = symbols::site_label(&frames);
     let own: Vec<&Frame> = frames.iter().filter(|f| !f.is_runtime()).take(4).collect();
     let stack_label = if own.is_empty() {
         site.clone()

@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use super::table::{WIDTH, change, finish, label_width, percent, shorten_left, table, wrap};
+use super::table::{
+    MIN_LABEL, WIDTH, change, columns_width, finish, label_width, percent, shorten_left, table,
+    wrap,
+};
 use crate::heap::{Heap, HeapDiff, Partition, Suspect, Suspects, Totals};
 use crate::symbols::Frame;
 
@@ -56,10 +59,31 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
         "%",
         p.kind().heading(),
     ];
-    let label_width = label_width(&cells, &header, width);
-    let mut t = table(&header, &[0, 1, 2, 3, 4, 5, 6]);
-    for ((_, r), c) in page.iter().zip(cells) {
-        let mut row: Vec<String> = c.into_iter().collect();
+    // A narrow window drops the cumulative columns before the label.
+    let narrow = columns_width(&cells, &header) + MIN_LABEL > width;
+    let (kept, header): (Vec<usize>, Vec<&str>) = if narrow {
+        let kept = vec![0, 1, 2, 3, 4];
+        let header = kept.iter().map(|&i| header[i]).chain([header[7]]).collect();
+        (kept, header)
+    } else {
+        ((0..7).collect(), header.to_vec())
+    };
+    let shown: Vec<Vec<String>> = cells
+        .iter()
+        .map(|c| kept.iter().map(|&i| c[i].clone()).collect())
+        .collect();
+    let label_width = if narrow {
+        let five: Vec<[String; 5]> = shown
+            .iter()
+            .map(|c| std::array::from_fn(|i| c[i].clone()))
+            .collect();
+        label_width(&five, &header, width)
+    } else {
+        label_width(&cells, &header, width)
+    };
+    let right: Vec<usize> = (0..kept.len()).collect();
+    let mut t = table(&header, &right);
+    for ((_, r), mut row) in page.iter().zip(shown) {
         row.push(shorten_left(&r.label, label_width));
         t.add_row(row);
     }

@@ -37,7 +37,17 @@ pub(crate) fn label_width<const N: usize>(
     header: &[&str],
     width: usize,
 ) -> usize {
-    let numeric: usize = (0..N)
+    width
+        .saturating_sub(columns_width(cells, header))
+        .max(MIN_LABEL)
+}
+
+/// The narrowest a label column is made.
+pub(crate) const MIN_LABEL: usize = 12;
+
+/// How wide the first columns of a table are, each with its gap.
+pub(crate) fn columns_width<const N: usize>(cells: &[[String; N]], header: &[&str]) -> usize {
+    (0..N)
         .map(|c| {
             cells
                 .iter()
@@ -47,8 +57,7 @@ pub(crate) fn label_width<const N: usize>(
                 .unwrap_or(0)
                 + 2
         })
-        .sum();
-    width.saturating_sub(numeric).max(12)
+        .sum()
 }
 
 /// Renders a table with a rule under its header.

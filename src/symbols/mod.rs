@@ -25,12 +25,14 @@
 //! addresses. `stats()` shows what leakscope holds.
 
 mod build;
+mod names;
 mod site;
 mod trim;
 mod types;
 
 pub use build::{BuildInfo, build_info};
-pub use site::allocation_site;
+pub use names::{plain_name, short_function};
+pub use site::{allocation_site, site_label};
 pub(crate) use trim::in_tracker;
 pub use trim::tool_owned;
 pub use types::{BlockType, TypeSource, block_type};
@@ -89,9 +91,16 @@ impl Frame {
     }
 
     /// Whether this frame belongs to the standard library, a container crate
-    /// or leakscope itself rather than to the program's own code.
+    /// or leakscope itself.
     pub fn is_runtime(&self) -> bool {
         is_runtime_function(&self.function)
+    }
+
+    /// Whether this frame is the program's own code (see
+    /// [`allocation_site`]): not the standard library's, leakscope's, or a
+    /// dependency's.
+    pub fn is_program(&self) -> bool {
+        site::is_program_frame(self)
     }
 }
 

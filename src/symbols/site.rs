@@ -46,11 +46,72 @@ pub(super) fn is_runtime_function(function: &str) -> bool {
         )
 }
 
-/// The allocation site of a resolved stack: the first frame of the program's
-/// own code (falling back to the first frame).
+/// Whether a source file is a dependency's or the toolchain's, not the
+/// program's: the Rust sources (`/rustc/…`, a toolchain's `rustlib/src`),
+/// the cargo registry and git checkouts.
+fn is_dependency_file(file: &str) -> bool {
+    file.starts_with("/rustc/")
+        || file.contains("/rustlib/src/")
+        || file.contains("/registry/src/")
+        || file.contains("/.cargo/git/checkouts/")
+        || file.contains("/cargo/git/checkouts/")
+}
+
+/// The crates `LEAKSCOPE_APP_CRATES` names as the program's own, if set.
+fn app_crates() -> Option<&'static [String]> {
+    static CRATES: std::sync::OnceLock<Option<Vec<String>>> = std::sync::OnceLock::new();
+    CRATES
+        .get_or_init(|| {
+            let v = crate::config::APP_CRATES.value()?;
+            Some(
+                v.split(',')
+                    .map(|c| c.trim().replace('-', "_"))
+                    .filter(|c| !c.is_empty())
+                    .collect(),
+            )
+        })
+        .as_deref()
+}
+
+/// Whether a frame is the program's own code: with `LEAKSCOPE_APP_CRATES`,
+/// a function of one of those crates; otherwise a function outside the
+/// standard library and leakscope whose source (when debug info has it)
+/// is in the program's tree rather than a dependency's.
+pub(super) fn is_program_frame(f: &Frame) -> bool {
+    if let Some(crates) = app_crates() {
+        let c = crate_of(&f.function);
+        return crates.iter().any(|a| a == c);
+    }
+    !is_runtime_function(&f.function) && !f.file.as_deref().is_some_and(is_dependency_file)
+}
+
+/// The allocation site of a resolved stack: the first frame of the
+/// program's own code; without one, the first frame outside the standard
+/// library (a dependency's), then the first frame.
 pub fn allocation_site(frames: &[Frame]) -> Option<&Frame> {
     frames
         .iter()
-        .find(|f| !f.is_runtime())
+        .find(|f| is_program_frame(f))
+        .or_else(|| frames.iter().find(|f| !f.is_runtime()))
         .or_else(|| frames.first())
+}
+
+/// The allocation site as a view labels it: the program's frame, and the
+/// dependency it allocated through (`fetch (engine.rs:220) via
+/// reqwest::…::Response::text`); `[no program frame] …` when no frame is
+/// the program's.
+pub fn site_label(frames: &[Frame]) -> String {
+    match frames.iter().position(is_program_frame) {
+        Some(p) => {
+            let label = frames[p].label();
+            match frames[..p].iter().rev().find(|f| !f.is_runtime()) {
+                Some(dep) => format!("{label} via {}", super::short_function(&dep.function)),
+                None => label,
+            }
+        }
+        None => match allocation_site(frames) {
+            Some(f) => format!("[no program frame] {}", f.label()),
+            None => "?".to_string(),
+        },
+    }
 }

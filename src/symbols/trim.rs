@@ -23,8 +23,17 @@ pub(super) fn internal_prefix(frames: &[Frame]) -> usize {
 }
 
 /// The symbols the `#[global_allocator]` machinery generates.
+///
+/// Exact names, not a pattern: std's `__rust_begin_short_backtrace` calls
+/// `main` and every thread's closure, and is not part of any allocation.
 fn is_allocator_shim(function: &str) -> bool {
-    function.contains("__rust_") || function.contains("__rg_") || function.contains("__rdl_")
+    // v0 mangling puts them in the `__rustc` namespace.
+    let function = function.strip_prefix("__rustc::").unwrap_or(function);
+    matches!(
+        function,
+        "__rust_alloc" | "__rust_dealloc" | "__rust_realloc" | "__rust_alloc_zeroed"
+    ) || function.starts_with("__rg_")
+        || function.starts_with("__rdl_")
 }
 
 /// Whether a frame is leakscope's own or the allocator shim's (a frame

@@ -1,0 +1,151 @@
+//! How function names read in tables and in other tools.
+
+/// A function's name without Rust's brackets: `<Type>::method` and
+/// `<Type as Trait>::method` become `Type::method`, and turbofish arguments
+/// (`f::<T>`) are left out. Tools that drop every `<…>` (pprof's
+/// simplifier) would otherwise show `::method`.
+pub fn plain_name(function: &str) -> String {
+    without_turbofish(&brackets_off(function))
+}
+
+/// `a::f::<T, U>::g` → `a::f::g`: a tool that drops every `<…>` would
+/// leave the `::`.
+fn without_turbofish(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        if depth == 0 && rest.starts_with("::<") {
+            depth = 1;
+            rest = &rest[3..];
+            prev = '<';
+            continue;
+        }
+        if depth > 0 {
+            match c {
+                '>' if prev == '-' => {}
+                '<' => depth += 1,
+                '>' => depth -= 1,
+                _ => {}
+            }
+        } else {
+            out.push(c);
+        }
+        prev = c;
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// `<Type>::f` → `Type::f`, `<Type as Trait>::f` → `Type::f`.
+fn brackets_off(function: &str) -> String {
+    let Some(body) = function.strip_prefix('<') else {
+        return function.to_string();
+    };
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    let mut self_end = None;
+    let mut as_at = None;
+    for (i, c) in body.char_indices() {
+        let arrow = prev == '-';
+        prev = c;
+        match c {
+            // The `>` of `-> R` in `dyn Fn() -> R` closes nothing.
+            '>' if arrow => {}
+            '<' => depth += 1,
+            '>' if depth == 0 => {
+                self_end = Some(i);
+                break;
+            }
+            '>' => depth -= 1,
+            ' ' if depth == 0 && as_at.is_none() && body[i..].starts_with(" as ") => {
+                as_at = Some(i)
+            }
+            _ => {}
+        }
+    }
+    match self_end {
+        Some(end) => {
+            let self_type = brackets_off(&body[..as_at.unwrap_or(end)]);
+            format!("{self_type}{}", brackets_off(&body[end + 1..]))
+        }
+        None => function.to_string(),
+    }
+}
+
+/// A function's name short enough for a table: [`plain_name`] without the
+/// types' generic arguments and closures, the crate and the last two
+/// segments kept (`<reqwest::async_impl::response::Response>::text::{closure#0}`
+/// → `reqwest::…::Response::text`).
+pub fn short_function(function: &str) -> String {
+    let mut plain = String::new();
+    let mut depth = 0usize;
+    let mut prev = ' ';
+    for c in plain_name(function).chars() {
+        match c {
+            '>' if prev == '-' => {}
+            '<' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            c if depth == 0 => plain.push(c),
+            _ => {}
+        }
+        prev = c;
+    }
+    let segments: Vec<&str> = plain
+        .split("::")
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .collect();
+    match segments.as_slice() {
+        [] => function.to_string(),
+        [first, .., a, b] if segments.len() > 3 => format!("{first}::…::{a}::{b}"),
+        all => all.join("::"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_have_no_brackets() {
+        assert_eq!(
+            plain_name("<leaky_spider::engine::Engine>::crawl::{closure#0}"),
+            "leaky_spider::engine::Engine::crawl::{closure#0}"
+        );
+        assert_eq!(
+            plain_name("<alloc::vec::Vec<u8> as core::clone::Clone>::clone"),
+            "alloc::vec::Vec<u8>::clone"
+        );
+        assert_eq!(
+            plain_name("<<app::A as app::T>::Out as core::fmt::Debug>::fmt"),
+            "app::A::Out::fmt"
+        );
+        assert_eq!(plain_name("app::load"), "app::load");
+        assert_eq!(
+            plain_name("std::panicking::catch_unwind::<(), F>::do_call::<G>"),
+            "std::panicking::catch_unwind::do_call"
+        );
+        assert_eq!(
+            plain_name("<std::thread::local::LocalKey<app::S>>::with::<app::f::{closure#0}, ()>"),
+            "std::thread::local::LocalKey<app::S>::with"
+        );
+        assert_eq!(
+            plain_name("<alloc::boxed::Box<dyn core::ops::function::Fn() -> u8>>::new"),
+            "alloc::boxed::Box<dyn core::ops::function::Fn() -> u8>::new"
+        );
+    }
+
+    #[test]
+    fn short_names_keep_the_crate_and_the_method() {
+        assert_eq!(
+            short_function("<reqwest::async_impl::response::Response>::text::{closure#0}"),
+            "reqwest::…::Response::text"
+        );
+        assert_eq!(short_function("app::load"), "app::load");
+        assert_eq!(
+            short_function("<alloc::vec::Vec<u8> as core::clone::Clone>::clone"),
+            "alloc::…::Vec::clone"
+        );
+    }
+}
