@@ -38,11 +38,10 @@ fn without_turbofish(name: &str) -> String {
     out
 }
 
-/// `<Type>::f` → `Type::f`, `<Type as Trait>::f` → `Type::f`.
-fn brackets_off(function: &str) -> String {
-    let Some(body) = function.strip_prefix('<') else {
-        return function.to_string();
-    };
+/// Splits `<Type as Trait>::f` or `<Type>::f` into the self type (`Type`)
+/// and what follows its closing `>` (`::f`).
+pub(super) fn split_self_type(function: &str) -> Option<(&str, &str)> {
+    let body = function.strip_prefix('<')?;
     let mut depth = 0usize;
     let mut prev = ' ';
     let mut self_end = None;
@@ -65,11 +64,14 @@ fn brackets_off(function: &str) -> String {
             _ => {}
         }
     }
-    match self_end {
-        Some(end) => {
-            let self_type = brackets_off(&body[..as_at.unwrap_or(end)]);
-            format!("{self_type}{}", brackets_off(&body[end + 1..]))
-        }
+    let end = self_end?;
+    Some((&body[..as_at.unwrap_or(end)], &body[end + 1..]))
+}
+
+/// `<Type>::f` → `Type::f`, `<Type as Trait>::f` → `Type::f`.
+fn brackets_off(function: &str) -> String {
+    match split_self_type(function) {
+        Some((self_type, rest)) => format!("{}{}", brackets_off(self_type), brackets_off(rest)),
         None => function.to_string(),
     }
 }

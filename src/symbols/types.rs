@@ -65,23 +65,7 @@ const SHORT_PATHS: &[(&str, &str)] = &[
 
 /// Cuts the self type out of `<Type as Trait>::f` or `<Type>::f`.
 fn self_type(function: &str) -> Option<&str> {
-    let body = function.strip_prefix('<')?;
-    let mut depth = 0usize;
-    let mut prev = ' ';
-    for (i, c) in body.char_indices() {
-        let arrow = prev == '-';
-        prev = c;
-        match c {
-            // The `>` of `-> R` in `dyn Fn() -> R` closes nothing.
-            '>' if arrow => {}
-            '<' => depth += 1,
-            '>' if depth == 0 => return Some(&body[..i]),
-            '>' => depth -= 1,
-            ' ' if depth == 0 && body[i..].starts_with(" as ") => return Some(&body[..i]),
-            _ => {}
-        }
-    }
-    None
+    super::names::split_self_type(function).map(|(ty, _)| ty)
 }
 
 fn shorten(ty: &str) -> String {
