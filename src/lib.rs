@@ -109,6 +109,7 @@
 pub mod config;
 pub mod console;
 pub mod export;
+pub mod graph;
 pub mod heap;
 pub mod http;
 mod render;

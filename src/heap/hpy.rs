@@ -31,6 +31,17 @@ impl Hpy {
         }
     }
 
+    /// The live blocks no root reaches: `Rc`/`Arc` cycles and
+    /// `mem::forget` (exact mode only). See [`Heap::unreachable`].
+    #[inline(never)]
+    pub fn unreachable(&self) -> Result<Heap, super::GraphError> {
+        // Of this thread's stack, only what is above this frame is scanned:
+        // the snapshot's work below it leaves addresses behind.
+        let mark = 0u8;
+        self.heap()
+            .unreachable_below(std::ptr::addr_of!(mark) as usize)
+    }
+
     /// Later heaps show only blocks allocated after this call.
     pub fn setrelheap(&self) {
         let snapshot = tracker::snapshot();

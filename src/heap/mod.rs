@@ -29,11 +29,13 @@
 //! the console's views (Guppy's tables).
 
 mod diff;
+mod holders;
 mod hpy;
 mod partition;
 mod watch;
 
 pub use diff::{DiffRow, HeapDiff};
+pub use holders::{GraphError, MAX_PATHS, MAX_STEPS, PathRow, Paths, SAMPLED_NOTE};
 pub use hpy::{Hpy, hpy};
 pub use partition::{Partition, Row, age_bucket, size_class};
 pub use watch::{Suspect, Suspects, WATCH_POINTS};
@@ -64,6 +66,11 @@ pub enum Kind {
     Age,
     /// By allocating thread.
     Thread,
+    /// By the reference that holds each block (a block held by several is
+    /// counted under each): Guppy's `byvia`.
+    Via,
+    /// By the types of each block's referrers: Guppy's `byrcs`.
+    Referrers,
 }
 
 impl Kind {
@@ -76,7 +83,15 @@ impl Kind {
             Kind::Size => "Individual size",
             Kind::Age => "Age",
             Kind::Thread => "Thread",
+            Kind::Via => "Referred to via",
+            Kind::Referrers => "Referrers",
         }
+    }
+
+    /// True when a block may be in several rows (the rows' totals can
+    /// exceed the heap's).
+    pub fn overlapping(self) -> bool {
+        self == Kind::Via
     }
 }
 
@@ -122,6 +137,7 @@ fn facts(addrs: &[usize]) -> StackFacts {
 struct HeapData {
     snapshot: Snapshot,
     facts: Vec<OnceLock<StackFacts>>,
+    graph: OnceLock<Arc<crate::graph::Graph>>,
 }
 
 impl HeapData {
@@ -155,7 +171,11 @@ impl Heap {
         let facts = (0..snapshot.stacks.len())
             .map(|_| OnceLock::new())
             .collect();
-        let data = Arc::new(HeapData { snapshot, facts });
+        let data = Arc::new(HeapData {
+            snapshot,
+            facts,
+            graph: OnceLock::new(),
+        });
         let members: Arc<[u32]> = data
             .snapshot
             .blocks
@@ -217,11 +237,27 @@ impl Heap {
             Kind::Size => size_class(b.size),
             Kind::Age => age_bucket(self.data.snapshot.taken_at.saturating_sub(b.born)).to_string(),
             Kind::Thread => format!("thread {}", b.thread),
+            Kind::Via | Kind::Referrers => unreachable!("graph partitions are built by holders"),
+        }
+    }
+
+    fn partition_of(&self, kind: Kind, rows: Vec<Row>) -> Partition {
+        Partition {
+            heap: self.clone(),
+            kind,
+            rows: rows.into(),
+            start: 0,
+            all: false,
         }
     }
 
     /// Partitions the blocks by `kind`, rows largest first.
     pub fn partition(&self, kind: Kind) -> Partition {
+        match kind {
+            Kind::Via => return self.byvia(),
+            Kind::Referrers => return self.byrcs(),
+            _ => {}
+        }
         // Group by stack first: every block of a stack has the same type,
         // site and stack label, so symbols are looked at once per stack.
         let mut groups: HashMap<String, (f64, u64, Vec<u32>)> = HashMap::new();
@@ -265,13 +301,7 @@ impl Heap {
             })
             .collect();
         rows.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.label.cmp(&b.label)));
-        Partition {
-            heap: self.clone(),
-            kind,
-            rows: rows.into(),
-            start: 0,
-            all: false,
-        }
+        self.partition_of(kind, rows)
     }
 
     /// By Rust type.

@@ -7,7 +7,7 @@ use super::table::{
     MIN_LABEL, WIDTH, change, columns_width, finish, label_width, percent, shorten_left, table,
     wrap,
 };
-use crate::heap::{Heap, HeapDiff, Partition, Suspect, Suspects, Totals};
+use crate::heap::{Heap, HeapDiff, Kind, Partition, Paths, Suspect, Suspects, Totals};
 use crate::symbols::Frame;
 
 /// Guppy's heading: `Partition of a set of N objects. Total size = X bytes.`
@@ -60,7 +60,9 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
         p.kind().heading(),
     ];
     // A narrow window drops the cumulative columns before the label.
-    let narrow = columns_width(&cells, &header) + MIN_LABEL > width;
+    // So does a partition whose rows overlap: cumulative sums would pass
+    // the whole.
+    let narrow = p.kind().overlapping() || columns_width(&cells, &header) + MIN_LABEL > width;
     let (kept, header): (Vec<usize>, Vec<&str>) = if narrow {
         let kept = vec![0, 1, 2, 3, 4];
         let header = kept.iter().map(|&i| header[i]).chain([header[7]]).collect();
@@ -93,6 +95,20 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
         0,
     );
     out.push('\n');
+    if p.kind().overlapping() {
+        out.push_str(&wrap(
+            "A block held by several references is counted under each.",
+            width,
+            0,
+        ));
+        out.push('\n');
+    }
+    if matches!(p.kind(), Kind::Via | Kind::Referrers)
+        && let Some(note) = p.heap().graph_note()
+    {
+        out.push_str(&wrap(note, width, 0));
+        out.push('\n');
+    }
     out.push_str(&finish(&t));
     out.push('\n');
     let more = p.rows_after_page();
@@ -100,6 +116,53 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
         out.push_str(&format!(
             "<{more} more rows. Type e.g. '_.more' to view.>\n"
         ));
+    }
+    out
+}
+
+/// Guppy's `sp`: each distinct shortest path from a root, root first, one
+/// step a line, with the blocks at its end.
+pub(crate) fn paths(p: &Paths, width: usize) -> String {
+    let objects = if p.count == 1 { "object" } else { "objects" };
+    let mut out = wrap(
+        &format!(
+            "Shortest paths from a root to a set of {} {objects}. Total size = {} bytes.",
+            p.count, p.size
+        ),
+        width,
+        0,
+    );
+    out.push('\n');
+    for (i, row) in p.rows.iter().enumerate() {
+        out.push_str(&format!(
+            "{i}: {} {} ({}%), {} bytes ({}%)\n",
+            row.count,
+            if row.count == 1 { "object" } else { "objects" },
+            percent(row.count, p.count),
+            row.size,
+            percent(row.size, p.size)
+        ));
+        for (k, step) in row.steps.iter().enumerate() {
+            let lead = if k == 0 { "   " } else { "   → " };
+            let room = width.saturating_sub(lead.chars().count()).max(MIN_LABEL);
+            out.push_str(lead);
+            out.push_str(&shorten_left(step, room));
+            out.push('\n');
+        }
+    }
+    if p.unreachable > 0 {
+        out.push_str(&format!(
+            "{} {} no root reaches (see hpy().unreachable()).\n",
+            p.unreachable,
+            if p.unreachable == 1 {
+                "object"
+            } else {
+                "objects"
+            }
+        ));
+    }
+    if p.rows.is_empty() && p.unreachable == 0 {
+        out.push_str("No objects.\n");
     }
     out
 }
@@ -209,6 +272,19 @@ impl Partition {
     /// Renders the current page for a terminal `width` columns wide.
     pub fn render(&self, width: usize) -> String {
         partition(self, width)
+    }
+}
+
+impl Paths {
+    /// The paths as the console shows them, `width` columns wide.
+    pub fn render(&self, width: usize) -> String {
+        paths(self, width)
+    }
+}
+
+impl fmt::Display for Paths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(WIDTH))
     }
 }
 

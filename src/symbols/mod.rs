@@ -25,13 +25,15 @@
 //! addresses. `stats()` shows what leakscope holds.
 
 mod build;
+mod layout;
 mod names;
 mod site;
 mod trim;
 mod types;
 
 pub use build::{BuildInfo, build_info};
-pub use names::{plain_name, short_function};
+pub use layout::{Layouts, Step, layouts};
+pub use names::{plain_name, short_function, short_type};
 pub use site::{allocation_site, site_label};
 pub(crate) use trim::in_tracker;
 pub use trim::tool_owned;
@@ -154,6 +156,7 @@ fn start_releaser() {
 pub fn release_debug_info() {
     let map = cache().lock().unwrap_or_else(|e| e.into_inner());
     untracked(backtrace::clear_symbol_cache);
+    layout::release();
     DEBUG_INFO_LOADED.store(false, Ordering::Relaxed);
     drop(map);
 }
@@ -211,6 +214,20 @@ fn resolve_uncached(addr: usize) -> Vec<Frame> {
         });
     }
     out
+}
+
+/// The name of the static that holds `addr` (`leaky::REGISTRY`), from the
+/// symbol table, when it is in one.
+pub fn static_name(addr: usize) -> Option<String> {
+    untracked(|| {
+        let mut name = None;
+        backtrace::resolve(addr as *mut std::ffi::c_void, |sym| {
+            if name.is_none() && sym.filename().is_none() {
+                name = sym.name().map(|n| format!("{n:#}"));
+            }
+        });
+        name
+    })
 }
 
 /// Resolves a captured stack (as in [`crate::tracker::StackRecord`]) into

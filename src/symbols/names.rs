@@ -105,9 +105,61 @@ pub fn short_function(function: &str) -> String {
     }
 }
 
+/// A type name without module paths: `alloc::sync::Arc<app::spiders::Page>`
+/// → `Arc<Page>`, `fn app::load` → `fn load`.
+pub fn short_type(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        if token.contains("::") {
+            let trailing = token.ends_with("::");
+            let last = token
+                .trim_end_matches("::")
+                .rsplit("::")
+                .next()
+                .unwrap_or("");
+            out.push_str(last);
+            if trailing {
+                out.push_str("::");
+            }
+        } else {
+            out.push_str(token);
+        }
+        token.clear();
+    };
+    for c in name.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_types_drop_module_paths_only() {
+        assert_eq!(
+            short_type(
+                "Arc<leakscope::trackref::tracked::TrackedInner<app::spiders::HtmlResponse>>"
+            ),
+            "Arc<TrackedInner<HtmlResponse>>"
+        );
+        assert_eq!(
+            short_type("fn app::main::{closure#0}"),
+            "fn main::{closure#0}"
+        );
+        assert_eq!(
+            short_type("HashMap<u64, (String, [u8; 4])>"),
+            "HashMap<u64, (String, [u8; 4])>"
+        );
+    }
 
     #[test]
     fn plain_names_have_no_brackets() {

@@ -68,7 +68,7 @@ fn self_type(function: &str) -> Option<&str> {
     super::names::split_self_type(function).map(|(ty, _)| ty)
 }
 
-fn shorten(ty: &str) -> String {
+pub(super) fn shorten(ty: &str) -> String {
     let mut s = ty.to_string();
     for (long, short) in SHORT_PATHS {
         s = s.replace(long, short);

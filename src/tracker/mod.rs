@@ -42,6 +42,7 @@ pub use mode::{DEFAULT_SAMPLE_BYTES, Mode, mode, sample_bytes, set_mode, set_sam
 pub use recorder::{
     HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, snapshot,
 };
+pub(crate) use registry::thread_local_addresses;
 pub use stack::{DEFAULT_MAX_FRAMES, Unwinder, max_frames, set_max_frames, unwinder};
 pub(crate) use thread::untracked;
 

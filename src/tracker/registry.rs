@@ -3,7 +3,7 @@
 //! `fork` must do with them.
 
 use std::ptr;
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU16, AtomicU32, Ordering};
 
 use super::recorder::RECORDER;
 use super::thread::{Counters, THREAD, ThreadState, untracked};
@@ -14,6 +14,9 @@ use crate::sys::lock::RawLocked;
 pub(super) struct SharedThread {
     pub(super) counters: Counters,
     pub(super) next: AtomicPtr<SharedThread>,
+    /// The thread's index (as in [`crate::tracker::LiveBlock::thread`]),
+    /// set before it is registered.
+    pub(super) index: AtomicU16,
 }
 
 pub(super) struct Registry {
@@ -97,6 +100,28 @@ pub(crate) fn counters_sum() -> (Counters, usize) {
     });
     sum.add_shared(&EXITED);
     (sum, threads)
+}
+
+/// The address of each live thread's leakscope thread-local, with the
+/// thread's index: it lies in that thread's thread-local storage (at the
+/// top of its stack, for spawned threads), which the heap graph scans as a
+/// root.
+pub(crate) fn thread_local_addresses() -> Vec<(usize, u16)> {
+    untracked(|| {
+        // Room made before the lock: nothing allocates while it is held.
+        let mut out = Vec::with_capacity(THREAD_COUNT.load(Ordering::Relaxed) as usize + 64);
+        let reg = REGISTRY.lock();
+        let mut cur = reg.head;
+        while !cur.is_null() && out.len() < out.capacity() {
+            // SAFETY: registered entries are live while the lock is held.
+            unsafe {
+                out.push((cur as usize, (*cur).index.load(Ordering::Relaxed)));
+                cur = (*cur).next.load(Ordering::Relaxed);
+            }
+        }
+        drop(reg);
+        out
+    })
 }
 
 /// The counters-mode estimate of the peak of live bytes.

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU64, Ordering};
 
 use super::mode::{MODE, MODE_OFF, counting, sample_bytes};
 use super::recorder;
@@ -207,6 +207,7 @@ impl ThreadState {
             shared: SharedThread {
                 counters: Counters::new(),
                 next: AtomicPtr::new(ptr::null_mut()),
+                index: AtomicU16::new(0),
             },
             countdown: Cell::new(-1),
             parked: Cell::new(0),
@@ -390,6 +391,7 @@ pub(super) fn next_gap(t: &ThreadState, mean: u64) -> i64 {
 pub(super) fn register_thread(t: &ThreadState) {
     t.index
         .set(THREAD_COUNT.fetch_add(1, Ordering::Relaxed) as u16);
+    t.shared.index.store(t.index.get(), Ordering::Relaxed);
     {
         let me = &t.shared as *const SharedThread as *mut SharedThread;
         let mut reg = REGISTRY.lock();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::console::eval::{Error, PyError, Value};
 use crate::console::host::{Call, Host, HostObject};
-use crate::heap::{Heap, HeapDiff, Hpy, Kind, Partition};
+use crate::heap::{Heap, HeapDiff, Hpy, Kind, Partition, Paths};
 
 pub(super) fn register(host: &mut Host) {
     host.builtin_function("clear_relheap", None, |c| {
@@ -16,7 +16,7 @@ pub(super) fn register(host: &mut Host) {
     host.builtin_object(
         "hpy",
         Some(
-            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all; hpy().setrelheap(), .watch(secs), .suspects()",
+            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); hpy().setrelheap(), .watch(secs), .suspects()",
         ),
         HpyObject(crate::hpy()),
     );
@@ -39,6 +39,7 @@ impl HostObject for HpyObject {
             "watch",
             "unwatch",
             "suspects",
+            "unreachable",
         ]
     }
 
@@ -86,6 +87,10 @@ impl HostObject for HpyObject {
                 &h.suspects(),
                 c.width(),
             ))),
+            "unreachable" => Ok(match h.heap().unreachable() {
+                Ok(lost) => Value::object(HeapObject(lost)),
+                Err(e) => Value::Text(format!("{e}.\n")),
+            }),
             _ => Err(Error::no_attribute(self.type_name(), method)),
         }
     }
@@ -111,6 +116,8 @@ fn kind_named(name: &str) -> Option<Kind> {
         "bysize" => Kind::Size,
         "byage" => Kind::Age,
         "bythread" => Kind::Thread,
+        "byvia" => Kind::Via,
+        "byrcs" => Kind::Referrers,
         _ => return None,
     })
 }
@@ -127,6 +134,12 @@ impl HostObject for HeapObject {
             "size" => Some(Value::from(h.size())),
             // A heap shows as its partition by type: `_.more` pages that.
             "more" | "all" => PartitionObject::new(h.bytype()).attribute(name),
+            "referrers" => Some(Value::object(HeapObject(h.referrers()))),
+            "referents" => Some(Value::object(HeapObject(h.referents()))),
+            "sp" => Some(match h.sp() {
+                Ok(paths) => Value::object(PathsObject(paths)),
+                Err(e) => Value::Text(format!("{e}.\n")),
+            }),
             _ => kind_named(name).map(|k| Value::object(PartitionObject::new(h.partition(k)))),
         }
     }
@@ -234,6 +247,34 @@ impl HostObject for PartitionObject {
 
     fn call_returns_self(&self) -> bool {
         true
+    }
+}
+
+/// Shortest paths from the roots (`x.sp`).
+struct PathsObject(Paths);
+
+impl HostObject for PathsObject {
+    fn type_name(&self) -> &str {
+        "paths"
+    }
+
+    fn attribute(&self, name: &str) -> Option<Value> {
+        match name {
+            "count" => Some(Value::from(self.0.rows.len() as u64)),
+            _ => None,
+        }
+    }
+
+    fn repr(&self) -> String {
+        format!("<{} shortest paths>", self.0.rows.len())
+    }
+
+    fn show(&self, width: usize) -> String {
+        self.0.render(width)
+    }
+
+    fn length(&self) -> Option<usize> {
+        Some(self.0.rows.len())
     }
 }
 

@@ -1,0 +1,181 @@
+//! The heap graph of a snapshot: which block refers to which.
+//!
+//! Every live block's words are read (through `process_vm_readv` on the
+//! process itself, so a block freed meanwhile reads as an error, never a
+//! fault) and each aligned word that points into a live block, interior
+//! pointers included, becomes an edge from the referrer to the referent,
+//! with the referrer's byte offset. The roots are the memory that is not a
+//! heap block: the writable data of the executable and its libraries
+//! (statics), every thread's stack and thread-locals, and the C library's
+//! `brk` heap. A breadth-first walk from the roots gives every reachable
+//! block its shortest path; the rest are unreachable (`Rc` cycles,
+//! `mem::forget`).
+//!
+//! The scan is conservative: an integer that happens to look like a pointer
+//! into a block is taken for one, which can only make a block look held,
+//! never the other way round.
+//!
+//! The graph is built on the caller's thread: allocating threads never
+//! stop for it, and the recorder's lock is not taken at all.
+
+mod build;
+mod memory;
+mod roots;
+
+pub use roots::{Region, RootKind};
+
+use std::time::Duration;
+
+/// `parent` value of a block no root reaches.
+const UNREACHED: u32 = u32::MAX;
+/// Set in `parent` when the block is referred to by a root reference.
+const FROM_ROOT: u32 = 1 << 31;
+
+/// A reference from root memory into a block.
+#[derive(Clone, Copy, Debug)]
+pub struct RootRef {
+    /// Index of the root region in [`Graph::regions`].
+    pub region: u32,
+    /// Address of the word that holds the reference.
+    pub addr: usize,
+}
+
+/// One reference into a block: from another block, or from a root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Referrer {
+    /// From block `block` (an index into the snapshot's blocks), in its word
+    /// at byte `offset`.
+    Block {
+        /// The referring block.
+        block: u32,
+        /// Byte offset of the reference inside it.
+        offset: u32,
+    },
+    /// From root memory: index into the graph's root references.
+    Root(u32),
+}
+
+/// What building the graph did, for the views' headings and the benches.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct GraphStats {
+    /// Blocks scanned.
+    pub blocks: u64,
+    /// Bytes read from blocks and roots.
+    pub bytes_read: u64,
+    /// References between blocks.
+    pub edges: u64,
+    /// References from roots.
+    pub root_refs: u64,
+    /// Blocks (or root pieces) that could not be read: freed and given
+    /// back while the scan ran.
+    pub unreadable: u64,
+    /// Blocks no root reaches.
+    pub unreachable: u64,
+    /// Time the build took.
+    pub took: Duration,
+    /// Bytes the graph holds.
+    pub memory: u64,
+}
+
+/// The heap graph of one snapshot's blocks.
+pub struct Graph {
+    /// Edges out of block `i`: `out_to[out_start[i]..out_start[i + 1]]`,
+    /// with the offsets in `out_at`.
+    out_start: Vec<u32>,
+    out_to: Vec<u32>,
+    out_at: Vec<u32>,
+    /// Edges into block `j`: indices into `out_*`.
+    in_start: Vec<u32>,
+    in_edge: Vec<u32>,
+    /// Root references into block `j`: indices into `root_refs`.
+    root_start: Vec<u32>,
+    root_in: Vec<u32>,
+    root_refs: Vec<RootRef>,
+    regions: Vec<Region>,
+    /// The shortest path's last step into each block: an edge index, a
+    /// root reference (`FROM_ROOT | index`) or `UNREACHED`.
+    parent: Vec<u32>,
+    stats: GraphStats,
+}
+
+impl Graph {
+    /// What building it did.
+    pub fn stats(&self) -> GraphStats {
+        self.stats
+    }
+
+    /// The root regions that were scanned.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// The root reference with index `i`.
+    pub fn root_ref(&self, i: u32) -> RootRef {
+        self.root_refs[i as usize]
+    }
+
+    fn referrer_of_edge(&self, e: u32) -> Referrer {
+        // The block whose out-range holds edge `e`.
+        let block = self.out_start.partition_point(|&s| s <= e) - 1;
+        Referrer::Block {
+            block: block as u32,
+            offset: self.out_at[e as usize],
+        }
+    }
+
+    /// Every reference into block `j`: roots first, then blocks.
+    pub fn referrers(&self, j: u32) -> impl Iterator<Item = Referrer> + '_ {
+        let j = j as usize;
+        let roots = self.root_in[self.root_start[j] as usize..self.root_start[j + 1] as usize]
+            .iter()
+            .map(|&r| Referrer::Root(r));
+        let blocks = self.in_edge[self.in_start[j] as usize..self.in_start[j + 1] as usize]
+            .iter()
+            .map(move |&e| self.referrer_of_edge(e));
+        roots.chain(blocks)
+    }
+
+    /// The blocks block `i` refers to, with the offset of each reference.
+    pub fn referents(&self, i: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let (a, b) = (
+            self.out_start[i as usize] as usize,
+            self.out_start[i as usize + 1] as usize,
+        );
+        self.out_to[a..b]
+            .iter()
+            .copied()
+            .zip(self.out_at[a..b].iter().copied())
+    }
+
+    /// True when some root reaches block `j`.
+    pub fn reachable(&self, j: u32) -> bool {
+        self.parent[j as usize] != UNREACHED
+    }
+
+    /// The shortest path from a root to block `j`, root first: `None` when
+    /// no root reaches it.
+    pub fn path_to(&self, j: u32) -> Option<Vec<Referrer>> {
+        let mut steps = Vec::new();
+        let mut cur = j as usize;
+        // A path is at most as long as there are blocks.
+        for _ in 0..=self.parent.len() {
+            let p = self.parent[cur];
+            if p == UNREACHED {
+                return None;
+            }
+            if p & FROM_ROOT != 0 && p != UNREACHED {
+                steps.push(Referrer::Root(p & !FROM_ROOT));
+                steps.reverse();
+                return Some(steps);
+            }
+            let r = self.referrer_of_edge(p);
+            steps.push(r);
+            let Referrer::Block { block, .. } = r else {
+                return None;
+            };
+            cur = block as usize;
+        }
+        None
+    }
+}

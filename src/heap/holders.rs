@@ -1,0 +1,570 @@
+//! Who holds it: Guppy's `byvia`, `byrcs`, `referrers`, `referents`, `sp`
+//! and `unreachable`, on the heap graph of a heap's snapshot.
+//!
+//! A reference is named by the referrer's type and the field at its offset,
+//! from the executable's debug info: the innermost struct of the program's
+//! own (or a dependency's) on the way to the pointer names it
+//! (`Request.meta`, `HtmlResponse.body`), through std's wrappers (`Arc`,
+//! `RefCell`, `Option` …). A buffer of a `Vec<T>` whose `T` has no such
+//! struct reads `Vec<Box<Plugin>>[*]`; a type the debug info does not
+//! describe reads `Type+0x28`. Roots read `static NAME`, `stack of thread
+//! N`, `stack of the main thread`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::{Heap, Kind, Partition, Row};
+use crate::graph::{Graph, Referrer, RootKind};
+use crate::symbols::{self, Layouts, Step};
+
+/// What the graph views say in sampled mode, where a block's referrers are
+/// known only when they were sampled too.
+pub const SAMPLED_NOTE: &str = "Sampled mode: only blocks whose referrers were sampled too are \
+     shown. For every block: set_mode('exact'), let the program run, and ask again.";
+
+/// Why a graph view cannot answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// The view needs every block, and the recorder samples.
+    #[error(
+        "this needs exact mode, where every block is known: set_mode('exact'), let the \
+         program run a while, and ask again"
+    )]
+    NeedsExact,
+}
+
+/// The shortest paths from the roots to a heap's blocks, the most common
+/// first: Guppy's `sp`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Paths {
+    /// Distinct paths, most blocks first.
+    pub rows: Vec<PathRow>,
+    /// Blocks of the heap, and their bytes.
+    pub count: u64,
+    /// Bytes of the heap.
+    pub size: u64,
+    /// Blocks of the heap that no root reaches.
+    pub unreachable: u64,
+}
+
+/// One distinct path and the blocks at its end.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PathRow {
+    /// The root, then each reference's name, then the blocks' type.
+    pub steps: Vec<String>,
+    /// Blocks at the end of it.
+    pub count: u64,
+    /// Their bytes.
+    pub size: u64,
+}
+
+/// Paths kept in [`Paths::rows`] at most.
+pub const MAX_PATHS: usize = 10;
+/// Steps shown of a long path at most (its first and last ones).
+pub const MAX_STEPS: usize = 12;
+
+/// Wrappers the naming looks through: a field of theirs names nothing the
+/// user wrote.
+fn is_std(owner: &str) -> bool {
+    let first = owner.split(['<', ':']).next().unwrap_or("");
+    matches!(
+        first,
+        "core"
+            | "alloc"
+            | "std"
+            | "hashbrown"
+            | "leakscope"
+            | "String"
+            | "Vec"
+            | "Box"
+            | "Arc"
+            | "Rc"
+            | "VecDeque"
+            | "BTreeMap"
+            | "HashMap"
+            | "HashSet"
+            | "Option"
+            | "RefCell"
+            | "Mutex"
+    ) || owner.starts_with('(')
+        || owner.starts_with('[')
+}
+
+/// The name of a reference from a block of type `ty` (its label) at
+/// `offset`, given the steps to that offset, if the debug info had them.
+fn via_label(ty: &str, offset: u32, steps: Option<&[Step]>) -> String {
+    let short = symbols::short_type(ty);
+    let Some(steps) = steps.filter(|s| !s.is_empty()) else {
+        return format!("{short}+{offset:#x}");
+    };
+    // The innermost struct of the program's on the way to the pointer.
+    let program = steps.iter().rev().find_map(|s| match s {
+        Step::Field { owner, field } if !is_std(owner) => Some((owner, field)),
+        _ => None,
+    });
+    if let Some((owner, field)) = program {
+        return format!("{}.{}", symbols::short_type(owner), field);
+    }
+    if let Step::Element = steps[0] {
+        return match steps.get(1) {
+            Some(Step::Field { field, owner }) if owner.starts_with('(') => {
+                format!("{short}[*].{field}")
+            }
+            _ => format!("{short}[*]"),
+        };
+    }
+    // Only std's types: the last field that is not a wrapper's own.
+    let last = steps.iter().enumerate().rev().find_map(|(k, s)| match s {
+        Step::Field { owner, field } if !is_wrapper(owner) => Some((k, owner, field)),
+        _ => None,
+    });
+    let Some((k, owner, field)) = last else {
+        return short;
+    };
+    let index = if matches!(steps.get(k + 1), Some(Step::Element)) {
+        "[*]"
+    } else {
+        ""
+    };
+    // A B-tree's nodes are the map's own: name the map.
+    let owner = if owner.starts_with("alloc::collections::btree::node::") {
+        short
+    } else {
+        symbols::short_type(owner)
+    };
+    format!("{owner}.{field}{index}")
+}
+
+/// Types that only wrap a value: their field is not what a user would
+/// name (`Arc`'s inner value, `RefCell`'s, a `MaybeUninit` slot's).
+fn is_wrapper(owner: &str) -> bool {
+    let head = owner.split('<').next().unwrap_or("");
+    let last = head.rsplit("::").next().unwrap_or("");
+    matches!(
+        last,
+        "ArcInner"
+            | "RcInner"
+            | "RcBox"
+            | "MaybeUninit"
+            | "ManuallyDrop"
+            | "MaybeDangling"
+            | "UnsafeCell"
+            | "Cell"
+            | "RefCell"
+            | "Mutex"
+            | "RwLock"
+            | "Option"
+            | "Some"
+            | "InternalNode"
+    )
+}
+
+/// Names references, caching by (stack, offset): blocks of one stack share
+/// a type.
+pub(super) struct Namer<'a> {
+    heap: &'a Heap,
+    layouts: Arc<Layouts>,
+    cache: HashMap<(u32, u32), Arc<str>>,
+    statics: HashMap<usize, Arc<str>>,
+}
+
+impl<'a> Namer<'a> {
+    pub(super) fn new(heap: &'a Heap) -> Self {
+        Namer {
+            heap,
+            layouts: symbols::layouts(),
+            cache: HashMap::new(),
+            statics: HashMap::new(),
+        }
+    }
+
+    /// The name of one reference into a block.
+    pub(super) fn name(&mut self, graph: &Graph, r: Referrer) -> Arc<str> {
+        match r {
+            Referrer::Block { block, offset } => {
+                let b = &self.heap.data.snapshot.blocks[block as usize];
+                let key = (b.stack, offset);
+                if let Some(n) = self.cache.get(&key) {
+                    return n.clone();
+                }
+                let ty = self.heap.data.facts(b.stack).ty.name.clone();
+                let ty = ty.trim_end_matches(" (?)");
+                let steps = self.layouts.block_field(ty, b.size, offset as u64);
+                let n: Arc<str> = via_label(ty, offset, steps.as_deref()).into();
+                self.cache.insert(key, n.clone());
+                n
+            }
+            Referrer::Root(i) => {
+                let rr = graph.root_ref(i);
+                match &graph.regions()[rr.region as usize].kind {
+                    RootKind::Statics(file) => {
+                        if let Some(n) = self.statics.get(&rr.addr) {
+                            return n.clone();
+                        }
+                        let n: Arc<str> = match symbols::static_name(rr.addr) {
+                            Some(s) => format!("static {}", symbols::short_type(&s)).into(),
+                            None => format!("static data of {file}").into(),
+                        };
+                        self.statics.insert(rr.addr, n.clone());
+                        n
+                    }
+                    RootKind::MainStack => "stack of the main thread".into(),
+                    RootKind::Thread(t) => format!("stack of thread {t}").into(),
+                    RootKind::OtherThread => "stack of a thread".into(),
+                    RootKind::Brk => "the C library's brk heap".into(),
+                }
+            }
+        }
+    }
+
+    /// The referrers' type (`byrcs`): a block's type, or what root it is.
+    fn kind_of(&mut self, graph: &Graph, r: Referrer) -> String {
+        match r {
+            Referrer::Block { block, .. } => {
+                let b = &self.heap.data.snapshot.blocks[block as usize];
+                symbols::short_type(&self.heap.data.facts(b.stack).ty.name)
+            }
+            Referrer::Root(i) => {
+                let rr = graph.root_ref(i);
+                match &graph.regions()[rr.region as usize].kind {
+                    RootKind::Statics(_) => "static".into(),
+                    RootKind::Brk => "the C library's brk heap".into(),
+                    _ => "stack".into(),
+                }
+            }
+        }
+    }
+}
+
+fn rows_from(groups: HashMap<String, Vec<u32>>, heap: &Heap) -> Vec<Row> {
+    let mut rows: Vec<Row> = groups
+        .into_iter()
+        .map(|(label, members)| {
+            let (c, s) = Heap::totals_of(
+                members
+                    .iter()
+                    .map(|&i| &heap.data.snapshot.blocks[i as usize]),
+            );
+            Row {
+                label,
+                count: c.round() as u64,
+                size: s,
+                members: members.into(),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.label.cmp(&b.label)));
+    rows
+}
+
+impl Heap {
+    /// The heap graph of this heap's snapshot, built on first use and
+    /// shared by every heap cut from the snapshot.
+    #[inline(never)]
+    pub fn graph(&self) -> Arc<Graph> {
+        let mark = 0u8;
+        self.graph_below(std::ptr::addr_of!(mark) as usize)
+    }
+
+    /// [`Heap::graph`], asked from the frame that holds `mark`.
+    pub(super) fn graph_below(&self, mark: usize) -> Arc<Graph> {
+        self.data
+            .graph
+            .get_or_init(|| {
+                let data = &self.data;
+                let keep = |i: usize| !data.facts(data.snapshot.blocks[i].stack).tool_owned;
+                Arc::new(Graph::build(&data.snapshot.blocks, &keep, mark))
+            })
+            .clone()
+    }
+
+    /// The note a graph view of this heap carries: sampled mode's limits.
+    pub fn graph_note(&self) -> Option<&'static str> {
+        self.estimated().then_some(SAMPLED_NOTE)
+    }
+
+    /// Guppy's `byvia`: the blocks by the reference that holds them, one
+    /// row per distinct name (`Request.meta`, `static REGISTRY`); a block
+    /// held by several references is counted under each, and a block
+    /// nothing refers to is under `[no reference]`.
+    pub fn byvia(&self) -> Partition {
+        let mark = 0u8;
+        let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
+        let mut namer = Namer::new(self);
+        let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut names: HashSet<Arc<str>> = HashSet::new();
+        for &j in self.members.iter() {
+            names.clear();
+            for r in graph.referrers(j) {
+                names.insert(namer.name(&graph, r));
+            }
+            if names.is_empty() {
+                if self.estimated() {
+                    continue;
+                }
+                names.insert("[no reference]".into());
+            }
+            for n in names.drain() {
+                groups.entry(n.to_string()).or_default().push(j);
+            }
+        }
+        self.partition_of(Kind::Via, rows_from(groups, self))
+    }
+
+    /// Guppy's `byrcs`: the blocks by the kinds of their referrers (each
+    /// block once, under the set of its referrers' types).
+    pub fn byrcs(&self) -> Partition {
+        let mark = 0u8;
+        let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
+        let mut namer = Namer::new(self);
+        let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
+        for &j in self.members.iter() {
+            let kinds: BTreeSet<String> = graph
+                .referrers(j)
+                .map(|r| namer.kind_of(&graph, r))
+                .collect();
+            if kinds.is_empty() && self.estimated() {
+                continue;
+            }
+            let label = if kinds.is_empty() {
+                "[no reference]".to_string()
+            } else {
+                kinds.into_iter().collect::<Vec<_>>().join(", ")
+            };
+            groups.entry(label).or_default().push(j);
+        }
+        self.partition_of(Kind::Referrers, rows_from(groups, self))
+    }
+
+    fn sub_heap(&self, mut members: Vec<u32>) -> Heap {
+        members.sort_unstable();
+        members.dedup();
+        Heap {
+            data: self.data.clone(),
+            members: members.into(),
+        }
+    }
+
+    /// Guppy's `referrers`: the blocks that refer to a block of this heap
+    /// (one step up), as a heap to partition again.
+    pub fn referrers(&self) -> Heap {
+        let mark = 0u8;
+        let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
+        let mine: HashSet<u32> = self.members.iter().copied().collect();
+        let up = self
+            .members
+            .iter()
+            .flat_map(|&j| graph.referrers(j))
+            .filter_map(|r| match r {
+                Referrer::Block { block, .. } if !mine.contains(&block) => Some(block),
+                _ => None,
+            })
+            .collect();
+        self.sub_heap(up)
+    }
+
+    /// Guppy's `referents`: the blocks a block of this heap refers to (one
+    /// step down).
+    pub fn referents(&self) -> Heap {
+        let mark = 0u8;
+        let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
+        let mine: HashSet<u32> = self.members.iter().copied().collect();
+        let down = self
+            .members
+            .iter()
+            .flat_map(|&i| graph.referents(i))
+            .map(|(t, _)| t)
+            .filter(|t| !mine.contains(t))
+            .collect();
+        self.sub_heap(down)
+    }
+
+    /// Guppy's `sp`: the shortest path from a root to each block, as a
+    /// chain of reference names, grouped; the [`MAX_PATHS`] most common.
+    pub fn sp(&self) -> Result<Paths, GraphError> {
+        if self.estimated() {
+            return Err(GraphError::NeedsExact);
+        }
+        let mark = 0u8;
+        let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
+        let mut namer = Namer::new(self);
+        // Path → (its blocks, the blocks' type).
+        type Groups = HashMap<Vec<Arc<str>>, (Vec<u32>, Vec<String>)>;
+        let mut groups: Groups = HashMap::new();
+        let mut unreachable = 0;
+        for &j in self.members.iter() {
+            let Some(path) = graph.path_to(j) else {
+                unreachable += 1;
+                continue;
+            };
+            // A run of one step (a linked list's `next`) is shown once.
+            let mut names: Vec<Arc<str>> = Vec::new();
+            for &r in &path {
+                let n = namer.name(&graph, r);
+                match names.last() {
+                    Some(last) if **last == *n || **last == *format!("{n} (repeated)") => {
+                        *names.last_mut().unwrap_or_else(|| unreachable!()) =
+                            format!("{n} (repeated)").into();
+                    }
+                    _ => names.push(n),
+                }
+            }
+            let e = groups.entry(names).or_default();
+            if e.0.is_empty() {
+                let b = &self.data.snapshot.blocks[j as usize];
+                e.1 = vec![symbols::short_type(&self.data.facts(b.stack).ty.name)];
+            }
+            e.0.push(j);
+        }
+        let mut rows: Vec<PathRow> = groups
+            .into_iter()
+            .map(|(names, (members, last))| {
+                let (c, s) = Heap::totals_of(
+                    members
+                        .iter()
+                        .map(|&i| &self.data.snapshot.blocks[i as usize]),
+                );
+                let mut steps: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                if steps.len() > MAX_STEPS {
+                    let cut = steps.len() - MAX_STEPS;
+                    let keep_head = MAX_STEPS / 2;
+                    steps.splice(
+                        keep_head..keep_head + cut,
+                        [format!("… {cut} more steps …")],
+                    );
+                }
+                steps.extend(last);
+                PathRow {
+                    steps,
+                    count: c.round() as u64,
+                    size: s,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(b.size.cmp(&a.size))
+                .then_with(|| a.steps.cmp(&b.steps))
+        });
+        rows.truncate(MAX_PATHS);
+        let t = self.totals();
+        Ok(Paths {
+            rows,
+            count: t.count,
+            size: t.size,
+            unreachable,
+        })
+    }
+
+    /// The blocks of this heap that no root reaches: `Rc`/`Arc` cycles and
+    /// `mem::forget`, Valgrind's "definitely lost", while the program runs.
+    ///
+    /// The program keeps running while its memory is read, so a block can
+    /// look unreachable only because the structure holding it was being
+    /// changed (a vector growing into a new buffer). A block is reported
+    /// only when a second snapshot's graph, taken right after, finds it
+    /// unreachable too (same address, same birth).
+    #[inline(never)]
+    pub fn unreachable(&self) -> Result<Heap, GraphError> {
+        let mark = 0u8;
+        self.unreachable_below(std::ptr::addr_of!(mark) as usize)
+    }
+
+    /// [`Heap::unreachable`], asked from the frame that holds `mark`.
+    pub(super) fn unreachable_below(&self, mark: usize) -> Result<Heap, GraphError> {
+        if self.estimated() {
+            return Err(GraphError::NeedsExact);
+        }
+        let graph = self.graph_below(mark);
+        let candidates: Vec<u32> = self
+            .members
+            .iter()
+            .copied()
+            .filter(|&j| !graph.reachable(j))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(self.sub_heap(candidates));
+        }
+        let again = Heap::from_snapshot(crate::tracker::snapshot(), |_| true);
+        let graph2 = again.graph_below(mark);
+        let still: HashSet<(usize, std::time::Duration)> = again
+            .members
+            .iter()
+            .filter(|&&j| !graph2.reachable(j))
+            .map(|&j| {
+                let b = &again.data.snapshot.blocks[j as usize];
+                (b.addr, b.born)
+            })
+            .collect();
+        let lost = candidates
+            .into_iter()
+            .filter(|&j| {
+                let b = &self.data.snapshot.blocks[j as usize];
+                still.contains(&(b.addr, b.born))
+            })
+            .collect();
+        Ok(self.sub_heap(lost))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(owner: &str, field: &str) -> Step {
+        Step::Field {
+            owner: owner.into(),
+            field: field.into(),
+        }
+    }
+
+    #[test]
+    fn the_innermost_program_struct_names_a_reference() {
+        let steps = [
+            field(
+                "alloc::sync::ArcInner<leakscope::trackref::tracked::TrackedInner<app::HtmlResponse>>",
+                "data",
+            ),
+            field(
+                "leakscope::trackref::tracked::TrackedInner<app::HtmlResponse>",
+                "value",
+            ),
+            field("app::HtmlResponse", "request"),
+            field("app::Request", "meta"),
+            field(
+                "core::option::Option<leakscope::trackref::Tracked<app::HtmlResponse>>",
+                "Some",
+            ),
+        ];
+        assert_eq!(via_label("Arc<x>", 0x40, Some(&steps)), "Request.meta");
+        let buffer = [Step::Element];
+        assert_eq!(
+            via_label("Vec<Box<app::Plugin>>", 8, Some(&buffer)),
+            "Vec<Box<Plugin>>[*]"
+        );
+        let node = [
+            field(
+                "alloc::collections::btree::node::LeafNode<u64, Box<app::Session>>",
+                "vals",
+            ),
+            Step::Element,
+        ];
+        assert_eq!(
+            via_label("BTreeMap<u64, Box<app::Session>>", 0x60, Some(&node)),
+            "BTreeMap<u64, Box<Session>>.vals[*]"
+        );
+        let mutex = [
+            field("alloc::sync::ArcInner<Mutex<Vec<u8>>>", "data"),
+            field("Mutex<Vec<u8>>", "data"),
+        ];
+        assert_eq!(
+            via_label("Arc<Mutex<Vec<u8>>>", 0x18, Some(&mutex)),
+            "Arc<Mutex<Vec<u8>>>"
+        );
+        assert_eq!(via_label("fn app::load", 0x28, None), "fn load+0x28");
+    }
+}

@@ -1,0 +1,369 @@
+//! Who holds it, in exact mode, on shapes known in advance: references
+//! named by field (`Order.customer`), a B-tree map's values, a static by
+//! name, the shortest path to a static, an `Rc` cycle found unreachable
+//! and nothing else; and scans while 16 threads allocate, free and purge.
+
+// Boxes in vectors are the point: each box is one heap block.
+#![allow(clippy::vec_box)]
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use leakscope::heap::{Heap, Partition};
+use leakscope::{Alloc, Mode, hpy};
+
+#[global_allocator]
+static ALLOC: Alloc = Alloc::with_default_mode(Mode::Exact);
+
+tests!(
+    byvia_names_fields_map_values_and_statics_exactly,
+    sp_of_a_plugin_starts_at_the_static,
+    an_rc_cycle_is_unreachable_and_nothing_else_is,
+    scans_while_16_threads_allocate_free_and_purge,
+);
+
+#[allow(dead_code)]
+struct Customer {
+    name: String,
+    id: u64,
+}
+
+#[allow(dead_code)]
+struct Order {
+    id: u64,
+    customer: Arc<Customer>,
+    quantity: u32,
+}
+
+#[allow(dead_code)]
+struct Session {
+    user: u64,
+    token: [u8; 24],
+}
+
+#[allow(dead_code)]
+struct Plugin {
+    name: &'static str,
+    hits: u64,
+}
+
+static REGISTRY: Mutex<Vec<Box<Plugin>>> = Mutex::new(Vec::new());
+
+#[allow(dead_code)]
+struct Page {
+    id: u64,
+    next: Option<Rc<RefCell<Page>>>,
+    prev: Option<Weak<RefCell<Page>>>,
+}
+
+#[inline(never)]
+fn orders(customers: u64, n: u64) -> Vec<Order> {
+    let cs: Vec<Arc<Customer>> = (0..customers)
+        .map(|id| {
+            Arc::new(Customer {
+                name: format!("customer {id}"),
+                id,
+            })
+        })
+        .collect();
+    common::keep_frame(
+        (0..n)
+            .map(|id| Order {
+                id,
+                customer: cs[(id % customers) as usize].clone(),
+                quantity: 1,
+            })
+            .collect(),
+    )
+}
+
+#[inline(never)]
+fn new_session(user: u64) -> Box<Session> {
+    common::keep_frame(Box::new(Session {
+        user,
+        token: [7; 24],
+    }))
+}
+
+#[inline(never)]
+fn sessions(n: u64) -> BTreeMap<u64, Box<Session>> {
+    common::keep_frame((0..n).map(|u| (u, new_session(u))).collect())
+}
+
+#[inline(never)]
+fn new_plugin(hits: u64) -> Box<Plugin> {
+    common::keep_frame(Box::new(Plugin {
+        name: "plugin",
+        hits,
+    }))
+}
+
+#[inline(never)]
+fn register_plugins(n: u64) {
+    let mut r = REGISTRY.lock().unwrap();
+    r.reserve(16);
+    for i in 0..n {
+        r.push(new_plugin(i));
+    }
+}
+
+/// Overwrites the dead part of the stack below the caller, where earlier
+/// calls left addresses that a conservative scan would take for references.
+#[inline(never)]
+fn scrub_stack() {
+    let junk = [0u8; 256 << 10];
+    black_box(&junk);
+}
+
+fn row<'a>(p: &'a Partition, label: &str) -> &'a leakscope::heap::Row {
+    p.rows()
+        .iter()
+        .find(|r| r.label == label)
+        .unwrap_or_else(|| panic!("no row {label:?} in\n{}", p.all().render(200)))
+}
+
+fn of_type(heap: &Heap, label: &str) -> Heap {
+    let by = heap.bytype();
+    // A type read from a generic frame carries ` (?)`: the same type here.
+    let i = by
+        .rows()
+        .iter()
+        .position(|r| r.label.trim_end_matches(" (?)") == label)
+        .unwrap_or_else(|| panic!("no type {label:?} in\n{}", by.all().render(200)));
+    by.row(i)
+}
+
+fn byvia_names_fields_map_values_and_statics_exactly() {
+    let orders = orders(3, 300);
+    let sessions = sessions(100);
+    register_plugins(5);
+    scrub_stack();
+    let heap = hpy().heap();
+
+    // Three customers, each held by the orders' `customer` field.
+    let customers = of_type(&heap, "Arc<heap_graph::Customer>");
+    assert_eq!(customers.count(), 3);
+    let via = customers.byvia();
+    let r = row(&via, "Order.customer");
+    assert_eq!((r.count, r.size), (3, customers.size()), "{via}");
+    // One step up: the orders' buffer, one block.
+    let up = customers.referrers();
+    assert_eq!(up.count(), 1, "{}", up.bytype());
+    assert_eq!(up.size(), (300 * size_of::<Order>()) as u64);
+
+    // A hundred sessions, the values of a B-tree map.
+    let boxes = of_type(&heap, "Box<heap_graph::Session>");
+    assert_eq!(boxes.count(), 100);
+    let via = boxes.byvia();
+    let r = row(&via, "BTreeMap<u64, Box<Session>>.vals[*]");
+    assert_eq!(
+        (r.count, r.size),
+        (100, 100 * size_of::<Session>() as u64),
+        "{via}"
+    );
+    // Their names: the session's own fields hold nothing.
+    assert_eq!(boxes.referents().count(), 0);
+
+    // Five plugins in the static's vector; the vector's buffer held by the
+    // static itself.
+    let plugins = of_type(&heap, "Box<heap_graph::Plugin>");
+    assert_eq!(plugins.count(), 5);
+    let via = plugins.byvia();
+    let r = row(&via, "Vec<Box<Plugin>>[*]");
+    assert_eq!(r.count, 5, "{via}");
+    let buffer = plugins.referrers();
+    assert_eq!(buffer.count(), 1);
+    let via = buffer.byvia();
+    assert_eq!(row(&via, "static REGISTRY").count, 1, "{via}");
+    // byrcs: each block once, under its referrers' types.
+    let rcs = plugins.byrcs();
+    assert_eq!(rcs.rows().len(), 1, "{rcs}");
+    assert_eq!(rcs.rows()[0].count, 5);
+    assert_eq!(
+        rcs.rows()[0].label.trim_end_matches(" (?)"),
+        "Vec<Box<Plugin>>"
+    );
+    let text = via.render(80);
+    assert!(
+        text.starts_with("Partition of a set of 1 object."),
+        "{text}"
+    );
+    assert!(
+        text.contains("A block held by several references is counted under each."),
+        "{text}"
+    );
+    drop((orders, sessions));
+}
+
+fn sp_of_a_plugin_starts_at_the_static() {
+    scrub_stack();
+    let plugins = of_type(&hpy().heap(), "Box<heap_graph::Plugin>");
+    let sp = plugins.sp().unwrap();
+    assert_eq!(sp.unreachable, 0);
+    assert_eq!(sp.rows.len(), 1, "{sp}");
+    assert_eq!(
+        sp.rows[0].steps,
+        ["static REGISTRY", "Vec<Box<Plugin>>[*]", "Box<Plugin>"],
+        "{sp}"
+    );
+    assert_eq!(sp.rows[0].count, 5);
+    let text = sp.render(80);
+    assert!(
+        text.starts_with("Shortest paths from a root to a set of 5 objects."),
+        "{text}"
+    );
+    assert!(
+        text.contains("   static REGISTRY\n   → Vec<Box<Plugin>>[*]\n"),
+        "{text}"
+    );
+}
+
+#[inline(never)]
+fn linked_pages(n: u64) -> Rc<RefCell<Page>> {
+    let head = Rc::new(RefCell::new(Page {
+        id: 0,
+        next: None,
+        prev: None,
+    }));
+    let mut tail = head.clone();
+    for id in 1..n {
+        let page = Rc::new(RefCell::new(Page {
+            id,
+            next: None,
+            prev: Some(Rc::downgrade(&tail)),
+        }));
+        tail.borrow_mut().next = Some(page.clone());
+        tail = page;
+    }
+    common::keep_frame(head)
+}
+
+/// A ring of `n` pages, each holding the next strongly; dropped here, so
+/// nothing outside the ring refers to it.
+#[inline(never)]
+fn drop_a_ring(n: u64) {
+    let first = linked_pages(n);
+    let mut last = first.clone();
+    loop {
+        let next = last.borrow().next.clone();
+        match next {
+            Some(p) => last = p,
+            None => break,
+        }
+    }
+    last.borrow_mut().next = Some(first);
+}
+
+fn an_rc_cycle_is_unreachable_and_nothing_else_is() {
+    let owned = linked_pages(200);
+    // Nothing before this test's cycle: earlier blocks are not the subject.
+    scrub_stack();
+    let before = hpy().unreachable().unwrap();
+    assert_eq!(before.count(), 0, "{}", before.bytype().all().render(200));
+    drop_a_ring(500);
+    scrub_stack();
+    let lost = hpy().unreachable().unwrap();
+    let by = lost.bytype();
+    assert_eq!(by.rows().len(), 1, "{by}");
+    let pages = &by.rows()[0];
+    assert_eq!(
+        pages.label.trim_end_matches(" (?)"),
+        "Rc<RefCell<heap_graph::Page>>"
+    );
+    assert_eq!(pages.count, 500, "{}", by.all().render(200));
+    assert_eq!(
+        pages.size,
+        500 * (size_of::<RefCell<Page>>() + 2 * size_of::<usize>()) as u64
+    );
+    assert_eq!(lost.count(), 500, "only the ring: {}", by.all().render(200));
+    // The Weak-linked list, still owned, is reachable.
+    let all = hpy().heap();
+    let pages = of_type(&all, "Rc<RefCell<heap_graph::Page>>");
+    assert_eq!(pages.count(), 700);
+    let via = pages.byvia();
+    assert_eq!(row(&via, "Page.next").count, 699, "{via}");
+    // Their paths: from the list's owner on this stack, a run of `next`
+    // steps shown once; the ring has none.
+    let sp = pages.sp().unwrap();
+    assert_eq!(sp.unreachable, 500, "{sp}");
+    let counts: Vec<u64> = sp.rows.iter().map(|r| r.count).collect();
+    assert_eq!(counts, [198, 1, 1], "{sp}");
+    let ty = pages.bytype().rows()[0].label.clone();
+    let ty = leakscope::symbols::short_type(&ty);
+    assert_eq!(
+        sp.rows[0].steps,
+        [
+            "stack of the main thread",
+            "Page.next (repeated)",
+            ty.as_str()
+        ],
+        "{sp}"
+    );
+    drop(owned);
+}
+
+fn churn(seed: u64, stop: &AtomicBool) {
+    let mut x = seed | 1;
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut rounds = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Some blocks large enough to get pages of their own, given back
+        // when they are freed.
+        let size = if x.is_multiple_of(64) {
+            (1 << 20) + (x % 4096) as usize
+        } else {
+            16 + (x % 2048) as usize
+        };
+        kept.push(vec![(x & 0xff) as u8; size]);
+        if kept.len() > 256 {
+            let i = (x as usize / 7) % kept.len();
+            kept.swap_remove(i);
+        }
+        rounds += 1;
+        if rounds.is_multiple_of(512) {
+            let _ = leakscope::purge();
+        }
+    }
+    black_box(kept);
+}
+
+fn scans_while_16_threads_allocate_free_and_purge() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || churn(t * 7919 + 1, &stop))
+        })
+        .collect();
+    let mut edges = 0;
+    for round in 0..4 {
+        let t = std::time::Instant::now();
+        let heap = hpy().heap();
+        let g = heap.graph();
+        edges += g.stats().edges;
+        assert!(g.stats().blocks > 0);
+        black_box(heap.byvia().render(80));
+        eprintln!(
+            "scan {round} while allocating: {:?}, {:?}",
+            t.elapsed(),
+            g.stats()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(edges > 0);
+    // Still exact afterwards: a fresh known shape reads right.
+    let plugins = of_type(&hpy().heap(), "Box<heap_graph::Plugin>");
+    assert_eq!(plugins.count(), 5);
+}
