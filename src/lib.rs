@@ -46,6 +46,10 @@
 //!
 //! - [`heap`]: `hpy().heap().bytype()` — the live heap partitioned by type,
 //!   site, stack, size, age or thread, Guppy's way; diffs; a growth watch.
+//! - [`graph`]: who holds it — in exact mode, the references between
+//!   blocks, named by field from the debug info (`heap.byvia()` →
+//!   `Request.meta`), shortest paths from a static or a stack (`sp()`), and
+//!   the blocks nothing reaches (`hpy().unreachable()`: `Rc` cycles).
 //! - [`trackref`]: live instances per class (`prefs()`, `get_oldest`,
 //!   `iter_all`), as Scrapy's trackref.
 //! - [`console`]: a telnet console in the process (and `leakscope attach
@@ -75,6 +79,30 @@
 //! # }
 //! ```
 //!
+//! Who holds a block, in exact mode:
+//!
+//! ```
+//! # #[global_allocator]
+//! # static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+//! # fn main() {
+//! struct Customer { name: String }
+//! struct Order { customer: std::sync::Arc<Customer>, quantity: u32 }
+//!
+//! leakscope::set_mode(leakscope::Mode::Exact);
+//! let c = std::sync::Arc::new(Customer { name: "Ada".into() });
+//! let orders: Vec<Order> = (0..3).map(|q| Order { customer: c.clone(), quantity: q }).collect();
+//! drop(c);
+//! let heap = leakscope::hpy().heap();
+//! let by_type = heap.bytype();
+//! let i = by_type.rows().iter().position(|r| r.label.contains("Arc<") && r.label.contains("Customer")).unwrap();
+//! let via = by_type.row(i).byvia();
+//! println!("{via}"); // … Referred to via: Order.customer
+//! assert!(via.rows().iter().any(|r| r.label == "Order.customer"));
+//! # assert_eq!(orders[0].customer.name, "Ada");
+//! # assert_eq!(orders[2].quantity, 2);
+//! # }
+//! ```
+//!
 //! Every environment variable is listed, with its default, in [`config`].
 //!
 //! ## Building your program
@@ -95,7 +123,8 @@
 //!  http/     /debug/pprof/heap, /metrics                          testing
 //!  render/   text for people: views of the types below; table (the helpers)
 //!  heap/  trackref  stats  export/      what the program's memory is
-//!  symbols/                             addresses → functions, files, types
+//!  graph/                               which block refers to which
+//!  symbols/                             addresses → functions, files, types, fields
 //!  tracker/  GlobalAlloc: alloc thread mode init registry stack recorder/ scope
 //!  sys/  config                         clocks, a lock, the environment
 //! ```

@@ -11,6 +11,17 @@ use crate::tracker::{self, LiveBlock};
 
 const WORD: usize = size_of::<usize>();
 
+/// What a snapshot's block is in the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// Not in the graph (leakscope's own memory).
+    Left,
+    /// A referent whose bytes are not read: its type holds no references.
+    Opaque,
+    /// A referent whose words are read for references.
+    Scanned,
+}
+
 /// Finds the block that contains an address: blocks sorted by address, and
 /// a table from coarse address chunks to the first block of each chunk.
 struct Index {
@@ -28,9 +39,9 @@ struct Index {
 const MAX_CHUNKS: usize = 1 << 22;
 
 impl Index {
-    fn new(blocks: &[LiveBlock], keep: &dyn Fn(usize) -> bool) -> Index {
+    fn new(blocks: &[LiveBlock], node: &dyn Fn(usize) -> Node) -> Index {
         let mut order: Vec<u32> = (0..blocks.len() as u32)
-            .filter(|&i| keep(i as usize) && blocks[i as usize].size > 0)
+            .filter(|&i| node(i as usize) != Node::Left && blocks[i as usize].size > 0)
             .collect();
         order.sort_unstable_by_key(|&i| blocks[i as usize].addr);
         let starts: Vec<usize> = order.iter().map(|&i| blocks[i as usize].addr).collect();
@@ -120,16 +131,17 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
 }
 
 impl Graph {
-    /// Builds the graph of `blocks` (a snapshot's), leaving out the blocks
-    /// for which `keep` is false (leakscope's own): they are neither
-    /// scanned nor referents. `stack_mark` is an address in the frame of
+    /// Builds the graph of `blocks` (a snapshot's). `node(i)` says what
+    /// block `i` is: left out (leakscope's own: neither scanned nor a
+    /// referent), a referent whose bytes hold no references (a `String`'s
+    /// buffer: its spare capacity may hold stale addresses), or scanned. `stack_mark` is an address in the frame of
     /// the caller that asked: of this thread's stack only the part above it
     /// is scanned, since below it are leakscope's own frames, with the
     /// addresses its snapshot and views just handled.
-    pub fn build(blocks: &[LiveBlock], keep: &dyn Fn(usize) -> bool, stack_mark: usize) -> Graph {
+    pub fn build(blocks: &[LiveBlock], node: &dyn Fn(usize) -> Node, stack_mark: usize) -> Graph {
         let began = Instant::now();
         let n = blocks.len();
-        let index = Index::new(blocks, keep);
+        let index = Index::new(blocks, node);
         let mut reader = Reader::new();
         let mut stats = GraphStats::default();
 
@@ -145,7 +157,7 @@ impl Graph {
             let mut bytes = 0;
             while next < n && pieces.len() < 4096 && bytes < 4 * BATCH_BYTES {
                 let b = &blocks[next];
-                if keep(next) && b.addr.is_multiple_of(WORD) {
+                if node(next) == Node::Scanned && b.addr.is_multiple_of(WORD) {
                     pieces_of(b.addr, b.size as usize, next as u32, &mut pieces);
                     bytes += b.size as usize;
                     stats.blocks += 1;
@@ -193,9 +205,15 @@ impl Graph {
         for (k, r) in regions.iter().enumerate() {
             pieces_of(r.start, r.end - r.start, k as u32, &mut pieces);
         }
+        // The recorder's own addresses of blocks are not references.
+        let own = tracker::own_static_ranges();
         reader.read_all(&pieces, |p, data| {
             stats.bytes_read += data.len() as u64;
             for (at, w) in words(data) {
+                let addr = p.addr + at;
+                if own.iter().any(|&(a, b)| (a..b).contains(&addr)) {
+                    continue;
+                }
                 if let Some(t) = index.find(w) {
                     root_refs.push(RootRef {
                         region: p.owner,
@@ -240,7 +258,7 @@ impl Graph {
             }
         }
         stats.unreachable = (0..n)
-            .filter(|&j| keep(j) && parent[j] == UNREACHED)
+            .filter(|&j| node(j) != Node::Left && parent[j] == UNREACHED)
             .count() as u64;
 
         let mut g = Graph {
@@ -315,7 +333,7 @@ mod tests {
     #[test]
     fn the_index_finds_interior_addresses_and_nothing_between_blocks() {
         let blocks = [block(0x1000, 16), block(0x5000, 0x3000), block(0x2000, 8)];
-        let idx = Index::new(&blocks, &|_| true);
+        let idx = Index::new(&blocks, &|_| Node::Scanned);
         assert_eq!(idx.find(0x1000), Some(0));
         assert_eq!(idx.find(0x100f), Some(0));
         assert_eq!(idx.find(0x1010), None);

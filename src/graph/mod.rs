@@ -16,12 +16,18 @@
 //! never the other way round.
 //!
 //! The graph is built on the caller's thread: allocating threads never
-//! stop for it, and the recorder's lock is not taken at all.
+//! stop for it, and the recorder's lock is not taken at all. Its memory is
+//! leakscope's own (shown by `stats()`), given back with the heap it
+//! belongs to. The program runs on while its memory is read: a structure
+//! changed meanwhile (a vector moved to a new buffer) can show a stale
+//! reference, which is why `unreachable` confirms what it reports with a
+//! second snapshot.
 
 mod build;
 mod memory;
 mod roots;
 
+pub use build::Node;
 pub use roots::{Region, RootKind};
 
 use std::time::Duration;
@@ -97,6 +103,25 @@ pub struct Graph {
     /// root reference (`FROM_ROOT | index`) or `UNREACHED`.
     parent: Vec<u32>,
     stats: GraphStats,
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        // Built untracked (leakscope's own memory): given back the same way.
+        let parts = (
+            std::mem::take(&mut self.out_start),
+            std::mem::take(&mut self.out_to),
+            std::mem::take(&mut self.out_at),
+            std::mem::take(&mut self.in_start),
+            std::mem::take(&mut self.in_edge),
+            std::mem::take(&mut self.root_start),
+            std::mem::take(&mut self.root_in),
+            std::mem::take(&mut self.root_refs),
+            std::mem::take(&mut self.regions),
+            std::mem::take(&mut self.parent),
+        );
+        crate::tracker::untracked(|| drop(parts));
+    }
 }
 
 impl Graph {

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{Heap, Kind, Partition, Row};
-use crate::graph::{Graph, Referrer, RootKind};
+use crate::graph::{Graph, Node, Referrer, RootKind};
 use crate::symbols::{self, Layouts, Step};
 
 /// What the graph views say in sampled mode, where a block's referrers are
@@ -91,6 +91,27 @@ fn is_std(owner: &str) -> bool {
             | "Mutex"
     ) || owner.starts_with('(')
         || owner.starts_with('[')
+}
+
+/// True for the types of blocks whose bytes are never references: text
+/// and buffers of numbers. Their spare capacity may hold addresses left by
+/// earlier blocks, so they are not read at all. A type that may have been
+/// merged (`(?)`) is read all the same.
+fn holds_no_references(ty: &str) -> bool {
+    const NUMBERS: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "bool", "char",
+    ];
+    if matches!(ty, "String" | "Box<str>" | "Rc<str>" | "Arc<str>") {
+        return true;
+    }
+    let elem = ty
+        .strip_prefix("Vec<")
+        .or_else(|| ty.strip_prefix("VecDeque<"))
+        .or_else(|| ty.strip_prefix("Box<["))
+        .and_then(|r| r.strip_suffix('>'))
+        .map(|r| r.trim_end_matches(']'));
+    elem.is_some_and(|e| NUMBERS.contains(&e))
 }
 
 /// The name of a reference from a block of type `ty` (its label) at
@@ -275,8 +296,27 @@ impl Heap {
             .graph
             .get_or_init(|| {
                 let data = &self.data;
-                let keep = |i: usize| !data.facts(data.snapshot.blocks[i].stack).tool_owned;
-                Arc::new(Graph::build(&data.snapshot.blocks, &keep, mark))
+                // Resolved first: facts are kept with the heap, tracked.
+                let nodes: Vec<Node> = data
+                    .snapshot
+                    .blocks
+                    .iter()
+                    .map(|b| {
+                        let f = data.facts(b.stack);
+                        if f.tool_owned {
+                            Node::Left
+                        } else if !f.ty.ambiguous && holds_no_references(&f.ty.name) {
+                            Node::Opaque
+                        } else {
+                            Node::Scanned
+                        }
+                    })
+                    .collect();
+                // The graph is leakscope's memory (shown by `stats()`), not
+                // the program's; it is given back untracked too.
+                crate::tracker::untracked(|| {
+                    Arc::new(Graph::build(&data.snapshot.blocks, &|i| nodes[i], mark))
+                })
             })
             .clone()
     }
@@ -519,6 +559,28 @@ mod tests {
         Step::Field {
             owner: owner.into(),
             field: field.into(),
+        }
+    }
+
+    #[test]
+    fn text_and_number_buffers_are_not_read() {
+        for ty in [
+            "String",
+            "Vec<u8>",
+            "Box<[u64]>",
+            "VecDeque<f32>",
+            "Arc<str>",
+        ] {
+            assert!(holds_no_references(ty), "{ty}");
+        }
+        for ty in [
+            "Vec<Box<u8>>",
+            "Vec<String>",
+            "Box<u64>",
+            "Vec<*const u8>",
+            "fn app::f",
+        ] {
+            assert!(!holds_no_references(ty), "{ty}");
         }
     }
 

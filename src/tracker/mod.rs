@@ -46,6 +46,13 @@ pub(crate) use registry::thread_local_addresses;
 pub use stack::{DEFAULT_MAX_FRAMES, Unwinder, max_frames, set_max_frames, unwinder};
 pub(crate) use thread::untracked;
 
+/// The address ranges of the tracker's own statics that hold block
+/// addresses (the recorder's): not roots of the heap graph.
+pub(crate) fn own_static_ranges() -> [(usize, usize); 1] {
+    let start = &recorder::RECORDER as *const _ as usize;
+    [(start, start + size_of_val(&recorder::RECORDER))]
+}
+
 /// Drops every record (live blocks, stacks, totals): tracking starts afresh.
 /// Blocks allocated before stay allocated; they are simply no longer known.
 pub fn reset() {
