@@ -187,6 +187,71 @@ fn the_leak_is_found_through_the_console() {
     assert!(spider.exit_status().success());
 }
 
+/// The index of the row whose label contains `pat` in a partition's text.
+fn row_index(table: &str, pat: &str) -> usize {
+    let line = table
+        .lines()
+        .find(|l| l.contains(pat))
+        .unwrap_or_else(|| panic!("no row with {pat:?} in\n{table}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_real_telnet_finds_who_holds_the_responses() {
+    let test = "the_real_telnet_finds_who_holds_the_responses";
+    if !common::have("telnet", "inetutils-telnet", test)
+        || !common::have("script", "bsdutils", test)
+    {
+        return;
+    }
+    let _serial = serial();
+    let mut spider = Spider::start(&["--pages", "1500"], "exact");
+    spider.wait_line("Crawled ");
+    // Which rows are the bodies and the responses (the crawl is over: the
+    // heap no longer changes).
+    let mut c = spider.console();
+    let by_type = run(&mut c, "hpy().heap().bytype().all");
+    let bodies = row_index(&by_type, " Vec<u8>");
+    let responses = row_index(&by_type, "HtmlResponse>>");
+    let mut t = common::Terminal::start(&format!(
+        "stty cols 80 rows 24; telnet 127.0.0.1 {}",
+        spider.port
+    ));
+    t.wait_for("Username: ");
+    t.type_bytes(b"leakscope\r");
+    t.wait_for("Password: ");
+    t.type_bytes(b"pw\r");
+    t.wait_for(">>> ");
+    // The bodies are held by the responses' `body`, the responses by the
+    // requests' `meta`: the culprit.
+    t.type_bytes(format!("hpy().heap().bytype()[{bodies}].byvia\r").as_bytes());
+    t.wait_for("HtmlResponse.body");
+    t.type_bytes(format!("hpy().heap().bytype()[{responses}].byvia\r").as_bytes());
+    t.wait_for("Request.meta");
+    t.type_bytes(b"1 + 1\r");
+    t.wait_for("2\r\n>>> ");
+    let text = t.text();
+    let via = text
+        .split("].byvia")
+        .nth(2)
+        .expect("the second byvia's output");
+    let first = via
+        .lines()
+        .find(|l| l.trim_start().starts_with("0 "))
+        .unwrap_or_else(|| panic!("{via}"));
+    assert!(
+        first.ends_with("Request.meta"),
+        "the top row: {first}\n{via}"
+    );
+    let wide: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_end().chars().count() > 80)
+        .collect();
+    assert!(wide.is_empty(), "lines wider than the terminal: {wide:#?}");
+    t.type_bytes(&[4]);
+    t.wait_exit();
+}
+
 #[test]
 fn fixed_keeps_responses_at_or_below_the_download_concurrency() {
     let _serial = serial();

@@ -97,10 +97,6 @@ impl Index {
         let k = self.starts.partition_point(|&s| s < start);
         k < self.starts.len() && self.starts[k] < end
     }
-
-    fn memory(&self) -> usize {
-        self.starts.capacity() * WORD * 2 + self.ids.capacity() * 4 + self.chunk.capacity() * 4
-    }
 }
 
 /// Splits `[addr, addr + len)` into pieces the reader takes.
@@ -130,28 +126,75 @@ fn words(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
+/// A block allocated after the snapshot, found when the scan is over: the
+/// program went on while its memory was read, and a reference read then
+/// may lead through a block the snapshot does not have (a linked list's
+/// new head).
+#[derive(Clone, Debug)]
+pub struct Young {
+    /// The block.
+    pub block: LiveBlock,
+    /// Whether its bytes are read.
+    pub node: Node,
+    /// Its type's name.
+    pub ty: Box<str>,
+}
+
+/// Words that missed every block at most, kept to be tried against the
+/// young blocks (16 B each).
+const MAX_MISSES: usize = 1 << 21;
+
+/// Rounds of young blocks at most.
+const YOUNG_ROUNDS: usize = 4;
+
+/// A word that pointed into no block of the snapshot but into memory that
+/// may hold younger blocks: (owner, offset or address, value).
+#[derive(Clone, Copy)]
+struct Miss {
+    owner: u32,
+    at: usize,
+    value: usize,
+}
+
 impl Graph {
     /// Builds the graph of `blocks` (a snapshot's). `node(i)` says what
     /// block `i` is: left out (leakscope's own: neither scanned nor a
     /// referent), a referent whose bytes hold no references (a `String`'s
-    /// buffer: its spare capacity may hold stale addresses), or scanned. `stack_mark` is an address in the frame of
-    /// the caller that asked: of this thread's stack only the part above it
-    /// is scanned, since below it are leakscope's own frames, with the
-    /// addresses its snapshot and views just handled.
-    pub fn build(blocks: &[LiveBlock], node: &dyn Fn(usize) -> Node, stack_mark: usize) -> Graph {
+    /// buffer: its spare capacity may hold stale addresses), or scanned.
+    /// `stack_mark` is an address in the frame of the caller that asked:
+    /// of this thread's stack only the part above it is scanned, since
+    /// below it are leakscope's own frames, with the addresses its
+    /// snapshot and views just handled. `later()` is asked, once the
+    /// snapshot's blocks are read, for the blocks allocated since: they
+    /// join the graph as referrers on the way (their ids follow the
+    /// snapshot's), so that a structure that grew meanwhile is not cut.
+    pub fn build(
+        blocks: &[LiveBlock],
+        node: &dyn Fn(usize) -> Node,
+        stack_mark: usize,
+        later: &dyn Fn() -> Vec<Young>,
+    ) -> Graph {
         let began = Instant::now();
         let n = blocks.len();
         let index = Index::new(blocks, node);
         let mut reader = Reader::new();
         let mut stats = GraphStats::default();
+        // Memory where younger blocks may be: anonymous mappings that are
+        // not roots.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let heapish = roots::anonymous(&maps);
+        let may_be_block = |w: usize| {
+            w.is_multiple_of(WORD) && {
+                let k = heapish.partition_point(|&(_, end)| end <= w);
+                k < heapish.len() && heapish[k].0 <= w
+            }
+        };
 
-        // Edges out of every block, in block order.
-        let mut out_start = vec![0u32; n + 1];
-        let mut out_to: Vec<u32> = Vec::new();
-        let mut out_at: Vec<u32> = Vec::new();
+        // Edges (from, to, offset), and words that missed.
+        let mut edges: Vec<(u32, u32, u32)> = Vec::new();
+        let mut misses: Vec<Miss> = Vec::new();
         let mut pieces = Vec::with_capacity(4096);
         let mut next = 0usize;
-        let mut filled = 0usize;
         while next < n {
             pieces.clear();
             let mut bytes = 0;
@@ -165,32 +208,28 @@ impl Graph {
                 next += 1;
             }
             reader.read_all(&pieces, |p, data| {
-                let owner = p.owner as usize;
-                while filled < owner {
-                    filled += 1;
-                    out_start[filled] = out_to.len() as u32;
-                }
                 stats.bytes_read += data.len() as u64;
                 for (at, w) in words(data) {
-                    if let Some(t) = index.find(w)
-                        && t as usize != owner
-                    {
-                        out_to.push(t);
-                        out_at.push((p.offset + at) as u32);
+                    match index.find(w) {
+                        Some(t) if t != p.owner => {
+                            edges.push((p.owner, t, (p.offset + at) as u32));
+                        }
+                        Some(_) => {}
+                        None if misses.len() < MAX_MISSES && may_be_block(w) => misses.push(Miss {
+                            owner: p.owner,
+                            at: p.offset + at,
+                            value: w,
+                        }),
+                        None => {}
                     }
                 }
             });
         }
-        while filled < n {
-            filled += 1;
-            out_start[filled] = out_to.len() as u32;
-        }
-        stats.edges = out_to.len() as u64;
 
         // References from the roots; of this thread's stack, the caller's part.
         let here = &began as *const Instant as usize;
         let threads = tracker::thread_local_addresses();
-        let mut regions: Vec<Region> = roots::current(&threads)
+        let mut regions: Vec<Region> = roots::regions(&maps, &threads)
             .into_iter()
             .filter(|r| !index.any_block_in(r.start, r.end))
             .collect();
@@ -201,6 +240,7 @@ impl Graph {
         }
         let mut root_refs: Vec<RootRef> = Vec::new();
         let mut root_to: Vec<u32> = Vec::new();
+        let mut root_misses: Vec<Miss> = Vec::new();
         pieces.clear();
         for (k, r) in regions.iter().enumerate() {
             pieces_of(r.start, r.end - r.start, k as u32, &mut pieces);
@@ -214,52 +254,150 @@ impl Graph {
                 if own.iter().any(|&(a, b)| (a..b).contains(&addr)) {
                     continue;
                 }
-                if let Some(t) = index.find(w) {
-                    root_refs.push(RootRef {
-                        region: p.owner,
-                        addr: p.addr + at,
-                    });
-                    root_to.push(t);
+                match index.find(w) {
+                    Some(t) => {
+                        root_refs.push(RootRef {
+                            region: p.owner,
+                            addr,
+                        });
+                        root_to.push(t);
+                    }
+                    None if root_misses.len() < MAX_MISSES && may_be_block(w) => {
+                        root_misses.push(Miss {
+                            owner: p.owner,
+                            at: addr,
+                            value: w,
+                        })
+                    }
+                    None => {}
                 }
             }
         });
+
+        // The blocks allocated meanwhile: what missed may lead through them,
+        // and what they refer to may be younger still. A few rounds, each
+        // with a shorter window than the last.
+        let mut young: Vec<Young> = Vec::new();
+        let mut indexes: Vec<(u32, Index)> = Vec::new();
+        for round in 0..YOUNG_ROUNDS {
+            if misses.is_empty() && root_misses.is_empty() {
+                break;
+            }
+            let fresh = later();
+            if fresh.is_empty() {
+                break;
+            }
+            let base = (n + young.len()) as u32;
+            let fresh_blocks: Vec<LiveBlock> = fresh.iter().map(|y| y.block).collect();
+            let fresh_index = Index::new(&fresh_blocks, &|k| fresh[k].node);
+            for miss in misses.drain(..) {
+                if let Some(k) = fresh_index.find(miss.value) {
+                    edges.push((miss.owner, base + k, miss.at as u32));
+                }
+            }
+            if round == 0 {
+                for miss in root_misses.drain(..) {
+                    if let Some(k) = fresh_index.find(miss.value) {
+                        root_refs.push(RootRef {
+                            region: miss.owner,
+                            addr: miss.at,
+                        });
+                        root_to.push(base + k);
+                    }
+                }
+            }
+            root_misses.clear();
+            indexes.push((base, fresh_index));
+            pieces.clear();
+            for (k, y) in fresh.iter().enumerate() {
+                if y.node == Node::Scanned && y.block.addr.is_multiple_of(WORD) {
+                    pieces_of(y.block.addr, y.block.size as usize, k as u32, &mut pieces);
+                }
+            }
+            reader.read_all(&pieces, |p, data| {
+                stats.bytes_read += data.len() as u64;
+                let owner = base + p.owner;
+                for (at, w) in words(data) {
+                    let to = index
+                        .find(w)
+                        .or_else(|| indexes.iter().find_map(|(b, ix)| ix.find(w).map(|k| b + k)));
+                    match to {
+                        Some(t) if t != owner => edges.push((owner, t, (p.offset + at) as u32)),
+                        Some(_) => {}
+                        None if misses.len() < MAX_MISSES && may_be_block(w) => misses.push(Miss {
+                            owner,
+                            at: p.offset + at,
+                            value: w,
+                        }),
+                        None => {}
+                    }
+                }
+            });
+            young.extend(fresh);
+        }
+        let m = young.len();
+        drop(indexes);
+        drop((misses, root_misses));
+        stats.edges = edges.len() as u64;
         stats.root_refs = root_refs.len() as u64;
         stats.unreadable = reader.unreadable;
-        let index_memory = index.memory();
         drop(index);
         drop(reader);
 
-        let (in_start, in_edge) = reverse(n, &out_to);
-        let (root_start, root_in) = reverse(n, &root_to);
+        // Edges grouped by referrer.
+        let total = n + m;
+        let (out_start, order) = reverse(total, &edges.iter().map(|e| e.0).collect::<Vec<_>>());
+        let out_to: Vec<u32> = order.iter().map(|&e| edges[e as usize].1).collect();
+        let out_at: Vec<u32> = order.iter().map(|&e| edges[e as usize].2).collect();
+        drop((edges, order));
+        let (in_start, in_edge) = reverse(total, &out_to);
+        let (root_start, root_in) = reverse(total, &root_to);
         drop(root_to);
 
-        // Breadth first from the roots: every block's shortest path.
-        let mut parent = vec![UNREACHED; n];
+        // Breadth first from the roots: every block's shortest path. First
+        // through the snapshot's blocks alone; then the young ones join, for
+        // what only they lead to (a reference read from a young block may be
+        // a stale one its memory held before).
+        let mut parent = vec![UNREACHED; total];
         let mut queue: VecDeque<u32> = VecDeque::new();
-        for j in 0..n {
-            if let Some(&r) = root_in.get(root_start[j] as usize)
-                && root_start[j] < root_start[j + 1]
-            {
-                parent[j] = FROM_ROOT | r;
-                queue.push_back(j as u32);
+        let mut reached: Vec<u32> = Vec::new();
+        for with_young in [false, true] {
+            if with_young {
+                if m == 0 {
+                    break;
+                }
+                queue.extend(reached.iter().copied());
             }
-        }
-        while let Some(i) = queue.pop_front() {
-            let (a, b) = (
-                out_start[i as usize] as usize,
-                out_start[i as usize + 1] as usize,
-            );
-            for (e, &t) in out_to.iter().enumerate().take(b).skip(a) {
-                let t = t as usize;
-                if parent[t] == UNREACHED {
-                    parent[t] = e as u32;
-                    queue.push_back(t as u32);
+            for j in 0..total {
+                if parent[j] == UNREACHED
+                    && (with_young || j < n)
+                    && root_start[j] < root_start[j + 1]
+                {
+                    parent[j] = FROM_ROOT | root_in[root_start[j] as usize];
+                    queue.push_back(j as u32);
+                    reached.push(j as u32);
+                }
+            }
+            while let Some(i) = queue.pop_front() {
+                let (a, b) = (
+                    out_start[i as usize] as usize,
+                    out_start[i as usize + 1] as usize,
+                );
+                for (e, &t) in out_to.iter().enumerate().take(b).skip(a) {
+                    let t = t as usize;
+                    if parent[t] == UNREACHED && (with_young || t < n) {
+                        parent[t] = e as u32;
+                        queue.push_back(t as u32);
+                        reached.push(t as u32);
+                    }
                 }
             }
         }
+        drop(reached);
         stats.unreachable = (0..n)
             .filter(|&j| node(j) != Node::Left && parent[j] == UNREACHED)
             .count() as u64;
+        stats.young = m as u64;
 
         let mut g = Graph {
             out_start,
@@ -272,10 +410,10 @@ impl Graph {
             root_refs,
             regions,
             parent,
+            snapshot_blocks: n as u32,
+            young,
             stats,
         };
-        g.out_to.shrink_to_fit();
-        g.out_at.shrink_to_fit();
         g.root_refs.shrink_to_fit();
         let held = 4
             * (g.out_start.len()
@@ -286,9 +424,10 @@ impl Graph {
                 + g.root_start.len()
                 + g.root_in.len()
                 + g.parent.len())
-            + g.root_refs.len() * size_of::<RootRef>();
+            + g.root_refs.len() * size_of::<RootRef>()
+            + g.young.len() * size_of::<Young>()
+            + g.young.iter().map(|y| y.ty.len()).sum::<usize>();
         g.stats.memory = held as u64;
-        let _ = index_memory;
         g.stats.took = began.elapsed();
         g
     }

@@ -27,7 +27,7 @@ mod build;
 mod memory;
 mod roots;
 
-pub use build::Node;
+pub use build::{Node, Young};
 pub use roots::{Region, RootKind};
 
 use std::time::Duration;
@@ -76,8 +76,10 @@ pub struct GraphStats {
     /// Blocks (or root pieces) that could not be read: freed and given
     /// back while the scan ran.
     pub unreadable: u64,
-    /// Blocks no root reaches.
+    /// Blocks of the snapshot no root reaches.
     pub unreachable: u64,
+    /// Blocks allocated while the scan ran that references led through.
+    pub young: u64,
     /// Time the build took.
     pub took: Duration,
     /// Bytes the graph holds.
@@ -102,6 +104,10 @@ pub struct Graph {
     /// The shortest path's last step into each block: an edge index, a
     /// root reference (`FROM_ROOT | index`) or `UNREACHED`.
     parent: Vec<u32>,
+    /// Blocks `0..snapshot_blocks` are the snapshot's; the rest are
+    /// `young`, allocated while the scan ran.
+    snapshot_blocks: u32,
+    young: Vec<Young>,
     stats: GraphStats,
 }
 
@@ -119,6 +125,7 @@ impl Drop for Graph {
             std::mem::take(&mut self.root_refs),
             std::mem::take(&mut self.regions),
             std::mem::take(&mut self.parent),
+            std::mem::take(&mut self.young),
         );
         crate::tracker::untracked(|| drop(parts));
     }
@@ -133,6 +140,13 @@ impl Graph {
     /// The root regions that were scanned.
     pub fn regions(&self) -> &[Region] {
         &self.regions
+    }
+
+    /// The block allocated during the scan with graph id `id`, if `id` is
+    /// not one of the snapshot's.
+    pub fn young(&self, id: u32) -> Option<&Young> {
+        id.checked_sub(self.snapshot_blocks)
+            .and_then(|k| self.young.get(k as usize))
     }
 
     /// The root reference with index `i`.

@@ -109,10 +109,14 @@ fn file_name(path: &str) -> String {
         .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// This process's root regions now.
-pub(super) fn current(threads: &[(usize, u16)]) -> Vec<Region> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    regions(&maps, threads)
+/// The anonymous writable mappings of `maps`, in address order: where the
+/// allocator's blocks are (and thread stacks, which do not matter here).
+pub(super) fn anonymous(maps: &str) -> Vec<(usize, usize)> {
+    maps.lines()
+        .filter_map(parse_line)
+        .filter(|m| m.perms.starts_with("rw") && m.path.is_empty())
+        .map(|m| (m.start, m.end))
+        .collect()
 }
 
 #[cfg(test)]

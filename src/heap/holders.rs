@@ -14,8 +14,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{Heap, Kind, Partition, Row};
-use crate::graph::{Graph, Node, Referrer, RootKind};
-use crate::symbols::{self, Layouts, Step};
+use crate::graph::{Graph, Node, Referrer, RootKind, Young};
+use crate::symbols::{self, BlockType, Layouts, Step};
+use crate::tracker::Snapshot;
 
 /// What the graph views say in sampled mode, where a block's referrers are
 /// known only when they were sampled too.
@@ -114,6 +115,49 @@ fn holds_no_references(ty: &str) -> bool {
     elem.is_some_and(|e| NUMBERS.contains(&e))
 }
 
+/// How a block of type `ty` (its label, ` (?)` included) is read.
+fn node_for(ty: &BlockType) -> Node {
+    if !ty.ambiguous && holds_no_references(&ty.name) {
+        Node::Opaque
+    } else {
+        Node::Scanned
+    }
+}
+
+/// The program's blocks allocated since `snapshot` was taken, other than
+/// those in `seen` (which gets them).
+fn young_since(
+    snapshot: &Snapshot,
+    seen: &mut HashSet<(usize, std::time::Duration)>,
+) -> Vec<Young> {
+    let now = crate::tracker::snapshot();
+    if seen.is_empty() {
+        seen.extend(snapshot.blocks.iter().map(|b| (b.addr, b.born)));
+    }
+    let old = seen;
+    let mut types: HashMap<u32, Option<(Node, Box<str>)>> = HashMap::new();
+    now.blocks
+        .iter()
+        .filter(|b| old.insert((b.addr, b.born)))
+        .filter_map(|b| {
+            let seen = types.entry(b.stack).or_insert_with(|| {
+                let frames = symbols::resolve_stack(&now.stacks[b.stack as usize].frames);
+                if symbols::tool_owned(&frames) {
+                    return None;
+                }
+                let ty = symbols::block_type(&frames);
+                Some((node_for(&ty), ty.name.into()))
+            });
+            let (node, ty) = seen.as_ref()?;
+            Some(Young {
+                block: *b,
+                node: *node,
+                ty: ty.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The name of a reference from a block of type `ty` (its label) at
 /// `offset`, given the steps to that offset, if the debug info had them.
 fn via_label(ty: &str, offset: u32, steps: Option<&[Step]>) -> String {
@@ -206,6 +250,11 @@ impl<'a> Namer<'a> {
     pub(super) fn name(&mut self, graph: &Graph, r: Referrer) -> Arc<str> {
         match r {
             Referrer::Block { block, offset } => {
+                if let Some(y) = graph.young(block) {
+                    let ty = y.ty.trim_end_matches(" (?)");
+                    let steps = self.layouts.block_field(ty, y.block.size, offset as u64);
+                    return via_label(ty, offset, steps.as_deref()).into();
+                }
                 let b = &self.heap.data.snapshot.blocks[block as usize];
                 let key = (b.stack, offset);
                 if let Some(n) = self.cache.get(&key) {
@@ -244,10 +293,13 @@ impl<'a> Namer<'a> {
     /// The referrers' type (`byrcs`): a block's type, or what root it is.
     fn kind_of(&mut self, graph: &Graph, r: Referrer) -> String {
         match r {
-            Referrer::Block { block, .. } => {
-                let b = &self.heap.data.snapshot.blocks[block as usize];
-                symbols::short_type(&self.heap.data.facts(b.stack).ty.name)
-            }
+            Referrer::Block { block, .. } => match graph.young(block) {
+                Some(y) => symbols::short_type(&y.ty),
+                None => {
+                    let b = &self.heap.data.snapshot.blocks[block as usize];
+                    symbols::short_type(&self.heap.data.facts(b.stack).ty.name)
+                }
+            },
             Referrer::Root(i) => {
                 let rr = graph.root_ref(i);
                 match &graph.regions()[rr.region as usize].kind {
@@ -305,17 +357,22 @@ impl Heap {
                         let f = data.facts(b.stack);
                         if f.tool_owned {
                             Node::Left
-                        } else if !f.ty.ambiguous && holds_no_references(&f.ty.name) {
-                            Node::Opaque
                         } else {
-                            Node::Scanned
+                            node_for(&f.ty)
                         }
                     })
                     .collect();
                 // The graph is leakscope's memory (shown by `stats()`), not
                 // the program's; it is given back untracked too.
                 crate::tracker::untracked(|| {
-                    Arc::new(Graph::build(&data.snapshot.blocks, &|i| nodes[i], mark))
+                    let seen = std::cell::RefCell::new(HashSet::new());
+                    let later = || young_since(&data.snapshot, &mut seen.borrow_mut());
+                    Arc::new(Graph::build(
+                        &data.snapshot.blocks,
+                        &|i| nodes[i],
+                        mark,
+                        &later,
+                    ))
                 })
             })
             .clone()
@@ -399,7 +456,11 @@ impl Heap {
             .iter()
             .flat_map(|&j| graph.referrers(j))
             .filter_map(|r| match r {
-                Referrer::Block { block, .. } if !mine.contains(&block) => Some(block),
+                Referrer::Block { block, .. }
+                    if !mine.contains(&block) && graph.young(block).is_none() =>
+                {
+                    Some(block)
+                }
                 _ => None,
             })
             .collect();
@@ -417,7 +478,7 @@ impl Heap {
             .iter()
             .flat_map(|&i| graph.referents(i))
             .map(|(t, _)| t)
-            .filter(|t| !mine.contains(t))
+            .filter(|&t| !mine.contains(&t) && graph.young(t).is_none())
             .collect();
         self.sub_heap(down)
     }

@@ -89,7 +89,9 @@ impl HostObject for HpyObject {
             ))),
             "unreachable" => Ok(match h.heap().unreachable() {
                 Ok(lost) => Value::object(HeapObject(lost)),
-                Err(e) => Value::Text(format!("{e}.\n")),
+                Err(e) => {
+                    Value::Text(crate::render::table::wrap(&format!("{e}."), c.width(), 0) + "\n")
+                }
             }),
             _ => Err(Error::no_attribute(self.type_name(), method)),
         }
@@ -138,7 +140,11 @@ impl HostObject for HeapObject {
             "referents" => Some(Value::object(HeapObject(h.referents()))),
             "sp" => Some(match h.sp() {
                 Ok(paths) => Value::object(PathsObject(paths)),
-                Err(e) => Value::Text(format!("{e}.\n")),
+                // Attributes know no width: the console's default.
+                Err(e) => Value::Text(
+                    crate::render::table::wrap(&format!("{e}."), crate::render::table::WIDTH, 0)
+                        + "\n",
+                ),
             }),
             _ => kind_named(name).map(|k| Value::object(PartitionObject::new(h.partition(k)))),
         }
