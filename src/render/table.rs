@@ -114,9 +114,14 @@ pub(crate) fn shorten_left(label: &str, width: usize) -> String {
                     return format!("…{rest}");
                 }
             }
-            // Nothing more to drop without cutting a word.
-            _ if rest.len() == label.len() => return label.to_string(),
-            _ => return format!("…{rest}"),
+            // Nothing more to drop without cutting a word: the word is cut
+            // too, from the left, rather than overflow the window.
+            _ => {
+                let keep = width.saturating_sub(1).max(1);
+                let skip = len(rest).saturating_sub(keep);
+                let tail: String = rest.chars().skip(skip).collect();
+                return format!("…{tail}");
+            }
         }
     }
 }
@@ -192,13 +197,13 @@ mod tests {
             shorten_left("alloc::vec::Vec<app::Request>", 16),
             "…app::Request>"
         );
+        // A word longer than the room is cut too: a table never runs past
+        // the window.
+        assert_eq!(shorten_left("a_very_long_single_word", 5), "…word");
+        assert_eq!(shorten_left("app::a_very_long_single_word", 5), "…word");
         assert_eq!(
-            shorten_left("a_very_long_single_word", 5),
-            "a_very_long_single_word"
-        );
-        assert_eq!(
-            shorten_left("app::a_very_long_single_word", 5),
-            "…a_very_long_single_word"
+            shorten_left("fn app::test_main_static", 16),
+            "…est_main_static"
         );
     }
 }
