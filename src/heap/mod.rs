@@ -237,7 +237,8 @@ impl Heap {
             Kind::Size => size_class(b.size),
             Kind::Age => age_bucket(self.data.snapshot.taken_at.saturating_sub(b.born)).to_string(),
             Kind::Thread => format!("thread {}", b.thread),
-            Kind::Via | Kind::Referrers => unreachable!("graph partitions are built by holders"),
+            // Built from the heap graph (`holders`), never from one block.
+            Kind::Via | Kind::Referrers => kind.heading().to_string(),
         }
     }
 
