@@ -312,6 +312,21 @@ impl<'a> Namer<'a> {
     }
 }
 
+/// The names of a path's steps; a run of one step (a linked list's
+/// `next`) is shown once.
+fn path_names(namer: &mut Namer<'_>, graph: &Graph, path: &[Referrer]) -> Vec<Arc<str>> {
+    let mut names: Vec<Arc<str>> = Vec::new();
+    for &r in path {
+        let n = namer.name(graph, r);
+        let repeated: Arc<str> = format!("{n} (repeated)").into();
+        match names.last_mut() {
+            Some(last) if *last == n || *last == repeated => *last = repeated,
+            _ => names.push(n),
+        }
+    }
+    names
+}
+
 fn rows_from(groups: HashMap<String, Vec<u32>>, heap: &Heap) -> Vec<Row> {
     let mut rows: Vec<Row> = groups
         .into_iter()
@@ -491,34 +506,63 @@ impl Heap {
         }
         let mark = 0u8;
         let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
-        let mut namer = Namer::new(self);
         // Path → (its blocks, the blocks' type).
         type Groups = HashMap<Vec<Arc<str>>, (Vec<u32>, Vec<String>)>;
         let mut groups: Groups = HashMap::new();
-        let mut unreachable = 0;
-        for &j in self.members.iter() {
-            let Some(path) = graph.path_to(j) else {
-                unreachable += 1;
-                continue;
-            };
-            // A run of one step (a linked list's `next`) is shown once.
-            let mut names: Vec<Arc<str>> = Vec::new();
-            for &r in &path {
-                let n = namer.name(&graph, r);
-                match names.last() {
-                    Some(last) if **last == *n || **last == *format!("{n} (repeated)") => {
-                        *names.last_mut().unwrap_or_else(|| unreachable!()) =
-                            format!("{n} (repeated)").into();
+        let ty_of = |j: u32| {
+            let b = &self.data.snapshot.blocks[j as usize];
+            symbols::short_type(&self.data.facts(b.stack).ty.name)
+        };
+        let mut missing = Vec::new();
+        {
+            let mut namer = Namer::new(self);
+            for &j in self.members.iter() {
+                match graph.path_to(j) {
+                    Some(path) => {
+                        let e = groups
+                            .entry(path_names(&mut namer, &graph, &path))
+                            .or_default();
+                        if e.0.is_empty() {
+                            e.1 = vec![ty_of(j)];
+                        }
+                        e.0.push(j);
                     }
-                    _ => names.push(n),
+                    None => missing.push(j),
                 }
             }
-            let e = groups.entry(names).or_default();
-            if e.0.is_empty() {
+        }
+        // The program changed while its memory was read (a reference moved
+        // from a structure not yet read to one already read): a fresh
+        // snapshot's graph gives those blocks their paths.
+        let mut unreachable = 0;
+        if !missing.is_empty() {
+            let again = Heap::from_snapshot(crate::tracker::snapshot(), |_| true);
+            let graph2 = again.graph_below(std::ptr::addr_of!(mark) as usize);
+            let at: HashMap<(usize, std::time::Duration), u32> = again
+                .members
+                .iter()
+                .map(|&k| {
+                    let b = &again.data.snapshot.blocks[k as usize];
+                    ((b.addr, b.born), k)
+                })
+                .collect();
+            let mut namer = Namer::new(&again);
+            for j in missing {
                 let b = &self.data.snapshot.blocks[j as usize];
-                e.1 = vec![symbols::short_type(&self.data.facts(b.stack).ty.name)];
+                let path = at.get(&(b.addr, b.born)).and_then(|&k| graph2.path_to(k));
+                match path {
+                    Some(path) => {
+                        let e = groups
+                            .entry(path_names(&mut namer, &graph2, &path))
+                            .or_default();
+                        if e.0.is_empty() {
+                            e.1 = vec![ty_of(j)];
+                        }
+                        e.0.push(j);
+                    }
+                    None => unreachable += 1,
+                }
             }
-            e.0.push(j);
         }
         let mut rows: Vec<PathRow> = groups
             .into_iter()

@@ -4,11 +4,29 @@
 use std::fmt;
 
 use super::table::{
-    MIN_LABEL, WIDTH, change, columns_width, finish, label_width, percent, shorten_left, table,
-    wrap,
+    MIN_LABEL, WIDTH, change, columns_width, finish, label_width, percent, shorten_inside,
+    shorten_left, table, wrap,
 };
 use crate::heap::{Heap, HeapDiff, Kind, Partition, Paths, Suspect, Suspects, Totals};
-use crate::symbols::Frame;
+use crate::symbols::{self, Frame};
+
+/// How a row's label reads in `width` columns: types without module paths
+/// (`Arc<TrackedInner<HtmlResponse>>`; the row's `label` keeps the full
+/// name), shortened inside their generic arguments, never by cutting the
+/// outer container or a function's name; other labels from the left.
+fn shown_label(kind: Kind, label: &str, width: usize) -> String {
+    match kind {
+        Kind::Type => shorten_inside(&symbols::short_type(label), width),
+        Kind::Via | Kind::Referrers => shorten_inside(label, width),
+        // A site too long keeps the program's frame, its line above all,
+        // and only marks the dependency it went through.
+        Kind::Site if label.chars().count() > width => match label.split_once(" via ") {
+            Some((program, _)) => shorten_left(&format!("{program} via …"), width),
+            None => shorten_left(label, width),
+        },
+        _ => shorten_left(label, width),
+    }
+}
 
 /// Guppy's heading: `Partition of a set of N objects. Total size = X bytes.`
 fn partition_heading(count: u64, size: u64, estimated: bool) -> String {
@@ -86,7 +104,7 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
     let right: Vec<usize> = (0..kept.len()).collect();
     let mut t = table(&header, &right);
     for ((_, r), mut row) in page.iter().zip(shown) {
-        row.push(shorten_left(&r.label, label_width));
+        row.push(shown_label(p.kind(), &r.label, label_width));
         t.add_row(row);
     }
     let mut out = wrap(
@@ -195,7 +213,7 @@ pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
         t.add_row(vec![
             c[0].clone(),
             c[1].clone(),
-            shorten_left(&r.label, label_width),
+            shown_label(d.kind, &r.label, label_width),
         ]);
     }
     out.push_str(&finish(&t));
@@ -231,7 +249,7 @@ pub(crate) fn suspects(all: &Suspects, width: usize) -> String {
     let mut t = table(&header, &[1, 2, 3]);
     for (s, c) in list.iter().zip(cells) {
         let mut row: Vec<String> = c.into_iter().collect();
-        row.push(shorten_left(&s.label, label_width));
+        row.push(shown_label(s.kind, &s.label, label_width));
         t.add_row(row);
     }
     let mut out = finish(&t);
@@ -310,5 +328,23 @@ impl Suspects {
 impl fmt::Display for Suspects {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render(WIDTH))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_labels_keep_what_leads_to_the_culprit() {
+        let site = "<app::engine::Engine>::crawl::{closure#0} (engine.rs:220) via reqwest::…::Response::text";
+        assert_eq!(shown_label(Kind::Site, site, 30), "…(engine.rs:220) via …");
+        assert_eq!(shown_label(Kind::Site, site, 200), site);
+        let ty = "alloc::sync::Arc<leakscope::trackref::tracked::TrackedInner<app::spiders::HtmlResponse>>";
+        assert_eq!(
+            shown_label(Kind::Type, ty, 40),
+            "Arc<TrackedInner<HtmlResponse>>"
+        );
+        assert_eq!(shown_label(Kind::Type, ty, 22), "Arc<…HtmlResponse>>");
     }
 }

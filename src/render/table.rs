@@ -92,6 +92,23 @@ pub(crate) fn change(n: i64) -> String {
     }
 }
 
+/// `label` in at most `width` characters, keeping what comes before its
+/// first `<` (the outer name: `HashMap<`, `fn main`) and shortening what is
+/// inside from the left ([`shorten_left`]): `HashMap<…Page>>`.
+pub(crate) fn shorten_inside(label: &str, width: usize) -> String {
+    let len = |s: &str| s.chars().count();
+    if len(label) <= width {
+        return label.to_string();
+    }
+    match label.find('<') {
+        Some(i) if len(&label[..=i]) + MIN_LABEL / 2 <= width => {
+            let (head, rest) = label.split_at(i + 1);
+            format!("{head}{}", shorten_left(rest, width - len(head)))
+        }
+        _ => shorten_left(label, width),
+    }
+}
+
 /// Shortens `label` from the left to at most `width` characters by dropping
 /// whole leading path segments or words (`…` marks the cut); never cuts a
 /// word in the middle, so a single word longer than `width` stays whole.
@@ -184,6 +201,22 @@ mod tests {
             "averyveryverylongword\n x"
         );
         assert_eq!(wrap("short", 80, 4), "short");
+    }
+
+    #[test]
+    fn shorten_inside_keeps_the_outer_name() {
+        assert_eq!(
+            shorten_inside("Arc<TrackedInner<HtmlResponse>>", 40),
+            "Arc<TrackedInner<HtmlResponse>>"
+        );
+        assert_eq!(
+            shorten_inside("Arc<TrackedInner<HtmlResponse>>", 22),
+            "Arc<…HtmlResponse>>"
+        );
+        assert_eq!(
+            shorten_inside("HashMap<u64, Box<Page>> (?)", 22),
+            "HashMap<…Page>> (?)"
+        );
     }
 
     #[test]

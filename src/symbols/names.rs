@@ -111,7 +111,8 @@ pub fn short_type(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut token = String::new();
     let flush = |token: &mut String, out: &mut String| {
-        if token.contains("::") {
+        // `::f` after a closing `>` names a function of that type: kept.
+        if token.contains("::") && !token.starts_with("::") {
             let trailing = token.ends_with("::");
             let last = token
                 .trim_end_matches("::")
