@@ -379,16 +379,12 @@ impl Heap {
                     .collect();
                 // The graph is leakscope's memory (shown by `stats()`), not
                 // the program's; it is given back untracked too.
-                crate::tracker::untracked(|| {
+                // (The `Arc` around it is the heap's, like the heap.)
+                Arc::new(crate::tracker::untracked(|| {
                     let seen = std::cell::RefCell::new(HashSet::new());
                     let later = || young_since(&data.snapshot, &mut seen.borrow_mut());
-                    Arc::new(Graph::build(
-                        &data.snapshot.blocks,
-                        &|i| nodes[i],
-                        mark,
-                        &later,
-                    ))
-                })
+                    Graph::build(&data.snapshot.blocks, &|i| nodes[i], mark, &later)
+                }))
             })
             .clone()
     }
