@@ -80,7 +80,9 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
     // A narrow window drops the cumulative columns before the label.
     // So does a partition whose rows overlap: cumulative sums would pass
     // the whole.
-    let narrow = p.kind().overlapping() || columns_width(&cells, &header) + MIN_LABEL > width;
+    // The label column is never narrower than its heading.
+    let least = MIN_LABEL.max(header[7].len());
+    let narrow = p.kind().overlapping() || columns_width(&cells, &header) + least > width;
     let (kept, header): (Vec<usize>, Vec<&str>) = if narrow {
         let kept = vec![0, 1, 2, 3, 4];
         let header = kept.iter().map(|&i| header[i]).chain([header[7]]).collect();
