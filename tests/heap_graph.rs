@@ -289,20 +289,30 @@ fn an_rc_cycle_is_unreachable_and_nothing_else_is() {
     let via = pages.byvia();
     assert_eq!(row(&via, "Page.next").count, 699, "{via}");
     // Their paths: from the list's owner on this stack, a run of `next`
-    // steps shown once; the ring has none.
+    // steps shown once; the ring has none. The scan is conservative: a
+    // stale copy of a page's address (in a stack slot, or in the unused
+    // words of a static written from the stack) is a root too, and gives
+    // the pages after it a shorter path from there. So every owned page
+    // has a path, all of them end at the page type, and the most common
+    // one runs along `next`; which root it starts at depends on what
+    // stale words the stacks hold.
     let sp = pages.sp().unwrap();
     assert_eq!(sp.unreachable, 500, "{sp}");
     let counts: Vec<u64> = sp.rows.iter().map(|r| r.count).collect();
-    assert_eq!(counts, [198, 1, 1], "{sp}");
+    assert_eq!(counts.iter().sum::<u64>(), 200, "{sp}");
     let ty = pages.bytype().rows()[0].label.clone();
     let ty = leakscope::symbols::short_type(&ty);
+    for r in &sp.rows {
+        assert_eq!(r.steps.last(), Some(&ty), "{sp}");
+        let root = &r.steps[0];
+        assert!(
+            root.starts_with("stack of ") || root.starts_with("static "),
+            "{sp}"
+        );
+    }
     assert_eq!(
-        sp.rows[0].steps,
-        [
-            "stack of the main thread",
-            "Page.next (repeated)",
-            ty.as_str()
-        ],
+        sp.rows[0].steps[1..],
+        ["Page.next (repeated)", ty.as_str()],
         "{sp}"
     );
     drop(owned);

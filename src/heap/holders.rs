@@ -233,6 +233,7 @@ pub(super) struct Namer<'a> {
     heap: &'a Heap,
     layouts: Arc<Layouts>,
     cache: HashMap<(u32, u32), Arc<str>>,
+    strides: HashMap<u32, Option<u64>>,
     statics: HashMap<usize, Arc<str>>,
 }
 
@@ -242,6 +243,7 @@ impl<'a> Namer<'a> {
             heap,
             layouts: symbols::layouts(),
             cache: HashMap::new(),
+            strides: HashMap::new(),
             statics: HashMap::new(),
         }
     }
@@ -256,12 +258,23 @@ impl<'a> Namer<'a> {
                     return via_label(ty, offset, steps.as_deref()).into();
                 }
                 let b = &self.heap.data.snapshot.blocks[block as usize];
+                let ty = self.heap.data.facts(b.stack).ty.name.clone();
+                let ty = ty.trim_end_matches(" (?)");
+                // Every element of an array block is named alike: one
+                // cache entry per field, not per element.
+                let layouts = &self.layouts;
+                let stride = *self
+                    .strides
+                    .entry(b.stack)
+                    .or_insert_with(|| layouts.block_stride(ty, b.size));
+                let offset = match stride {
+                    Some(s) if s <= u64::from(u32::MAX) => offset % s as u32,
+                    _ => offset,
+                };
                 let key = (b.stack, offset);
                 if let Some(n) = self.cache.get(&key) {
                     return n.clone();
                 }
-                let ty = self.heap.data.facts(b.stack).ty.name.clone();
-                let ty = ty.trim_end_matches(" (?)");
                 let steps = self.layouts.block_field(ty, b.size, offset as u64);
                 let n: Arc<str> = via_label(ty, offset, steps.as_deref()).into();
                 self.cache.insert(key, n.clone());

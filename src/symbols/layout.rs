@@ -460,6 +460,23 @@ impl Layouts {
     /// type's name: `Box<T>`, `Vec<T>`, `Arc<T>` …) and `size` bytes down
     /// to the field at `offset`; `None` when its layout is unknown.
     pub fn block_field(&self, block: &str, size: u64, offset: u64) -> Option<Vec<Step>> {
+        let (content, repeated) = self.block_content(block, size)?;
+        self.path_to(&content, repeated, offset)
+    }
+
+    /// The size of one element of a block of type `block` that holds an
+    /// array (a `Vec<T>`'s buffer: `T`'s size), so that offsets in it can be
+    /// taken modulo it; `None` for other blocks or unknown layouts.
+    pub fn block_stride(&self, block: &str, size: u64) -> Option<u64> {
+        match self.block_content(block, size)? {
+            (content, true) => self.size_of(&content).filter(|&s| s > 0),
+            (_, false) => None,
+        }
+    }
+
+    /// What a block of type `block` holds: the type's name and whether it
+    /// is an array of them.
+    fn block_content(&self, block: &str, size: u64) -> Option<(String, bool)> {
         let (head, inner) = match block.split_once('<') {
             Some((h, rest)) => (h, rest.strip_suffix('>')?),
             None => (block, ""),
@@ -494,7 +511,7 @@ impl Layouts {
             }
             _ => return None,
         };
-        self.path_to(&content, repeated, offset)
+        Some((content, repeated))
     }
 
     /// Bytes these layouts hold (an estimate).
