@@ -122,6 +122,23 @@ impl Session {
         }
     }
 
+    /// The first lines after login: what this is, and what the build
+    /// lacks, if anything (before the client's width is known: 80 wide).
+    fn greet(&mut self) {
+        self.say(&format!(
+            "leakscope console in process {}; help() lists what it knows.\n",
+            std::process::id()
+        ));
+        if let Some(note) = crate::symbols::build_info().note() {
+            self.say(&crate::render::table::wrap(
+                &note,
+                crate::render::table::WIDTH,
+                0,
+            ));
+            self.say("\n");
+        }
+    }
+
     fn say(&mut self, text: &str) {
         encode(text.as_bytes(), &mut self.out);
     }
@@ -165,7 +182,7 @@ impl Session {
         match self.phase {
             Phase::Username => self.say("Username: "),
             _ => {
-                self.say("leakscope console; help() lists what it knows.\n");
+                self.greet();
                 self.say(PROMPT);
             }
         }
@@ -297,7 +314,7 @@ impl Session {
                     };
                     self.slot = Some(slot);
                     self.waiting = None;
-                    self.say("leakscope console; help() lists what it knows.\n");
+                    self.greet();
                     self.say(PROMPT);
                 } else {
                     self.config.admission.wrong_guess(self.peer);

@@ -50,7 +50,9 @@ pub struct ProgramPoint {
 pub struct DhatFile {
     /// Always 2.
     pub dhatFileVersion: u32,
-    /// `rust-heap`, or `rust-heap (sampled, mean N bytes)`.
+    /// `rust-heap`, or `rust-heap (sampled, mean N bytes)`; followed by
+    /// `; note: built without …` when the build lacks what types and
+    /// stacks need.
     pub mode: String,
     /// `Allocated`.
     pub verb: String,
@@ -130,11 +132,17 @@ pub fn from_snapshot(snap: &Snapshot) -> DhatFile {
     let mut pps: Vec<ProgramPoint> = by_frames.into_values().collect();
     // Largest first: the viewer sorts anyway; this keeps files stable.
     pps.sort_by(|a, b| b.tb.cmp(&a.tb).then_with(|| a.fs.cmp(&b.fs)));
-    let mode = if snap.estimated {
+    let mut mode = if snap.estimated {
         format!("rust-heap (sampled, mean {} bytes)", crate::sample_bytes())
     } else {
         "rust-heap".to_string()
     };
+    // The viewer shows the mode under "Invocation": the build note goes
+    // with it, where a reader of the file sees it.
+    if let Some(note) = crate::symbols::build_info().note() {
+        mode.push_str("; ");
+        mode.push_str(&note);
+    }
     DhatFile {
         dhatFileVersion: 2,
         mode,

@@ -332,7 +332,7 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
             ],
         });
     }
-    let comment = if snap.estimated {
+    let mut comment = if snap.estimated {
         vec![strings.id(&format!(
             "leakscope sampled mode: figures are unbiased estimates (mean {} bytes between samples)",
             crate::sample_bytes()
@@ -340,6 +340,9 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
     } else {
         vec![strings.id("leakscope exact mode: every block recorded")]
     };
+    if let Some(note) = crate::symbols::build_info().note() {
+        comment.push(strings.id(&note));
+    }
     let space = strings.id("space");
     let bytes = strings.id("bytes");
     let default_sample_type = strings.id("inuse_space");

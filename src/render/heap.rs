@@ -115,6 +115,7 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
         0,
     );
     out.push('\n');
+    out.push_str(&build_note(width));
     if p.kind().overlapping() {
         out.push_str(&wrap(
             "A block held by several references is counted under each.",
@@ -153,6 +154,7 @@ pub(crate) fn paths(p: &Paths, width: usize) -> String {
         0,
     );
     out.push('\n');
+    out.push_str(&build_note(width));
     for (i, row) in p.rows.iter().enumerate() {
         out.push_str(&format!(
             "{i}: {} {} ({}%), {} bytes ({}%)\n",
@@ -187,6 +189,15 @@ pub(crate) fn paths(p: &Paths, width: usize) -> String {
     out
 }
 
+/// The build's note (what it lacks for types and stacks), wrapped, with
+/// its line end; empty when the build has everything.
+fn build_note(width: usize) -> String {
+    match crate::symbols::build_info().note() {
+        Some(note) => wrap(&note, width, 0) + "\n",
+        None => String::new(),
+    }
+}
+
 /// The difference between two heaps, Pympler's and tracemalloc's way:
 /// signed counts and sizes, largest absolute change first.
 pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
@@ -200,6 +211,7 @@ pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
             ""
         }
     );
+    out.push_str(&build_note(width));
     if d.rows.is_empty() {
         return out;
     }

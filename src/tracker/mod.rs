@@ -43,7 +43,9 @@ pub use recorder::{
     HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, snapshot,
 };
 pub(crate) use registry::thread_local_addresses;
-pub use stack::{DEFAULT_MAX_FRAMES, Unwinder, max_frames, set_max_frames, unwinder};
+pub use stack::{
+    DEFAULT_MAX_FRAMES, Unwinder, has_frame_pointers, max_frames, set_max_frames, unwinder,
+};
 pub(crate) use thread::untracked;
 
 /// The address ranges of the tracker's own statics that hold block

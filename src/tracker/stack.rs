@@ -73,6 +73,11 @@ pub fn unwinder() -> Unwinder {
     }
 }
 
+/// Whether this build keeps frame pointers (whatever unwinder is in use).
+pub fn has_frame_pointers() -> bool {
+    frame_pointers_work()
+}
+
 /// Forces an unwinder (`LEAKSCOPE_UNWIND`); frame pointers only where this
 /// build has them.
 pub(crate) fn force_unwinder(choice: Unwinder) {
