@@ -72,23 +72,43 @@ fn report_diff_and_view_from_the_command_line() {
     dhat::write(&b).unwrap();
     let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
     let report = cli(&["report", b_s]);
+    // 80 columns: each row's type in the table, its site on the line under
+    // it, module paths left out (the file keeps them).
+    assert!(report.lines().all(|l| l.chars().count() <= 80), "{report}");
+    let lines: Vec<&str> = report.lines().collect();
+    let rows: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].ends_with("  Box<Widget>"))
+        .collect();
+    assert_eq!(rows.len(), 1, "one row for the site: {report}");
+    let row: Vec<&str> = lines[rows[0]].split_whitespace().collect();
+    assert_eq!(row[..2], ["10000", "250"], "{report}");
     assert!(
-        report.contains("Box<export::Widget>") && report.contains("export::widgets"),
-        "{report}"
-    );
-    assert!(
-        report
-            .lines()
-            .any(|l| l.trim_start().starts_with("10000 ") && l.contains("Box<export::Widget>")),
+        lines[rows[0] + 1].starts_with("    at widgets::{closure#0} (export.rs:"),
         "{report}"
     );
     let diff = cli(&["diff", a_s, b_s]);
     assert!(
-        diff.lines().any(|l| l.contains("+10000")
-            && l.contains("+250")
-            && l.contains("Box<export::Widget>")),
+        diff.lines()
+            .any(|l| l.contains("+10000") && l.contains("+250") && l.contains("Box<Widget>")),
         "{diff}"
     );
+    assert!(!diff.contains("warning"), "{diff}");
+    // A file from another process is compared with a warning.
+    let other = tmp("cli-other.json");
+    let text = std::fs::read_to_string(&b).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["pid"] = serde_json::json!(1);
+    std::fs::write(&other, json.to_string()).unwrap();
+    let diff = cli(&["diff", other.to_str().unwrap(), b_s]);
+    let pid = std::process::id();
+    assert_eq!(
+        diff.replace('\n', " "),
+        format!(
+            "warning: the files come from different processes (pid 1 and pid {pid}): \
+             the change is between two runs, not growth within one No change. "
+        ),
+    );
+    std::fs::remove_file(&other).unwrap();
     let page = tmp("cli-b.html");
     let view = cli(&["view", b_s, "-o", page.to_str().unwrap()]);
     let viewer = dhat::viewer_dir()

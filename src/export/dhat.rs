@@ -324,15 +324,6 @@ pub fn frames_of(file: &DhatFile, pp: &ProgramPoint) -> Vec<crate::symbols::Fram
         .collect()
 }
 
-/// A program point's identity across runs: its frames without addresses.
-fn location_key(file: &DhatFile, pp: &ProgramPoint) -> String {
-    frames_of(file, pp)
-        .iter()
-        .map(super::frame_text)
-        .collect::<Vec<_>>()
-        .join(" <- ")
-}
-
 /// One row of a report or a diff.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -364,28 +355,65 @@ fn summarize(file: &DhatFile, pp: &ProgramPoint) -> PointSummary {
     }
 }
 
-/// The program points of a file, most live bytes first.
+/// The allocation sites of a file, one row per site and type (program
+/// points whose stacks differ below the site are one row), most live bytes
+/// first, then most bytes in total, then by site.
 pub fn report(file: &DhatFile) -> Vec<PointSummary> {
-    let mut rows: Vec<PointSummary> = file.pps.iter().map(|pp| summarize(file, pp)).collect();
+    let mut by_site: HashMap<(String, String), (PointSummary, u128)> = HashMap::new();
+    for pp in &file.pps {
+        let s = summarize(file, pp);
+        let lifetimes = u128::from(pp.tl);
+        let key = (s.site.clone(), s.type_name.clone());
+        match by_site.entry(key) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((s, lifetimes));
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let (e, tl) = o.get_mut();
+                add(e, &s, 1);
+                *tl += lifetimes;
+            }
+        }
+    }
+    let mut rows: Vec<PointSummary> = by_site
+        .into_values()
+        .map(|(mut s, tl)| {
+            s.avg_lifetime_us = tl
+                .checked_div(s.total.1.max(0) as u128)
+                .map_or(0, |v| v.min(u64::MAX as u128) as u64);
+            s
+        })
+        .collect();
     rows.sort_by(|a, b| {
         b.live
             .0
             .cmp(&a.live.0)
             .then_with(|| b.total.0.cmp(&a.total.0))
+            .then_with(|| a.site.cmp(&b.site))
+            .then_with(|| a.type_name.cmp(&b.type_name))
     });
     rows
 }
 
-/// What grew from `old` to `new`: program points matched by their frames
-/// (addresses ignored, so two runs compare), and the same grouped by type;
-/// changes only, largest growth of live bytes first.
+/// Adds `sign` times `s`'s figures to `e`'s.
+fn add(e: &mut PointSummary, s: &PointSummary, sign: i64) {
+    e.live.0 += sign * s.live.0;
+    e.live.1 += sign * s.live.1;
+    e.at_peak.0 += sign * s.at_peak.0;
+    e.at_peak.1 += sign * s.at_peak.1;
+    e.total.0 += sign * s.total.0;
+    e.total.1 += sign * s.total.1;
+}
+
+/// What changed from `old` to `new`: allocation sites (with their type)
+/// matched by name, so two runs compare, and the same grouped by type; changes only, largest change of live bytes (either way) first.
 pub fn diff(old: &DhatFile, new: &DhatFile) -> (Vec<PointSummary>, Vec<PointSummary>) {
-    let mut points: HashMap<String, PointSummary> = HashMap::new();
+    let mut points: HashMap<(String, String), PointSummary> = HashMap::new();
     for (file, sign) in [(old, -1i64), (new, 1i64)] {
         for pp in &file.pps {
             let s = summarize(file, pp);
             let e = points
-                .entry(location_key(file, pp))
+                .entry((s.site.clone(), s.type_name.clone()))
                 .or_insert_with(|| PointSummary {
                     live: (0, 0),
                     at_peak: (0, 0),
@@ -393,12 +421,7 @@ pub fn diff(old: &DhatFile, new: &DhatFile) -> (Vec<PointSummary>, Vec<PointSumm
                     avg_lifetime_us: 0,
                     ..s.clone()
                 });
-            e.live.0 += sign * s.live.0;
-            e.live.1 += sign * s.live.1;
-            e.at_peak.0 += sign * s.at_peak.0;
-            e.at_peak.1 += sign * s.at_peak.1;
-            e.total.0 += sign * s.total.0;
-            e.total.1 += sign * s.total.1;
+            add(e, &s, sign);
             if sign > 0 {
                 e.avg_lifetime_us = s.avg_lifetime_us;
             }
@@ -418,16 +441,21 @@ pub fn diff(old: &DhatFile, new: &DhatFile) -> (Vec<PointSummary>, Vec<PointSumm
                 total: (0, 0),
                 avg_lifetime_us: 0,
             });
-        e.live.0 += p.live.0;
-        e.live.1 += p.live.1;
-        e.at_peak.0 += p.at_peak.0;
-        e.at_peak.1 += p.at_peak.1;
-        e.total.0 += p.total.0;
-        e.total.1 += p.total.1;
+        add(e, p, 1);
     }
     let mut by_type: Vec<PointSummary> = types.into_values().filter(changed).collect();
+    // Largest change of live bytes either way first, then of bytes in
+    // total, then by name: the same files always give the same table.
     for v in [&mut by_point, &mut by_type] {
-        v.sort_by(|a, b| b.live.0.cmp(&a.live.0).then_with(|| a.site.cmp(&b.site)));
+        v.sort_by(|a, b| {
+            b.live
+                .0
+                .abs()
+                .cmp(&a.live.0.abs())
+                .then_with(|| b.total.0.abs().cmp(&a.total.0.abs()))
+                .then_with(|| a.type_name.cmp(&b.type_name))
+                .then_with(|| a.site.cmp(&b.site))
+        });
     }
     (by_point, by_type)
 }
@@ -467,16 +495,39 @@ pub struct DhatDiff {
     pub by_type: Vec<PointSummary>,
     /// How many rows of each to print.
     pub top: usize,
+    /// What makes the two files less comparable than two dumps of one
+    /// process in one mode.
+    pub warnings: Vec<String>,
 }
 
 impl DhatDiff {
     /// The difference from `old` to `new`.
     pub fn new(old: &DhatFile, new: &DhatFile, top: usize) -> Self {
         let (by_point, by_type) = diff(old, new);
+        let mut warnings = Vec::new();
+        if old.pid != new.pid || old.cmd != new.cmd {
+            let which = if old.cmd == new.cmd {
+                format!("pid {} and pid {}", old.pid, new.pid)
+            } else {
+                format!("pid {}, {}; pid {}, {}", old.pid, old.cmd, new.pid, new.cmd)
+            };
+            warnings.push(format!(
+                "warning: the files come from different processes ({which}): \
+                 the change is between two runs, not growth within one"
+            ));
+        }
+        if old.mode != new.mode {
+            warnings.push(format!(
+                "warning: the files were written in different modes ({}; {}): \
+                 sampled figures are estimates, exact ones are not",
+                old.mode, new.mode
+            ));
+        }
         DhatDiff {
             by_point,
             by_type,
             top,
+            warnings,
         }
     }
 }

@@ -2,100 +2,163 @@
 
 use std::fmt;
 
-use super::table::{change, finish, table};
+use super::heap::shown_label;
+use super::table::{WIDTH, change, finish, label_width, table, wrap};
 use crate::export::dhat::{DhatDiff, DhatReport, PointSummary};
+use crate::heap::Kind;
 
-/// `leakscope report`: the top program points of a DHAT file.
+/// `leakscope report`: the top allocation sites of a DHAT file.
 impl fmt::Display for DhatReport<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (file, rows, n) = (self.file, &self.rows, self.top);
-        f.write_str(&report(file, rows, n))
+        f.write_str(&self.render(WIDTH))
     }
 }
 
-fn report(file: &crate::export::dhat::DhatFile, rows: &[PointSummary], n: usize) -> String {
-    let mut out = format!(
-        "{} — {} program points, mode {}, pid {}, written at {:.1} s, global peak at {:.1} s\n",
-        file.cmd,
-        file.pps.len(),
-        file.mode,
-        file.pid,
-        file.te as f64 / 1e6,
-        file.tg as f64 / 1e6
-    );
-    let mut t = table(
-        &[
-            "Live B",
-            "Live",
-            "At peak B",
-            "Total B",
-            "Total",
-            "Short-lived",
-            "Type",
-            "Allocated at",
-        ],
-        &[0, 1, 2, 3, 4],
-    );
-    for r in rows.iter().take(n) {
-        t.add_row(vec![
-            r.live.0.to_string(),
-            r.live.1.to_string(),
-            r.at_peak.0.to_string(),
-            r.total.0.to_string(),
-            r.total.1.to_string(),
-            if r.avg_lifetime_us <= file.tuth {
-                "yes".to_string()
-            } else {
-                String::new()
-            },
-            r.type_name.clone(),
-            r.site.clone(),
-        ]);
+impl DhatReport<'_> {
+    /// The report for a terminal `width` columns wide.
+    pub fn render(&self, width: usize) -> String {
+        report(self.file, &self.rows, self.top, width)
     }
-    out.push_str(&finish(&t));
-    out.push('\n');
-    if rows.len() > n {
-        out.push_str(&format!("<{} more program points>\n", rows.len() - n));
+}
+
+/// The rows of a table with the type last, each followed by its site on
+/// a line of its own (`    at …`), `width` columns wide.
+fn rows_with_sites<const N: usize>(
+    header: &[&str],
+    cells: Vec<[String; N]>,
+    rows: &[PointSummary],
+    sites: bool,
+    width: usize,
+) -> String {
+    let room = label_width(&cells, header, width);
+    let right: Vec<usize> = (0..N).collect();
+    let mut t = table(header, &right);
+    for (c, r) in cells.into_iter().zip(rows) {
+        let mut row: Vec<String> = c.into_iter().collect();
+        row.push(shown_label(Kind::Type, &r.type_name, room));
+        t.add_row(row);
+    }
+    let text = finish(&t);
+    let mut out = String::with_capacity(text.len() * 2);
+    let lead = "    at ";
+    let site_room = width
+        .saturating_sub(lead.len())
+        .max(super::table::MIN_LABEL);
+    for (i, line) in text.lines().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        if sites && let Some(r) = i.checked_sub(2).and_then(|k| rows.get(k)) {
+            out.push_str(lead);
+            out.push_str(&shown_label(Kind::Site, &r.site, site_room));
+            out.push('\n');
+        }
     }
     out
 }
 
-/// `leakscope diff`: what grew, by type and by program point.
+fn report(
+    file: &crate::export::dhat::DhatFile,
+    rows: &[PointSummary],
+    n: usize,
+    width: usize,
+) -> String {
+    let mut out = wrap(
+        &format!(
+            "{} — {} program points at {} sites, mode {}, pid {}, written at {:.1} s, \
+             global peak at {:.1} s",
+            file.cmd,
+            file.pps.len(),
+            rows.len(),
+            file.mode,
+            file.pid,
+            file.te as f64 / 1e6,
+            file.tg as f64 / 1e6
+        ),
+        width,
+        0,
+    );
+    out.push('\n');
+    let shown = &rows[..rows.len().min(n)];
+    let cells: Vec<[String; 6]> = shown
+        .iter()
+        .map(|r| {
+            [
+                r.live.0.to_string(),
+                r.live.1.to_string(),
+                r.at_peak.0.to_string(),
+                r.total.0.to_string(),
+                r.total.1.to_string(),
+                if r.avg_lifetime_us <= file.tuth {
+                    "yes".to_string()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    let header = [
+        "Live B",
+        "Live",
+        "At peak B",
+        "Total B",
+        "Total",
+        "Short-lived",
+        "Type",
+    ];
+    out.push_str(&rows_with_sites(&header, cells, shown, true, width));
+    if rows.len() > n {
+        out.push_str(&format!("<{} more sites>\n", rows.len() - n));
+    }
+    out
+}
+
+/// `leakscope diff`: what changed, by type and by allocation site.
 impl fmt::Display for DhatDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&diff(&self.by_point, &self.by_type, self.top))
+        f.write_str(&self.render(WIDTH))
     }
 }
 
-fn diff(by_point: &[PointSummary], by_type: &[PointSummary], n: usize) -> String {
+impl DhatDiff {
+    /// The difference for a terminal `width` columns wide.
+    pub fn render(&self, width: usize) -> String {
+        let mut out = String::new();
+        for w in &self.warnings {
+            out.push_str(&wrap(w, width, 0));
+            out.push('\n');
+        }
+        out.push_str(&diff(&self.by_point, &self.by_type, self.top, width));
+        out
+    }
+}
+
+fn diff(by_point: &[PointSummary], by_type: &[PointSummary], n: usize, width: usize) -> String {
     if by_point.is_empty() {
         return "No change.\n".to_string();
     }
-    // The same columns for both, the program point's site last.
-    let section = |title: &str, rows: &[PointSummary], site: bool| {
-        let mut header = vec!["Live B", "Live", "Total B", "Total", "Type"];
-        if site {
-            header.push("Allocated at");
-        }
-        let mut t = table(&header, &[0, 1, 2, 3]);
-        for r in rows.iter().take(n) {
-            let mut row = vec![
-                change(r.live.0),
-                change(r.live.1),
-                change(r.total.0),
-                change(r.total.1),
-                r.type_name.clone(),
-            ];
-            if site {
-                row.push(r.site.clone());
-            }
-            t.add_row(row);
-        }
-        format!("{title}:\n{}", finish(&t))
+    // The same columns for both; each site under its row.
+    let section = |title: &str, rows: &[PointSummary], sites: bool| {
+        let shown = &rows[..rows.len().min(n)];
+        let cells: Vec<[String; 4]> = shown
+            .iter()
+            .map(|r| {
+                [
+                    change(r.live.0),
+                    change(r.live.1),
+                    change(r.total.0),
+                    change(r.total.1),
+                ]
+            })
+            .collect();
+        let header = ["Live B", "Live", "Total B", "Total", "Type"];
+        format!(
+            "{title}:\n{}",
+            rows_with_sites(&header, cells, shown, sites, width)
+        )
     };
     format!(
-        "{}\n\n{}\n",
+        "{}\n{}",
         section("By type", by_type, false),
-        section("By program point", by_point, true)
+        section("By allocation site", by_point, true)
     )
 }

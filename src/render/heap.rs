@@ -14,18 +14,43 @@ use crate::symbols::{self, Frame};
 /// (`Arc<TrackedInner<HtmlResponse>>`; the row's `label` keeps the full
 /// name), shortened inside their generic arguments, never by cutting the
 /// outer container or a function's name; other labels from the left.
-fn shown_label(kind: Kind, label: &str, width: usize) -> String {
+pub(super) fn shown_label(kind: Kind, label: &str, width: usize) -> String {
     match kind {
         Kind::Type => shorten_inside(&symbols::short_type(label), width),
         Kind::Via | Kind::Referrers => shorten_inside(label, width),
-        // A site too long keeps the program's frame, its line above all,
-        // and only marks the dependency it went through.
-        Kind::Site if label.chars().count() > width => match label.split_once(" via ") {
-            Some((program, _)) => shorten_left(&format!("{program} via …"), width),
-            None => shorten_left(label, width),
-        },
+        Kind::Site => {
+            let label = symbols::short_site(label);
+            // A site too long keeps the program's frame, its line above
+            // all, and only marks the dependency it went through.
+            if label.chars().count() <= width {
+                return label;
+            }
+            let label = match label.split_once(" via ") {
+                Some((program, _)) => format!("{program} via …"),
+                None => label,
+            };
+            // Then the closures inside the function go, before its name.
+            let label = if label.chars().count() > width {
+                without_closures(&label)
+            } else {
+                label
+            };
+            shorten_left(&label, width)
+        }
         _ => shorten_left(label, width),
     }
+}
+
+/// `f::{closure#0}::{closure#1}` → `f`.
+fn without_closures(label: &str) -> String {
+    let mut out = label.to_string();
+    while let Some(at) = out.find("::{closure#") {
+        match out[at..].find('}') {
+            Some(end) => out.replace_range(at..at + end + 1, ""),
+            None => break,
+        }
+    }
+    out
 }
 
 /// Guppy's heading: `Partition of a set of N objects. Total size = X bytes.`
@@ -352,8 +377,18 @@ mod tests {
     #[test]
     fn long_labels_keep_what_leads_to_the_culprit() {
         let site = "<app::engine::Engine>::crawl::{closure#0} (engine.rs:220) via reqwest::…::Response::text";
-        assert_eq!(shown_label(Kind::Site, site, 30), "…(engine.rs:220) via …");
-        assert_eq!(shown_label(Kind::Site, site, 200), site);
+        assert_eq!(
+            shown_label(Kind::Site, site, 36),
+            "Engine::crawl (engine.rs:220) via …"
+        );
+        assert_eq!(
+            shown_label(Kind::Site, site, 30),
+            "…crawl (engine.rs:220) via …"
+        );
+        assert_eq!(
+            shown_label(Kind::Site, site, 200),
+            "Engine::crawl::{closure#0} (engine.rs:220) via reqwest::…::Response::text"
+        );
         let ty = "alloc::sync::Arc<leakscope::trackref::tracked::TrackedInner<app::spiders::HtmlResponse>>";
         assert_eq!(
             shown_label(Kind::Type, ty, 40),

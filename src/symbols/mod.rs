@@ -33,8 +33,8 @@ mod types;
 
 pub use build::{BuildInfo, build_info};
 pub use layout::{Layouts, Step, layouts};
-pub use names::{plain_name, short_function, short_type};
-pub use site::{allocation_site, site_label};
+pub use names::{plain_name, short_function, short_site, short_type};
+pub use site::{NO_PROGRAM_FRAME, allocation_site, site_label};
 pub(crate) use trim::in_tracker;
 pub use trim::tool_owned;
 pub use types::{BlockType, TypeSource, block_type};

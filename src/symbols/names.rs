@@ -140,9 +140,81 @@ pub fn short_type(name: &str) -> String {
     out
 }
 
+/// A function's name without module paths or brackets: the self type
+/// short (`<app::Cache<u64, app::Page>>::insert` → `Cache<u64, Page>::insert`),
+/// a free function from its own name on (`app::engine::fetch::{closure#0}` →
+/// `fetch::{closure#0}`).
+fn short_method(function: &str) -> String {
+    match split_self_type(function) {
+        Some((self_type, rest)) => format!(
+            "{}{}",
+            short_type(&without_turbofish(self_type)),
+            without_turbofish(rest)
+        ),
+        None => {
+            let plain = without_turbofish(function);
+            let segments: Vec<&str> = plain.split("::").collect();
+            let own = segments
+                .iter()
+                .rposition(|s| !s.starts_with('{'))
+                .unwrap_or(0);
+            segments[own..].join("::")
+        }
+    }
+}
+
+/// A site label (see [`super::site_label`]) as tables show it: the
+/// function without module paths or brackets, its place, and the
+/// dependency it went through (`<app::engine::Engine>::crawl::{closure#0}
+/// (engine.rs:229) via reqwest::…::Response::text` → `Engine::crawl::{closure#0}
+/// (engine.rs:229) via reqwest::…::Response::text`).
+pub fn short_site(label: &str) -> String {
+    let (program, via) = match label.split_once(" via ") {
+        Some((p, v)) => (p, Some(v)),
+        None => (label, None),
+    };
+    let (prefix, rest) = match program.strip_prefix(super::NO_PROGRAM_FRAME) {
+        Some(rest) => (super::NO_PROGRAM_FRAME, rest),
+        None => ("", program),
+    };
+    let (function, place) = match rest.rfind(" (") {
+        Some(i) if rest.ends_with(')') => rest.split_at(i),
+        _ => (rest, ""),
+    };
+    let mut out = format!("{prefix}{}{place}", short_method(function));
+    if let Some(v) = via {
+        out.push_str(" via ");
+        out.push_str(v);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_sites_keep_function_place_and_dependency() {
+        assert_eq!(
+            short_site(
+                "<leaky_spider::engine::Engine>::crawl::{closure#0}::{closure#0} (engine.rs:229) \
+                 via reqwest::…::Response::text"
+            ),
+            "Engine::crawl::{closure#0}::{closure#0} (engine.rs:229) via reqwest::…::Response::text"
+        );
+        assert_eq!(
+            short_site(
+                "[no program frame] <bytes::bytes_mut::BytesMut>::reserve_inner (bytes_mut.rs:790)"
+            ),
+            "[no program frame] BytesMut::reserve_inner (bytes_mut.rs:790)"
+        );
+        assert_eq!(short_site("app::load (main.rs:3)"), "load (main.rs:3)");
+        assert_eq!(
+            short_site("<app::Cache<u64, app::Page>>::insert"),
+            "Cache<u64, Page>::insert"
+        );
+        assert_eq!(short_site("?"), "?");
+    }
 
     #[test]
     fn short_types_drop_module_paths_only() {

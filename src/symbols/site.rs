@@ -96,6 +96,9 @@ pub fn allocation_site(frames: &[Frame]) -> Option<&Frame> {
         .or_else(|| frames.first())
 }
 
+/// How a site label starts when no frame of the stack is the program's.
+pub const NO_PROGRAM_FRAME: &str = "[no program frame] ";
+
 /// The allocation site as a view labels it: the program's frame, and the
 /// dependency it allocated through (`fetch (engine.rs:220) via
 /// reqwest::…::Response::text`); `[no program frame] …` when no frame is
@@ -110,7 +113,7 @@ pub fn site_label(frames: &[Frame]) -> String {
             }
         }
         None => match allocation_site(frames) {
-            Some(f) => format!("[no program frame] {}", f.label()),
+            Some(f) => format!("{NO_PROGRAM_FRAME}{}", f.label()),
             None => "?".to_string(),
         },
     }

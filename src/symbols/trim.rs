@@ -8,6 +8,31 @@ use super::Frame;
 /// the allocator shim (`__rust_alloc` …) or the `GlobalAlloc` method, looked
 /// for among the first frames only.
 pub(super) fn internal_prefix(frames: &[Frame]) -> usize {
+    let shim = shim_prefix(frames);
+    // Then the standard library's allocation functions that called the
+    // shim: `alloc::alloc::alloc`, `Global`'s `allocate` …
+    shim + frames[shim..]
+        .iter()
+        .take_while(|f| is_std_allocation_function(&f.function))
+        .count()
+}
+
+/// The standard library's own allocation functions: the top of every
+/// stack, never what the program asked for (that is the container
+/// below them, `Vec::push`, `Box::new` …).
+fn is_std_allocation_function(function: &str) -> bool {
+    matches!(
+        function,
+        "alloc::alloc::alloc"
+            | "alloc::alloc::alloc_zeroed"
+            | "alloc::alloc::realloc"
+            | "alloc::alloc::exchange_malloc"
+    ) || function.starts_with("<alloc::alloc::Global>::")
+        || function.starts_with("<alloc::alloc::Global as core::alloc::Allocator>::")
+}
+
+/// The frames up to and including the allocator shim.
+fn shim_prefix(frames: &[Frame]) -> usize {
     let window = &frames[..frames.len().min(crate::tracker::stack::INTERNAL_FRAMES * 3)];
     match window.iter().rposition(|f| {
         is_allocator_shim(&f.function)
@@ -126,7 +151,24 @@ mod tests {
             function: "<leakscope::trackref::Tracked<app::Page>>::new".into(),
             ..heap.clone()
         };
-        assert!(tool_owned(&[tracked.clone(), heap]));
+        assert!(tool_owned(&[tracked.clone(), heap.clone()]));
         assert!(!tool_owned(&[tracked]));
+        // The allocation path ends at the shim, then std's allocation
+        // functions; the container below them is the program's request.
+        let f = |name: &str| super::super::Frame {
+            function: name.into(),
+            ..heap.clone()
+        };
+        let stack = [
+            f("<leakscope::tracker::alloc::Alloc as core::alloc::global::GlobalAlloc>::alloc"),
+            f("__rustc::__rust_alloc"),
+            f("alloc::alloc::alloc"),
+            f("<alloc::alloc::Global>::alloc_impl"),
+            f("<alloc::alloc::Global as core::alloc::Allocator>::allocate"),
+            f("<alloc::raw_vec::RawVecInner>::try_allocate_in"),
+            f("alloc::alloc::alloc"),
+            f("app::main"),
+        ];
+        assert_eq!(internal_prefix(&stack), 5);
     }
 }
