@@ -44,9 +44,12 @@ enum Command {
     Report {
         /// The DHAT file.
         file: std::path::PathBuf,
-        /// How many program points.
+        /// How many sites.
         #[arg(long, default_value_t = 20)]
         top: usize,
+        /// Columns to fit (default: the terminal's, else 80).
+        #[arg(long)]
+        width: Option<usize>,
     },
     /// What grew between two DHAT files, by program point and by type.
     Diff {
@@ -57,6 +60,9 @@ enum Command {
         /// How many rows.
         #[arg(long, default_value_t = 20)]
         top: usize,
+        /// Columns to fit (default: the terminal's, else 80).
+        #[arg(long)]
+        width: Option<usize>,
     },
     /// Write a self-contained HTML page of Valgrind's viewer with the file
     /// loaded (or say where the viewer is when it is not installed).
@@ -107,8 +113,13 @@ fn main() -> ExitCode {
             user,
             password,
         } => connect(&addr, &user, password),
-        Command::Report { file, top } => report(&file, top),
-        Command::Diff { old, new, top } => diff(&old, &new, top),
+        Command::Report { file, top, width } => report(&file, top, columns(width)),
+        Command::Diff {
+            old,
+            new,
+            top,
+            width,
+        } => diff(&old, &new, top, columns(width)),
         Command::View { file, output } => view(&file, output),
     };
     match result {
@@ -120,17 +131,38 @@ fn main() -> ExitCode {
     }
 }
 
-fn report(path: &std::path::Path, top: usize) -> Result<(), Failure> {
+/// The width tables fit: `--width`, else the terminal's, else 80.
+fn columns(width: Option<usize>) -> usize {
+    width
+        .or_else(|| {
+            let mut size = libc::winsize {
+                ws_row: 0,
+                ws_col: 0,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCGWINSZ writes a winsize into the one given.
+            let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+            (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+        })
+        .unwrap_or(80)
+        .clamp(40, 1000)
+}
+
+fn report(path: &std::path::Path, top: usize, width: usize) -> Result<(), Failure> {
     let file = dhat::read_checked(path)?;
-    print!("{}", dhat::DhatReport::new(&file, top));
+    print!("{}", dhat::DhatReport::new(&file, top).render(width));
     Ok(())
 }
 
-fn diff(old: &std::path::Path, new: &std::path::Path, top: usize) -> Result<(), Failure> {
-    print!(
-        "{}",
-        dhat::DhatDiff::new(&dhat::read(old)?, &dhat::read(new)?, top)
-    );
+fn diff(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    top: usize,
+    width: usize,
+) -> Result<(), Failure> {
+    let d = dhat::DhatDiff::new(&dhat::read(old)?, &dhat::read(new)?, top);
+    print!("{}", d.render(width));
     Ok(())
 }
 
