@@ -296,25 +296,81 @@ pub(crate) fn suspects(all: &Suspects, width: usize) -> String {
     out
 }
 
-/// The top `n` stacks of a heap, frame by frame.
+/// The top `n` stacks of a heap, frame by frame: the program's frames
+/// whole, runs of other frames folded (`… 41 frames in tokio, std`); at
+/// the top, the frame the program called (`Vec::push`) stays.
 pub(crate) fn stacks(list: &[(Vec<Frame>, Totals)], n: usize) -> String {
-    let mut out = String::new();
+    let mut out = build_note(WIDTH);
     for (i, (frames, t)) in list.iter().take(n).enumerate() {
         out.push_str(&format!(
             "Stack {i}: {} objects, {} bytes\n",
             t.count, t.size
         ));
-        for f in frames {
-            let place = f.place().map_or_else(String::new, |p| format!(" ({p})"));
-            out.push_str(&format!(
-                "    {}{}{place}\n",
-                if f.inlined { "(inlined) " } else { "" },
-                f.function
-            ));
+        for line in folded(frames) {
+            out.push_str("    ");
+            out.push_str(&line);
+            out.push('\n');
         }
     }
     if list.len() > n {
         out.push_str(&format!("<{} more stacks>\n", list.len() - n));
+    }
+    out
+}
+
+/// The shortest run of frames outside the program that is folded.
+const FOLD_AT_LEAST: usize = 3;
+
+/// A stack's lines, runs of frames outside the program folded.
+fn folded(frames: &[Frame]) -> Vec<String> {
+    let line = |f: &Frame| {
+        let place = f.place().map_or_else(String::new, |p| format!(" ({p})"));
+        format!(
+            "{}{}{place}",
+            if f.inlined { "(inlined) " } else { "" },
+            f.function
+        )
+    };
+    let fold = |run: &[Frame]| {
+        let mut crates: Vec<&str> = Vec::new();
+        // C functions (`main`, `start_thread`) name no crate.
+        for f in run.iter().filter(|f| f.function.contains("::")) {
+            if !crates.contains(&f.crate_name()) {
+                crates.push(f.crate_name());
+            }
+        }
+        if crates.is_empty() {
+            format!("… {} frames", run.len())
+        } else {
+            format!("… {} frames in {}", run.len(), crates.join(", "))
+        }
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < frames.len() {
+        if frames[i].is_program() {
+            out.push(line(&frames[i]));
+            i += 1;
+            continue;
+        }
+        let end = frames[i..]
+            .iter()
+            .position(Frame::is_program)
+            .map_or(frames.len(), |k| i + k);
+        let run = &frames[i..end];
+        // At the top, the last frame before the program's is what it
+        // called: kept, the plumbing above it folded.
+        let (run, called) = match (i, run.split_last()) {
+            (0, Some((last, rest))) if end < frames.len() => (rest, Some(last)),
+            _ => (run, None),
+        };
+        if run.len() >= FOLD_AT_LEAST {
+            out.push(fold(run));
+        } else {
+            out.extend(run.iter().map(line));
+        }
+        out.extend(called.map(line));
+        i = end;
     }
     out
 }
@@ -373,6 +429,44 @@ impl fmt::Display for Suspects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stacks_fold_the_runtime_and_keep_the_program() {
+        let f = |function: &str, file: &str| Frame {
+            addr: 0,
+            function: function.into(),
+            file: Some(file.into()),
+            line: Some(7),
+            column: None,
+            inlined: false,
+            v0: true,
+        };
+        let rustc = "/rustc/abc/library/alloc/src/raw_vec.rs";
+        let tokio = "/root/.cargo/registry/src/index.crates.io-0/tokio-1/src/rt.rs";
+        let mut frames = vec![
+            f("alloc::raw_vec::finish_grow", rustc),
+            f("<alloc::raw_vec::RawVecInner>::grow_one", rustc),
+            f("<alloc::vec::Vec<u8>>::push", rustc),
+            f("app::fill", "/src/app/main.rs"),
+            f("app::run", "/src/app/main.rs"),
+        ];
+        for k in 0..41 {
+            frames.push(f(&format!("<tokio::runtime::Runtime>::poll{k}"), tokio));
+        }
+        frames.push(f("std::rt::lang_start", rustc));
+        frames.push(f("main", rustc));
+        assert_eq!(
+            folded(&frames),
+            [
+                "alloc::raw_vec::finish_grow (raw_vec.rs:7)",
+                "<alloc::raw_vec::RawVecInner>::grow_one (raw_vec.rs:7)",
+                "<alloc::vec::Vec<u8>>::push (raw_vec.rs:7)",
+                "app::fill (main.rs:7)",
+                "app::run (main.rs:7)",
+                "… 43 frames in tokio, std",
+            ]
+        );
+    }
 
     #[test]
     fn long_labels_keep_what_leads_to_the_culprit() {

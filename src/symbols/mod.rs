@@ -98,6 +98,12 @@ impl Frame {
         is_runtime_function(&self.function)
     }
 
+    /// The crate the function belongs to (its self type's crate for a
+    /// method: `tokio` for `<tokio::runtime::Runtime>::block_on`).
+    pub fn crate_name(&self) -> &str {
+        site::crate_of(&self.function)
+    }
+
     /// Whether this frame is the program's own code (see
     /// [`allocation_site`]): not the standard library's, leakscope's, or a
     /// dependency's.
