@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::heap::shown_label;
+use super::heap::{legend, shown_label};
 use super::table::{WIDTH, change, finish, label_width, table, wrap};
 use crate::export::dhat::{DhatDiff, DhatReport, PointSummary};
 use crate::heap::Kind;
@@ -53,6 +53,7 @@ fn rows_with_sites<const N: usize>(
             out.push('\n');
         }
     }
+    out.push_str(&legend(&text, width));
     out
 }
 

@@ -155,8 +155,10 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
         out.push_str(&wrap(note, width, 0));
         out.push('\n');
     }
-    out.push_str(&finish(&t));
+    let text = finish(&t);
+    out.push_str(&text);
     out.push('\n');
+    out.push_str(&legend(&text, width));
     let more = p.rows_after_page();
     if more > 0 {
         out.push_str(&format!(
@@ -197,6 +199,8 @@ pub(crate) fn paths(p: &Paths, width: usize) -> String {
             out.push('\n');
         }
     }
+    let legend = legend(&out, width);
+    out.push_str(&legend);
     if p.unreachable > 0 {
         out.push_str(&format!(
             "{} {} no root reaches (see hpy().unreachable()).\n",
@@ -212,6 +216,20 @@ pub(crate) fn paths(p: &Paths, width: usize) -> String {
         out.push_str("No objects.\n");
     }
     out
+}
+
+/// What ` (?)` after a type means.
+pub(crate) const AMBIGUOUS_LEGEND: &str = "(?): the type comes from a generic function that \
+     the compiler may have merged with other instantiations; it may stand for several types.";
+
+/// The legend line for `text` (a rendered table) when a row in it has a
+/// ` (?)` type; empty otherwise.
+pub(super) fn legend(text: &str, width: usize) -> String {
+    if text.contains(" (?)") {
+        wrap(AMBIGUOUS_LEGEND, width, 0) + "\n"
+    } else {
+        String::new()
+    }
 }
 
 /// The build's note (what it lacks for types and stacks), wrapped, with
@@ -255,8 +273,10 @@ pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
             shown_label(d.kind, &r.label, label_width),
         ]);
     }
-    out.push_str(&finish(&t));
+    let text = finish(&t);
+    out.push_str(&text);
     out.push('\n');
+    out.push_str(&legend(&text, width));
     out
 }
 
@@ -293,6 +313,8 @@ pub(crate) fn suspects(all: &Suspects, width: usize) -> String {
     }
     let mut out = finish(&t);
     out.push('\n');
+    let legend = legend(&out, width);
+    out.push_str(&legend);
     out
 }
 
