@@ -516,6 +516,29 @@ fn the_console_reads_as_a_newcomer_expects() {
         "[0, 1, 2]\r\n"
     );
     assert!(cl.run("iter_all('Many')[:2]").starts_with("[<Many "));
+    // Types without module paths by default; whole with full=True and in
+    // a row's name.
+    let tracked = "Arc<leakscope::trackref::tracked::TrackedInner<console::Many>>";
+    assert_eq!(cl.run("h = hpy().heap()"), "");
+    let short = cl.run("h.bytype");
+    assert!(short.contains("  Arc<TrackedInner<Many>>"), "{short}");
+    assert!(!short.contains(tracked), "{short}");
+    let full = cl.run("h.bytype.all(full=True)");
+    let row = full
+        .lines()
+        .find(|l| l.contains(tracked))
+        .unwrap_or_else(|| panic!("{full}"));
+    let i = row.split_whitespace().next().unwrap();
+    let label = &row[row.find(tracked).unwrap()..];
+    assert_eq!(
+        cl.run(&format!("h.bytype[{i}].name")),
+        format!("'{label}'\r\n")
+    );
+    assert_eq!(
+        cl.run("h.bytype.all(wide=1)"),
+        "  h.bytype.all(wide=1)\r\n              ^\r\n\
+         TypeError: a partition takes no keyword argument 'wide' (only full=True)\r\n"
+    );
     drop(many);
     // A long list shows a page and says how to see the rest.
     assert_eq!(cl.run("t = 'ab'"), "");

@@ -255,9 +255,13 @@ fn rendering_fits_50_to_100_and_200_columns() {
     let text = p.render(80);
     // A table with a `(?)` row says once, under it, what that means.
     let ambiguous = text.lines().filter(|l| l.ends_with(" (?)")).count();
-    assert!(ambiguous > 0, "the test's own Vec<Box<Widget>> is one: {text}");
+    assert!(
+        ambiguous > 0,
+        "the test's own Vec<Box<Widget>> is one: {text}"
+    );
     assert_eq!(
-        text.matches("(?): the type comes from a generic function").count(),
+        text.matches("(?): the type comes from a generic function")
+            .count(),
         1,
         "{text}"
     );

@@ -102,6 +102,14 @@ pub trait HostObject: Any + Send + Sync {
         false
     }
 
+    /// `obj(args…)` for an object whose call without arguments gives
+    /// itself ([`call_returns_self`](Self::call_returns_self)): `None` when
+    /// it takes no arguments (the caller says so), else the result.
+    fn call_with(&self, call: &Call<'_>) -> Option<Result<Value, Error>> {
+        let _ = call;
+        None
+    }
+
     /// The object as data, when a host function is passed it.
     fn to_json(&self) -> Option<serde_json::Value> {
         None
@@ -400,6 +408,9 @@ impl<T: HostObject> HostObject for Arc<T> {
     }
     fn call_returns_self(&self) -> bool {
         (**self).call_returns_self()
+    }
+    fn call_with(&self, call: &Call<'_>) -> Option<Result<Value, Error>> {
+        (**self).call_with(call)
     }
     fn to_json(&self) -> Option<serde_json::Value> {
         (**self).to_json()

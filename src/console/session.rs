@@ -123,18 +123,15 @@ impl Session {
     }
 
     /// The first lines after login: what this is, and what the build
-    /// lacks, if anything (before the client's width is known: 80 wide).
+    /// lacks, if anything; as wide as the client's window, when it said.
     fn greet(&mut self) {
-        self.say(&format!(
-            "leakscope console in process {}; help() lists what it knows.\n",
+        let width = self.shell.width;
+        let hello = format!(
+            "leakscope console in process {}; help() lists what it knows.",
             std::process::id()
-        ));
-        if let Some(note) = crate::symbols::build_info().note() {
-            self.say(&crate::render::table::wrap(
-                &note,
-                crate::render::table::WIDTH,
-                0,
-            ));
+        );
+        for line in std::iter::once(hello).chain(crate::symbols::build_info().note()) {
+            self.say(&crate::render::table::wrap(&line, width, 0));
             self.say("\n");
         }
     }

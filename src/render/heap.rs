@@ -69,6 +69,11 @@ fn partition_heading(count: u64, size: u64, estimated: bool) -> String {
 /// One page of a partition, Guppy's way: heading, Index, Count, %, Size, %,
 /// Cumulative, %, Kind; then `<N more rows. Type e.g. '_.more' to view.>`.
 pub(crate) fn partition(p: &Partition, width: usize) -> String {
+    partition_labelled(p, width, false)
+}
+
+/// [`partition`], with every label whole when `full`.
+fn partition_labelled(p: &Partition, width: usize, full: bool) -> String {
     let total = p.heap().totals();
     let rows = p.rows();
     let mut cumulative: Vec<u64> = Vec::with_capacity(rows.len());
@@ -131,7 +136,11 @@ pub(crate) fn partition(p: &Partition, width: usize) -> String {
     let right: Vec<usize> = (0..kept.len()).collect();
     let mut t = table(&header, &right);
     for ((_, r), mut row) in page.iter().zip(shown) {
-        row.push(shown_label(p.kind(), &r.label, label_width));
+        row.push(if full {
+            r.label.clone()
+        } else {
+            shown_label(p.kind(), &r.label, label_width)
+        });
         t.add_row(row);
     }
     let mut out = wrap(
@@ -407,6 +416,12 @@ impl Partition {
     /// Renders the current page for a terminal `width` columns wide.
     pub fn render(&self, width: usize) -> String {
         partition(self, width)
+    }
+
+    /// Renders the current page with every label whole (module paths and
+    /// all), however wide that makes it.
+    pub fn render_full(&self, width: usize) -> String {
+        partition_labelled(self, width, true)
     }
 }
 

@@ -16,7 +16,7 @@ pub(super) fn register(host: &mut Host) {
     host.builtin_object(
         "hpy",
         Some(
-            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); hpy().setrelheap(), .watch(secs), .suspects()",
+            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all (full=True: names whole), [i].name; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); hpy().setrelheap(), .watch(secs), .suspects()",
         ),
         HpyObject(crate::hpy()),
     );
@@ -50,7 +50,7 @@ impl HostObject for HpyObject {
         }
         c.no_kwargs()?;
         match method {
-            "heap" => Ok(Value::object(HeapObject(h.heap()))),
+            "heap" => Ok(Value::object(HeapObject(h.heap(), None))),
             "setrelheap" | "setref" => {
                 h.setrelheap();
                 Ok(Value::text(
@@ -88,7 +88,7 @@ impl HostObject for HpyObject {
                 c.width(),
             ))),
             "unreachable" => Ok(match h.heap().unreachable() {
-                Ok(lost) => Value::object(HeapObject(lost)),
+                Ok(lost) => Value::object(HeapObject(lost, None)),
                 Err(e) => {
                     Value::Text(crate::render::table::wrap(&format!("{e}."), c.width(), 0) + "\n")
                 }
@@ -106,8 +106,9 @@ impl HostObject for HpyObject {
     }
 }
 
-/// A heap: `hpy().heap()`, or a row of a partition.
-struct HeapObject(Heap);
+/// A heap: `hpy().heap()`, or a row of a partition (with the row's full
+/// label: `x[0].name`).
+struct HeapObject(Heap, Option<String>);
 
 /// The partition an attribute names (`bytype` …).
 fn kind_named(name: &str) -> Option<Kind> {
@@ -134,10 +135,12 @@ impl HostObject for HeapObject {
         match name {
             "count" => Some(Value::from(h.count())),
             "size" => Some(Value::from(h.size())),
+            // A row's label in full: module paths and all.
+            "name" => self.1.as_deref().map(Value::from),
             // A heap shows as its partition by type: `_.more` pages that.
             "more" | "all" => PartitionObject::new(h.bytype()).attribute(name),
-            "referrers" => Some(Value::object(HeapObject(h.referrers()))),
-            "referents" => Some(Value::object(HeapObject(h.referents()))),
+            "referrers" => Some(Value::object(HeapObject(h.referrers(), None))),
+            "referents" => Some(Value::object(HeapObject(h.referents(), None))),
             "sp" => Some(match h.sp() {
                 Ok(paths) => Value::object(PathsObject(paths)),
                 // Attributes know no width: the console's default.
@@ -197,12 +200,20 @@ impl HostObject for HeapObject {
 }
 
 /// A partition of a heap, paged; `past_end` once `.more` went past its
-/// last page.
-struct PartitionObject(Partition, bool);
+/// last page; `full` when its labels are shown whole (`.all(full=True)`).
+struct PartitionObject {
+    partition: Partition,
+    past_end: bool,
+    full: bool,
+}
 
 impl PartitionObject {
     fn new(p: Partition) -> Self {
-        PartitionObject(p, false)
+        PartitionObject {
+            partition: p,
+            past_end: false,
+            full: false,
+        }
     }
 }
 
@@ -212,13 +223,17 @@ impl HostObject for PartitionObject {
     }
 
     fn attribute(&self, name: &str) -> Option<Value> {
-        let p = &self.0;
+        let p = &self.partition;
         match name {
-            "more" => Some(Value::object(PartitionObject(
-                p.more(),
-                self.1 || p.rows_after_page() == 0,
-            ))),
-            "all" => Some(Value::object(PartitionObject::new(p.all()))),
+            "more" => Some(Value::object(PartitionObject {
+                partition: p.more(),
+                past_end: self.past_end || p.rows_after_page() == 0,
+                full: self.full,
+            })),
+            "all" => Some(Value::object(PartitionObject {
+                full: self.full,
+                ..PartitionObject::new(p.all())
+            })),
             "count" => Some(Value::from(p.heap().count())),
             "size" => Some(Value::from(p.heap().size())),
             _ => None,
@@ -228,27 +243,61 @@ impl HostObject for PartitionObject {
     fn repr(&self) -> String {
         format!(
             "<partition by {} of {} rows>",
-            self.0.kind().heading(),
-            self.0.rows().len()
+            self.partition.kind().heading(),
+            self.partition.rows().len()
         )
     }
 
     fn show(&self, width: usize) -> String {
-        if self.1 {
+        if self.past_end {
             return format!(
                 "<No more rows: that was the last page. Type e.g. '_.all' to view all {}.>",
-                self.0.rows().len()
+                self.partition.rows().len()
             );
         }
-        self.0.render(width)
+        if self.full {
+            self.partition.render_full(width)
+        } else {
+            self.partition.render(width)
+        }
     }
 
     fn length(&self) -> Option<usize> {
-        Some(self.0.rows().len())
+        Some(self.partition.rows().len())
+    }
+
+    /// `p.all(full=True)`, `p.more(full=True)`: the same page with every
+    /// label whole.
+    fn call_with(&self, c: &Call<'_>) -> Option<Result<Value, Error>> {
+        let full = match (c.args(), c.kwargs()) {
+            ([], []) => return None,
+            ([], [(k, v)]) if k == "full" => v.truthy(),
+            ([], [(k, _)]) => {
+                return Some(Err(Error::new(
+                    PyError::TypeError,
+                    format!("a partition takes no keyword argument '{k}' (only full=True)"),
+                )));
+            }
+            _ => {
+                return Some(Err(Error::new(
+                    PyError::TypeError,
+                    "a partition takes one keyword argument: full=True",
+                )));
+            }
+        };
+        Some(Ok(Value::object(PartitionObject {
+            partition: self.partition.clone(),
+            past_end: self.past_end,
+            full,
+        })))
     }
 
     fn item(&self, index: usize) -> Option<Value> {
-        (index < self.0.rows().len()).then(|| Value::object(HeapObject(self.0.row(index))))
+        let label = self.partition.rows().get(index)?.label.clone();
+        Some(Value::object(HeapObject(
+            self.partition.row(index),
+            Some(label),
+        )))
     }
 
     fn call_returns_self(&self) -> bool {

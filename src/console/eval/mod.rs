@@ -451,6 +451,8 @@ impl Shell {
                 let c = call("");
                 if c.args.is_empty() && c.kwargs.is_empty() {
                     Ok(f.clone())
+                } else if let Some(result) = o.call_with(&c) {
+                    result
                 } else {
                     Err(Error::new(
                         PyError::TypeError,
