@@ -317,6 +317,22 @@ mod tests {
     }
 
     #[test]
+    fn vec_literals_are_vecs_of_their_element() {
+        assert_eq!(
+            container_type("<alloc::boxed::Box<[app::Gear; 2]>>::new_uninit").as_deref(),
+            Some("Vec<app::Gear>")
+        );
+        assert_eq!(
+            container_type("<alloc::boxed::Box<[[u8; 4]; 16]>>::new_uninit").as_deref(),
+            Some("Vec<[u8; 4]>")
+        );
+        assert_eq!(
+            container_type("<alloc::boxed::Box<[u8; 48]>>::new").as_deref(),
+            Some("Box<[u8; 48]>")
+        );
+    }
+
+    #[test]
     fn arrows_inside_generics_do_not_close_them() {
         let f = "<alloc::boxed::Box<dyn core::ops::function::FnOnce() -> core::result::Result<app::Resp, app::E>>>::new";
         assert_eq!(

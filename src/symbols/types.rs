@@ -76,9 +76,24 @@ pub(super) fn shorten(ty: &str) -> String {
     s
 }
 
+/// `vec![a, b]` allocates through `Box::<[T; N]>::new_uninit` and turns
+/// the box into a `Vec<T>`: the block is that vector's buffer. `T` of the
+/// array type `[T; N]`.
+fn vec_literal_element(ty: &str, function: &str) -> Option<String> {
+    if !function.ends_with(">::new_uninit") {
+        return None;
+    }
+    let array = ty.strip_prefix("alloc::boxed::Box<[")?.strip_suffix("]>")?;
+    let (element, _len) = array.rsplit_once("; ")?;
+    Some(format!("Vec<{}>", shorten(element)))
+}
+
 /// The container type a frame names, if any.
 pub(super) fn container_type(function: &str) -> Option<String> {
     let ty = self_type(function)?;
+    if let Some(v) = vec_literal_element(ty, function) {
+        return Some(v);
+    }
     for (prefix, short) in CONTAINERS {
         if let Some(rest) = ty.strip_prefix(prefix) {
             if prefix.ends_with('<') {
