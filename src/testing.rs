@@ -325,3 +325,7 @@ fn site_table(list: &[Site]) -> String {
     }
     out
 }
+
+/// This module's path, as frames of its functions begin.
+#[cfg(test)]
+pub(crate) const MODULE: &str = module_path!();

@@ -89,13 +89,16 @@ pub(super) fn own_module(function: &str) -> Option<&str> {
 }
 
 /// The modules of this crate whose frames stand in the program's own
-/// stacks: the allocation path, trackref (`Tracked::new` allocates the
-/// program's value) and testing (`measure` runs the program's closure).
-/// Every other module of this crate allocates only the tool's analysis data
-/// (heaps, symbol tables, text, console sessions, exports). Recognised by
-/// the module's path, so a module moved inside another keeps its role; the
-/// modules named here check that they are (see their tests).
-pub(crate) const PROGRAM_FACING: [&str; 3] = [TRACKER, "trackref", "testing"];
+/// stacks below the allocation path: trackref (`Tracked::new` allocates
+/// the program's value) and testing (`measure` runs the program's
+/// closure). The allocation path itself (the tracker's frames at the top)
+/// is trimmed before this is asked; a tracker frame still in a stack after
+/// that is the tracker allocating its own data (a snapshot's copy, a
+/// thread's registration). Every other module of this crate allocates only
+/// the tool's analysis data (heaps, symbol tables, text, console sessions,
+/// exports). Recognised by the module's path, so a module moved inside
+/// another keeps its role.
+pub(crate) const PROGRAM_FACING: [&str; 2] = ["trackref", "testing"];
 
 /// The module that holds the allocation path.
 const TRACKER: &str = "tracker";
@@ -108,9 +111,9 @@ pub(crate) fn in_tracker(function: &str) -> bool {
         || function.contains(&format!("<{}::{TRACKER}::", crate_name()))
 }
 
-/// Whether a (resolved) stack allocated the tool's own analysis data: heap
-/// views and exports leave such blocks out, as Guppy leaves out heapy's own
-/// objects.
+/// Whether a (resolved, trimmed) stack allocated the tool's own analysis
+/// data: heap views and exports leave such blocks out, as Guppy leaves out
+/// heapy's own objects.
 pub fn tool_owned(frames: &[Frame]) -> bool {
     frames
         .iter()
@@ -136,7 +139,9 @@ mod tests {
         assert_eq!(own_module("leakscope::heap::Heap::new"), Some("heap"));
         assert_eq!(own_module("app::leakscope::f"), None);
         assert_eq!(own_module("leakscopex::f"), None);
-        assert!(is_program_facing(crate::tracker::MODULE));
+        assert!(is_program_facing(crate::trackref::MODULE));
+        assert!(is_program_facing(crate::testing::MODULE));
+        assert!(!is_program_facing(crate::tracker::MODULE));
         assert!(!is_program_facing(module_path!()));
         let heap = super::super::Frame {
             addr: 0,

@@ -160,3 +160,7 @@ pub fn all<T: Send + Sync + 'static>() -> Vec<Tracked<T>> {
         .filter_map(|o| o.downcast::<T>())
         .collect()
 }
+
+/// This module's path, as frames of its functions begin.
+#[cfg(test)]
+pub(crate) const MODULE: &str = module_path!();
