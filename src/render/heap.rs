@@ -29,11 +29,16 @@ pub(super) fn shown_label(kind: Kind, label: &str, width: usize) -> String {
                 Some((program, _)) => format!("{program} via …"),
                 None => label,
             };
-            // Then the closures inside the function go, before its name.
+            // Then the closures inside the function go, then the mark of
+            // the dependency, before any of the function's name.
             let label = if label.chars().count() > width {
                 without_closures(&label)
             } else {
                 label
+            };
+            let label = match label.strip_suffix(" via …") {
+                Some(program) if label.chars().count() > width => program.to_string(),
+                _ => label,
             };
             shorten_left(&label, width)
         }
@@ -514,8 +519,9 @@ mod tests {
         );
         assert_eq!(
             shown_label(Kind::Site, site, 30),
-            "…crawl (engine.rs:220) via …"
+            "Engine::crawl (engine.rs:220)"
         );
+        assert_eq!(shown_label(Kind::Site, site, 24), "…crawl (engine.rs:220)");
         assert_eq!(
             shown_label(Kind::Site, site, 200),
             "Engine::crawl::{closure#0} (engine.rs:220) via reqwest::…::Response::text"
