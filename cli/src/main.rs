@@ -221,7 +221,10 @@ fn attach(pid: u32, signal: &str, timeout: Duration) -> Result<(), Failure> {
         console::accept_attached(&listener, &token, timeout)
     })();
     let _ = std::fs::remove_file(&path);
-    session(result?, None)?;
+    let stream = result?;
+    // As diesel's dconsole greets.
+    println!("Remote console PID={pid}");
+    session(stream, None)?;
     Ok(())
 }
 

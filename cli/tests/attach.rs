@@ -126,11 +126,31 @@ fn run_cli(args: &[&str], input: &str) -> (bool, String) {
 
 fn attach_opens_a_console_in_a_running_process() {
     let t = Target::start();
+    // diesel's dconsole session, typed as its documentation prints it.
     let (ok, out) = run_cli(
         &["attach", &t.pid().to_string()],
-        "answer()\nprefs()\n1 +\n",
+        "answer()\nprefs()\n1 +\nimport os\nos.getpid()\nimport gc\ngc.get_count()\n",
     );
     assert!(ok, "{out}");
+    let pid = t.pid();
+    assert!(
+        out.starts_with(&format!("Remote console PID={pid}\n")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("\n{pid}\n")), "os.getpid(): {out}");
+    let count = out
+        .lines()
+        .find(|l| l.starts_with('(') && l.ends_with(')') && l.matches(", ").count() == 2)
+        .unwrap_or_else(|| panic!("gc.get_count(): {out}"));
+    let n: Vec<u64> = count
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(n[0], n[1] - n[2], "live = allocated - freed: {count}");
+    for error in ["ImportError", "AttributeError", "NameError"] {
+        assert!(!out.contains(error), "{out}");
+    }
     assert!(out.contains("leakscope console"), "{out}");
     assert!(out.contains("42\n"), "{out}");
     assert!(out.contains("Live References"), "{out}");

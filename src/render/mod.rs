@@ -5,6 +5,7 @@
 
 mod dhat;
 mod heap;
+pub(crate) mod pympler;
 mod stats;
 pub(crate) mod table;
 mod trackref;

@@ -6,6 +6,8 @@ mod allocator;
 mod core;
 mod dump;
 mod heapy;
+mod pympler;
+mod python;
 mod trackref;
 
 use super::host::Host;
@@ -16,5 +18,7 @@ pub(crate) fn register(host: &mut Host) {
     heapy::register(host);
     allocator::register(host);
     dump::register(host);
+    pympler::register(host);
+    python::register(host);
     core::register(host);
 }

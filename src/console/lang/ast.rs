@@ -97,7 +97,8 @@ pub enum Statement {
     Expr(Expr),
     /// `name = expr`
     Assign(String, Expr),
-    /// `from module import a, b`
+    /// `from module import a, b`, or `import a, b` (the module empty):
+    /// the names, with their columns.
     Import(String, Vec<(String, usize)>),
     /// An empty line.
     Empty,

@@ -95,6 +95,16 @@ impl Parser {
             self.end()?;
             return Ok(Statement::Import(module, names));
         }
+        if self.is_kw("import") {
+            self.next();
+            let mut names = vec![self.name()?];
+            while self.is_op(",") {
+                self.next();
+                names.push(self.name()?);
+            }
+            self.end()?;
+            return Ok(Statement::Import(String::new(), names));
+        }
         if let (Tok::Name(n), Some(Tok::Op("="))) = (
             self.peek().clone(),
             self.toks.get(self.pos + 1).map(|t| &t.tok),
@@ -467,6 +477,14 @@ mod tests {
             "prefs(ignore=(Spider, Item))",
             "from scrapy.utils.trackref import get_oldest",
             "from leakscope.trackref import get_oldest, iter_all",
+            "import os",
+            "import gc, os",
+            "os.getpid()",
+            "gc.get_count()",
+            "from pympler import muppy",
+            "all_objects = muppy.get_objects()",
+            "suml = summary.summarize(all_objects)",
+            "summary.print_(suml)",
             "r = get_oldest('HtmlResponse')",
             "r.url",
             "get_oldest('HtmlResponse').url",
@@ -509,6 +527,13 @@ mod tests {
         };
         assert_eq!(m, "a.b");
         assert_eq!(names, [("c".to_string(), 16), ("d".to_string(), 19)]);
+        let Statement::Import(m, names) = ok("import os, gc") else {
+            panic!()
+        };
+        assert_eq!(m, "");
+        assert_eq!(names, [("os".to_string(), 7), ("gc".to_string(), 11)]);
+        assert!(parse("import").is_err());
+        assert!(parse("import os.path").is_err());
         let Statement::Expr(e) = ok("f(1, k='v')") else {
             panic!()
         };
