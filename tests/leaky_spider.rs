@@ -253,6 +253,118 @@ fn the_real_telnet_finds_who_holds_the_responses() {
 }
 
 #[test]
+fn every_seed_session_runs_verbatim_through_the_real_telnet() {
+    let test = "every_seed_session_runs_verbatim_through_the_real_telnet";
+    if !common::have("telnet", "inetutils-telnet", test)
+        || !common::have("script", "bsdutils", test)
+    {
+        return;
+    }
+    let _serial = serial();
+    let mut spider = Spider::start(&["--pages", "1500"], "exact");
+    spider.wait_line("Crawled ");
+    let pid = spider.child.id();
+    let mut t = common::Terminal::start(&format!(
+        "stty cols 80 rows 24; telnet 127.0.0.1 {}",
+        spider.port
+    ));
+    t.wait_for("Username: ");
+    t.type_bytes(b"leakscope\r");
+    t.wait_for("Password: ");
+    t.type_bytes(b"pw\r");
+    t.wait_for(">>> ");
+    let mut ask = |line: &str| {
+        let out = t.run(line);
+        assert!(!out.contains("Error"), "{line}: {out}");
+        out
+    };
+    // Scrapy's leak documents with their Guppy session (seeds 000, 001).
+    assert_eq!(ask("x = hpy.heap()"), "");
+    let by_type = ask("x.bytype");
+    assert!(by_type.starts_with("Partition of a set of "), "{by_type}");
+    assert_eq!(
+        by_type
+            .lines()
+            .nth(1)
+            .map(str::split_whitespace)
+            .unwrap()
+            .collect::<Vec<_>>(),
+        [
+            "Index",
+            "Count",
+            "%",
+            "Size",
+            "%",
+            "Cumulative",
+            "%",
+            "Type"
+        ]
+    );
+    assert!(
+        by_type.lines().nth(3).unwrap().ends_with(" Vec<u8>"),
+        "{by_type}"
+    );
+    let via = ask("x.bytype[0].byvia");
+    assert!(via.contains("  Referred to via\n"), "{via}");
+    assert!(
+        via.lines()
+            .find(|l| l.trim_start().starts_with("0 "))
+            .unwrap()
+            .ends_with("HtmlResponse.body"),
+        "{via}"
+    );
+    assert!(ask("engine.st()").starts_with("Execution engine status\n"));
+    assert_eq!(ask("from scrapy.utils.trackref import get_oldest"), "");
+    assert_eq!(ask("r = get_oldest('HtmlResponse')"), "");
+    assert_eq!(ask("r.url"), "'http://www.somenastyspider.com/'\n");
+    // diesel's console (seed 002).
+    assert_eq!(ask("import os"), "");
+    assert_eq!(ask("os.getpid()"), format!("{pid}\n"));
+    assert_eq!(ask("import gc"), "");
+    let count = ask("gc.get_count()");
+    let n: Vec<u64> = count
+        .trim()
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(n.len(), 3, "{count}");
+    assert_eq!(n[0], n[1] - n[2], "live = allocated - freed: {count}");
+    // Pympler's muppy (seed 003).
+    assert_eq!(ask("from pympler import muppy"), "");
+    assert_eq!(ask("all_objects = muppy.get_objects()"), "");
+    let len: u64 = ask("len(all_objects)").trim().parse().unwrap();
+    assert!(len > 100, "the leaked responses and their bodies: {len}");
+    assert_eq!(ask("from pympler import summary"), "");
+    assert_eq!(ask("suml = summary.summarize(all_objects)"), "");
+    let table = ask("summary.print_(suml)");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].ends_with("types | # objects | total size"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("====") && lines[1].contains(" | ==="),
+        "{table}"
+    );
+    assert!(lines[2].trim_start().starts_with("Vec<u8> | "), "{table}");
+    assert!(lines[2].ends_with(" MB"), "{table}");
+    let rows = lines[2..].iter().take_while(|l| l.contains(" | ")).count();
+    assert_eq!(rows, 15, "Pympler's 15 rows: {table}");
+    assert!(lines.iter().all(|l| l.chars().count() <= 80), "{table}");
+    assert_eq!(ask("from pympler import tracker"), "");
+    assert_eq!(ask("tr = tracker.SummaryTracker()"), "");
+    let diff = ask("tr.print_diff()");
+    assert!(
+        diff == "No change since the last call.\n"
+            || diff.contains("types | # objects | total size"),
+        "{diff}"
+    );
+    t.type_bytes(&[4]);
+    t.wait_exit();
+}
+
+#[test]
 fn fixed_keeps_responses_at_or_below_the_download_concurrency() {
     let _serial = serial();
     let spider = Spider::start(

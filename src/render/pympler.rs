@@ -79,6 +79,8 @@ fn table(rows: &[&(String, i64, i64)], limit: usize, width: usize) -> String {
     for [ty, count, bytes] in &cells {
         out.push_str(&line(ty, count, bytes));
     }
+    let legend = super::heap::legend(&out, width);
+    out.push_str(&legend);
     out
 }
 

@@ -309,6 +309,36 @@ impl Terminal {
         }
     }
 
+    /// Types `line` and Enter at a console's prompt; waits (30 s at most)
+    /// for the next prompt and returns what was printed between them, the
+    /// echoed line left out, with telnet's CRs taken out.
+    #[allow(dead_code)]
+    pub fn run(&mut self, line: &str) -> String {
+        let prompts = self.text().matches(">>> ").count();
+        let start = self.seen.len();
+        self.type_bytes(format!("{line}\r").as_bytes());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.text().matches(">>> ").count() <= prompts {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no prompt after {line:?}: {:?}",
+                self.text()
+            );
+            if let Ok(b) = self
+                .output
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                self.seen.extend(b);
+            }
+        }
+        let out = String::from_utf8_lossy(&self.seen[start..]).replace('\r', "");
+        let out = out.strip_suffix(">>> ").unwrap_or(&out);
+        match out.split_once('\n') {
+            Some((_echo, rest)) => rest.to_string(),
+            None => String::new(),
+        }
+    }
+
     /// Waits (10 s at most) for it to exit; kills it and fails otherwise.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
