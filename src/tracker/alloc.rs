@@ -68,20 +68,21 @@ impl Alloc {
 
 /// Accounts a new block (`ptr` non-null) that the fast path did not take:
 /// counts it, and records it in exact mode or when the countdown runs out.
+/// `chance` is what it counts down: its size, or a realloc's growth.
 #[inline(always)]
-fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
+fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, chance: usize, default: u8) {
     let fast = t.fast.get();
     if fast <= MODE_OFF {
         if fast == MODE_OFF && MODE.load(Ordering::Relaxed) == MODE_OFF {
             return;
         }
-        return on_alloc_slow(t, ptr, size, default);
+        return on_alloc_slow(t, ptr, size, chance, default);
     }
     t.shared.counters.alloc(size);
     if fast == MODE_EXACT {
         return record_new(t, ptr, size, 0);
     }
-    let left = t.countdown.get() - size as i64;
+    let left = t.countdown.get() - chance as i64;
     t.countdown.set(left);
     if left < 0 {
         countdown_event(t, ptr, size);
@@ -107,7 +108,7 @@ fn countdown_event(t: &ThreadState, ptr: *mut u8, size: usize) {
 
 #[cold]
 #[inline(never)]
-fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
+fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, chance: usize, default: u8) {
     let state = t.state.get();
     if state & BUSY != 0 {
         return count_own(size as i64);
@@ -121,7 +122,7 @@ fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
         // Off here, or switched on elsewhere since.
         t.refresh_fast();
         if mode > MODE_OFF {
-            on_alloc(t, ptr, size, default);
+            on_alloc(t, ptr, size, chance, default);
         }
         return;
     }
@@ -134,7 +135,7 @@ fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, default: u8) {
     }
     if state == STATE_NEW {
         register_thread(t);
-        return on_alloc(t, ptr, size, default);
+        return on_alloc(t, ptr, size, chance, default);
     }
     count_shared_alloc(size);
     if mode == MODE_EXACT {
@@ -309,7 +310,7 @@ unsafe impl GlobalAlloc for Alloc {
         // a countdown that the new size does not run out. Counted after the
         // call, so a failed realloc leaves the counts as they were.
         let fast = THREAD
-            .try_with(|t| t.admit_realloc(ptr, new_size))
+            .try_with(|t| t.admit_realloc(ptr, layout.size(), new_size))
             .unwrap_or(false);
         if !fast {
             // SAFETY: forwarded contract.
@@ -355,7 +356,8 @@ impl Alloc {
         // SAFETY: forwarded contract.
         let p = unsafe { jemalloc_alloc(layout, zeroed) };
         if !p.is_null() {
-            let _ = THREAD.try_with(|t| on_alloc(t, p, layout.size(), self.default_code()));
+            let size = layout.size();
+            let _ = THREAD.try_with(|t| on_alloc(t, p, size, size, self.default_code()));
         }
         p
     }
@@ -413,10 +415,11 @@ impl Alloc {
             let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
             // A failed realloc leaves the old block and its accounting
             // untouched; a successful one frees the old size and allocates
-            // the new (which may be sampled, at this stack).
+            // the new, which the growth may get sampled (at this stack).
             if !new.is_null() && (mode > MODE_OFF || t.scope.get() != 0) {
                 count_free(t, layout.size());
-                on_alloc(t, new, new_size, self.default_code());
+                let growth = super::thread::growth(layout.size(), new_size);
+                on_alloc(t, new, new_size, growth, self.default_code());
             }
             new
         })
