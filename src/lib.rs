@@ -53,7 +53,9 @@
 //! - [`trackref`]: live instances per class (`prefs()`, `get_oldest`,
 //!   `iter_all`), as Scrapy's trackref.
 //! - [`console`]: a telnet console in the process (and `leakscope attach
-//!   PID`), answering in a small Python-flavoured language.
+//!   PID`), answering in a small Python-flavoured language; the sessions
+//!   of Scrapy's leak guide (Guppy's `hpy`), diesel's console (`os`, `gc`)
+//!   and Pympler (`muppy`, `summary`, `tracker`) run as printed.
 //! - [`export`]: DHAT files for Valgrind's viewer, flamegraphs, pprof.
 //! - [`http`]: `/debug/pprof/heap` and `/metrics` for `go tool pprof`,
 //!   Pyroscope, Parca and Prometheus.
