@@ -287,6 +287,7 @@ fn main() {
     }
     let subjects = [
         Subject::Jemalloc,
+        Subject::Leakscope(Mode::Off),
         Subject::Leakscope(Mode::Counters),
         Subject::Leakscope(Mode::Sampled),
         Subject::Leakscope(Mode::Exact),

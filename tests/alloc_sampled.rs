@@ -21,6 +21,7 @@ tests!(
     vecs_grown_by_push_are_estimated_without_bias,
     sampled_memory_is_small,
     blocks_recorded_in_exact_mode_are_forgotten_after_switching_down,
+    off_counts_nothing_yet_forgets_records_and_measures,
 );
 
 /// Live (bytes, blocks) of the stacks whose allocation site is `function`.
@@ -275,4 +276,63 @@ fn blocks_recorded_in_exact_mode_are_forgotten_after_switching_down() {
         "frees after the switch still remove records"
     );
     leakscope::set_mode(Mode::Sampled);
+}
+
+#[inline(never)]
+fn recorded_box() -> Box<[u8; 256]> {
+    common::keep_frame(Box::new([9u8; 256]))
+}
+
+#[inline(never)]
+fn off_churn(n: usize) {
+    let mut kept: Vec<Vec<u8>> = Vec::with_capacity(64);
+    for i in 0..n {
+        let mut v = vec![i as u8; 16 + i % 512];
+        v.push(1);
+        kept.push(v);
+        if kept.len() == 64 {
+            kept.clear();
+        }
+    }
+    black_box(kept);
+}
+
+fn off_counts_nothing_yet_forgets_records_and_measures() {
+    // A block recorded while sampling (a 1-byte mean samples every block).
+    leakscope::set_mode(Mode::Sampled);
+    leakscope::set_sample_bytes(1);
+    let kept = recorded_box();
+    leakscope::set_sample_bytes(leakscope::tracker::DEFAULT_SAMPLE_BYTES);
+    let snap = tracker::snapshot();
+    assert_eq!(site_live(&snap, "alloc_sampled::recorded_box").1, 1);
+    drop(snap);
+    // Off: allocations, reallocs and frees go straight to jemalloc and
+    // count nowhere.
+    leakscope::set_mode(Mode::Off);
+    let before = leakscope::stats().unwrap();
+    off_churn(10_000);
+    let after = leakscope::stats().unwrap();
+    assert_eq!(
+        (after.total_blocks, after.freed_blocks),
+        (before.total_blocks, before.freed_blocks),
+        "nothing is counted while off"
+    );
+    // …but a recorded block freed while off is forgotten,
+    drop(kept);
+    // and a measurement counts in any mode (its thread is seen).
+    let m = leakscope::testing::measure(|| black_box(vec![0u8; 100]).len());
+    assert_eq!((m.allocated_blocks, m.allocated_bytes), (1, 100));
+    assert_eq!((m.freed_blocks, m.freed_bytes), (1, 100));
+    leakscope::set_mode(Mode::Sampled);
+    let snap = tracker::snapshot();
+    assert_eq!(
+        site_live(&snap, "alloc_sampled::recorded_box"),
+        (0, 0),
+        "the block freed while off is gone from the recorder"
+    );
+    // Counting again once on.
+    let before = leakscope::stats().unwrap();
+    off_churn(1_000);
+    let after = leakscope::stats().unwrap();
+    assert!(after.total_blocks >= before.total_blocks + 1_000);
 }
