@@ -352,6 +352,7 @@ fn every_seed_session_runs_verbatim_through_the_real_telnet() {
     let rows = lines[2..].iter().take_while(|l| l.contains(" | ")).count();
     assert_eq!(rows, 15, "Pympler's 15 rows: {table}");
     assert!(lines.iter().all(|l| l.chars().count() <= 80), "{table}");
+    assert!(!table.contains("Estimated from samples"), "exact: {table}");
     assert_eq!(ask("from pympler import tracker"), "");
     assert_eq!(ask("tr = tracker.SummaryTracker()"), "");
     let diff = ask("tr.print_diff()");
@@ -535,7 +536,23 @@ fn go_tool_pprof_reads_the_spiders_heap() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&tmp);
-    run(&mut spider.console(), "engine.stop()");
+    // Pympler's table of a sampled heap says its figures are estimates.
+    let mut c = spider.console();
+    let table = run(
+        &mut c,
+        "summary.print_(summary.summarize(muppy.get_objects()))",
+    );
+    assert!(
+        table.contains("types | # objects | total size\n"),
+        "{table}"
+    );
+    assert!(
+        table.ends_with(
+            "\nEstimated from samples (unbiased); set_mode('exact') for exact figures.\n"
+        ),
+        "{table}"
+    );
+    run(&mut c, "engine.stop()");
 }
 
 #[test]
@@ -639,7 +656,23 @@ fn prometheus_scrapes_the_spider_and_sees_the_leak_grow() {
         "the leaking class did not grow: {values:?}"
     );
     let _ = std::fs::remove_dir_all(&tmp);
-    run(&mut spider.console(), "engine.stop()");
+    // Pympler's table of a sampled heap says its figures are estimates.
+    let mut c = spider.console();
+    let table = run(
+        &mut c,
+        "summary.print_(summary.summarize(muppy.get_objects()))",
+    );
+    assert!(
+        table.contains("types | # objects | total size\n"),
+        "{table}"
+    );
+    assert!(
+        table.ends_with(
+            "\nEstimated from samples (unbiased); set_mode('exact') for exact figures.\n"
+        ),
+        "{table}"
+    );
+    run(&mut c, "engine.stop()");
 }
 
 #[test]

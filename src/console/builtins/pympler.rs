@@ -137,18 +137,18 @@ impl HostObject for Summary {
                 let objects = as_object::<Objects>(c.arg(0)).ok_or_else(|| {
                     Error::new(PyError::TypeError, "summarize() takes muppy.get_objects()")
                 })?;
-                Ok(Value::object(SummaryRows(summarize(&objects.0))))
+                Ok(Value::object(SummaryRows(
+                    summarize(&objects.0),
+                    objects.0.estimated(),
+                )))
             }
             "print_" => {
                 let rows = as_object::<SummaryRows>(c.arg(0)).ok_or_else(|| {
                     Error::new(PyError::TypeError, "print_() takes summary.summarize(…)")
                 })?;
                 let limit = limit(c)?;
-                Ok(Value::Text(crate::render::pympler::summary(
-                    &rows.0,
-                    limit,
-                    c.width(),
-                )))
+                let table = crate::render::pympler::summary(&rows.0, limit, c.width());
+                Ok(Value::Text(table + &estimated_note(rows.1, c.width())))
             }
             _ => Err(Error::no_attribute("module", method)),
         }
@@ -167,8 +167,22 @@ fn as_object<T: HostObject>(v: Option<&Value>) -> Option<&T> {
     }
 }
 
-/// `summary.summarize(…)`: rows of type, objects, total size.
-struct SummaryRows(Rows);
+/// `summary.summarize(…)`: rows of type, objects, total size; whether
+/// they are estimates (sampled mode).
+struct SummaryRows(Rows, bool);
+
+/// The line under a table of estimates (empty for exact figures).
+fn estimated_note(estimated: bool, width: usize) -> String {
+    if estimated {
+        crate::render::table::wrap(
+            "Estimated from samples (unbiased); set_mode('exact') for exact figures.",
+            width,
+            0,
+        ) + "\n"
+    } else {
+        String::new()
+    }
+}
 
 impl HostObject for SummaryRows {
     fn type_name(&self) -> &str {
@@ -234,7 +248,8 @@ impl HostObject for SummaryTracker {
                 format!("{method}() takes one keyword argument: limit"),
             ));
         };
-        let now = summarize(&crate::hpy().heap());
+        let heap = crate::hpy().heap();
+        let now = summarize(&heap);
         let before = std::mem::replace(
             &mut *self.0.lock().unwrap_or_else(|e| e.into_inner()),
             now.clone(),
@@ -256,16 +271,15 @@ impl HostObject for SummaryTracker {
             .map(|(ty, (n, size))| (ty, n, size))
             .collect();
         if method == "diff" {
-            return Ok(Value::object(SummaryRows(rows)));
+            return Ok(Value::object(SummaryRows(rows, heap.estimated())));
         }
         if rows.is_empty() {
             return Ok(Value::text("No change since the last call."));
         }
-        Ok(Value::Text(crate::render::pympler::diff(
-            &rows,
-            limit,
-            c.width(),
-        )))
+        let table = crate::render::pympler::diff(&rows, limit, c.width());
+        Ok(Value::Text(
+            table + &estimated_note(heap.estimated(), c.width()),
+        ))
     }
 
     fn repr(&self) -> String {
