@@ -118,6 +118,22 @@ impl Drop for Spider {
     }
 }
 
+/// Pympler's table of a sampled heap says under it that its figures are
+/// estimates.
+fn pympler_says_sampled_figures_are_estimates(c: &mut Client) {
+    let table = run(c, "summary.print_(summary.summarize(muppy.get_objects()))");
+    assert!(
+        table.contains("types | # objects | total size\n"),
+        "{table}"
+    );
+    assert!(
+        table.ends_with(
+            "\nEstimated from samples (unbiased); set_mode('exact') for exact figures.\n"
+        ),
+        "{table}"
+    );
+}
+
 /// A console line's output, without the CRs telnet puts before each LF.
 fn run(c: &mut Client, line: &str) -> String {
     c.run(line).replace('\r', "")
@@ -278,7 +294,8 @@ fn every_seed_session_runs_verbatim_through_the_real_telnet() {
         assert!(!out.contains("Error"), "{line}: {out}");
         out
     };
-    // Scrapy's leak documents with their Guppy session (seeds 000, 001).
+    // Scrapy's memory-leak guide and its Guppy session: `hpy` is Guppy's
+    // session object, and the engine answers to its older status name.
     assert_eq!(ask("x = hpy.heap()"), "");
     let by_type = ask("x.bytype");
     assert!(by_type.starts_with("Partition of a set of "), "{by_type}");
@@ -317,7 +334,7 @@ fn every_seed_session_runs_verbatim_through_the_real_telnet() {
     assert_eq!(ask("from scrapy.utils.trackref import get_oldest"), "");
     assert_eq!(ask("r = get_oldest('HtmlResponse')"), "");
     assert_eq!(ask("r.url"), "'http://www.somenastyspider.com/'\n");
-    // diesel's console (seed 002).
+    // diesel's console: the process id and the collector's counts.
     assert_eq!(ask("import os"), "");
     assert_eq!(ask("os.getpid()"), format!("{pid}\n"));
     assert_eq!(ask("import gc"), "");
@@ -330,7 +347,7 @@ fn every_seed_session_runs_verbatim_through_the_real_telnet() {
         .collect();
     assert_eq!(n.len(), 3, "{count}");
     assert_eq!(n[0], n[1] - n[2], "live = allocated - freed: {count}");
-    // Pympler's muppy (seed 003).
+    // Pympler's muppy, summary and tracker.
     assert_eq!(ask("from pympler import muppy"), "");
     assert_eq!(ask("all_objects = muppy.get_objects()"), "");
     let len: u64 = ask("len(all_objects)").trim().parse().unwrap();
@@ -536,22 +553,8 @@ fn go_tool_pprof_reads_the_spiders_heap() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&tmp);
-    // Pympler's table of a sampled heap says its figures are estimates.
     let mut c = spider.console();
-    let table = run(
-        &mut c,
-        "summary.print_(summary.summarize(muppy.get_objects()))",
-    );
-    assert!(
-        table.contains("types | # objects | total size\n"),
-        "{table}"
-    );
-    assert!(
-        table.ends_with(
-            "\nEstimated from samples (unbiased); set_mode('exact') for exact figures.\n"
-        ),
-        "{table}"
-    );
+    pympler_says_sampled_figures_are_estimates(&mut c);
     run(&mut c, "engine.stop()");
 }
 
@@ -656,22 +659,8 @@ fn prometheus_scrapes_the_spider_and_sees_the_leak_grow() {
         "the leaking class did not grow: {values:?}"
     );
     let _ = std::fs::remove_dir_all(&tmp);
-    // Pympler's table of a sampled heap says its figures are estimates.
     let mut c = spider.console();
-    let table = run(
-        &mut c,
-        "summary.print_(summary.summarize(muppy.get_objects()))",
-    );
-    assert!(
-        table.contains("types | # objects | total size\n"),
-        "{table}"
-    );
-    assert!(
-        table.ends_with(
-            "\nEstimated from samples (unbiased); set_mode('exact') for exact figures.\n"
-        ),
-        "{table}"
-    );
+    pympler_says_sampled_figures_are_estimates(&mut c);
     run(&mut c, "engine.stop()");
 }
 

@@ -40,6 +40,16 @@ pub(crate) fn diff(rows: &[(String, i64, i64)], limit: usize, width: usize) -> S
     table(&rows, limit, width)
 }
 
+/// How wide column `i` is: its widest cell or its heading.
+fn wide(cells: &[[String; 3]], header: &[&str; 3], i: usize) -> usize {
+    cells
+        .iter()
+        .map(|c| c[i].chars().count())
+        .chain([header[i].len()])
+        .max()
+        .unwrap_or(0)
+}
+
 fn table(rows: &[&(String, i64, i64)], limit: usize, width: usize) -> String {
     let rows = &rows[..rows.len().min(limit)];
     let cells: Vec<[String; 3]> = rows
@@ -47,15 +57,7 @@ fn table(rows: &[&(String, i64, i64)], limit: usize, width: usize) -> String {
         .map(|(ty, count, bytes)| [symbols::short_type(ty), count.to_string(), size(*bytes)])
         .collect();
     let header = ["types", "# objects", "total size"];
-    let wide = |i: usize| {
-        cells
-            .iter()
-            .map(|c| c[i].chars().count())
-            .chain([header[i].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let (count_w, size_w) = (wide(1), wide(2));
+    let (count_w, size_w) = (wide(&cells, &header, 1), wide(&cells, &header, 2));
     // The types take what the numbers leave, shortened inside their
     // generic arguments when they must.
     let room = width.saturating_sub(count_w + size_w + 6).max(12);
@@ -63,12 +65,7 @@ fn table(rows: &[&(String, i64, i64)], limit: usize, width: usize) -> String {
         .into_iter()
         .map(|[ty, c, s]| [shorten_inside(&ty, room), c, s])
         .collect();
-    let type_w = cells
-        .iter()
-        .map(|c| c[0].chars().count())
-        .chain([header[0].len()])
-        .max()
-        .unwrap_or(0);
+    let type_w = wide(&cells, &header, 0);
     let line = |a: &str, b: &str, c: &str| format!("{a:>type_w$} | {b:>count_w$} | {c:>size_w$}\n");
     let mut out = line(header[0], header[1], header[2]);
     out.push_str(&line(

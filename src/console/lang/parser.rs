@@ -71,6 +71,18 @@ impl Parser {
         Ok(())
     }
 
+    /// `import a, b` from its keyword on: the names, to the line's end.
+    fn imported_names(&mut self, module: String) -> Result<Statement, SyntaxError> {
+        self.next();
+        let mut names = vec![self.name()?];
+        while self.is_op(",") {
+            self.next();
+            names.push(self.name()?);
+        }
+        self.end()?;
+        Ok(Statement::Import(module, names))
+    }
+
     fn statement(&mut self) -> Result<Statement, SyntaxError> {
         if matches!(self.peek(), Tok::End) {
             return Ok(Statement::Empty);
@@ -86,24 +98,10 @@ impl Parser {
             if !self.is_kw("import") {
                 return self.err(SyntaxErrorKind::Expected("'import'".into()));
             }
-            self.next();
-            let mut names = vec![self.name()?];
-            while self.is_op(",") {
-                self.next();
-                names.push(self.name()?);
-            }
-            self.end()?;
-            return Ok(Statement::Import(module, names));
+            return self.imported_names(module);
         }
         if self.is_kw("import") {
-            self.next();
-            let mut names = vec![self.name()?];
-            while self.is_op(",") {
-                self.next();
-                names.push(self.name()?);
-            }
-            self.end()?;
-            return Ok(Statement::Import(String::new(), names));
+            return self.imported_names(String::new());
         }
         if let (Tok::Name(n), Some(Tok::Op("="))) = (
             self.peek().clone(),
