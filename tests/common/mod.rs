@@ -164,9 +164,27 @@ impl Client {
     /// Reads until `pat` arrives (or 10 s pass); returns everything read up
     /// to and including it, and keeps the rest.
     pub fn expect(&mut self, pat: &[u8]) -> Vec<u8> {
+        self.expect_where(pat, |_, _| true)
+    }
+
+    /// Reads until the console's prompt arrives at the start of a line (or
+    /// 10 s pass); returns everything read up to and including it. A `>>> `
+    /// inside a line, as in a table row naming `Arc<Mutex<Vec<u8>>> `, is
+    /// output, not the prompt.
+    pub fn prompt(&mut self) -> Vec<u8> {
+        self.expect_where(b">>> ", |got, i| i == 0 || got[i - 1] == b'\n')
+    }
+
+    /// Reads until `pat` arrives at a place `accept(got, index)` takes.
+    fn expect_where(&mut self, pat: &[u8], accept: impl Fn(&[u8], usize) -> bool) -> Vec<u8> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            if let Some(i) = self.got.windows(pat.len()).position(|w| w == pat) {
+            let found = self
+                .got
+                .windows(pat.len())
+                .enumerate()
+                .position(|(i, w)| w == pat && accept(&self.got, i));
+            if let Some(i) = found {
                 let rest = self.got.split_off(i + pat.len());
                 return std::mem::replace(&mut self.got, rest);
             }
@@ -219,14 +237,14 @@ impl Client {
         assert_eq!(self.expect(b"Password: "), b"Password: ");
         self.send(format!("{password}\r\n").as_bytes());
         self.expect(&[255, 252, 1]);
-        self.expect(b">>> ");
+        self.prompt();
     }
 
     /// Runs a command; returns its output (between the line and the next
     /// prompt) as text.
     pub fn run(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes());
-        let out = self.expect(b">>> ");
+        let out = self.prompt();
         String::from_utf8_lossy(&out[..out.len() - 4]).into_owned()
     }
 }
@@ -314,11 +332,13 @@ impl Terminal {
     /// echoed line left out, with telnet's CRs taken out.
     #[allow(dead_code)]
     pub fn run(&mut self, line: &str) -> String {
-        let prompts = self.text().matches(">>> ").count();
+        // The prompt is the one at the start of a line: `>>> ` inside a
+        // line, as in a table row naming `Arc<Mutex<Vec<u8>>> `, is output.
+        let prompts = self.text().matches("\n>>> ").count();
         let start = self.seen.len();
         self.type_bytes(format!("{line}\r").as_bytes());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while self.text().matches(">>> ").count() <= prompts {
+        while self.text().matches("\n>>> ").count() <= prompts {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no prompt after {line:?}: {:?}",
