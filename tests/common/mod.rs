@@ -164,20 +164,27 @@ impl Client {
     /// Reads until `pat` arrives (or 10 s pass); returns everything read up
     /// to and including it, and keeps the rest.
     pub fn expect(&mut self, pat: &[u8]) -> Vec<u8> {
-        self.expect_where(pat, |_, _| true)
+        self.expect_where(pat, 10, |_, _| true)
     }
 
     /// Reads until the console's prompt arrives at the start of a line (or
-    /// 10 s pass); returns everything read up to and including it. A `>>> `
+    /// 30 s pass: a view that builds the heap graph of a debug build's heap
+    /// may take a while); returns everything read up to and including it. A `>>> `
     /// inside a line, as in a table row naming `Arc<Mutex<Vec<u8>>> `, is
     /// output, not the prompt.
     pub fn prompt(&mut self) -> Vec<u8> {
-        self.expect_where(b">>> ", |got, i| i == 0 || got[i - 1] == b'\n')
+        self.expect_where(b">>> ", 30, |got, i| i == 0 || got[i - 1] == b'\n')
     }
 
-    /// Reads until `pat` arrives at a place `accept(got, index)` takes.
-    fn expect_where(&mut self, pat: &[u8], accept: impl Fn(&[u8], usize) -> bool) -> Vec<u8> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    /// Reads until `pat` arrives at a place `accept(got, index)` takes, for
+    /// `secs` seconds at most.
+    fn expect_where(
+        &mut self,
+        pat: &[u8],
+        secs: u64,
+        accept: impl Fn(&[u8], usize) -> bool,
+    ) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         loop {
             let found = self
                 .got
