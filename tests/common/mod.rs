@@ -168,10 +168,10 @@ impl Client {
     }
 
     /// Reads until the console's prompt arrives at the start of a line (or
-    /// 30 s pass: a view that builds the heap graph of a debug build's heap
-    /// may take a while); returns everything read up to and including it. A `>>> `
-    /// inside a line, as in a table row naming `Arc<Mutex<Vec<u8>>> `, is
-    /// output, not the prompt.
+    /// 30 s pass: a view that builds the heap graph of a debug build's
+    /// heap may take a while); returns everything read up to and including
+    /// it. A `>>> ` inside a line, as in a table row naming
+    /// `Arc<Mutex<Vec<u8>>> `, is output, not the prompt.
     pub fn prompt(&mut self) -> Vec<u8> {
         self.expect_where(b">>> ", 30, |got, i| i == 0 || got[i - 1] == b'\n')
     }
@@ -186,11 +186,8 @@ impl Client {
     ) -> Vec<u8> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         loop {
-            let found = self
-                .got
-                .windows(pat.len())
-                .enumerate()
-                .position(|(i, w)| w == pat && accept(&self.got, i));
+            let found = (0..self.got.len())
+                .find(|&i| self.got[i..].starts_with(pat) && accept(&self.got, i));
             if let Some(i) = found {
                 let rest = self.got.split_off(i + pat.len());
                 return std::mem::replace(&mut self.got, rest);
