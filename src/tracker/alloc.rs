@@ -1,6 +1,10 @@
 //! The allocation paths: `GlobalAlloc` over tikv-jemallocator.
 //!
-//! The unsampled path touches only this thread's own state: a byte
+//! Every path first reads one global byte, the gate (see `gate`): while the
+//! mode is off and nothing is recorded or measured, the call goes straight
+//! to jemalloc, with no thread-local access.
+//!
+//! Otherwise the unsampled path touches only this thread's own state: a byte
 //! countdown and per-thread counters (owner-written atomics, plain loads and
 //! stores, no `lock` prefix). An allocation tests nothing but the countdown
 //! (which is parked at -1 whenever the thread must take the slow path:
@@ -18,6 +22,7 @@ use std::sync::atomic::Ordering;
 
 use tikv_jemallocator::Jemalloc;
 
+use super::gate::{GATE_LIVE, gate, plain};
 use super::init::init;
 use super::mode::{
     MODE, MODE_EXACT, MODE_OFF, MODE_SAMPLED, MODE_UNINIT, Mode, SAMPLE_EPOCH, counting,
@@ -178,9 +183,7 @@ fn on_free(t: &ThreadState, ptr: *mut u8, size: usize) {
     let fast = t.fast.get();
     if fast > MODE_OFF {
         t.shared.counters.free(size);
-        if (fast == MODE_EXACT && recorder::HAS_LIVE.load(Ordering::Relaxed))
-            || recorder::maybe_recorded(ptr as usize)
-        {
+        if (fast == MODE_EXACT && recorder::has_live()) || recorder::maybe_recorded(ptr as usize) {
             forget(t, ptr);
         }
     } else if fast != MODE_OFF
@@ -253,8 +256,7 @@ fn count_alloc(t: &ThreadState, size: usize) {
 /// (while anything is recorded); otherwise the filter decides.
 #[inline(always)]
 fn may_be_recorded(ptr: *mut u8, mode: u8) -> bool {
-    (mode == MODE_EXACT && recorder::HAS_LIVE.load(Ordering::Relaxed))
-        || recorder::maybe_recorded(ptr as usize)
+    (mode == MODE_EXACT && recorder::has_live()) || recorder::maybe_recorded(ptr as usize)
 }
 
 #[cold]
@@ -293,8 +295,13 @@ unsafe impl GlobalAlloc for Alloc {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Both paths end in a tail call: the fast one saves no registers.
-        let admit = THREAD.try_with(|t| t.admit_free(ptr, layout.size()));
+        // Every path ends in a tail call: the fast ones save no registers.
+        let gate = gate();
+        if gate == 0 {
+            // SAFETY: forwarded contract.
+            return unsafe { Jemalloc.dealloc(ptr, layout) };
+        }
+        let admit = THREAD.try_with(|t| t.admit_free(gate, ptr, layout.size()));
         if matches!(admit, Ok(Admit::Counted | Admit::Plain)) {
             // SAFETY: forwarded contract.
             unsafe { Jemalloc.dealloc(ptr, layout) }
@@ -306,6 +313,10 @@ unsafe impl GlobalAlloc for Alloc {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if plain() {
+            // SAFETY: forwarded contract.
+            return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
+        }
         // Fast path: a counting mode, a block the recorder cannot hold, and
         // a countdown that the new size does not run out. Counted after the
         // call, so a failed realloc leaves the counts as they were.
@@ -330,6 +341,12 @@ impl Alloc {
     /// calls jemalloc, taking the count back in the rare case it fails.
     #[inline(always)]
     unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        if gate() & !GATE_LIVE == 0 {
+            // Off, and no thread measuring: blocks recorded earlier matter
+            // only to frees.
+            // SAFETY: forwarded contract.
+            return unsafe { jemalloc_alloc(layout, zeroed) };
+        }
         let admit = THREAD
             .try_with(|t| t.admit_alloc(layout.size()))
             .unwrap_or(Admit::Slow);

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::mode::{DEFAULT_SAMPLE_BYTES, MODE, Mode, SAMPLE_BYTES, SAMPLE_EPOCH};
+use super::mode::{DEFAULT_SAMPLE_BYTES, Mode, SAMPLE_BYTES, SAMPLE_EPOCH, store_mode};
 use super::recorder;
 use super::registry::{fork_child, fork_parent, fork_prepare};
 use super::stack::{self, Unwinder};
@@ -93,6 +93,6 @@ pub(super) fn init(default: u8) {
     unsafe {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
-    MODE.store(mode, Ordering::Relaxed);
+    store_mode(mode);
     INIT.store(INIT_DONE, Ordering::Release);
 }

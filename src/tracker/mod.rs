@@ -27,6 +27,7 @@
 //! per-stack totals) and `scope` (measuring scopes for `testing`).
 
 mod alloc;
+mod gate;
 mod init;
 mod mode;
 pub(crate) mod recorder;

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use super::gate::update_mode;
 use super::init::ensure_init;
 use super::recorder;
 use super::thread::{STATE_LIVE, THREAD, next_gap};
@@ -106,8 +107,16 @@ pub fn mode() -> Mode {
 /// at its next allocation in exact mode).
 pub fn set_mode(mode: Mode) {
     ensure_init(MODE_SAMPLED);
-    MODE.store(mode.code(), Ordering::Relaxed);
+    store_mode(mode.code());
     let _ = THREAD.try_with(|t| t.refresh_fast());
+}
+
+/// Stores a mode code, and whether it is off in the gate.
+pub(super) fn store_mode(code: u8) {
+    update_mode(|| {
+        MODE.store(code, Ordering::Relaxed);
+        code != MODE_OFF
+    });
 }
 
 /// The mean number of bytes between samples in [`Mode::Sampled`].

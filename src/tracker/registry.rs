@@ -161,6 +161,7 @@ pub(super) fn count_shared_free(size: usize) {
 }
 
 pub(super) extern "C" fn fork_prepare() {
+    super::gate::fork_prepare();
     REGISTRY.lock_for_fork();
     RECORDER.lock_for_fork();
 }
@@ -171,12 +172,14 @@ pub(super) extern "C" fn fork_parent() {
         RECORDER.force_unlock();
         REGISTRY.force_unlock();
     }
+    super::gate::fork_parent();
 }
 
 pub(super) extern "C" fn fork_child() {
     // The child has one thread: this one. Other threads' counters are folded
     // into EXITED (their thread-locals are gone with them) and the locks,
     // possibly held by threads that no longer exist, are reset.
+    super::gate::fork_child();
     // SAFETY: only this thread exists in the child.
     unsafe {
         RECORDER.reset_in_child();

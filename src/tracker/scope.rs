@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::gate::count_scoped_thread;
 use super::init::ensure_init;
 use super::mode::MODE_SAMPLED;
 pub(crate) use super::thread::ScopeFigures;
@@ -28,6 +29,11 @@ pub(crate) fn enter_scope(id: u32) -> SavedScope {
         }
         let outer_net = t.scope_counts.net.get();
         let outer = t.scope_counts.take();
+        if t.scope.get() == 0 {
+            // Before anything is allocated in the scope: the gate must send
+            // this thread's allocations to the tracked paths.
+            count_scoped_thread(true);
+        }
         let prev = t.scope.replace(id);
         t.refresh_fast();
         SavedScope {
@@ -50,6 +56,9 @@ pub(crate) fn exit_scope(saved: SavedScope) -> ScopeFigures {
         }
         t.scope.set(saved.prev);
         t.refresh_fast();
+        if saved.prev == 0 {
+            count_scoped_thread(false);
+        }
         inner
     })
 }
@@ -64,6 +73,9 @@ pub(crate) fn discard_scope(saved: SavedScope) {
         }
         t.scope.set(saved.prev);
         t.refresh_fast();
+        if saved.prev == 0 {
+            count_scoped_thread(false);
+        }
     })
 }
 

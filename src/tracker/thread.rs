@@ -294,9 +294,9 @@ impl ThreadState {
     /// block the recorder cannot hold is counted here; off, it is let
     /// through uncounted.
     #[inline(always)]
-    pub(super) fn admit_free(&self, ptr: *mut u8, size: usize) -> Admit {
+    pub(super) fn admit_free(&self, gate: u8, ptr: *mut u8, size: usize) -> Admit {
         let fast = self.fast.get();
-        if recorder::maybe_recorded(ptr as usize) {
+        if recorder::maybe_recorded_at(gate, ptr as usize) {
             Admit::Slow
         } else if counting(fast) {
             self.shared.counters.free(size);

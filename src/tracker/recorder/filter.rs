@@ -1,11 +1,9 @@
 //! A lock-free filter over recorded addresses: the free path asks it whether
 //! a block may be recorded before it takes the recorder's lock.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Set while the recorder holds at least one live block: lets frees skip the
-/// filter when nothing is recorded.
-pub(crate) static HAS_LIVE: AtomicBool = AtomicBool::new(false);
+use super::super::gate::{GATE_LIVE, gate, set_flag};
 
 pub(super) const FILTER_BITS: u32 = 18;
 /// A counting filter over recorded addresses, read without the lock by the
@@ -23,19 +21,29 @@ pub(super) fn filter_slot(addr: usize) -> &'static AtomicU8 {
     &FILTER[(addr >> 4) & ((1 << FILTER_BITS) - 1)]
 }
 
-/// Sets [`HAS_LIVE`], writing the shared line only when it changes (it is
-/// read on every free).
+/// Whether the recorder holds at least one live block (the gate's live
+/// flag): lets frees skip the filter when nothing is recorded.
+#[inline(always)]
+pub(crate) fn has_live() -> bool {
+    gate() & GATE_LIVE != 0
+}
+
+/// Sets or clears the gate's live flag (under the recorder's lock).
 #[inline]
-pub(super) fn mark_live() {
-    if !HAS_LIVE.load(Ordering::Relaxed) {
-        HAS_LIVE.store(true, Ordering::Relaxed);
-    }
+pub(super) fn set_live(live: bool) {
+    set_flag(GATE_LIVE, live);
 }
 
 /// Whether `addr` may be a recorded block (no false negatives).
 #[inline(always)]
 pub(crate) fn maybe_recorded(addr: usize) -> bool {
-    HAS_LIVE.load(Ordering::Relaxed) && filter_slot(addr).load(Ordering::Relaxed) != 0
+    maybe_recorded_at(gate(), addr)
+}
+
+/// [`maybe_recorded`] with the gate's flags already read.
+#[inline(always)]
+pub(crate) fn maybe_recorded_at(gate: u8, addr: usize) -> bool {
+    gate & GATE_LIVE != 0 && filter_slot(addr).load(Ordering::Relaxed) != 0
 }
 
 #[inline]

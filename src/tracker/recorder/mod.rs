@@ -22,7 +22,7 @@ mod live;
 mod snapshot;
 mod weight;
 
-pub(crate) use filter::{HAS_LIVE, maybe_recorded};
+pub(crate) use filter::{has_live, maybe_recorded, maybe_recorded_at};
 pub(crate) use live::stack_hash;
 pub use snapshot::{
     HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, reset,
@@ -33,9 +33,8 @@ pub(crate) use weight::epoch_for_mean;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use filter::{filter_add, filter_remove, mark_live};
+use filter::{filter_add, filter_remove, set_live};
 use live::{AddrMap, LiveRec, LiveTable};
-use std::sync::atomic::Ordering;
 use weight::{units_to_blocks, weight};
 
 use crate::sys::lock::RawLocked;
@@ -226,7 +225,7 @@ impl Recorder {
             self.sampled_ever = true;
         }
         filter_add(addr);
-        mark_live();
+        set_live(true);
         self.after_growth(stack, now);
     }
 
@@ -282,7 +281,7 @@ impl Recorder {
             self.sampled_live -= 1;
         }
         if self.live.len == 0 {
-            HAS_LIVE.store(false, Ordering::Relaxed);
+            set_live(false);
         }
         true
     }
@@ -367,7 +366,7 @@ impl Recorder {
             self.scope_gained(addr, scope, rec.stack, rec.size(), counted);
         }
         filter_add(addr);
-        mark_live();
+        set_live(true);
         self.after_growth(rec.stack, now);
     }
 

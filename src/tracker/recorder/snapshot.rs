@@ -1,10 +1,9 @@
 //! The one read API of the tracker: a consistent copy of what the recorder
 //! knows ([`snapshot`]), its totals alone, its own memory, and reset.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::filter::{FILTER, HAS_LIVE, filter_remove};
+use super::filter::{FILTER, filter_remove, set_live};
 use super::live::{LIVE_SHARDS, LiveRec, map_bytes};
 use super::weight::{BLOCK_UNIT, SAMPLE_MEANS, units_to_blocks, weight};
 use super::{RECORDER, Recorder, SiteAcc, StackEntry};
@@ -264,7 +263,7 @@ pub fn reset() {
         for addr in old.live.keys() {
             filter_remove(addr as usize);
         }
-        HAS_LIVE.store(false, Ordering::Relaxed);
+        set_live(false);
         drop(r);
         drop(old);
     });
