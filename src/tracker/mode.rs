@@ -29,17 +29,22 @@ pub enum Mode {
     Exact,
 }
 
+// The codes keep two properties the fast paths rely on: every mode that
+// tracks anything is above `MODE_OFF`, and the counting modes (counters,
+// sampled) are exactly those with `COUNTING_BIT` set, so the free path
+// tests one bit.
 pub(super) const MODE_UNINIT: u8 = 0;
 pub(super) const MODE_OFF: u8 = 1;
 pub(super) const MODE_COUNTERS: u8 = 2;
-pub(super) const MODE_SAMPLED: u8 = 3;
 pub(super) const MODE_EXACT: u8 = 4;
+pub(super) const MODE_SAMPLED: u8 = 6;
+const COUNTING_BIT: u8 = 2;
 
 /// Whether a mode code is one whose allocations take the fast path
 /// (counted, and counted down to the next sample).
 #[inline(always)]
 pub(super) const fn counting(code: u8) -> bool {
-    code.wrapping_sub(MODE_COUNTERS) < 2
+    code & COUNTING_BIT != 0
 }
 
 impl Mode {
