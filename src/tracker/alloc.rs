@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 
 use tikv_jemallocator::Jemalloc;
 
-use super::gate::{GATE_LIVE, gate, plain};
+use super::gate::{GATE_LIVE, gate};
 use super::init::init;
 use super::mode::{
     MODE, MODE_EXACT, MODE_OFF, MODE_SAMPLED, MODE_UNINIT, Mode, SAMPLE_EPOCH, counting,
@@ -313,7 +313,8 @@ unsafe impl GlobalAlloc for Alloc {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if plain() {
+        let gate = gate();
+        if gate == 0 {
             // SAFETY: forwarded contract.
             return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
         }
@@ -321,7 +322,7 @@ unsafe impl GlobalAlloc for Alloc {
         // a countdown that the new size does not run out. Counted after the
         // call, so a failed realloc leaves the counts as they were.
         let fast = THREAD
-            .try_with(|t| t.admit_realloc(ptr, layout.size(), new_size))
+            .try_with(|t| t.admit_realloc(gate, ptr, layout.size(), new_size))
             .unwrap_or(false);
         if !fast {
             // SAFETY: forwarded contract.

@@ -30,15 +30,10 @@ pub(super) fn gate() -> u8 {
     GATE.load(Ordering::Relaxed)
 }
 
-/// Whether every allocation path may go straight to jemalloc.
-#[inline(always)]
-pub(super) fn plain() -> bool {
-    gate() == 0
-}
-
 /// Sets or clears `flag`, writing the shared line only when it changes.
-/// Callers serialise the updates of one flag (the mode's lock, the
-/// recorder's lock, the scope count's lock).
+/// Callers serialise the updates of one flag: the lock of
+/// [`SCOPED_THREADS`] for the mode and scope flags, the recorder's lock for
+/// the live flag.
 #[inline]
 pub(super) fn set_flag(flag: u8, on: bool) {
     let g = gate();

@@ -274,9 +274,15 @@ impl ThreadState {
     /// The realloc fast path's test (it counts after the call, with
     /// [`ThreadState::count_realloc`]).
     #[inline(always)]
-    pub(super) fn admit_realloc(&self, ptr: *mut u8, old_size: usize, new_size: usize) -> bool {
+    pub(super) fn admit_realloc(
+        &self,
+        gate: u8,
+        ptr: *mut u8,
+        old_size: usize,
+        new_size: usize,
+    ) -> bool {
         self.countdown.get() >= growth(old_size, new_size) as i64
-            && !recorder::maybe_recorded(ptr as usize)
+            && !recorder::maybe_recorded_at(gate, ptr as usize)
     }
 
     /// Counts a realloc the fast path took: the old size freed, the new
