@@ -6,10 +6,12 @@
 //! frames deeper. Every allocator is called through `&dyn GlobalAlloc`: one
 //! real call per operation, as a program pays it through the `__rust_alloc`
 //! symbol (std's collections are precompiled and always call it), and never
-//! an inlined copy of one allocator but not the other. Subjects run
-//! interleaved round by round, and the fastest round counts: on a shared
-//! virtual machine, scheduling noise only ever adds time, so the minimum is
-//! the stable estimate of what the code itself costs. dhat::Alloc runs the
+//! an inlined copy of one allocator but not the other. The speed of a
+//! shared virtual machine drifts by a third from one moment to the next, so
+//! every subject runs in pairs with jemalloc, back to back (in alternating
+//! order, round by round), and its figure is the median over the rounds of
+//! its time divided by its partner's: a slow stretch moves both times of a
+//! pair, and the median drops the pairs that one hiccup split. dhat::Alloc runs the
 //! same workload for comparison (it wraps the system allocator).
 //!
 //! Timing on a shared machine moves by ±20% from run to run, far more than
@@ -153,8 +155,25 @@ fn run(subject: Subject, sizes: &[usize], ops: usize, depth: usize) {
     deep(depth, &mut f);
 }
 
-fn fastest(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
+/// The median of `v` (NaN when empty).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// A timing row's cells: jemalloc's median time, then each other subject's
+/// median ratio to the jemalloc run paired with it, and its median time.
+fn paired_cells(times: &[Vec<f64>], ratios: &[Vec<f64>]) -> String {
+    let mut cells = vec![format!("{:.1} ns", median(&times[0]))];
+    for (t, r) in times.iter().zip(ratios).skip(1) {
+        cells.push(format!("{:.2}× ({:.1} ns)", median(r), median(t)));
+    }
+    cells.join(" | ")
 }
 
 fn memory_per_block() {
@@ -310,13 +329,15 @@ fn main() {
         return;
     }
     let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let (ops, rounds) = if quick { (200_000, 5) } else { (300_000, 21) };
+    let (ops, rounds) = if quick { (200_000, 5) } else { (1_000_000, 15) };
     let sizes = Arc::new(sizes());
     println!(
         "# leakscope allocator overhead (ns per alloc+free pair; ratio to jemalloc, same run)\n"
     );
     println!(
-        "unwinder: {:?}, {} ops per round, {} rounds, fastest round\n",
+        "unwinder: {:?}, {} ops per run, {} rounds; each cell is the median over the rounds \
+         of the subject's time divided by jemalloc's, measured right before or after it, \
+         and the median time\n",
         leakscope::tracker::unwinder(),
         ops,
         rounds
@@ -324,27 +345,46 @@ fn main() {
     let names: Vec<String> = subjects.iter().map(|s| s.name()).collect();
     println!("| threads | stack | {} |", names.join(" | "));
     println!("|---:|---|{}", "---:|".repeat(names.len()));
+    let debug = std::env::var_os("BENCH_DEBUG").is_some();
     for threads in [1usize, 2] {
         for depth in [0usize, 30] {
-            let mut times: Vec<Vec<f64>> = vec![Vec::new(); subjects.len()];
+            let mut times = vec![Vec::new(); subjects.len()];
+            let mut ratios = vec![Vec::new(); subjects.len()];
             for round in 0..rounds {
-                for (i, &s) in subjects.iter().enumerate() {
+                for (i, &s) in subjects.iter().enumerate().skip(1) {
                     if s == Subject::Dhat && round >= 3 {
                         continue;
                     }
+                    // A pair: jemalloc and the subject back to back, in
+                    // alternating order, each on the same number of ops.
                     let n = ops_for(s, ops);
-                    let t = measure(s, threads, depth, n, &sizes);
-                    if std::env::var_os("BENCH_DEBUG").is_some() {
-                        eprintln!("{} t={threads} d={depth} {t:.1}", s.name());
+                    let mut pair = [Subject::Jemalloc, s].map(|s| (s, 0.0));
+                    if round % 2 == 1 {
+                        pair.reverse();
                     }
-                    times[i].push(t);
+                    for (s, t) in &mut pair {
+                        *t = measure(*s, threads, depth, n, &sizes);
+                    }
+                    let (base, subject) = if round % 2 == 1 {
+                        (pair[1].1, pair[0].1)
+                    } else {
+                        (pair[0].1, pair[1].1)
+                    };
+                    if debug {
+                        eprintln!(
+                            "{} t={threads} d={depth} {subject:.1} / {base:.1}",
+                            s.name()
+                        );
+                    }
+                    times[0].push(base);
+                    times[i].push(subject);
+                    ratios[i].push(subject / base);
                 }
             }
-            let best: Vec<f64> = times.iter().map(|t| fastest(t)).collect();
             println!(
                 "| {threads} | {} | {} |",
                 stack_label(depth),
-                ratio_cells(&best, 1, " ns")
+                paired_cells(&times, &ratios)
             );
         }
     }
