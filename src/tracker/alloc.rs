@@ -6,10 +6,11 @@
 //!
 //! Otherwise the unsampled path touches only this thread's own state: a byte
 //! countdown and per-thread counters (owner-written atomics, plain loads and
-//! stores, no `lock` prefix). An allocation tests nothing but the countdown
-//! (which is parked at -1 whenever the thread must take the slow path:
-//! sample due, exact mode, new, busy in tracker code, measuring, tearing
-//! down), counts, and calls jemalloc. A free reads the thread's mode byte
+//! stores, no `lock` prefix). An allocation tests its alignment (one
+//! jemalloc's own `alloc` makes too) and the countdown (which is parked at
+//! -1 whenever the thread must take the slow path: sample due, exact mode,
+//! new, busy in tracker code, measuring, tearing down), counts, and ends in
+//! a tail call to jemalloc. A free reads the thread's mode byte
 //! and a lock-free filter of recorded blocks (one global flag while nothing
 //! is recorded), counts, and ends in a tail call to jemalloc. No lock, no
 //! shared read-modify-write, no allocation and no syscall. Only a sampled
@@ -25,14 +26,13 @@ use tikv_jemallocator::Jemalloc;
 use super::gate::{GATE_LIVE, gate};
 use super::init::init;
 use super::mode::{
-    MODE, MODE_EXACT, MODE_OFF, MODE_SAMPLED, MODE_UNINIT, Mode, SAMPLE_EPOCH, counting,
-    sample_bytes,
+    MODE, MODE_EXACT, MODE_OFF, MODE_SAMPLED, MODE_UNINIT, Mode, SAMPLE_EPOCH, sample_bytes,
 };
 use super::recorder::{self, RECORDER};
 use super::registry::{count_own, count_shared_alloc, count_shared_free, flush_live};
 use super::stack::{self, MAX_FRAMES};
 use super::thread::{
-    Admit, BUSY, STATE_LIVE, STATE_NEW, THREAD, ThreadState, bump, next_gap, register_thread,
+    Admit, BUSY, STATE_LIVE, STATE_NEW, THREAD, ThreadState, next_gap, register_thread,
 };
 use crate::sys::clock::now_tick;
 
@@ -101,6 +101,10 @@ fn on_alloc(t: &ThreadState, ptr: *mut u8, size: usize, chance: usize, default: 
 #[cold]
 #[inline(never)]
 fn countdown_event(t: &ThreadState, ptr: *mut u8, size: usize) {
+    if t.refill() {
+        // Only a part of the gap ran out.
+        return;
+    }
     flush_live(t);
     t.set_gap(next_gap(t, sample_bytes()));
     t.refresh_fast();
@@ -304,11 +308,11 @@ unsafe impl GlobalAlloc for Alloc {
         let admit = THREAD.try_with(|t| t.admit_free(gate, ptr, layout.size()));
         if matches!(admit, Ok(Admit::Counted | Admit::Plain)) {
             // SAFETY: forwarded contract.
-            unsafe { Jemalloc.dealloc(ptr, layout) }
-        } else {
-            // SAFETY: forwarded contract.
-            unsafe { dealloc_slow(ptr, layout) }
+            return unsafe { Jemalloc.dealloc(ptr, layout) };
         }
+        // SAFETY: forwarded contract.
+        unsafe { dealloc_slow(ptr, layout) };
+        not_a_tail_call();
     }
 
     #[inline]
@@ -338,8 +342,14 @@ unsafe impl GlobalAlloc for Alloc {
 }
 
 impl Alloc {
-    /// `alloc` and `alloc_zeroed`. The fast path counts first and then
-    /// calls jemalloc, taking the count back in the rare case it fails.
+    /// `alloc` and `alloc_zeroed`. The fast path counts first and ends in
+    /// a tail call to jemalloc, so it saves no registers. It takes only
+    /// requests that jemalloc refuses just when the system has no memory
+    /// left: no larger than the countdown (at most `COUNTDOWN_CAP`), and
+    /// with an alignment that every block of their size has anyway (the
+    /// same test jemalloc's own `alloc` makes, so the two merge).
+    /// Everything else is allocated first and counted after, so a refused
+    /// request is never counted.
     #[inline(always)]
     unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         if gate() & !GATE_LIVE == 0 {
@@ -348,19 +358,22 @@ impl Alloc {
             // SAFETY: forwarded contract.
             return unsafe { jemalloc_alloc(layout, zeroed) };
         }
-        let admit = THREAD
-            .try_with(|t| t.admit_alloc(layout.size()))
-            .unwrap_or(Admit::Slow);
-        if admit == Admit::Slow {
-            // SAFETY: forwarded contract.
-            return unsafe { self.alloc_slow(layout, zeroed) };
-        }
         let size = layout.size();
-        // SAFETY: forwarded contract.
-        let p = unsafe { jemalloc_alloc(layout, zeroed) };
-        if p.is_null() {
-            uncount_alloc(size);
+        let align = layout.align();
+        let admit = if align <= PLAIN_ALIGN && align <= size {
+            THREAD
+                .try_with(|t| t.admit_alloc(size))
+                .unwrap_or(Admit::Slow)
+        } else {
+            Admit::Slow
+        };
+        if admit != Admit::Slow {
+            // SAFETY: forwarded contract.
+            return unsafe { jemalloc_alloc(layout, zeroed) };
         }
+        // SAFETY: forwarded contract.
+        let p = unsafe { self.alloc_slow(layout, zeroed) };
+        not_a_tail_call();
         p
     }
 
@@ -444,21 +457,10 @@ impl Alloc {
     }
 }
 
-/// Takes back what [`ThreadState::admit_alloc`] counted for an allocation
-/// that failed (if it counted it: the thread is in a counting mode, which
-/// the call to jemalloc cannot have changed).
-#[cold]
-#[inline(never)]
-fn uncount_alloc(size: usize) {
-    let _ = THREAD.try_with(|t| {
-        if counting(t.fast.get()) {
-            let c = &t.shared.counters;
-            bump(&c.alloc_bytes, (size as u64).wrapping_neg());
-            bump(&c.alloc_blocks, u64::MAX);
-            t.countdown.set(t.countdown.get() + size as i64);
-        }
-    });
-}
+/// The alignment every block of at least this size has without asking:
+/// jemalloc's smallest size classes are 8 and 16 bytes, 16-aligned from 16
+/// on, and its own `alloc` asks for no alignment up to here.
+const PLAIN_ALIGN: usize = 16;
 
 /// jemalloc's `alloc` or `alloc_zeroed`.
 ///
@@ -494,4 +496,15 @@ unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout) {
     }
     // SAFETY: forwarded contract.
     unsafe { Jemalloc.dealloc(ptr, layout) }
+}
+
+/// Placed after the call to a slow path, keeps that call from being a tail
+/// call. Programs built with frame pointers give every function a frame;
+/// when every path of a function ends in a tail call, the compiler sets that
+/// frame up on entry, and the fast paths pay for it. With one call that
+/// returns, the frame moves to that call's path, and the fast paths (which
+/// end in tail calls to jemalloc) set up none.
+#[inline(always)]
+fn not_a_tail_call() {
+    std::hint::black_box(());
 }

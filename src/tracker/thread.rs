@@ -87,6 +87,10 @@ pub(super) struct ThreadState {
     /// The countdown while it is parked (`fast` is neither counters nor
     /// sampled).
     pub(super) parked: Cell<i64>,
+    /// The rest of the current gap beyond the countdown (parked or not):
+    /// the countdown holds at most [`COUNTDOWN_CAP`] bytes of it, so that
+    /// no allocation the fast path admits is larger than that.
+    pub(super) reserve: Cell<i64>,
     /// This thread's live bytes as last added to the global peak estimate.
     pub(super) flushed: Cell<i64>,
     pub(super) rng: Cell<u64>,
@@ -211,6 +215,7 @@ impl ThreadState {
             },
             countdown: Cell::new(-1),
             parked: Cell::new(0),
+            reserve: Cell::new(0),
             flushed: Cell::new(0),
             rng: Cell::new(0),
             stack_top: Cell::new(0),
@@ -247,11 +252,28 @@ impl ThreadState {
 
     /// Sets the bytes until the next countdown event, parked or not.
     pub(super) fn set_gap(&self, gap: i64) {
+        let first = gap.min(COUNTDOWN_CAP);
+        self.reserve.set(gap - first);
         if counting(self.fast.get()) {
-            self.countdown.set(gap);
+            self.countdown.set(first);
         } else {
-            self.parked.set(gap);
+            self.parked.set(first);
         }
+    }
+
+    /// The countdown ran out (it is negative, and not parked): moves the
+    /// next part of the gap into it and says true, or says false when the
+    /// gap itself has run out.
+    pub(super) fn refill(&self) -> bool {
+        let left = self.countdown.get() + self.reserve.get();
+        if left < 0 {
+            self.reserve.set(0);
+            return false;
+        }
+        let next = left.min(COUNTDOWN_CAP);
+        self.countdown.set(next);
+        self.reserve.set(left - next);
+        true
     }
 
     /// The allocation fast path's whole test: in counters or sampled mode
@@ -327,6 +349,18 @@ impl ThreadState {
         self.refresh_fast();
     }
 }
+
+/// The most bytes the countdown holds at once (see
+/// [`ThreadState::reserve`]), and so the largest allocation the fast path
+/// counts before jemalloc runs. jemalloc serves such requests from its
+/// caches or from a page run of the current arena, and refuses one only
+/// when the system is out of memory: then the block stays counted (at most
+/// this many bytes per refusal), and every infallible std API aborts the
+/// program anyway. Larger requests (the ones a program may expect to fail,
+/// such as `try_reserve` of a vast capacity) take the slow path, which
+/// counts a block once jemalloc has served it. A gap longer than this is
+/// consumed in parts: one cold call per 64 KiB allocated.
+pub(super) const COUNTDOWN_CAP: i64 = 64 << 10;
 
 /// What a fast path decided.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -424,4 +458,55 @@ pub(super) fn register_thread(t: &ThreadState) {
 #[inline(always)]
 pub(super) fn growth(old_size: usize, new_size: usize) -> usize {
     new_size.saturating_sub(old_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::mode::MODE_COUNTERS;
+
+    /// Counts down `size`-byte allocations as the allocation paths do (the
+    /// fast path while the countdown covers one, the event otherwise) and
+    /// returns the allocation at which the gap ran out.
+    fn allocations_until_gap_ends(t: &ThreadState, size: i64) -> u64 {
+        for n in 1.. {
+            assert!(t.countdown.get() <= COUNTDOWN_CAP, "capped countdown");
+            let left = t.countdown.get() - size;
+            t.countdown.set(left);
+            if left < 0 && !t.refill() {
+                return n;
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn a_long_gap_ends_at_the_same_byte_when_consumed_in_parts() {
+        let t = ThreadState::new();
+        t.set_fast(MODE_COUNTERS);
+        t.set_gap(200_000);
+        assert_eq!(t.countdown.get(), COUNTDOWN_CAP);
+        assert_eq!(t.reserve.get(), 200_000 - COUNTDOWN_CAP);
+        // 200 blocks of 1000 B use the gap up exactly; the 201st crosses it.
+        assert_eq!(allocations_until_gap_ends(&t, 1000), 201);
+        assert_eq!(t.reserve.get(), 0);
+        // Blocks larger than the cap: 3 MB of 1 MiB blocks crosses at the 3rd.
+        t.set_gap(3_000_000);
+        assert_eq!(allocations_until_gap_ends(&t, 1 << 20), 3);
+        // A short gap has no reserve.
+        t.set_gap(5_000);
+        assert_eq!((t.countdown.get(), t.reserve.get()), (5_000, 0));
+        assert_eq!(allocations_until_gap_ends(&t, 100), 51);
+    }
+
+    #[test]
+    fn a_parked_countdown_keeps_its_reserve() {
+        let t = ThreadState::new();
+        t.set_fast(MODE_COUNTERS);
+        t.set_gap(100_000);
+        t.set_fast(0);
+        assert_eq!(t.countdown.get(), -1, "parked");
+        t.set_fast(MODE_COUNTERS);
+        assert_eq!(allocations_until_gap_ends(&t, 10_000), 11);
+    }
 }
