@@ -22,7 +22,9 @@
 //! in pairs is the cost of one pair, the loop's own instructions included
 //! (as they are in the timings).
 //!
-//! Run: `cargo bench --bench alloc_overhead` (set `BENCH_QUICK=1` for a short run).
+//! Run: `cargo bench --bench alloc_overhead` (set `BENCH_QUICK=1` for a short
+//! run, `BENCH_ONLY=off,exact` to time only those subjects, `BENCH_DEBUG=1` to
+//! print every pair).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
@@ -126,10 +128,11 @@ fn measure(
     // thread would not even be scheduled until a worker finished.
     let barrier = Arc::new(Barrier::new(threads));
     let workers: Vec<_> = (0..threads)
-        .map(|_| {
+        .map(|k| {
             let barrier = barrier.clone();
             let sizes = sizes.clone();
             std::thread::spawn(move || {
+                pin_to_cpu(k);
                 // Warm up this thread's caches and leakscope's thread state.
                 run(subject, &sizes, 1000, depth);
                 barrier.wait();
@@ -144,6 +147,20 @@ fn measure(
     let end = spans.iter().map(|s| s.1).max().unwrap();
     leakscope::set_mode(Mode::Sampled);
     (end - start).as_nanos() as f64 / ops as f64
+}
+
+/// Pins the calling thread to CPU `k` (modulo the CPUs there are): worker
+/// `k` of every run then runs on the same CPU, so the two runs of a pair
+/// meet the same caches and the same neighbours on a shared host.
+fn pin_to_cpu(k: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside
+    // it, and sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(k % cpus, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
 }
 
 fn run(subject: Subject, sizes: &[usize], ops: usize, depth: usize) {
@@ -290,6 +307,17 @@ fn stack_label(depth: usize) -> &'static str {
     if depth == 0 { "shallow" } else { "+30 frames" }
 }
 
+/// Rounds a subject runs: the slow ones (their figures are far from any
+/// threshold) fewer, so that the fast ones get enough pairs for a median
+/// within a percent or two.
+fn rounds_for(subject: Subject, rounds: usize) -> usize {
+    match subject {
+        Subject::Dhat => rounds.min(3),
+        Subject::Leakscope(Mode::Exact) => rounds.min(9),
+        _ => rounds,
+    }
+}
+
 /// Operations per run: dhat::Alloc gets a fiftieth (it is ~300× slower).
 fn ops_for(subject: Subject, ops: usize) -> usize {
     if subject == Subject::Dhat {
@@ -329,15 +357,15 @@ fn main() {
         return;
     }
     let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let (ops, rounds) = if quick { (200_000, 5) } else { (1_000_000, 15) };
+    let (ops, rounds) = if quick { (200_000, 5) } else { (1_000_000, 45) };
     let sizes = Arc::new(sizes());
     println!(
         "# leakscope allocator overhead (ns per alloc+free pair; ratio to jemalloc, same run)\n"
     );
     println!(
-        "unwinder: {:?}, {} ops per run, {} rounds; each cell is the median over the rounds \
-         of the subject's time divided by jemalloc's, measured right before or after it, \
-         and the median time\n",
+        "unwinder: {:?}, {} ops per run, {} rounds (exact 9, dhat 3); each cell is the median \
+         over the rounds of the subject's time divided by jemalloc's, measured right before \
+         or after it, and the median time\n",
         leakscope::tracker::unwinder(),
         ops,
         rounds
@@ -346,13 +374,23 @@ fn main() {
     println!("| threads | stack | {} |", names.join(" | "));
     println!("|---:|---|{}", "---:|".repeat(names.len()));
     let debug = std::env::var_os("BENCH_DEBUG").is_some();
+    // BENCH_ONLY=off,exact: time only those subjects (against jemalloc).
+    let only: Vec<usize> = match std::env::var("BENCH_ONLY") {
+        Ok(list) => (1..subjects.len())
+            .filter(|&i| {
+                list.split(',')
+                    .any(|n| subjects[i].name().ends_with(n.trim()))
+            })
+            .collect(),
+        Err(_) => (1..subjects.len()).collect(),
+    };
     for threads in [1usize, 2] {
         for depth in [0usize, 30] {
             let mut times = vec![Vec::new(); subjects.len()];
             let mut ratios = vec![Vec::new(); subjects.len()];
             for round in 0..rounds {
                 for (i, &s) in subjects.iter().enumerate().skip(1) {
-                    if s == Subject::Dhat && round >= 3 {
+                    if round >= rounds_for(s, rounds) || !only.contains(&i) {
                         continue;
                     }
                     // A pair: jemalloc and the subject back to back, in

@@ -1,8 +1,9 @@
 //! The allocation paths: `GlobalAlloc` over tikv-jemallocator.
 //!
 //! Every path first reads one global byte, the gate (see `gate`): while the
-//! mode is off and nothing is recorded or measured, the call goes straight
-//! to jemalloc, with no thread-local access.
+//! mode is off and no thread is measuring, an allocation goes straight to
+//! jemalloc, and so does a free or realloc (after a look at the filter of
+//! recorded blocks, if the recorder holds any), with no thread-local access.
 //!
 //! Otherwise the unsampled path touches only this thread's own state: a byte
 //! countdown and per-thread counters (owner-written atomics, plain loads and
@@ -222,6 +223,10 @@ fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
         }
     } else if mode > MODE_OFF {
         count_shared_free(size);
+    } else if state == STATE_NEW && mode == MODE_OFF {
+        // Stay unregistered while off, but take the cheap off path (a
+        // thread that only frees while off would come here every time).
+        t.set_fast(MODE_OFF);
     }
     if may_be_recorded(ptr, mode) {
         forget(t, ptr);
@@ -301,7 +306,8 @@ unsafe impl GlobalAlloc for Alloc {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // Every path ends in a tail call: the fast ones save no registers.
         let gate = gate();
-        if gate == 0 {
+        if gate & !GATE_LIVE == 0 && !recorder::maybe_recorded_at(gate, ptr as usize) {
+            // Off, nobody measuring, and not a block the recorder holds.
             // SAFETY: forwarded contract.
             return unsafe { Jemalloc.dealloc(ptr, layout) };
         }
@@ -318,7 +324,8 @@ unsafe impl GlobalAlloc for Alloc {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let gate = gate();
-        if gate == 0 {
+        if gate & !GATE_LIVE == 0 && !recorder::maybe_recorded_at(gate, ptr as usize) {
+            // As in `dealloc`.
             // SAFETY: forwarded contract.
             return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
         }
