@@ -164,7 +164,6 @@ fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
     let mut frames = [MaybeUninit::<usize>::uninit(); MAX_FRAMES];
     let top = t.stack_top.get();
     let captured = stack::capture(&mut frames, if top > 1 { top } else { 0 });
-    let hash = recorder::stack_hash(captured);
     let now = now_tick();
     RECORDER.lock().record_alloc(
         recorder::NewBlock {
@@ -174,8 +173,8 @@ fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
             epoch,
             scope: t.scope.get(),
         },
-        captured,
-        hash,
+        captured.frames,
+        captured.hash,
         now,
     );
     t.leave(prev);

@@ -114,24 +114,67 @@ pub(crate) fn thread_stack_bounds() -> (usize, usize) {
     }
 }
 
+/// A captured stack: the return addresses (innermost first) and their
+/// [`stack_hash`], computed during the walk.
+pub(crate) struct Captured<'a> {
+    pub(crate) frames: &'a [usize],
+    pub(crate) hash: u64,
+}
+
 /// Captures the return addresses of the current stack into `buf`, innermost
-/// first, and returns them. `stack_top` is the highest address of this
-/// thread's stack (0 if unknown: the unwinder is used). The buffer is not
-/// zeroed first: only the captured part is ever read.
+/// first, and returns them with their hash. `stack_top` is the highest
+/// address of this thread's stack (0 if unknown: the unwinder is used). The
+/// buffer is not zeroed first: only the captured part is ever read.
 #[inline(never)]
-pub(crate) fn capture(buf: &mut [MaybeUninit<usize>; MAX_FRAMES], stack_top: usize) -> &[usize] {
+pub(crate) fn capture(
+    buf: &mut [MaybeUninit<usize>; MAX_FRAMES],
+    stack_top: usize,
+) -> Captured<'_> {
     let want = max_frames() + INTERNAL_FRAMES;
-    let mut n = 0;
+    let (mut n, mut lane) = (0, HASH_SEED);
     if unwinder() == Unwinder::FramePointers && stack_top != 0 {
-        n = walk_frame_pointers(&mut buf[..want], stack_top);
+        (n, lane) = walk_frame_pointers(&mut buf[..want], stack_top);
     }
     // A chain that ends at once means a frame without a frame pointer right
     // above us: the unwinder does better there.
     if n <= INTERNAL_FRAMES / 2 {
         n = capture_with_unwinder(&mut buf[..want]);
+        // SAFETY: the unwinder wrote the first n elements.
+        let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n) };
+        lane = frames.iter().fold(HASH_SEED, |h, &f| hash_step(h, f));
     }
     // SAFETY: the first n elements were written by the walk or the unwinder.
-    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n) }
+    let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n) };
+    Captured {
+        frames,
+        hash: finish_hash(lane, n),
+    }
+}
+
+const HASH_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// One frame's step of the stack hash: a rotate and a xor, one cycle, well
+/// hidden behind the walk's own chain of loads.
+#[inline(always)]
+fn hash_step(lane: u64, ret: usize) -> u64 {
+    lane.rotate_left(19) ^ ret as u64
+}
+
+/// Mixes the hash lane and the frame count into the stack's hash.
+#[inline(always)]
+fn finish_hash(lane: u64, n: usize) -> u64 {
+    let m = ((lane ^ n as u64) as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// The hash of a stack, as [`capture`] computes it. Interning compares the
+/// frames too, so a collision costs a comparison, never a wrong stack.
+#[cfg(test)]
+pub(crate) fn stack_hash(frames: &[usize]) -> u64 {
+    finish_hash(
+        frames.iter().fold(HASH_SEED, |h, &f| hash_step(h, f)),
+        frames.len(),
+    )
 }
 
 fn capture_with_unwinder(buf: &mut [MaybeUninit<usize>]) -> usize {
@@ -202,29 +245,31 @@ fn stack_pointer() -> usize {
 
 /// Walks the frame-pointer chain from this frame.
 #[inline(always)]
-fn walk_frame_pointers(buf: &mut [MaybeUninit<usize>], stack_top: usize) -> usize {
+fn walk_frame_pointers(buf: &mut [MaybeUninit<usize>], stack_top: usize) -> (usize, u64) {
     walk_chain(frame_address(), stack_pointer(), stack_top, buf)
 }
 
 /// Follows a chain of frame records (each: the next record's address, then
-/// a return address) from `fp`. Every record (two words) must be
-/// word-aligned and lie inside `[low, stack_top)`, each one above the
-/// previous, so a garbage pointer ends the walk instead of faulting.
+/// a return address) from `fp`, and hashes the return addresses on the way.
+/// Every record (two words) must be word-aligned and lie inside
+/// `[low, stack_top)`, each one above the previous, so a garbage pointer ends
+/// the walk instead of faulting.
 #[inline(always)]
 fn walk_chain(
     mut fp: usize,
     low: usize,
     stack_top: usize,
     buf: &mut [MaybeUninit<usize>],
-) -> usize {
+) -> (usize, u64) {
     const WORD: usize = std::mem::size_of::<usize>();
     // The highest address a frame record may start at.
     let last = stack_top.saturating_sub(2 * WORD);
+    let mut lane = HASH_SEED;
     if fp < low || fp > last || !fp.is_multiple_of(WORD) {
-        return 0;
+        return (0, lane);
     }
     let mut n = 0;
-    for slot in buf.iter_mut() {
+    while n < buf.len() {
         // SAFETY: the record at `fp` lies inside `[low, stack_top)`, this
         // thread's live, mapped stack; the values read are plain words.
         let (next, ret) = unsafe {
@@ -236,15 +281,16 @@ fn walk_chain(
         if ret == 0 {
             break;
         }
-        slot.write(ret);
+        buf[n].write(ret);
+        lane = hash_step(lane, ret);
         n += 1;
-        // The next record lies above this one and below the top.
-        if next < fp + 2 * WORD || next > last || !next.is_multiple_of(WORD) {
+        // The next record lies above this one and below the top, aligned.
+        if next < fp + 2 * WORD || next > last || next % WORD != 0 {
             break;
         }
         fp = next;
     }
-    n
+    (n, lane)
 }
 
 /// Whether this build keeps frame pointers: a short walk from `probe_inner`
@@ -278,7 +324,7 @@ fn probe_outer(found: &mut [MaybeUninit<usize>; 4], top: usize) -> usize {
 
 #[inline(never)]
 fn probe_inner(found: &mut [MaybeUninit<usize>; 4], top: usize) -> usize {
-    walk_frame_pointers(found, top)
+    walk_frame_pointers(found, top).0
 }
 
 #[cfg(test)]
@@ -297,12 +343,18 @@ mod tests {
         }
         let top = addr(mem.len());
         let mut buf = [MaybeUninit::uninit(); 8];
-        let n = walk_chain(addr(chain[0].0), base, top, &mut buf);
+        let (n, lane) = walk_chain(addr(chain[0].0), base, top, &mut buf);
         // SAFETY: the walk wrote the first n elements.
-        buf[..n]
+        let frames: Vec<usize> = buf[..n]
             .iter()
             .map(|a| unsafe { a.assume_init() })
-            .collect()
+            .collect();
+        assert_eq!(
+            finish_hash(lane, n),
+            stack_hash(&frames),
+            "the walk's hash is the stack's"
+        );
+        frames
     }
 
     #[test]

@@ -164,26 +164,6 @@ impl LiveTable {
     }
 }
 
-/// Hash of a stack, computed before the recorder's lock is taken. Two
-/// independent rotate-xor lanes (one cycle per frame each, so the chain is
-/// short), mixed once at the end; interning compares the frames, so a
-/// collision costs a comparison, never a wrong stack.
-#[inline]
-pub(crate) fn stack_hash(frames: &[usize]) -> u64 {
-    let (mut a, mut b) = (frames.len() as u64, 0x9E37_79B9_7F4A_7C15u64);
-    let mut pairs = frames.chunks_exact(2);
-    for p in &mut pairs {
-        a = a.rotate_left(19) ^ p[0] as u64;
-        b = b.rotate_left(23) ^ p[1] as u64;
-    }
-    if let [last] = pairs.remainder() {
-        a = a.rotate_left(19) ^ *last as u64;
-    }
-    let mut out = AddrHasher(a);
-    out.write_u64(b);
-    out.finish()
-}
-
 /// Bytes a hash map of this capacity holds (hashbrown: buckets of entries
 /// plus one control byte each, and a trailing group).
 pub(super) fn map_bytes<K, V, S>(m: &HashMap<K, V, S>) -> u64 {

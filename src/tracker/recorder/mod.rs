@@ -23,7 +23,6 @@ mod snapshot;
 mod weight;
 
 pub(crate) use filter::{has_live, maybe_recorded, maybe_recorded_at};
-pub(crate) use live::stack_hash;
 pub use snapshot::{
     HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, reset,
     snapshot, snapshot_totals, tracker_memory,
@@ -188,7 +187,8 @@ impl Recorder {
         }
     }
 
-    /// Records a new block; `hash` is [`stack_hash`] of `frames`.
+    /// Records a new block; `hash` is the hash of `frames` (see
+    /// `stack::capture`).
     pub(crate) fn record_alloc(&mut self, block: NewBlock, frames: &[usize], hash: u64, now: u32) {
         let NewBlock {
             addr,
