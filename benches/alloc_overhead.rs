@@ -9,10 +9,11 @@
 //! an inlined copy of one allocator but not the other. The speed of a
 //! shared virtual machine drifts by a third from one moment to the next, so
 //! every subject runs in pairs with jemalloc, back to back (in alternating
-//! order, round by round), and its figure is the median over the rounds of
-//! its time divided by its partner's: a slow stretch moves both times of a
-//! pair, and the median drops the pairs that one hiccup split. dhat::Alloc runs the
-//! same workload for comparison (it wraps the system allocator).
+//! order, round by round, worker `k` always on CPU `k`), and its figure is
+//! the median over the rounds of its time divided by its partner's: a slow
+//! stretch moves both times of a pair, and the median drops the pairs that
+//! one hiccup split. dhat::Alloc runs the same workload for comparison (it
+//! wraps the system allocator).
 //!
 //! Timing on a shared machine moves by ±20% from run to run, far more than
 //! the few percent the targets are about; so when Valgrind is installed the

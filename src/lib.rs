@@ -21,10 +21,10 @@
 //!
 //! | mode | what is recorded | cost |
 //! |---|---|---|
-//! | `off` | nothing | jemalloc behind one thread-local test; ~30 instructions per pair, as counters |
-//! | `counters` | live and total bytes and blocks, per thread | ≈ free in programs; ~30 instructions per alloc+free pair |
+//! | `off` | nothing | jemalloc behind one test of a global byte: 4 instructions per alloc+free pair |
+//! | `counters` | live and total bytes and blocks, per thread | ≈ free in programs; ~17 instructions per alloc+free pair |
 //! | `sampled` (default) | also a stack for one block every `LEAKSCOPE_SAMPLE_BYTES` (mean 512 KiB); figures are unbiased estimates | as counters |
-//! | `exact` | a stack for every block | 3–5× in programs; 10–16× in a loop that only allocates |
+//! | `exact` | a stack for every block | 3–5× in programs; 9–16× in a loop that only allocates (one thread) |
 //!
 //! What is recorded can be read at any moment:
 //!
