@@ -303,7 +303,8 @@ unsafe impl GlobalAlloc for Alloc {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Every path ends in a tail call: the fast ones save no registers.
+        // The fast paths end in tail calls to jemalloc: they save no
+        // registers and set up no frame.
         let gate = gate();
         if gate & !GATE_LIVE == 0 && !recorder::maybe_recorded_at(gate, ptr as usize) {
             // Off, nobody measuring, and not a block the recorder holds.
@@ -354,8 +355,8 @@ impl Alloc {
     /// left: no larger than the countdown (at most `COUNTDOWN_CAP`), and
     /// with an alignment that every block of their size has anyway (the
     /// same test jemalloc's own `alloc` makes, so the two merge).
-    /// Everything else is allocated first and counted after, so a refused
-    /// request is never counted.
+    /// Everything else is allocated first and counted after, so a request
+    /// a program may expect to be refused is never counted.
     #[inline(always)]
     unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         if gate() & !GATE_LIVE == 0 {
@@ -463,9 +464,12 @@ impl Alloc {
     }
 }
 
-/// The alignment every block of at least this size has without asking:
-/// jemalloc's smallest size classes are 8 and 16 bytes, 16-aligned from 16
-/// on, and its own `alloc` asks for no alignment up to here.
+/// Requests aligned to at most this and to no more than their size are the
+/// ones tikv-jemallocator serves with plain `malloc` (every jemalloc size
+/// class from 16 bytes up is a multiple of 16, so they are aligned anyway).
+/// The allocation fast path takes only those: its test and jemalloc's then
+/// merge into one, and an alignment jemalloc cannot meet is never counted
+/// before it is refused.
 const PLAIN_ALIGN: usize = 16;
 
 /// jemalloc's `alloc` or `alloc_zeroed`.
