@@ -27,10 +27,13 @@
 //! run, `BENCH_ONLY=off,exact` to time only those subjects, `BENCH_DEBUG=1` to
 //! print every pair).
 
-use std::alloc::{GlobalAlloc, Layout};
+mod workload;
+
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use workload::{churn, deep, median, sizes};
 
 use leakscope::{Alloc, Mode};
 use tikv_jemallocator::Jemalloc;
@@ -39,62 +42,6 @@ use tikv_jemallocator::Jemalloc;
 static GLOBAL: Alloc = Alloc::new();
 
 static TRACKED: Alloc = Alloc::new();
-
-/// Sizes drawn once: a fixed, mixed sequence from 16 B to 4 KiB.
-fn sizes() -> Vec<usize> {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    (0..4096)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // Mostly small, some large: like a real program.
-            let r = x % 100;
-            if r < 70 {
-                16 + (x >> 8) as usize % 240
-            } else if r < 95 {
-                256 + (x >> 8) as usize % 768
-            } else {
-                1024 + (x >> 8) as usize % 3072
-            }
-        })
-        .collect()
-}
-
-#[inline(never)]
-fn churn(a: &dyn GlobalAlloc, sizes: &[usize], ops: usize) {
-    let mut ring: [(*mut u8, usize); 64] = [(std::ptr::null_mut(), 0); 64];
-    for i in 0..ops {
-        let size = sizes[i % sizes.len()];
-        let slot = &mut ring[i % 64];
-        // SAFETY: each block is freed with the layout it was allocated with.
-        unsafe {
-            if !slot.0.is_null() {
-                a.dealloc(slot.0, Layout::from_size_align_unchecked(slot.1, 8));
-            }
-            let p = a.alloc(Layout::from_size_align_unchecked(size, 8));
-            *p = i as u8;
-            *slot = (p, size);
-        }
-    }
-    for (p, size) in ring {
-        if !p.is_null() {
-            // SAFETY: as above.
-            unsafe { a.dealloc(p, Layout::from_size_align_unchecked(size, 8)) };
-        }
-    }
-}
-
-/// Runs `f` under `depth` extra frames.
-#[inline(never)]
-fn deep(depth: usize, f: &mut dyn FnMut()) {
-    if depth == 0 {
-        f();
-    } else {
-        deep(depth - 1, f);
-        black_box(depth);
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Subject {
@@ -125,43 +72,14 @@ fn measure(
         leakscope::set_mode(m);
     }
     let _profiler = (subject == Subject::Dhat).then(|| dhat::Profiler::builder().testing().build());
-    // Each worker times itself: with 2 cores and 2 busy workers, a timing
-    // thread would not even be scheduled until a worker finished.
-    let barrier = Arc::new(Barrier::new(threads));
-    let workers: Vec<_> = (0..threads)
-        .map(|k| {
-            let barrier = barrier.clone();
-            let sizes = sizes.clone();
-            std::thread::spawn(move || {
-                pin_to_cpu(k);
-                // Warm up this thread's caches and leakscope's thread state.
-                run(subject, &sizes, 1000, depth);
-                barrier.wait();
-                let start = Instant::now();
-                run(subject, &sizes, ops, depth);
-                (start, Instant::now())
-            })
-        })
-        .collect();
-    let spans: Vec<(Instant, Instant)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-    let start = spans.iter().map(|s| s.0).min().unwrap();
-    let end = spans.iter().map(|s| s.1).max().unwrap();
+    let ns = workload::time_threads(
+        threads,
+        sizes,
+        move |sizes, n| run(subject, sizes, n, depth),
+        ops,
+    );
     leakscope::set_mode(Mode::Sampled);
-    (end - start).as_nanos() as f64 / ops as f64
-}
-
-/// Pins the calling thread to CPU `k` (modulo the CPUs there are): worker
-/// `k` of every run then runs on the same CPU, so the two runs of a pair
-/// meet the same caches and the same neighbours on a shared host.
-fn pin_to_cpu(k: usize) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside
-    // it, and sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(k % cpus, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    ns
 }
 
 fn run(subject: Subject, sizes: &[usize], ops: usize, depth: usize) {
@@ -171,17 +89,6 @@ fn run(subject: Subject, sizes: &[usize], ops: usize, depth: usize) {
         Subject::Dhat => churn(&dhat::Alloc, sizes, ops),
     };
     deep(depth, &mut f);
-}
-
-/// The median of `v` (NaN when empty).
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// A timing row's cells: jemalloc's median time, then each other subject's
@@ -308,6 +215,55 @@ fn stack_label(depth: usize) -> &'static str {
     if depth == 0 { "shallow" } else { "+30 frames" }
 }
 
+/// The same workload on jemalloc built with its own heap profiler
+/// (`fixtures/jeprof`, a workspace of its own: the profiling build would
+/// otherwise be every crate's jemalloc), active at one sample per 2^19 bytes
+/// on average against the same binary with it inactive; or a line saying
+/// why not.
+fn jemalloc_profiler_table(ops: usize, rounds: usize) {
+    println!(
+        "\n## jemalloc's own profiler (prof, lg_prof_sample:19, its default unwinder), \
+         active vs inactive in the same build\n"
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/jeprof");
+    let built = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "-q", "--manifest-path"])
+        .arg(root.join("fixtures/jeprof/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status();
+    if !matches!(built, Ok(s) if s.success()) {
+        println!("(skipped: fixtures/jeprof did not build: {built:?})");
+        return;
+    }
+    let out = std::process::Command::new(target.join("release/leakscope-fixture-jeprof"))
+        .args([ops.to_string(), rounds.to_string()])
+        .env(
+            "_RJEM_MALLOC_CONF",
+            "prof:true,prof_active:false,lg_prof_sample:19",
+        )
+        .output();
+    let text = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        other => {
+            println!("(skipped: fixtures/jeprof failed: {other:?})");
+            return;
+        }
+    };
+    println!("| threads | stack | prof inactive | prof active |");
+    println!("|---:|---|---:|---:|");
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [threads, depth, ratio, off, on] = f[..] {
+            let depth: usize = depth.parse().unwrap_or(0);
+            println!(
+                "| {threads} | {} | {off} ns | {ratio}× ({on} ns) |",
+                stack_label(depth)
+            );
+        }
+    }
+}
+
 /// Rounds a subject runs: the slow ones (their figures are far from any
 /// threshold) fewer, so that the fast ones get enough pairs for a median
 /// within a percent or two.
@@ -427,6 +383,7 @@ fn main() {
             );
         }
     }
+    jemalloc_profiler_table(ops, rounds);
     instruction_table(&subjects, if quick { 50_000 } else { 200_000 });
     memory_per_block();
     black_box(Duration::ZERO);
