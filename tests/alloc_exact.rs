@@ -249,9 +249,10 @@ fn huge_requests_fail_cleanly() {
     assert!(p.is_null());
     drop(w);
     assert_eq!(live_counters(), before);
-    // A small request that fails (its alignment cannot be met) takes each
-    // mode's fast path, which counts before calling jemalloc: the count is
-    // taken back.
+    // Requests jemalloc refuses, in each mode: a small one whose alignment
+    // cannot be met, and a vast one with a plain alignment (larger than the
+    // countdown, so the fast path, which counts before calling jemalloc,
+    // never takes it). Neither is counted.
     let totals = || {
         let s = leakscope::stats().expect("stats");
         (s.total_blocks, s.total_bytes, s.live_blocks, s.live_bytes)
@@ -265,6 +266,10 @@ fn huge_requests_fail_cleanly() {
         assert!(p.is_null(), "{mode:?}");
         // SAFETY: as above.
         let p = unsafe { ALLOC.alloc_zeroed(layout) };
+        assert!(p.is_null(), "{mode:?}");
+        let vast = Layout::from_size_align(isize::MAX as usize / 2, 8).unwrap();
+        // SAFETY: as above.
+        let p = unsafe { ALLOC.alloc(vast) };
         assert!(p.is_null(), "{mode:?}");
         assert_eq!(
             totals(),

@@ -74,6 +74,29 @@ fn counters_are_exact() {
     assert_eq!(end.live_blocks, before.live_blocks);
     assert_eq!(end.live_bytes, before.live_bytes);
     assert!(end.jemalloc.allocated > 0 && end.jemalloc.resident >= end.jemalloc.active);
+    // Blocks on both sides of the fast path's 64 KiB limit (above it they
+    // are counted after jemalloc serves them), some zeroed, 64 of each.
+    let sizes = [65_535usize, 65_536, 65_537, 1 << 20];
+    let mut big: Vec<Vec<u8>> = Vec::with_capacity(256);
+    for i in 0..64 {
+        for n in sizes {
+            big.push(if i % 2 == 0 {
+                vec![0u8; n]
+            } else {
+                Vec::with_capacity(n)
+            });
+        }
+    }
+    let with_big = leakscope::stats().unwrap();
+    let expected: u64 = 64 * sizes.iter().sum::<usize>() as u64 + 256 * 24;
+    assert_eq!(with_big.live_blocks - end.live_blocks, 256 + 1);
+    assert_eq!(with_big.live_bytes - end.live_bytes, expected);
+    drop(big);
+    let gone = leakscope::stats().unwrap();
+    assert_eq!(
+        (gone.live_blocks, gone.live_bytes),
+        (end.live_blocks, end.live_bytes)
+    );
     leakscope::set_mode(Mode::Sampled);
 }
 
