@@ -306,8 +306,10 @@ unsafe impl GlobalAlloc for Alloc {
         // The fast paths end in tail calls to jemalloc: they save no
         // registers and set up no frame.
         let gate = gate();
-        if gate & !GATE_LIVE == 0 && !recorder::maybe_recorded_at(gate, ptr as usize) {
-            // Off, nobody measuring, and not a block the recorder holds.
+        // Off, nobody measuring, and not a block the recorder holds (the
+        // first test alone while it holds none).
+        if gate == 0 || (gate & !GATE_LIVE == 0 && !recorder::maybe_recorded_at(gate, ptr as usize))
+        {
             // SAFETY: forwarded contract.
             return unsafe { Jemalloc.dealloc(ptr, layout) };
         }
@@ -324,7 +326,8 @@ unsafe impl GlobalAlloc for Alloc {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let gate = gate();
-        if gate & !GATE_LIVE == 0 && !recorder::maybe_recorded_at(gate, ptr as usize) {
+        if gate == 0 || (gate & !GATE_LIVE == 0 && !recorder::maybe_recorded_at(gate, ptr as usize))
+        {
             // As in `dealloc`.
             // SAFETY: forwarded contract.
             return unsafe { Jemalloc.realloc(ptr, layout, new_size) };
