@@ -137,18 +137,18 @@ pub(crate) fn capture(
     }
     // A chain that ends at once means a frame without a frame pointer right
     // above us: the unwinder does better there.
-    if n <= INTERNAL_FRAMES / 2 {
+    let walked = n > INTERNAL_FRAMES / 2;
+    if !walked {
         n = capture_with_unwinder(&mut buf[..want]);
-        // SAFETY: the unwinder wrote the first n elements.
-        let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n) };
-        lane = frames.iter().fold(HASH_SEED, |h, &f| hash_step(h, f));
     }
     // SAFETY: the first n elements were written by the walk or the unwinder.
     let frames = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<usize>(), n) };
-    Captured {
-        frames,
-        hash: finish_hash(lane, n),
-    }
+    let hash = if walked {
+        finish_hash(lane, n)
+    } else {
+        stack_hash(frames)
+    };
+    Captured { frames, hash }
 }
 
 const HASH_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -167,10 +167,10 @@ fn finish_hash(lane: u64, n: usize) -> u64 {
     (m as u64) ^ ((m >> 64) as u64)
 }
 
-/// The hash of a stack, as [`capture`] computes it. Interning compares the
-/// frames too, so a collision costs a comparison, never a wrong stack.
-#[cfg(test)]
-pub(crate) fn stack_hash(frames: &[usize]) -> u64 {
+/// The hash of a stack, as the frame-pointer walk computes it on the way.
+/// Interning compares the frames too, so a collision costs a comparison,
+/// never a wrong stack.
+fn stack_hash(frames: &[usize]) -> u64 {
     finish_hash(
         frames.iter().fold(HASH_SEED, |h, &f| hash_step(h, f)),
         frames.len(),
