@@ -13,7 +13,10 @@
 //! the median over the rounds of its time divided by its partner's: a slow
 //! stretch moves both times of a pair, and the median drops the pairs that
 //! one hiccup split. dhat::Alloc runs the same workload for comparison (it
-//! wraps the system allocator).
+//! wraps the system allocator), and so does jemalloc's own heap profiler,
+//! from `fixtures/jeprof` (built here with the profiler compiled in, and
+//! timed active against inactive, since its build cannot share this one's
+//! jemalloc).
 //!
 //! Timing on a shared machine moves by ±20% from run to run, far more than
 //! the few percent the targets are about; so when Valgrind is installed the
