@@ -462,7 +462,7 @@ fn the_real_telnet_program_logs_in_runs_prefs_and_leaves_with_ctrl_d() {
     t.type_bytes(b"prefs()\r");
     t.wait_for("Live References");
     t.type_bytes(b"21 * 2\r");
-    t.wait_for("42");
+    t.wait_for("\r\n42\r\n");
     assert!(!t.text().contains("s3cret"), "the password was not echoed");
     // telnet tells the window's size (NAWS): help() and tables fit it.
     t.type_bytes(b"help()\r");

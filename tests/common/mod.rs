@@ -271,6 +271,9 @@ pub struct Terminal {
     output: std::sync::mpsc::Receiver<Vec<u8>>,
     /// Everything it printed so far.
     pub seen: Vec<u8>,
+    /// Where the last [`Terminal::wait_for`] match ended: the next one
+    /// looks only at what was printed after it.
+    matched: usize,
 }
 
 impl Terminal {
@@ -300,6 +303,7 @@ impl Terminal {
             stdin,
             output,
             seen: Vec::new(),
+            matched: 0,
         }
     }
 
@@ -313,14 +317,24 @@ impl Terminal {
         String::from_utf8_lossy(&self.seen).into_owned()
     }
 
-    /// Waits (10 s at most) until it has printed `pat`.
+    /// Waits (10 s at most) until it prints `pat` after the previous
+    /// match: a pattern met earlier (a prompt, a number inside a PID) does
+    /// not answer for output still to come.
     pub fn wait_for(&mut self, pat: &str) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !self.text().contains(pat) {
+        loop {
+            let found = self.seen[self.matched..]
+                .windows(pat.len())
+                .position(|w| w == pat.as_bytes());
+            if let Some(at) = found {
+                self.matched += at + pat.len();
+                return;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no {pat:?} in {:?}",
-                self.text()
+                "no {pat:?} after {:?} in {:?}",
+                String::from_utf8_lossy(&self.seen[..self.matched]),
+                String::from_utf8_lossy(&self.seen[self.matched..])
             );
             if let Ok(b) = self
                 .output
@@ -355,6 +369,7 @@ impl Terminal {
                 self.seen.extend(b);
             }
         }
+        self.matched = self.seen.len();
         let out = String::from_utf8_lossy(&self.seen[start..]).replace('\r', "");
         let out = out.strip_suffix(">>> ").unwrap_or(&out);
         match out.split_once('\n') {
@@ -367,6 +382,9 @@ impl Terminal {
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
+            while let Ok(b) = self.output.try_recv() {
+                self.seen.extend(b);
+            }
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
