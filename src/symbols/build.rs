@@ -2,7 +2,10 @@
 
 use std::sync::OnceLock;
 
+use object::{Object, ObjectSection, ObjectSymbol};
+
 use super::resolve;
+use crate::sys::mapped::MappedFile;
 
 /// What this build gives symbol resolution and stack capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,20 +54,68 @@ impl BuildInfo {
     }
 }
 
-/// Probes this build by resolving one of leakscope's own functions (built
+/// Probes this build by reading the executable's section headers and
+/// symbol table in place: a login's greeting must not parse the debug
+/// information (tens to hundreds of MiB, and seconds, for a large
+/// program) just to say whether it is there. Only when the executable
+/// cannot say (no symbol for this function, or debug info kept in a
+/// separate file) does it resolve one of leakscope's own functions (built
 /// with the same flags as the program).
 pub fn build_info() -> BuildInfo {
     static INFO: OnceLock<BuildInfo> = OnceLock::new();
     *INFO.get_or_init(|| {
-        // An address inside the function (its very first byte does not resolve).
-        let addr = build_info as *const () as usize + 8;
-        let frames = resolve(addr);
-        BuildInfo {
-            v0_mangling: frames.iter().any(|f| f.v0),
-            debug_info: frames.iter().any(|f| f.file.is_some() && f.line.is_some()),
-            frame_pointers: crate::tracker::has_frame_pointers(),
+        let frame_pointers = crate::tracker::has_frame_pointers();
+        let probed = crate::tracker::untracked(|| {
+            let exe = MappedFile::executable().ok()?;
+            probe_executable(&exe)
+        });
+        match probed {
+            Some((v0_mangling, debug_info)) => BuildInfo {
+                v0_mangling,
+                debug_info,
+                frame_pointers,
+            },
+            None => {
+                // An address inside the function (its very first byte does
+                // not resolve).
+                let addr = std::hint::black_box(build_info as fn() -> BuildInfo) as usize + 8;
+                let frames = resolve(addr);
+                BuildInfo {
+                    v0_mangling: frames.iter().any(|f| f.v0),
+                    debug_info: frames.iter().any(|f| f.file.is_some() && f.line.is_some()),
+                    frame_pointers,
+                }
+            }
         }
     })
+}
+
+/// How `build_info` is spelled inside its mangled symbol, in both manglings
+/// (`_RNv…9leakscope7symbols5build10build_info`, legacy
+/// `_ZN9leakscope7symbols5build10build_info17h…E`).
+const PROBE_SYMBOL: &[u8] = b"9leakscope7symbols5build10build_info";
+
+/// (v0 mangling, debug info) as an ELF executable's bytes tell them, or
+/// `None` when they cannot: no symbol for [`build_info`] (stripped), or
+/// debug information linked to a separate file.
+fn probe_executable(exe: &[u8]) -> Option<(bool, bool)> {
+    let file = object::File::parse(exe).ok()?;
+    let has = |name: &str| file.section_by_name(name).is_some_and(|s| s.size() > 0);
+    let debug_info = has(".debug_info") || has(".zdebug_info");
+    if !debug_info && has(".gnu_debuglink") {
+        return None;
+    }
+    let v0 = file.symbols().find_map(|sym| {
+        let name = sym.name_bytes().ok()?;
+        let at = name
+            .windows(PROBE_SYMBOL.len())
+            .position(|w| w == PROBE_SYMBOL)?;
+        let end = &name[at + PROBE_SYMBOL.len()..];
+        // The function itself, not a closure or item inside it.
+        let whole = end.is_empty() || end.starts_with(b"17h");
+        whole.then(|| name.starts_with(b"_R"))
+    })?;
+    Some((v0, debug_info))
 }
 
 #[cfg(test)]
@@ -102,5 +153,14 @@ mod tests {
         assert!(note.contains(") and without debug info ("), "{note}");
         // The repository's own tests are built with every flag.
         assert_eq!(build_info().note(), None);
+    }
+
+    #[test]
+    fn the_executable_alone_tells_mangling_and_debug_info() {
+        // This test binary has both, and says so without any symbol being
+        // resolved.
+        let exe = MappedFile::executable().unwrap();
+        assert_eq!(probe_executable(&exe), Some((true, true)));
+        assert_eq!(probe_executable(b"not an executable"), None);
     }
 }

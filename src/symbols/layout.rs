@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use gimli::{AttributeValue, EndianSlice, LittleEndian, constants as dw};
 use object::{Object, ObjectSection};
 
+use crate::sys::mapped::MappedFile;
 use crate::tracker::untracked;
 
 /// Index of a type in [`Layouts`].
@@ -91,10 +92,12 @@ pub(super) fn key(name: &str) -> String {
 impl Layouts {
     /// Reads the layouts of `/proc/self/exe`; empty when it has no DWARF.
     fn load() -> Layouts {
-        let Ok(bytes) = std::fs::read("/proc/self/exe") else {
+        // Mapped, not read: the sections are parsed in place, and what
+        // leakscope holds on the heap is the layouts alone.
+        let Ok(exe) = MappedFile::executable() else {
             return Layouts::default();
         };
-        Self::parse(&bytes).unwrap_or_default()
+        Self::parse(&exe).unwrap_or_default()
     }
 
     fn parse(bytes: &[u8]) -> Option<Layouts> {

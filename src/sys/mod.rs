@@ -1,7 +1,8 @@
 //! What the operating system gives the layers above: clocks, a lock that
-//! never allocates, and reading the environment without allocating. Nothing
-//! here knows what leakscope records.
+//! never allocates, reading the environment without allocating, and the
+//! executable mapped read-only. Nothing here knows what leakscope records.
 
 pub(crate) mod clock;
 pub(crate) mod env;
 pub(crate) mod lock;
+pub(crate) mod mapped;
