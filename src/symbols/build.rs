@@ -78,7 +78,7 @@ pub fn build_info() -> BuildInfo {
             None => {
                 // An address inside the function (its very first byte does
                 // not resolve).
-                let addr = std::hint::black_box(build_info as fn() -> BuildInfo) as usize + 8;
+                let addr = build_info as *const () as usize + 8;
                 let frames = resolve(addr);
                 BuildInfo {
                     v0_mangling: frames.iter().any(|f| f.v0),
@@ -111,8 +111,9 @@ fn probe_executable(exe: &[u8]) -> Option<(bool, bool)> {
             .windows(PROBE_SYMBOL.len())
             .position(|w| w == PROBE_SYMBOL)?;
         let end = &name[at + PROBE_SYMBOL.len()..];
-        // The function itself, not a closure or item inside it.
-        let whole = end.is_empty() || end.starts_with(b"17h");
+        // The function itself (a local copy may carry `.llvm.N`), not a
+        // closure or item inside it.
+        let whole = end.is_empty() || end.starts_with(b"17h") || end.starts_with(b".");
         whole.then(|| name.starts_with(b"_R"))
     })?;
     Some((v0, debug_info))
