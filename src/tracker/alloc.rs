@@ -29,7 +29,7 @@ use super::init::init;
 use super::mode::{
     MODE, MODE_EXACT, MODE_OFF, MODE_SAMPLED, MODE_UNINIT, Mode, SAMPLE_EPOCH, sample_bytes,
 };
-use super::recorder::{self, RECORDER};
+use super::recorder;
 use super::registry::{count_own, count_shared_alloc, count_shared_free, flush_live};
 use super::stack::{self, MAX_FRAMES};
 use super::thread::{
@@ -165,7 +165,9 @@ fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
     let top = t.stack_top.get();
     let captured = stack::capture(&mut frames, if top > 1 { top } else { 0 });
     let now = now_tick();
-    RECORDER.lock().record_alloc(
+    recorder::record_alloc(
+        &t.lane,
+        prev & !BUSY == STATE_LIVE,
         recorder::NewBlock {
             addr: ptr as usize,
             size,
@@ -272,7 +274,7 @@ fn may_be_recorded(ptr: *mut u8, mode: u8) -> bool {
 fn forget(t: &ThreadState, ptr: *mut u8) {
     let prev = t.enter();
     let now = now_tick();
-    RECORDER.lock().record_free(ptr as usize, now);
+    recorder::record_free(&t.lane, ptr as usize, now);
     t.leave(prev);
 }
 
@@ -430,12 +432,14 @@ impl Alloc {
                 // out and recorded by another thread without a clash) and put
                 // back after, without holding the lock during the copy.
                 let prev = t.enter();
-                let taken = RECORDER.lock().take_for_realloc(ptr as usize);
+                let taken = recorder::take_for_realloc(&t.lane, ptr as usize);
                 if let Some(taken) = taken {
                     // SAFETY: forwarded contract.
                     let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
                     let now = now_tick();
-                    RECORDER.lock().finish_realloc(
+                    recorder::finish_realloc(
+                        &t.lane,
+                        prev & !BUSY == STATE_LIVE,
                         taken,
                         ptr as usize,
                         new as usize,
@@ -505,7 +509,7 @@ unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout) {
     {
         // No thread-local storage at all (cannot happen on Linux with
         // const thread-locals, but never lose a record).
-        RECORDER.lock().record_free(ptr as usize, now_tick());
+        recorder::record_free(&std::cell::Cell::new(0), ptr as usize, now_tick());
     }
     // SAFETY: forwarded contract.
     unsafe { Jemalloc.dealloc(ptr, layout) }

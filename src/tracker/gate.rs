@@ -15,6 +15,9 @@ pub(super) const GATE_MODE: u8 = 1;
 pub(super) const GATE_LIVE: u8 = 2;
 /// Set while at least one thread is in a measuring scope.
 pub(super) const GATE_SCOPED: u8 = 4;
+/// Set while the recorder holds a block the free filter does not know (an
+/// exact-mode record): every free must then ask the recorder.
+pub(super) const GATE_UNFILTERED: u8 = 8;
 
 /// The flags above; zero means plain jemalloc.
 static GATE: AtomicU8 = AtomicU8::new(GATE_MODE);
@@ -32,8 +35,8 @@ pub(super) fn gate() -> u8 {
 
 /// Sets or clears `flag`, writing the shared line only when it changes.
 /// Callers serialise the updates of one flag: the lock of
-/// [`SCOPED_THREADS`] for the mode and scope flags, the recorder's lock for
-/// the live flag.
+/// [`SCOPED_THREADS`] for the mode and scope flags, the recorder's flags
+/// lock for the live and unfiltered flags.
 #[inline]
 pub(super) fn set_flag(flag: u8, on: bool) {
     let g = gate();

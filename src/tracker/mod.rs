@@ -52,8 +52,8 @@ pub(crate) use thread::untracked;
 /// The address ranges of the tracker's own statics that hold block
 /// addresses (the recorder's): not roots of the heap graph.
 pub(crate) fn own_static_ranges() -> [(usize, usize); 1] {
-    let start = &recorder::RECORDER as *const _ as usize;
-    [(start, start + size_of_val(&recorder::RECORDER))]
+    let start = &recorder::LANES as *const _ as usize;
+    [(start, start + size_of_val(&recorder::LANES))]
 }
 
 /// Drops every record (live blocks, stacks, totals): tracking starts afresh.
@@ -87,7 +87,7 @@ pub(crate) struct CounterTotals {
     pub(crate) threads: usize,
     /// The counters-mode estimate of the peak of live bytes.
     pub(crate) peak_estimate: u64,
-    /// The longest any thread has waited for the recorder's lock.
+    /// The longest any thread has waited for a lock of the recorder's.
     pub(crate) longest_wait: Duration,
     /// Bytes leakscope holds for itself (allocated while in its own code).
     pub(crate) own_bytes: u64,
@@ -104,7 +104,7 @@ pub(crate) fn counter_totals() -> CounterTotals {
         free_blocks: c.free_blocks.load(r),
         threads,
         peak_estimate: registry::flushed_peak().max(0) as u64,
-        longest_wait: recorder::RECORDER.longest_wait(),
+        longest_wait: recorder::longest_wait(),
         own_bytes: registry::own_bytes(),
     }
 }

@@ -113,6 +113,10 @@ pub fn mode() -> Mode {
 pub fn set_mode(mode: Mode) {
     ensure_init(MODE_SAMPLED);
     store_mode(mode.code());
+    if mode != Mode::Exact {
+        // Exact mode's records stay out of the free filter: put them in.
+        super::thread::untracked(recorder::refilter);
+    }
     let _ = THREAD.try_with(|t| t.refresh_fast());
 }
 

@@ -5,7 +5,7 @@
 use std::ptr;
 use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU16, AtomicU32, Ordering};
 
-use super::recorder::RECORDER;
+use super::recorder;
 use super::thread::{Counters, THREAD, ThreadState, untracked};
 use crate::sys::lock::RawLocked;
 
@@ -163,15 +163,13 @@ pub(super) fn count_shared_free(size: usize) {
 pub(super) extern "C" fn fork_prepare() {
     super::gate::fork_prepare();
     REGISTRY.lock_for_fork();
-    RECORDER.lock_for_fork();
+    recorder::fork_prepare();
 }
 
 pub(super) extern "C" fn fork_parent() {
-    // SAFETY: this thread took both locks in fork_prepare.
-    unsafe {
-        RECORDER.force_unlock();
-        REGISTRY.force_unlock();
-    }
+    recorder::fork_parent();
+    // SAFETY: this thread took the lock in fork_prepare.
+    unsafe { REGISTRY.force_unlock() };
     super::gate::fork_parent();
 }
 
@@ -181,8 +179,10 @@ pub(super) extern "C" fn fork_child() {
     // possibly held by threads that no longer exist, are reset.
     super::gate::fork_child();
     // SAFETY: only this thread exists in the child.
+    let kept = THREAD.try_with(|t| t.lane.get() as usize).unwrap_or(0);
+    recorder::fork_child(kept);
+    // SAFETY: only this thread exists in the child.
     unsafe {
-        RECORDER.reset_in_child();
         let me = THREAD
             .try_with(|t| &t.shared as *const SharedThread as *mut SharedThread)
             .unwrap_or(ptr::null_mut());

@@ -88,12 +88,12 @@ pub(crate) fn thread_alloc_blocks() -> u64 {
 /// Starts keeping scope `id`'s records in the recorder (its blocks and
 /// per-stack allocations).
 pub(crate) fn open_records(id: u32) {
-    super::untracked(|| super::recorder::RECORDER.lock().open_scope(id));
+    super::untracked(|| super::recorder::open_scope(id));
 }
 
 /// Forgets scope `id`'s records.
 pub(crate) fn close_records(id: u32) {
-    super::untracked(|| super::recorder::RECORDER.lock().close_scope(id));
+    super::untracked(|| super::recorder::close_scope(id));
 }
 
 pub(crate) use super::recorder::scope_report;

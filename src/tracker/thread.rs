@@ -96,6 +96,8 @@ pub(super) struct ThreadState {
     pub(super) rng: Cell<u64>,
     pub(super) stack_top: Cell<usize>,
     pub(super) index: Cell<u16>,
+    /// The recorder lane this thread records in (0: none of its own yet).
+    pub(super) lane: Cell<u32>,
     /// The `testing::measure` scope this thread is in (0: none). While in
     /// one, every allocation takes the slow path and is recorded exactly.
     pub(super) scope: Cell<u32>,
@@ -220,6 +222,7 @@ impl ThreadState {
             rng: Cell::new(0),
             stack_top: Cell::new(0),
             index: Cell::new(0),
+            lane: Cell::new(0),
             scope: Cell::new(0),
             scope_counts: ScopeCounts::new(),
         }
@@ -390,6 +393,10 @@ impl Drop for ExitGuard {
             reg.unlink(me);
             EXITED.add_shared(&t.shared.counters);
             flush_live(t);
+            drop(reg);
+            let prev = t.enter();
+            recorder::release(&t.lane);
+            t.leave(prev);
             t.state.set(STATE_DEAD | (t.state.get() & BUSY));
             t.set_fast(0);
         });

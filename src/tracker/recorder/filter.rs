@@ -1,14 +1,25 @@
-//! A lock-free filter over recorded addresses: the free path asks it whether
-//! a block may be recorded before it takes the recorder's lock.
+//! A lock-free filter over recorded addresses: a free asks it whether a
+//! block may be recorded before it looks in the lanes.
+//!
+//! Lanes update it under their own locks, so two lanes may update one slot
+//! at once: every update is an atomic read-modify-write. In exact mode
+//! (outside measuring scopes) every block is recorded, and a free in exact
+//! mode looks in the lanes anyway, so those records stay out of the filter
+//! (a read-modify-write per operation would cost more than the filter saves)
+//! and the gate's unfiltered flag says that some record is not in it: while
+//! it is set, every free is taken as maybe recorded. Leaving exact mode puts
+//! them in ([`refilter`]), which clears the flag.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::super::gate::{GATE_LIVE, gate, set_flag};
+use super::super::gate::{GATE_LIVE, GATE_UNFILTERED, gate};
+use super::lanes;
 
 pub(super) const FILTER_BITS: u32 = 18;
-/// A counting filter over recorded addresses, read without the lock by the
-/// free path: a zero means "certainly not recorded". Counters saturate at 255
-/// and then stay (always "maybe").
+/// A counting filter over recorded addresses, read without any lock by the
+/// free path: a zero means "certainly not recorded" (unless the gate's
+/// unfiltered flag is set). Counters saturate at 255 and then stay (always
+/// "maybe").
 pub(super) static FILTER: [AtomicU8; 1 << FILTER_BITS] =
     [const { AtomicU8::new(0) }; 1 << FILTER_BITS];
 
@@ -28,12 +39,6 @@ pub(crate) fn has_live() -> bool {
     gate() & GATE_LIVE != 0
 }
 
-/// Sets or clears the gate's live flag (under the recorder's lock).
-#[inline]
-pub(super) fn set_live(live: bool) {
-    set_flag(GATE_LIVE, live);
-}
-
 /// Whether `addr` may be a recorded block (no false negatives).
 #[inline(always)]
 pub(crate) fn maybe_recorded(addr: usize) -> bool {
@@ -43,23 +48,34 @@ pub(crate) fn maybe_recorded(addr: usize) -> bool {
 /// [`maybe_recorded`] with the gate's flags already read.
 #[inline(always)]
 pub(crate) fn maybe_recorded_at(gate: u8, addr: usize) -> bool {
-    gate & GATE_LIVE != 0 && filter_slot(addr).load(Ordering::Relaxed) != 0
+    gate & GATE_UNFILTERED != 0
+        || (gate & GATE_LIVE != 0 && filter_slot(addr).load(Ordering::Relaxed) != 0)
 }
 
 #[inline]
 pub(super) fn filter_add(addr: usize) {
-    let s = filter_slot(addr);
-    let v = s.load(Ordering::Relaxed);
-    if v != u8::MAX {
-        s.store(v + 1, Ordering::Relaxed);
-    }
+    let _ = filter_slot(addr).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        (v != u8::MAX).then_some(v + 1)
+    });
 }
 
 #[inline]
 pub(super) fn filter_remove(addr: usize) {
-    let s = filter_slot(addr);
-    let v = s.load(Ordering::Relaxed);
-    if v != u8::MAX && v != 0 {
-        s.store(v - 1, Ordering::Relaxed);
+    let _ = filter_slot(addr).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        (v != u8::MAX && v != 0).then_some(v - 1)
+    });
+}
+
+/// Records each lane holds at most per lock hold while [`refilter`] puts
+/// them in the filter, so that an allocating thread never waits long.
+const REFILTER_BATCH: usize = 4096;
+
+/// Puts every record kept out of the filter into it, lane by lane (after a
+/// switch away from exact mode, which lanes read under their locks: a record
+/// made before a lane's turn is put in, and one made after it goes in the
+/// filter from the start).
+pub(crate) fn refilter() {
+    for i in 0..lanes::made() {
+        while !lanes::lane(i).lock().filter_all(REFILTER_BATCH) {}
     }
 }

@@ -5,8 +5,11 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// Largest block size a record holds exactly (1 TiB); larger sizes saturate.
-pub(super) const SIZE_MASK: u64 = (1 << 40) - 1;
+/// Largest block size a record holds exactly (512 GiB); larger sizes
+/// saturate.
+pub(super) const SIZE_MASK: u64 = (1 << 39) - 1;
+/// Set in a record the free filter does not know (see `filter`).
+const UNFILTERED: u64 = 1 << 39;
 
 /// A fast hasher for addresses and stack hashes (a folded multiply).
 #[derive(Default, Clone, Copy)]
@@ -35,18 +38,30 @@ pub(super) type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 /// One live block as the recorder stores it (24 bytes with its key).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct LiveRec {
-    /// size (40 bits) | thread index (16 bits) | sampling epoch (8 bits)
+    /// size (39 bits) | unfiltered (1 bit) | thread index (16 bits) |
+    /// sampling epoch (8 bits)
     pub(super) packed: u64,
+    /// The stack's slot in the lane that holds the record.
     pub(super) stack: u32,
     pub(super) born: u32,
 }
 
 impl LiveRec {
     #[inline]
-    pub(super) fn new(size: usize, thread: u16, epoch: u8, stack: u32, born: u32) -> Self {
+    pub(super) fn new(
+        size: usize,
+        thread: u16,
+        epoch: u8,
+        stack: u32,
+        born: u32,
+        unfiltered: bool,
+    ) -> Self {
         let size = (size as u64).min(SIZE_MASK);
         LiveRec {
-            packed: size | (thread as u64) << 40 | (epoch as u64) << 56,
+            packed: size
+                | if unfiltered { UNFILTERED } else { 0 }
+                | (thread as u64) << 40
+                | (epoch as u64) << 56,
             stack,
             born,
         }
@@ -62,6 +77,33 @@ impl LiveRec {
     #[inline]
     pub(super) fn epoch(&self) -> u8 {
         (self.packed >> 56) as u8
+    }
+    /// Whether the free filter does not know this record.
+    #[inline]
+    pub(super) fn unfiltered(&self) -> bool {
+        self.packed & UNFILTERED != 0
+    }
+    /// The record of the block a realloc made of this one: `size` bytes,
+    /// born `now`, same thread, epoch and stack.
+    #[inline]
+    pub(super) fn moved(self, size: usize, now: u32) -> Self {
+        LiveRec::new(
+            size,
+            self.thread(),
+            self.epoch(),
+            self.stack,
+            now,
+            self.unfiltered(),
+        )
+    }
+    /// The same record with another slot and filter state.
+    #[inline]
+    pub(super) fn relabelled(self, stack: u32, unfiltered: bool) -> Self {
+        LiveRec {
+            packed: (self.packed & !UNFILTERED) | if unfiltered { UNFILTERED } else { 0 },
+            stack,
+            born: self.born,
+        }
     }
 }
 
@@ -151,12 +193,13 @@ impl LiveTable {
     }
 
     #[inline]
-    pub(super) fn contains(&self, addr: usize) -> bool {
-        self.shards[Self::shard_of(addr)].contains_key(&(addr as u64))
+    pub(super) fn get(&self, addr: usize) -> Option<&LiveRec> {
+        self.shards[Self::shard_of(addr)].get(&(addr as u64))
     }
 
-    pub(super) fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.shards.iter().flat_map(|s| s.keys().copied())
+    #[inline]
+    pub(super) fn contains(&self, addr: usize) -> bool {
+        self.shards[Self::shard_of(addr)].contains_key(&(addr as u64))
     }
 
     pub(super) fn bytes(&self) -> u64 {

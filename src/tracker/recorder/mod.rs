@@ -1,12 +1,18 @@
 //! What the allocator records: live blocks and per-stack totals.
 //!
-//! Every recorded block is one 24-byte entry (address → size, stack id,
-//! birth time, thread, sampling epoch) in a hash map; stacks are interned so
-//! that a block costs a 4-byte id. Per stack the recorder keeps what DHAT's
-//! program points keep: total bytes and blocks, summed lifetimes, the
-//! current value, its own maximum and the value at the global peak. The value
-//! at the global peak is kept lazily (a stack saves its current value the
-//! first time it changes after a new peak), so no operation walks all stacks.
+//! The recorder is split in lanes, one per thread that records (`lanes`):
+//! a thread records its blocks in its own lane, under a lock no other thread
+//! takes unless it frees or moves one of that lane's blocks, or reads. Two
+//! threads recording at once then share no cache line on the common path.
+//! A free looks in the freeing thread's lane first, then in the others.
+//!
+//! Every recorded block is one 24-byte entry (address → size, stack slot,
+//! birth time, thread, sampling epoch) in its lane's table; stacks are
+//! interned per lane to a slot and once globally (`stacks`), so a block
+//! costs a 4-byte slot. Per stack each lane keeps what DHAT's program
+//! points keep: total bytes and blocks, summed lifetimes, the current value,
+//! its own maximum and the value at the global peak (`peak` says how the
+//! peak is found and how exact it is); a snapshot sums the lanes.
 //!
 //! In sampled mode each recorded block carries the weight of the blocks it
 //! stands for (`Z / (1 - e^(-Z/R))` bytes, `1 / (1 - e^(-Z/R))` blocks, where
@@ -15,28 +21,34 @@
 //! [`Snapshot::estimated`] says so.
 //!
 //! The recorder's own memory is allocated with the allocator's reentrancy
-//! flag set, so it is never tracked; readers copy out under the lock into
-//! buffers they reserved beforehand, so nothing allocates while it is held.
+//! flag set, so it is never tracked; readers copy out under the locks into
+//! buffers they reserved beforehand, so nothing allocates while one is held.
 mod filter;
+mod lane;
+mod lanes;
 mod live;
+mod peak;
 mod snapshot;
+mod stacks;
 mod weight;
 
-pub(crate) use filter::{has_live, maybe_recorded, maybe_recorded_at};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::Ordering;
+
+pub(crate) use filter::{has_live, maybe_recorded, maybe_recorded_at, refilter};
+pub(crate) use lanes::{LANES, fork_child, fork_parent, fork_prepare, longest_wait, release};
 pub use snapshot::{
     HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, reset,
     snapshot, snapshot_totals, tracker_memory,
 };
 pub(crate) use weight::epoch_for_mean;
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use live::{AddrMap, LiveRec};
+use stacks::STACKS;
 
-use filter::{filter_add, filter_remove, set_live};
-use live::{AddrMap, LiveRec, LiveTable};
-use weight::{units_to_blocks, weight};
-
-use crate::sys::lock::RawLocked;
+use super::mode::{MODE, MODE_EXACT};
 use crate::tracker::untracked;
 
 /// A block to record, as the allocator describes it.
@@ -49,343 +61,101 @@ pub(crate) struct NewBlock {
     pub(crate) scope: u32,
 }
 
-/// What a measuring scope's blocks are doing (see `testing`).
-#[derive(Default)]
-struct ScopeRec {
-    live_blocks: u64,
-    live_bytes: u64,
-    /// Allocations per stack made in the scope: (blocks, bytes).
-    allocated: AddrMap<(u64, u64)>,
+/// Whether exact mode is in force (read under a lane's lock: see `filter`).
+fn exact_mode() -> bool {
+    MODE.load(Ordering::Relaxed) == MODE_EXACT
 }
 
-/// Per-stack accumulators, in weighted units.
-#[derive(Clone, Copy, Debug, Default)]
-struct SiteAcc {
-    total_bytes: u64,
-    total_blocks: u64,
-    /// Sum over freed blocks of lifetime (ticks) × block weight.
-    lifetime: f64,
-    curr_bytes: u64,
-    curr_blocks: u64,
-    max_bytes: u64,
-    max_blocks: u64,
-    peak_bytes: u64,
-    peak_blocks: u64,
-    last_touch: u64,
-}
-
-struct StackEntry {
-    start: u32,
-    len: u32,
+/// Records a new block in the calling thread's lane (`owner` holds its
+/// index; `may_own`: the thread is live and may take one). `hash` is the
+/// hash of `frames` (see `stack::capture`). The thread is busy.
+pub(crate) fn record_alloc(
+    owner: &Cell<u32>,
+    may_own: bool,
+    block: NewBlock,
+    frames: &[usize],
     hash: u64,
-    next_same_hash: u32,
+    now: u32,
+) {
+    let (_, lane) = lanes::lane_of(owner, may_own);
+    let mut lane = lane.lock();
+    let filtered = block.epoch != 0 || block.scope != 0 || !exact_mode();
+    lane.record_alloc(block, frames, hash, now, filtered);
 }
 
-const NO_STACK: u32 = u32::MAX;
-
-pub(crate) struct Recorder {
-    frames: Vec<usize>,
-    stacks: Vec<StackEntry>,
-    sites: Vec<SiteAcc>,
-    stack_index: AddrMap<u32>,
-    live: LiveTable,
-    /// Scope of each live block allocated in a measuring scope.
-    scoped: AddrMap<u32>,
-    scopes: AddrMap<ScopeRec>,
-    curr_bytes: u64,
-    curr_blocks: u64,
-    max_bytes: u64,
-    max_blocks: u64,
-    max_tick: u32,
-    total_bytes: u64,
-    total_blocks: u64,
-    sampled_live: u64,
-    /// Whether any sampled block was ever recorded (figures are estimates).
-    sampled_ever: bool,
-    /// Operation counter and the operation at which the global peak was last
-    /// reached (see the module docs).
-    seq: u64,
-    peak_seq: u64,
+/// Runs `f` on the lane that holds `addr` until it says it did: the
+/// calling thread's own lane first, then every other. Returns what `f`
+/// returned there.
+fn in_holding_lane<R>(
+    owner: &Cell<u32>,
+    mut f: impl FnMut(&mut lane::Lane, bool) -> Option<R>,
+) -> Option<R> {
+    let own = owner.get() as usize;
+    if own != 0
+        && let Some(r) = f(&mut lanes::lane(own).lock(), false)
+    {
+        return Some(r);
+    }
+    (0..lanes::made())
+        .filter(|&i| i != own)
+        .find_map(|i| f(&mut lanes::lane(i).lock(), true))
 }
 
-pub(crate) static RECORDER: RawLocked<Recorder> = RawLocked::new(Recorder::new());
-
-impl Recorder {
-    const fn new() -> Self {
-        Recorder {
-            frames: Vec::new(),
-            stacks: Vec::new(),
-            sites: Vec::new(),
-            stack_index: HashMap::with_hasher(BuildHasherDefault::new()),
-            live: LiveTable::new(),
-            scoped: HashMap::with_hasher(BuildHasherDefault::new()),
-            scopes: HashMap::with_hasher(BuildHasherDefault::new()),
-            curr_bytes: 0,
-            curr_blocks: 0,
-            max_bytes: 0,
-            max_blocks: 0,
-            max_tick: 0,
-            total_bytes: 0,
-            total_blocks: 0,
-            sampled_live: 0,
-            sampled_ever: false,
-            seq: 0,
-            peak_seq: 0,
-        }
-    }
-
-    fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
-        let mut id = self.stack_index.get(&hash).copied().unwrap_or(NO_STACK);
-        let head = id;
-        while id != NO_STACK {
-            let e = &self.stacks[id as usize];
-            if e.hash == hash
-                && &self.frames[e.start as usize..(e.start + e.len) as usize] == frames
-            {
-                return id;
-            }
-            id = e.next_same_hash;
-        }
-        let id = self.stacks.len() as u32;
-        self.stacks.push(StackEntry {
-            start: self.frames.len() as u32,
-            len: frames.len() as u32,
-            hash,
-            next_same_hash: head,
-        });
-        self.frames.extend_from_slice(frames);
-        self.sites.push(SiteAcc::default());
-        self.stack_index.insert(hash, id);
-        id
-    }
-
-    /// Saves a site's value at the global peak before its first change after
-    /// that peak.
-    fn touch(&mut self, stack: u32) -> &mut SiteAcc {
-        let peak_seq = self.peak_seq;
-        let seq = self.seq;
-        let s = &mut self.sites[stack as usize];
-        if s.last_touch <= peak_seq {
-            s.peak_bytes = s.curr_bytes;
-            s.peak_blocks = s.curr_blocks;
-        }
-        s.last_touch = seq;
-        s
-    }
-
-    fn after_growth(&mut self, stack: u32, now: u32) {
-        let s = &mut self.sites[stack as usize];
-        if s.curr_bytes >= s.max_bytes {
-            s.max_bytes = s.curr_bytes;
-            s.max_blocks = s.curr_blocks;
-        }
-        if self.curr_bytes >= self.max_bytes {
-            self.max_bytes = self.curr_bytes;
-            self.max_blocks = self.curr_blocks;
-            self.max_tick = now;
-            self.peak_seq = self.seq;
-        }
-    }
-
-    /// Records a new block; `hash` is the hash of `frames` (see
-    /// `stack::capture`).
-    pub(crate) fn record_alloc(&mut self, block: NewBlock, frames: &[usize], hash: u64, now: u32) {
-        let NewBlock {
-            addr,
-            size,
-            thread,
-            epoch,
-            scope,
-        } = block;
-        let stack = self.intern(frames, hash);
-        if scope != 0 {
-            self.scope_gained(addr, scope, stack, size as u64, true);
-        }
-        let rec = LiveRec::new(size, thread, epoch, stack, now);
-        if let Some(stale) = self.live.insert(addr, rec) {
-            // A block we never saw freed (tracking was switched off while it
-            // lived): it is gone now that its address is handed out again.
-            self.live.insert(addr, stale);
-            self.record_free(addr, now);
-            self.live.insert(addr, rec);
-        }
-        let (bytes, blocks) = weight(rec.size(), epoch);
-        self.seq += 1;
-        let s = self.touch(stack);
-        s.total_bytes += bytes;
-        s.total_blocks += blocks;
-        s.curr_bytes += bytes;
-        s.curr_blocks += blocks;
-        self.total_bytes += bytes;
-        self.total_blocks += blocks;
-        self.curr_bytes += bytes;
-        self.curr_blocks += blocks;
-        if epoch != 0 {
-            self.sampled_live += 1;
-            self.sampled_ever = true;
-        }
-        filter_add(addr);
-        set_live(true);
-        self.after_growth(stack, now);
-    }
-
-    /// A block of `scope` became live (allocated, or put back after a
-    /// realloc); `counted` adds it to the scope's allocations per stack.
-    fn scope_gained(&mut self, addr: usize, scope: u32, stack: u32, size: u64, counted: bool) {
-        let Some(s) = self.scopes.get_mut(&(scope as u64)) else {
-            return;
-        };
-        s.live_blocks += 1;
-        s.live_bytes += size;
-        if counted {
-            let e = s.allocated.entry(stack as u64).or_default();
-            e.0 += 1;
-            e.1 += size;
-        }
-        self.scoped.insert(addr as u64, scope);
-    }
-
-    /// A block left the live set: if it belonged to a scope, the scope
-    /// loses it. Returns its scope (0: none).
-    fn scope_lost(&mut self, addr: usize, size: u64) -> u32 {
-        if self.scoped.is_empty() {
-            return 0;
-        }
-        let Some(scope) = self.scoped.remove(&(addr as u64)) else {
-            return 0;
-        };
-        if let Some(s) = self.scopes.get_mut(&(scope as u64)) {
-            s.live_blocks -= 1;
-            s.live_bytes -= size;
-        }
-        scope
-    }
-
-    /// Forgets a freed block; returns whether it was recorded.
-    pub(crate) fn record_free(&mut self, addr: usize, now: u32) -> bool {
-        let Some(rec) = self.live.remove(addr) else {
-            return false;
-        };
-        self.scope_lost(addr, rec.size());
-        filter_remove(addr);
-        let (bytes, blocks) = weight(rec.size(), rec.epoch());
-        self.seq += 1;
-        let life = now.wrapping_sub(rec.born) as f64 * blocks as f64;
-        let s = self.touch(rec.stack);
-        s.curr_bytes -= bytes;
-        s.curr_blocks -= blocks;
-        s.lifetime += life;
-        self.curr_bytes -= bytes;
-        self.curr_blocks -= blocks;
-        if rec.epoch() != 0 {
-            self.sampled_live -= 1;
-        }
-        if self.live.len == 0 {
-            set_live(false);
-        }
-        true
-    }
-
-    fn totals(&self) -> HeapTotals {
-        HeapTotals {
-            live_bytes: self.curr_bytes,
-            live_blocks: units_to_blocks(self.curr_blocks),
-            peak_bytes: self.max_bytes,
-            peak_blocks: units_to_blocks(self.max_blocks),
-            peak_at: crate::sys::clock::ticks(self.max_tick),
-            total_bytes: self.total_bytes,
-            total_blocks: units_to_blocks(self.total_blocks),
-        }
-    }
-
-    /// Takes a recorded block out for a `realloc`: its weight leaves the
-    /// live figures (nothing is counted as freed) until
-    /// [`Recorder::finish_realloc`] puts it back. The allocator calls
-    /// jemalloc's realloc between the two without holding the lock, so a
-    /// large copy never stalls other threads.
-    pub(crate) fn take_for_realloc(&mut self, addr: usize) -> Option<TakenBlock> {
-        let rec = self.live.remove(addr)?;
-        let scope = self.scope_lost(addr, rec.size());
-        filter_remove(addr);
-        let (bytes, blocks) = weight(rec.size(), rec.epoch());
-        self.seq += 1;
-        let s = self.touch(rec.stack);
-        s.curr_bytes -= bytes;
-        s.curr_blocks -= blocks;
-        self.curr_bytes -= bytes;
-        self.curr_blocks -= blocks;
-        Some(TakenBlock(rec, scope))
-    }
-
-    /// Puts a block taken by [`Recorder::take_for_realloc`] back: at `new`
-    /// with `new_size` after a successful realloc (it keeps its stack, counts
-    /// as one more block allocated, as in DHAT, and its birth restarts), or
-    /// unchanged at `old` when the realloc failed (`new` null).
-    /// `thread_scope` is the reallocating thread's measuring scope: a
-    /// realloc in the block's own scope counts as one of its allocations.
-    pub(crate) fn finish_realloc(
-        &mut self,
-        taken: TakenBlock,
-        old: usize,
-        new: usize,
-        new_size: usize,
-        now: u32,
-        thread_scope: u32,
-    ) {
-        let TakenBlock(rec, scope) = taken;
-        let (addr, rec, counted) = if new == 0 {
-            (old, rec, false)
-        } else {
-            (
-                new,
-                LiveRec::new(new_size, rec.thread(), rec.epoch(), rec.stack, now),
-                true,
-            )
-        };
-        if self.live.contains(addr) {
-            self.record_free(addr, now);
-        }
-        let (bytes, blocks) = weight(rec.size(), rec.epoch());
-        self.seq += 1;
-        let s = self.touch(rec.stack);
-        if counted {
-            s.total_bytes += bytes;
-            s.total_blocks += blocks;
-        }
-        s.curr_bytes += bytes;
-        s.curr_blocks += blocks;
-        if counted {
-            self.total_bytes += bytes;
-            self.total_blocks += blocks;
-        }
-        self.curr_bytes += bytes;
-        self.curr_blocks += blocks;
-        self.live.insert(addr, rec);
-        if scope != 0 {
-            let counted = counted && scope == thread_scope;
-            self.scope_gained(addr, scope, rec.stack, rec.size(), counted);
-        }
-        filter_add(addr);
-        set_live(true);
-        self.after_growth(rec.stack, now);
-    }
-
-    /// Starts keeping the figures of measuring scope `scope`.
-    pub(crate) fn open_scope(&mut self, scope: u32) {
-        self.scopes.insert(scope as u64, ScopeRec::default());
-    }
-
-    /// Forgets scope `scope` and which blocks were its.
-    pub(crate) fn close_scope(&mut self, scope: u32) {
-        if self.scopes.remove(&(scope as u64)).is_some() {
-            self.scoped.retain(|_, s| *s != scope);
-        }
-    }
+/// Forgets a freed block; returns whether it was recorded. The thread is
+/// busy.
+pub(crate) fn record_free(owner: &Cell<u32>, addr: usize, now: u32) -> bool {
+    in_holding_lane(owner, |lane, remote| {
+        lane.remove(addr, now, remote).then_some(())
+    })
+    .is_some()
 }
 
-/// A recorded block between [`Recorder::take_for_realloc`] and
-/// [`Recorder::finish_realloc`], with its measuring scope (0: none).
-pub(crate) struct TakenBlock(LiveRec, u32);
+/// Takes a recorded block out for a `realloc`: its weight leaves the live
+/// figures (nothing is counted as freed) until [`finish_realloc`] puts it
+/// back. The allocator calls jemalloc's realloc between the two without
+/// holding a lock, so a large copy never stalls other threads.
+pub(crate) fn take_for_realloc(owner: &Cell<u32>, addr: usize) -> Option<TakenBlock> {
+    in_holding_lane(owner, |lane, remote| lane.take_for_realloc(addr, remote))
+}
+
+/// Puts a block taken by [`take_for_realloc`] back, in the calling
+/// thread's lane: at `new` with `new_size` after a successful realloc, or
+/// unchanged at `old` when it failed (`new` null). `thread_scope` is the
+/// reallocating thread's measuring scope.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_realloc(
+    owner: &Cell<u32>,
+    may_own: bool,
+    taken: TakenBlock,
+    old: usize,
+    new: usize,
+    new_size: usize,
+    now: u32,
+    thread_scope: u32,
+) {
+    let (_, lane) = lanes::lane_of(owner, may_own);
+    let mut lane = lane.lock();
+    let filtered = !taken.rec.unfiltered() || !exact_mode();
+    lane.finish_realloc(taken, old, new, new_size, now, thread_scope, filtered);
+}
+
+/// A recorded block between [`take_for_realloc`] and [`finish_realloc`]:
+/// its record, its stack's global id and its measuring scope (0: none).
+pub(crate) struct TakenBlock {
+    rec: LiveRec,
+    global: u32,
+    scope: u32,
+}
+
+/// Starts keeping the figures of measuring scope `scope`.
+pub(crate) fn open_scope(scope: u32) {
+    lanes::for_each(|_, lane| lane.open_scope(scope));
+}
+
+/// Forgets scope `scope` and which blocks were its.
+pub(crate) fn close_scope(scope: u32) {
+    lanes::for_each(|_, lane| lane.close_scope(scope));
+}
 
 /// A measuring scope's figures now: its live blocks, and per stack what it
 /// allocated and what of it is still live.
@@ -398,40 +168,57 @@ pub(crate) struct ScopeReport {
     pub(crate) live: Vec<(Vec<usize>, u64, u64)>,
 }
 
-/// Reads a scope's figures (`with_sites`: also per stack). The frames are
-/// copied out with tracking off, then into the caller's memory.
+/// Reads a scope's figures (`with_sites`: also per stack), summed over
+/// the lanes. The figures are gathered with tracking off, then copied into
+/// the caller's memory.
 pub(crate) fn scope_report(scope: u32, with_sites: bool) -> Option<ScopeReport> {
     let raw = untracked(|| {
-        let r = RECORDER.lock();
-        let s = r.scopes.get(&(scope as u64))?;
-        let frames_of = |stack: u32| {
-            let e = &r.stacks[stack as usize];
-            r.frames[e.start as usize..(e.start + e.len) as usize].to_vec()
-        };
-        let mut allocated = Vec::new();
-        let mut live: Vec<(Vec<usize>, u64, u64)> = Vec::new();
-        if with_sites {
-            allocated = s
-                .allocated
-                .iter()
-                .map(|(stack, &(n, b))| (frames_of(*stack as u32), n, b))
-                .collect();
-            let mut by_stack: AddrMap<(u64, u64)> = HashMap::with_hasher(BuildHasherDefault::new());
-            for (addr, sc) in r.scoped.iter() {
+        let mut open = false;
+        let (mut live_blocks, mut live_bytes) = (0, 0);
+        // Per global stack id: (allocated blocks, bytes), (live blocks, bytes).
+        let mut allocated: AddrMap<(u64, u64)> = HashMap::with_hasher(BuildHasherDefault::new());
+        let mut live: AddrMap<(u64, u64)> = HashMap::with_hasher(BuildHasherDefault::new());
+        lanes::for_each(|_, lane| {
+            let Some(s) = lane.scopes.get(&(scope as u64)) else {
+                return;
+            };
+            open = true;
+            live_blocks += s.live_blocks;
+            live_bytes += s.live_bytes;
+            if !with_sites {
+                return;
+            }
+            let global = |slot: u64| lane.slots[slot as usize].global as u64;
+            for (slot, &(n, b)) in s.allocated.iter() {
+                let e = allocated.entry(global(*slot)).or_default();
+                e.0 += n;
+                e.1 += b;
+            }
+            for (addr, sc) in lane.scoped.iter() {
                 if *sc == scope
-                    && let Some(rec) = r.live.shards[LiveTable::shard_of(*addr as usize)].get(addr)
+                    && let Some(rec) = lane.live.get(*addr as usize)
                 {
-                    let e = by_stack.entry(rec.stack as u64).or_default();
+                    let e = live.entry(global(rec.stack as u64)).or_default();
                     e.0 += 1;
                     e.1 += rec.size();
                 }
             }
-            live = by_stack
-                .into_iter()
-                .map(|(stack, (n, b))| (frames_of(stack as u32), n, b))
-                .collect();
+        });
+        if !open {
+            return None;
         }
-        Some((s.live_blocks, s.live_bytes, allocated, live))
+        let stacks = STACKS.lock();
+        let with_frames = |m: AddrMap<(u64, u64)>| -> Vec<(Vec<usize>, u64, u64)> {
+            m.into_iter()
+                .map(|(g, (n, b))| (stacks.frames_of(g as u32).to_vec(), n, b))
+                .collect()
+        };
+        Some((
+            live_blocks,
+            live_bytes,
+            with_frames(allocated),
+            with_frames(live),
+        ))
     })?;
     // Copied into the caller's (tracked) memory; the untracked originals are
     // dropped untracked.

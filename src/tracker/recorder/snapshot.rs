@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
-use super::filter::{FILTER, filter_remove, set_live};
-use super::live::{LIVE_SHARDS, LiveRec, map_bytes};
+use super::filter::FILTER;
+use super::lane::SiteAcc;
+use super::lanes::{self, LANES, LaneCell};
+use super::live::{LIVE_SHARDS, LiveRec};
+use super::peak;
+use super::stacks::{STACKS, StackStore};
 use super::weight::{BLOCK_UNIT, SAMPLE_MEANS, units_to_blocks, weight};
-use super::{RECORDER, Recorder, SiteAcc, StackEntry};
 use crate::sys::clock::{TICK, now_tick, ticks};
 use crate::tracker::untracked;
 
@@ -108,43 +111,32 @@ pub struct Snapshot {
     pub heap: HeapTotals,
 }
 
-/// Copies the recorder's state. The lock is held only for plain copies into
+/// Copies the recorder's state. Locks are held only for plain copies into
 /// buffers reserved beforehand, so allocating threads wait for a memcpy, not
 /// for this function's formatting work.
 ///
-/// Live blocks are copied one shard (1/256 of the table) per lock hold, so
-/// while other threads allocate, [`Snapshot::blocks`] is a union of shard
-/// copies taken a moment apart rather than one instant; the per-stack totals
-/// and [`Snapshot::heap`] are one instant, taken first.
+/// Each lane is copied in turn, its live blocks one shard (1/256 of its
+/// table) per lock hold, then its per-stack figures: while other threads
+/// allocate, [`Snapshot::blocks`] is a union of shard copies taken a moment
+/// apart rather than one instant, and the per-stack totals and
+/// [`Snapshot::heap`] are sums of each lane's figures at one instant.
 pub fn snapshot() -> Snapshot {
     // Scratch buffers are tracker memory: reserved and dropped untracked, so
     // a snapshot never shows up in the heap it measures. Only the result
     // handed to the caller is the caller's own allocation.
     let mut raw = RawCopy::default();
-    let total = RECORDER.lock().live.len;
-    untracked(|| raw.reserve_blocks(total + total / 16 + 1024));
-    for shard in 0..LIVE_SHARDS {
-        loop {
-            let r = RECORDER.lock();
-            let table = &r.live.shards[shard];
-            let n = table.len();
-            if n <= raw.blocks.capacity() - raw.blocks.len() {
-                raw.blocks.extend(table.iter().map(|(k, v)| (*k, *v)));
-                break;
-            }
-            drop(r);
-            untracked(|| raw.reserve_blocks(n + n / 8 + 16));
-        }
+    for i in 0..lanes::made() {
+        raw.copy_lane(i);
     }
-    // Stacks after blocks: stack ids only grow, so every copied block's
-    // stack is in the copy.
+    // Stacks last: global ids only grow, so every copied slot's stack is in
+    // the copy.
     loop {
         let (stacks, frames) = {
-            let r = RECORDER.lock();
-            (r.stacks.len(), r.frames.len())
+            let s = STACKS.lock();
+            (s.len(), s.frame_count())
         };
         untracked(|| raw.reserve_stacks(stacks, frames));
-        if raw.copy_stacks(&RECORDER.lock()) {
+        if raw.copy_stacks(&STACKS.lock()) {
             break;
         }
     }
@@ -154,15 +146,27 @@ pub fn snapshot() -> Snapshot {
     snap
 }
 
-/// The recorder's state copied under the lock, converted after it.
+/// One lane's per-stack figures as copied: the slot's global id, its
+/// accumulators and its values at the peak.
+#[derive(Clone, Copy)]
+struct SiteCopy {
+    global: u32,
+    acc: SiteAcc,
+    at_peak: (u64, u64),
+}
+
+/// The recorder's state copied under the locks, converted after them.
 #[derive(Default)]
 struct RawCopy {
+    /// Live blocks, lane after lane.
     blocks: Vec<(u64, LiveRec)>,
-    sites: Vec<SiteAcc>,
+    /// Where each lane's blocks and sites start: (lane's first block, its
+    /// first site).
+    lane_starts: Vec<(usize, usize)>,
+    sites: Vec<SiteCopy>,
     spans: Vec<(u32, u32)>,
     frames: Vec<usize>,
     heap: HeapTotals,
-    peak_seq: u64,
     estimated: bool,
 }
 
@@ -177,101 +181,200 @@ impl RawCopy {
         unsafe { std::ptr::write_bytes(spare.as_mut_ptr(), 0, spare.len()) };
     }
 
+    /// Copies lane `i`: its blocks shard by shard, then its figures.
+    fn copy_lane(&mut self, i: usize) {
+        let cell = lanes::lane(i);
+        untracked(|| self.lane_starts.reserve(1));
+        self.lane_starts.push((self.blocks.len(), 0));
+        let total = cell.lock().live.len;
+        untracked(|| self.reserve_blocks(total + total / 16 + 1024));
+        for shard in 0..LIVE_SHARDS {
+            loop {
+                let lane = cell.lock();
+                let table = &lane.live.shards[shard];
+                let n = table.len();
+                if n <= self.blocks.capacity() - self.blocks.len() {
+                    self.blocks.extend(table.iter().map(|(k, v)| (*k, *v)));
+                    break;
+                }
+                drop(lane);
+                untracked(|| self.reserve_blocks(n + n / 8 + 16));
+            }
+        }
+        // Slots after blocks: a lane's slots only grow, so every copied
+        // block's slot is in the copy (but across a reset).
+        let first_site = self.sites.len();
+        self.lane_starts.last_mut().expect("pushed above").1 = first_site;
+        loop {
+            let n = cell.lock().sites.len();
+            untracked(|| self.sites.reserve(n + 64));
+            let mut lane = cell.lock();
+            if lane.sites.len() > self.sites.capacity() - self.sites.len() {
+                continue;
+            }
+            lane.settle();
+            let peak_seq = lane.peak_seq;
+            self.sites.extend(
+                lane.sites
+                    .iter()
+                    .zip(&lane.slots)
+                    .map(|(acc, slot)| SiteCopy {
+                        global: slot.global,
+                        acc: *acc,
+                        at_peak: acc.at_peak(peak_seq),
+                    }),
+            );
+            let h = &mut self.heap;
+            h.live_bytes += lane.curr_bytes;
+            h.live_blocks += lane.curr_blocks;
+            h.total_bytes += lane.total_bytes;
+            h.total_blocks += lane.total_blocks;
+            self.estimated |= lane.sampled_ever;
+            break;
+        }
+    }
+
     fn reserve_stacks(&mut self, stacks: usize, frames: usize) {
-        self.sites.reserve(stacks + 64);
         self.spans.reserve(stacks + 64);
         self.frames.reserve(frames + 64 * 32);
     }
 
-    /// Copies the stacks and totals without allocating; false when a buffer
-    /// is too small (the recorder grew since `reserve_stacks`).
-    fn copy_stacks(&mut self, r: &Recorder) -> bool {
-        if r.stacks.len() > self.sites.capacity() || r.frames.len() > self.frames.capacity() {
+    /// Copies the stacks without allocating; false when a buffer is too
+    /// small (the store grew since `reserve_stacks`).
+    fn copy_stacks(&mut self, s: &StackStore) -> bool {
+        if s.len() > self.spans.capacity() || s.frame_count() > self.frames.capacity() {
             return false;
         }
-        self.sites.extend(r.sites.iter().copied());
-        self.spans.extend(r.stacks.iter().map(|e| (e.start, e.len)));
-        self.frames.extend_from_slice(&r.frames);
-        self.heap = r.totals();
-        self.peak_seq = r.peak_seq;
-        self.estimated = r.sampled_ever;
+        self.spans.clear();
+        self.frames.clear();
+        for id in 0..s.len() as u32 {
+            let f = s.frames_of(id);
+            self.spans.push((self.frames.len() as u32, f.len() as u32));
+            self.frames.extend_from_slice(f);
+        }
         true
     }
 
     fn to_snapshot(&self, now: u32) -> Snapshot {
-        let stacks = self
-            .spans
-            .iter()
-            .zip(&self.sites)
-            .map(|(&(start, len), s)| {
-                let (pb, pk) = if s.last_touch <= self.peak_seq {
-                    (s.curr_bytes, s.curr_blocks)
-                } else {
-                    (s.peak_bytes, s.peak_blocks)
-                };
-                StackRecord {
+        // Global ids → the snapshot's own, dense, in order of first use.
+        let mut dense = vec![u32::MAX; self.spans.len()];
+        let mut stacks: Vec<StackRecord> = Vec::new();
+        let (mut peak_bytes, mut peak_blocks) = (0, 0);
+        for site in &self.sites {
+            let Some(slot) = dense.get_mut(site.global as usize) else {
+                continue;
+            };
+            if *slot == u32::MAX {
+                *slot = stacks.len() as u32;
+                let (start, len) = self.spans[site.global as usize];
+                stacks.push(StackRecord {
                     frames: self.frames[start as usize..(start + len) as usize].to_vec(),
-                    stats: SiteStats {
-                        total_bytes: s.total_bytes,
-                        total_blocks: units_to_blocks(s.total_blocks),
-                        freed_lifetime: TICK.mul_f64(s.lifetime / BLOCK_UNIT as f64),
-                        live_bytes: s.curr_bytes,
-                        live_blocks: units_to_blocks(s.curr_blocks),
-                        max_bytes: s.max_bytes,
-                        max_blocks: units_to_blocks(s.max_blocks),
-                        at_peak_bytes: pb,
-                        at_peak_blocks: units_to_blocks(pk),
-                    },
-                }
-            })
-            .collect();
-        let blocks = self
-            .blocks
-            .iter()
-            // Only a reset() between the two copies leaves a block whose
-            // stack is not in the copy.
-            .filter(|(_, rec)| (rec.stack as usize) < self.spans.len())
-            .map(|&(addr, rec)| {
+                    stats: SiteStats::default(),
+                });
+            }
+            let s = &mut stacks[*slot as usize].stats;
+            let a = &site.acc;
+            s.total_bytes += a.total_bytes;
+            s.total_blocks += a.total_blocks;
+            s.freed_lifetime += TICK.mul_f64(a.lifetime / BLOCK_UNIT as f64);
+            s.live_bytes += a.curr_bytes;
+            s.live_blocks += a.curr_blocks;
+            s.max_bytes += a.max_bytes;
+            s.max_blocks += a.max_blocks;
+            s.at_peak_bytes += site.at_peak.0;
+            s.at_peak_blocks += site.at_peak.1;
+            peak_bytes += site.at_peak.0;
+            peak_blocks += site.at_peak.1;
+        }
+        // The block figures were summed in weighted units.
+        for r in &mut stacks {
+            let s = &mut r.stats;
+            s.total_blocks = units_to_blocks(s.total_blocks);
+            s.live_blocks = units_to_blocks(s.live_blocks);
+            s.max_blocks = units_to_blocks(s.max_blocks);
+            s.at_peak_blocks = units_to_blocks(s.at_peak_blocks);
+        }
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for (k, &(first_block, first_site)) in self.lane_starts.iter().enumerate() {
+            let end = self
+                .lane_starts
+                .get(k + 1)
+                .map_or(self.blocks.len(), |n| n.0);
+            let site_end = self
+                .lane_starts
+                .get(k + 1)
+                .map_or(self.sites.len(), |n| n.1);
+            let lane_sites = &self.sites[first_site..site_end.max(first_site)];
+            for &(addr, rec) in &self.blocks[first_block..end] {
+                // Only a reset between the copies leaves a block whose slot
+                // is not in the copy.
+                let Some(id) = lane_sites
+                    .get(rec.stack as usize)
+                    .and_then(|s| dense.get(s.global as usize))
+                    .filter(|&&id| id != u32::MAX)
+                else {
+                    continue;
+                };
                 let (b, k) = weight(rec.size(), rec.epoch());
-                LiveBlock {
+                blocks.push(LiveBlock {
                     addr: addr as usize,
                     size: rec.size(),
-                    stack: rec.stack,
+                    stack: *id,
                     born: ticks(rec.born),
                     thread: rec.thread(),
                     est_bytes: b,
                     est_blocks: k as f64 / BLOCK_UNIT as f64,
-                }
-            })
-            .collect();
+                });
+            }
+        }
+        let mut heap = self.heap;
+        heap.live_blocks = units_to_blocks(heap.live_blocks);
+        heap.total_blocks = units_to_blocks(heap.total_blocks);
+        heap.peak_bytes = peak_bytes;
+        heap.peak_blocks = units_to_blocks(peak_blocks);
+        heap.peak_at = ticks(peak::tick());
         Snapshot {
             taken_at: ticks(now),
             estimated: self.estimated,
             blocks,
             stacks,
-            heap: self.heap,
+            heap,
         }
     }
 }
 
-/// Drops every record (live blocks, stacks, totals): tracking starts afresh.
-/// Blocks allocated before stay allocated; they are simply no longer known.
+/// Drops every record (live blocks, stacks' figures, totals): tracking
+/// starts afresh. Blocks allocated before stay allocated; they are simply
+/// no longer known.
 pub fn reset() {
     untracked(|| {
-        let mut r = RECORDER.lock();
-        let old = std::mem::replace(&mut *r, Recorder::new());
-        for addr in old.live.keys() {
-            filter_remove(addr as usize);
-        }
-        set_live(false);
-        drop(r);
-        drop(old);
+        lanes::for_each(|_, lane| drop(lane.clear()));
+        peak::reset();
     });
 }
 
 /// The recorder's heap totals alone (cheap: no copy of blocks or stacks).
 pub fn snapshot_totals() -> HeapTotals {
-    RECORDER.lock().totals()
+    let mut h = HeapTotals::default();
+    let (mut peak_bytes, mut peak_blocks) = (0, 0);
+    lanes::for_each(|_, lane| {
+        lane.settle();
+        h.live_bytes += lane.curr_bytes;
+        h.live_blocks += lane.curr_blocks;
+        h.total_bytes += lane.total_bytes;
+        h.total_blocks += lane.total_blocks;
+        for s in &lane.sites {
+            let (b, k) = s.at_peak(lane.peak_seq);
+            peak_bytes += b;
+            peak_blocks += k;
+        }
+    });
+    h.live_blocks = units_to_blocks(h.live_blocks);
+    h.total_blocks = units_to_blocks(h.total_blocks);
+    h.peak_bytes = peak_bytes;
+    h.peak_blocks = units_to_blocks(peak_blocks);
+    h.peak_at = ticks(peak::tick());
+    h
 }
 
 /// Memory the tracker itself holds, by part (bytes).
@@ -300,14 +403,19 @@ impl TrackerMemory {
 
 /// What the tracker's own data structures take now.
 pub fn tracker_memory() -> TrackerMemory {
-    let r = RECORDER.lock();
-    TrackerMemory {
-        fixed: (std::mem::size_of_val(&FILTER) + std::mem::size_of_val(&SAMPLE_MEANS)) as u64,
-        live_table: r.live.bytes(),
-        stacks: (r.frames.capacity() * std::mem::size_of::<usize>()
-            + r.stacks.capacity() * std::mem::size_of::<StackEntry>()
-            + r.sites.capacity() * std::mem::size_of::<SiteAcc>()) as u64
-            + map_bytes(&r.stack_index),
-        live_blocks: r.live.len as u64,
-    }
+    let mut m = TrackerMemory {
+        fixed: (std::mem::size_of_val(&FILTER)
+            + std::mem::size_of_val(&SAMPLE_MEANS)
+            + std::mem::size_of_val(&LANES)) as u64,
+        stacks: STACKS.lock().bytes(),
+        ..TrackerMemory::default()
+    };
+    lanes::for_each(|_, lane| {
+        let (live, stacks) = lane.bytes();
+        m.fixed += size_of::<LaneCell>() as u64;
+        m.live_table += live;
+        m.stacks += stacks;
+        m.live_blocks += lane.live.len as u64;
+    });
+    m
 }

@@ -1,0 +1,527 @@
+//! A lane: one thread's share of the recorder (its live blocks, the
+//! per-stack figures of what it allocated, its totals), behind a lock of
+//! its own that the owning thread takes uncontended. Another thread takes it
+//! only to free or move a block the lane holds, or to read it.
+//!
+//! Stacks are interned twice: in the lane, by hash and frames, to a local
+//! slot (no shared lock on the common path), and on a slot's first use in
+//! the global store, which gives it the id snapshots use.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use super::filter::{filter_add, filter_remove};
+use super::lanes::{lane_emptied, lane_filled, lane_unfiltered};
+use super::live::{AddrMap, LiveRec, LiveTable, map_bytes};
+use super::peak::{self, PUBLISH_BYTES, PUBLISH_OPS};
+use super::stacks::{NO_STACK, STACKS};
+use super::weight::weight;
+use super::{NewBlock, TakenBlock};
+
+/// Per-stack accumulators, in weighted units.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct SiteAcc {
+    pub(super) total_bytes: u64,
+    pub(super) total_blocks: u64,
+    /// Sum over freed blocks of lifetime (ticks) × block weight.
+    pub(super) lifetime: f64,
+    pub(super) curr_bytes: u64,
+    pub(super) curr_blocks: u64,
+    pub(super) max_bytes: u64,
+    pub(super) max_blocks: u64,
+    pub(super) peak_bytes: u64,
+    pub(super) peak_blocks: u64,
+    pub(super) last_touch: u64,
+}
+
+impl SiteAcc {
+    /// The values at the last peak the lane noticed (`peak_seq`): saved on
+    /// the first change after it, or the current ones if none came since.
+    pub(super) fn at_peak(&self, peak_seq: u64) -> (u64, u64) {
+        if self.last_touch <= peak_seq {
+            (self.curr_bytes, self.curr_blocks)
+        } else {
+            (self.peak_bytes, self.peak_blocks)
+        }
+    }
+}
+
+/// A stack as the lane knows it: its global id and its frames in
+/// [`Lane::frames`].
+pub(super) struct Slot {
+    pub(super) global: u32,
+    start: u32,
+    len: u32,
+    hash: u64,
+    next_same_hash: u32,
+}
+
+/// What a measuring scope's blocks in this lane are doing (see `testing`).
+#[derive(Default)]
+pub(super) struct ScopeRec {
+    pub(super) live_blocks: u64,
+    pub(super) live_bytes: u64,
+    /// Allocations per slot made in the scope: (blocks, bytes).
+    pub(super) allocated: AddrMap<(u64, u64)>,
+}
+
+pub(crate) struct Lane {
+    pub(super) live: LiveTable,
+    pub(super) slots: Vec<Slot>,
+    pub(super) sites: Vec<SiteAcc>,
+    frames: Vec<usize>,
+    /// Stack hash → the first slot with that hash.
+    index: AddrMap<u32>,
+    /// Global id → slot, for blocks moved in from another lane.
+    by_global: AddrMap<u32>,
+    /// Scope of each live block allocated in a measuring scope.
+    pub(super) scoped: AddrMap<u32>,
+    pub(super) scopes: AddrMap<ScopeRec>,
+    pub(super) curr_bytes: u64,
+    pub(super) curr_blocks: u64,
+    pub(super) total_bytes: u64,
+    pub(super) total_blocks: u64,
+    sampled_live: u64,
+    /// Whether any sampled block was ever recorded (figures are estimates).
+    pub(super) sampled_ever: bool,
+    /// Operation counter, and the operation at which the lane last noticed
+    /// (or made) a new global peak: the per-stack values at that peak are
+    /// kept lazily (a stack saves its current value the first time it
+    /// changes after it), so no operation walks all stacks.
+    seq: u64,
+    pub(super) peak_seq: u64,
+    /// The peak generation the lane has noticed.
+    seen_generation: u64,
+    /// The live bytes as last published, and operations since.
+    published: i64,
+    unpublished_ops: u32,
+    /// Live records not in the free filter (see `filter`).
+    unfiltered: usize,
+}
+
+impl Lane {
+    pub(super) const fn new() -> Self {
+        Lane {
+            live: LiveTable::new(),
+            slots: Vec::new(),
+            sites: Vec::new(),
+            frames: Vec::new(),
+            index: HashMap::with_hasher(BuildHasherDefault::new()),
+            by_global: HashMap::with_hasher(BuildHasherDefault::new()),
+            scoped: HashMap::with_hasher(BuildHasherDefault::new()),
+            scopes: HashMap::with_hasher(BuildHasherDefault::new()),
+            curr_bytes: 0,
+            curr_blocks: 0,
+            total_bytes: 0,
+            total_blocks: 0,
+            sampled_live: 0,
+            sampled_ever: false,
+            seq: 0,
+            peak_seq: 0,
+            seen_generation: 0,
+            published: 0,
+            unpublished_ops: 0,
+            unfiltered: 0,
+        }
+    }
+
+    /// The slot of `frames`, interning them here (and globally, the first
+    /// time) if they are new to this lane.
+    fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
+        let head = self.index.get(&hash).copied().unwrap_or(NO_STACK);
+        let mut slot = head;
+        while slot != NO_STACK {
+            let e = &self.slots[slot as usize];
+            if e.hash == hash
+                && &self.frames[e.start as usize..(e.start + e.len) as usize] == frames
+            {
+                return slot;
+            }
+            slot = e.next_same_hash;
+        }
+        let global = STACKS.lock().intern(frames, hash);
+        self.add_slot(global, frames, hash, head)
+    }
+
+    fn add_slot(&mut self, global: u32, frames: &[usize], hash: u64, head: u32) -> u32 {
+        let slot = self.slots.len() as u32;
+        self.slots.push(Slot {
+            global,
+            start: self.frames.len() as u32,
+            len: frames.len() as u32,
+            hash,
+            next_same_hash: head,
+        });
+        self.frames.extend_from_slice(frames);
+        self.sites.push(SiteAcc::default());
+        self.index.insert(hash, slot);
+        self.by_global.insert(global as u64, slot);
+        slot
+    }
+
+    /// The slot of global stack `global` (a block moved in from another
+    /// lane), copying its frames from the global store if it is new here.
+    fn slot_of_global(&mut self, global: u32) -> u32 {
+        if let Some(&slot) = self.by_global.get(&(global as u64)) {
+            return slot;
+        }
+        let stacks = STACKS.lock();
+        let frames = stacks.frames_of(global);
+        let hash = stacks.hash_of(global);
+        let head = self.index.get(&hash).copied().unwrap_or(NO_STACK);
+        let slot = self.add_slot(global, frames, hash, head);
+        drop(stacks);
+        slot
+    }
+
+    /// At the start of every operation: a peak claimed since the lane's
+    /// last operation happened before this one.
+    #[inline]
+    fn notice_peak(&mut self) {
+        let generation = peak::generation();
+        if generation != self.seen_generation {
+            self.seen_generation = generation;
+            self.peak_seq = self.seq;
+        }
+    }
+
+    /// Saves a site's value at the global peak before its first change after
+    /// that peak.
+    fn touch(&mut self, slot: u32) -> &mut SiteAcc {
+        let peak_seq = self.peak_seq;
+        let seq = self.seq;
+        let s = &mut self.sites[slot as usize];
+        if s.last_touch <= peak_seq {
+            s.peak_bytes = s.curr_bytes;
+            s.peak_blocks = s.curr_blocks;
+        }
+        s.last_touch = seq;
+        s
+    }
+
+    /// After an operation: publishes the lane's live bytes when due (`now`
+    /// for a lane that is not the caller's own, whose figures would
+    /// otherwise wait for its owner).
+    #[inline]
+    fn after_op(&mut self, now: bool) {
+        self.unpublished_ops += 1;
+        let delta = self.curr_bytes as i64 - self.published;
+        if now || self.unpublished_ops >= PUBLISH_OPS || delta.abs() >= PUBLISH_BYTES {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) -> i64 {
+        let delta = self.curr_bytes as i64 - self.published;
+        self.published = self.curr_bytes as i64;
+        self.unpublished_ops = 0;
+        peak::publish(delta)
+    }
+
+    /// Publishes what has not been (a lane whose thread exits, or read by a
+    /// snapshot), and notices a peak claimed since its last operation.
+    pub(super) fn settle(&mut self) {
+        self.notice_peak();
+        if self.curr_bytes as i64 != self.published {
+            self.publish();
+        }
+    }
+
+    /// After a block grew `slot`'s live figures: its own maximum, and the
+    /// global peak.
+    fn after_growth(&mut self, slot: u32, now: u32) {
+        let s = &mut self.sites[slot as usize];
+        if s.curr_bytes >= s.max_bytes {
+            s.max_bytes = s.curr_bytes;
+            s.max_blocks = s.curr_blocks;
+        }
+        if peak::may_peak(self.published, self.curr_bytes as i64) {
+            let total = self.publish();
+            if let Some(generation) = peak::claim(total, now) {
+                self.seen_generation = generation;
+                self.peak_seq = self.seq;
+            }
+        }
+    }
+
+    /// Records a new block; `hash` is the hash of `frames` (see
+    /// `stack::capture`). `filtered`: whether the free filter must know it.
+    pub(super) fn record_alloc(
+        &mut self,
+        block: NewBlock,
+        frames: &[usize],
+        hash: u64,
+        now: u32,
+        filtered: bool,
+    ) {
+        self.notice_peak();
+        let NewBlock {
+            addr,
+            size,
+            thread,
+            epoch,
+            scope,
+        } = block;
+        let slot = self.intern(frames, hash);
+        let rec = LiveRec::new(size, thread, epoch, slot, now, !filtered);
+        self.insert(addr, rec, now);
+        if scope != 0 {
+            self.scope_gained(addr, scope, slot, rec.size(), true);
+        }
+        let (bytes, blocks) = weight(rec.size(), epoch);
+        self.seq += 1;
+        let s = self.touch(slot);
+        s.total_bytes += bytes;
+        s.total_blocks += blocks;
+        s.curr_bytes += bytes;
+        s.curr_blocks += blocks;
+        self.total_bytes += bytes;
+        self.total_blocks += blocks;
+        self.curr_bytes += bytes;
+        self.curr_blocks += blocks;
+        if epoch != 0 {
+            self.sampled_live += 1;
+            self.sampled_ever = true;
+        }
+        self.after_growth(slot, now);
+        self.after_op(false);
+    }
+
+    /// Puts a record in the table and the filter.
+    fn insert(&mut self, addr: usize, rec: LiveRec, now: u32) {
+        if self.live.contains(addr) {
+            // A block this lane never saw freed (tracking was switched off
+            // while it lived): it is gone now that its address is handed
+            // out again.
+            self.remove(addr, now, false);
+        }
+        self.live.insert(addr, rec);
+        if rec.unfiltered() {
+            if self.unfiltered == 0 {
+                lane_unfiltered(true);
+            }
+            self.unfiltered += 1;
+        } else {
+            filter_add(addr);
+        }
+        if self.live.len == 1 {
+            lane_filled();
+        }
+    }
+
+    /// Takes a record out of the table and the filter.
+    fn take(&mut self, addr: usize) -> Option<LiveRec> {
+        let rec = self.live.remove(addr)?;
+        if rec.unfiltered() {
+            self.unfiltered -= 1;
+            if self.unfiltered == 0 {
+                lane_unfiltered(false);
+            }
+        } else {
+            filter_remove(addr);
+        }
+        if self.live.len == 0 {
+            lane_emptied();
+        }
+        Some(rec)
+    }
+
+    /// Forgets a freed block; returns whether this lane held it. `remote`:
+    /// the caller is not the lane's owner.
+    pub(super) fn remove(&mut self, addr: usize, now: u32, remote: bool) -> bool {
+        self.notice_peak();
+        let Some(rec) = self.take(addr) else {
+            return false;
+        };
+        self.scope_lost(addr, rec.size());
+        let (bytes, blocks) = weight(rec.size(), rec.epoch());
+        self.seq += 1;
+        let life = now.wrapping_sub(rec.born) as f64 * blocks as f64;
+        let s = self.touch(rec.stack);
+        s.curr_bytes -= bytes;
+        s.curr_blocks -= blocks;
+        s.lifetime += life;
+        self.curr_bytes -= bytes;
+        self.curr_blocks -= blocks;
+        if rec.epoch() != 0 {
+            self.sampled_live -= 1;
+        }
+        self.after_op(remote);
+        true
+    }
+
+    /// Takes a recorded block out for a `realloc`: its weight leaves the
+    /// live figures (nothing is counted as freed) until
+    /// [`Lane::finish_realloc`] puts it back, in this lane or another.
+    pub(super) fn take_for_realloc(&mut self, addr: usize, remote: bool) -> Option<TakenBlock> {
+        self.notice_peak();
+        let rec = self.take(addr)?;
+        let scope = self.scope_lost(addr, rec.size());
+        let (bytes, blocks) = weight(rec.size(), rec.epoch());
+        self.seq += 1;
+        let s = self.touch(rec.stack);
+        s.curr_bytes -= bytes;
+        s.curr_blocks -= blocks;
+        self.curr_bytes -= bytes;
+        self.curr_blocks -= blocks;
+        if rec.epoch() != 0 {
+            self.sampled_live -= 1;
+        }
+        let global = self.slots[rec.stack as usize].global;
+        self.after_op(remote);
+        Some(TakenBlock { rec, global, scope })
+    }
+
+    /// Puts a block taken by [`Lane::take_for_realloc`] back: at `new` with
+    /// `new_size` after a successful realloc (it keeps its stack, counts as
+    /// one more block allocated, as in DHAT, and its birth restarts), or
+    /// unchanged at `old` when the realloc failed (`new` null).
+    /// `thread_scope` is the reallocating thread's measuring scope: a
+    /// realloc in the block's own scope counts as one of its allocations.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish_realloc(
+        &mut self,
+        taken: TakenBlock,
+        old: usize,
+        new: usize,
+        new_size: usize,
+        now: u32,
+        thread_scope: u32,
+        filtered: bool,
+    ) {
+        self.notice_peak();
+        let TakenBlock { rec, global, scope } = taken;
+        let slot = self.slot_of_global(global);
+        let (addr, rec, counted) = if new == 0 {
+            (old, rec, false)
+        } else {
+            (new, rec.moved(new_size, now), true)
+        };
+        let rec = rec.relabelled(slot, !filtered);
+        self.insert(addr, rec, now);
+        let (bytes, blocks) = weight(rec.size(), rec.epoch());
+        self.seq += 1;
+        let s = self.touch(slot);
+        if counted {
+            s.total_bytes += bytes;
+            s.total_blocks += blocks;
+        }
+        s.curr_bytes += bytes;
+        s.curr_blocks += blocks;
+        if counted {
+            self.total_bytes += bytes;
+            self.total_blocks += blocks;
+        }
+        self.curr_bytes += bytes;
+        self.curr_blocks += blocks;
+        if rec.epoch() != 0 {
+            self.sampled_live += 1;
+        }
+        if scope != 0 {
+            let counted = counted && scope == thread_scope;
+            self.scope_gained(addr, scope, slot, rec.size(), counted);
+        }
+        self.after_growth(slot, now);
+        self.after_op(false);
+    }
+
+    /// A block of `scope` became live (allocated, or put back after a
+    /// realloc); `counted` adds it to the scope's allocations per stack.
+    fn scope_gained(&mut self, addr: usize, scope: u32, slot: u32, size: u64, counted: bool) {
+        let s = self.scopes.entry(scope as u64).or_default();
+        s.live_blocks += 1;
+        s.live_bytes += size;
+        if counted {
+            let e = s.allocated.entry(slot as u64).or_default();
+            e.0 += 1;
+            e.1 += size;
+        }
+        self.scoped.insert(addr as u64, scope);
+    }
+
+    /// A block left the live set: if it belonged to a scope, the scope
+    /// loses it. Returns its scope (0: none).
+    fn scope_lost(&mut self, addr: usize, size: u64) -> u32 {
+        if self.scoped.is_empty() {
+            return 0;
+        }
+        let Some(scope) = self.scoped.remove(&(addr as u64)) else {
+            return 0;
+        };
+        if let Some(s) = self.scopes.get_mut(&(scope as u64)) {
+            s.live_blocks -= 1;
+            s.live_bytes -= size;
+        }
+        scope
+    }
+
+    /// Starts scope `scope` afresh (whatever its blocks did before it was
+    /// opened, such as `testing`'s probe, is forgotten).
+    pub(super) fn open_scope(&mut self, scope: u32) {
+        self.close_scope(scope);
+        self.scopes.insert(scope as u64, ScopeRec::default());
+    }
+
+    /// Forgets scope `scope` and which blocks were its.
+    pub(super) fn close_scope(&mut self, scope: u32) {
+        if self.scopes.remove(&(scope as u64)).is_some() {
+            self.scoped.retain(|_, s| *s != scope);
+        }
+    }
+
+    /// Puts every live record this lane keeps out of the free filter into
+    /// it (see `filter`), `budget` records at the most; returns whether
+    /// none is left.
+    pub(super) fn filter_all(&mut self, budget: usize) -> bool {
+        let mut done = 0;
+        for shard in self.live.shards.iter_mut() {
+            if self.unfiltered == 0 || done >= budget {
+                break;
+            }
+            for (addr, rec) in shard.iter_mut() {
+                if rec.unfiltered() {
+                    filter_add(*addr as usize);
+                    *rec = rec.relabelled(rec.stack, false);
+                    self.unfiltered -= 1;
+                    done += 1;
+                }
+            }
+        }
+        if done > 0 && self.unfiltered == 0 {
+            lane_unfiltered(false);
+        }
+        self.unfiltered == 0
+    }
+
+    /// Empties the lane: every record leaves the filter.
+    pub(super) fn clear(&mut self) -> Lane {
+        for shard in self.live.shards.iter() {
+            for (addr, rec) in shard.iter() {
+                if !rec.unfiltered() {
+                    filter_remove(*addr as usize);
+                }
+            }
+        }
+        if self.live.len != 0 {
+            lane_emptied();
+        }
+        if self.unfiltered != 0 {
+            lane_unfiltered(false);
+        }
+        let fresh = Lane {
+            seen_generation: self.seen_generation,
+            ..Lane::new()
+        };
+        std::mem::replace(self, fresh)
+    }
+
+    /// Bytes the lane's tables hold: (live table, stacks and figures).
+    pub(super) fn bytes(&self) -> (u64, u64) {
+        let stacks = (self.frames.capacity() * size_of::<usize>()
+            + self.slots.capacity() * size_of::<Slot>()
+            + self.sites.capacity() * size_of::<SiteAcc>()) as u64
+            + map_bytes(&self.index)
+            + map_bytes(&self.by_global);
+        (self.live.bytes(), stacks)
+    }
+}

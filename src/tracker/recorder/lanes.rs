@@ -1,0 +1,215 @@
+//! The lanes: where they live, which thread owns which, and the global
+//! flags that say whether any lane holds a block (the gate's live flag) or
+//! a block the free filter does not know (its unfiltered flag).
+//!
+//! A thread takes a lane at its first record and gives it back when it
+//! exits; the next thread to need one takes it over, with its records and
+//! figures, so there are never more lanes than threads that recorded at
+//! once. Lane 0 is shared by every thread that has none of its own (one
+//! tearing down, say). Past [`MAX_LANES`] threads share lanes, which their
+//! locks make safe. Lanes are never freed: their records outlive threads.
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use super::super::gate::{GATE_LIVE, GATE_UNFILTERED, set_flag};
+use super::lane::Lane;
+use super::stacks::STACKS;
+use crate::sys::lock::RawLocked;
+
+/// The most lanes there can be (lane 0, the shared one, included).
+pub(crate) const MAX_LANES: usize = 1024;
+
+/// A lane behind its lock.
+pub(crate) type LaneCell = RawLocked<Lane>;
+
+pub(crate) static LANES: [AtomicPtr<LaneCell>; MAX_LANES] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_LANES];
+/// How many lanes have been made (their indices are below this).
+static MADE: AtomicUsize = AtomicUsize::new(0);
+
+/// Lanes no thread owns, ready to be taken over.
+struct Pool {
+    free: [u16; MAX_LANES],
+    len: usize,
+}
+
+static POOL: RawLocked<Pool> = RawLocked::new(Pool {
+    free: [0; MAX_LANES],
+    len: 0,
+});
+
+/// How many lanes hold a live block, and how many hold one the filter does
+/// not know: the gate's flags follow them.
+struct Flags {
+    nonempty: u32,
+    unfiltered: u32,
+}
+
+static FLAGS: RawLocked<Flags> = RawLocked::new(Flags {
+    nonempty: 0,
+    unfiltered: 0,
+});
+
+/// Lane `i`, which exists.
+#[inline]
+pub(crate) fn lane(i: usize) -> &'static LaneCell {
+    // SAFETY: lanes are made once and never freed; callers pass indices
+    // below `made()`, whose pointers were stored before MADE grew past them.
+    unsafe { &*LANES[i].load(Ordering::Acquire) }
+}
+
+/// How many lanes exist.
+#[inline]
+pub(crate) fn made() -> usize {
+    MADE.load(Ordering::Acquire)
+}
+
+/// Makes lane `MADE` (under the pool's lock). The caller's thread is busy:
+/// the lane is the tracker's own memory.
+fn make_lane() -> Option<usize> {
+    let i = MADE.load(Ordering::Relaxed);
+    if i >= MAX_LANES {
+        return None;
+    }
+    let cell = Box::into_raw(Box::new(RawLocked::new(Lane::new())));
+    LANES[i].store(cell, Ordering::Release);
+    MADE.store(i + 1, Ordering::Release);
+    Some(i)
+}
+
+/// The lane a thread records in: its own (`owner` holds its index, 0 for
+/// none yet), taking one if `may_own` (the thread is live), or the shared
+/// lane 0. The caller's thread is busy.
+pub(crate) fn lane_of(owner: &Cell<u32>, may_own: bool) -> (usize, &'static LaneCell) {
+    let i = owner.get() as usize;
+    if i != 0 {
+        return (i, lane(i));
+    }
+    if made() == 0 || may_own {
+        let mut pool = POOL.lock();
+        if made() == 0 {
+            make_lane();
+        }
+        if may_own {
+            let taken = if pool.len > 0 {
+                pool.len -= 1;
+                Some(pool.free[pool.len] as usize)
+            } else {
+                make_lane()
+            };
+            // Past MAX_LANES, threads share the lanes there are.
+            let i = taken.unwrap_or(1 + owner as *const _ as usize / 64 % (MAX_LANES - 1));
+            drop(pool);
+            owner.set(i as u32);
+            return (i, lane(i));
+        }
+    }
+    (0, lane(0))
+}
+
+/// Gives a thread's lane back (the thread exits): what it has not
+/// published is published, and the next thread to need a lane takes it.
+pub(crate) fn release(owner: &Cell<u32>) {
+    let i = owner.replace(0) as usize;
+    if i == 0 {
+        return;
+    }
+    lane(i).lock().settle();
+    let mut pool = POOL.lock();
+    if pool.len < MAX_LANES && !pool.free[..pool.len].contains(&(i as u16)) {
+        let n = pool.len;
+        pool.free[n] = i as u16;
+        pool.len += 1;
+    }
+}
+
+/// Runs `f` on every lane, in order, each under its lock.
+pub(crate) fn for_each(mut f: impl FnMut(usize, &mut Lane)) {
+    for i in 0..made() {
+        f(i, &mut lane(i).lock());
+    }
+}
+
+/// The longest any thread has waited for a lane's lock or the stacks'.
+pub(crate) fn longest_wait() -> std::time::Duration {
+    (0..made())
+        .map(|i| lane(i).longest_wait())
+        .chain([STACKS.longest_wait()])
+        .max()
+        .unwrap_or_default()
+}
+
+/// A lane got its first live block.
+pub(super) fn lane_filled() {
+    let mut f = FLAGS.lock();
+    f.nonempty += 1;
+    set_flag(GATE_LIVE, true);
+}
+
+/// A lane lost its last live block.
+pub(super) fn lane_emptied() {
+    let mut f = FLAGS.lock();
+    f.nonempty = f.nonempty.saturating_sub(1);
+    set_flag(GATE_LIVE, f.nonempty > 0);
+}
+
+/// A lane got its first record the filter does not know (`true`), or lost
+/// its last one.
+pub(super) fn lane_unfiltered(any: bool) {
+    let mut f = FLAGS.lock();
+    if any {
+        f.unfiltered += 1;
+    } else {
+        f.unfiltered = f.unfiltered.saturating_sub(1);
+    }
+    set_flag(GATE_UNFILTERED, f.unfiltered > 0);
+}
+
+/// Before `fork`: holds every lock of the recorder, in the order the
+/// allocation paths take them (pool, lanes, stacks, flags).
+pub(crate) fn fork_prepare() {
+    POOL.lock_for_fork();
+    for i in 0..made() {
+        lane(i).lock_for_fork();
+    }
+    STACKS.lock_for_fork();
+    FLAGS.lock_for_fork();
+}
+
+/// After `fork`, in the parent: releases what [`fork_prepare`] took.
+pub(crate) fn fork_parent() {
+    // SAFETY: this thread took every one of these locks in fork_prepare.
+    unsafe {
+        FLAGS.force_unlock();
+        STACKS.force_unlock();
+        for i in 0..made() {
+            lane(i).force_unlock();
+        }
+        POOL.force_unlock();
+    }
+}
+
+/// After `fork`, in the child (one thread): the locks are free again, and
+/// every lane but `kept` (the forking thread's, 0 for none) goes back to
+/// the pool, since the threads that owned them are gone.
+pub(crate) fn fork_child(kept: usize) {
+    // SAFETY: only this thread exists in the child.
+    unsafe {
+        FLAGS.reset_in_child();
+        STACKS.reset_in_child();
+        for i in 0..made() {
+            lane(i).reset_in_child();
+        }
+        let pool = POOL.get_unchecked();
+        pool.len = 0;
+        for i in 1..made() {
+            if i != kept {
+                pool.free[pool.len] = i as u16;
+                pool.len += 1;
+            }
+        }
+        POOL.reset_in_child();
+    }
+}

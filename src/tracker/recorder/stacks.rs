@@ -1,0 +1,96 @@
+//! The global store of interned stacks: every distinct stack any thread has
+//! recorded, once, under a global id. Threads reach it only when their own
+//! lane meets a stack for the first time (see `lane`), so its lock is off
+//! the common path.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use super::live::{AddrMap, map_bytes};
+use crate::sys::lock::RawLocked;
+
+/// One interned stack: its frames in [`StackStore::frames`], and the next
+/// stack with the same hash.
+struct StackEntry {
+    start: u32,
+    len: u32,
+    hash: u64,
+    next_same_hash: u32,
+}
+
+/// No stack: ends a chain of stacks with the same hash.
+pub(super) const NO_STACK: u32 = u32::MAX;
+
+/// Every stack seen, by global id. Ids are never reused or dropped (not
+/// even by `reset`, which clears figures, not names), so an id a lane holds
+/// always names the same stack.
+pub(super) struct StackStore {
+    frames: Vec<usize>,
+    entries: Vec<StackEntry>,
+    index: AddrMap<u32>,
+}
+
+pub(super) static STACKS: RawLocked<StackStore> = RawLocked::new(StackStore::new());
+
+impl StackStore {
+    const fn new() -> Self {
+        StackStore {
+            frames: Vec::new(),
+            entries: Vec::new(),
+            index: HashMap::with_hasher(BuildHasherDefault::new()),
+        }
+    }
+
+    /// The global id of `frames` (whose hash is `hash`), interning them if
+    /// they are new. The caller's thread is busy (its allocations here are
+    /// the tracker's own).
+    pub(super) fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
+        let head = self.index.get(&hash).copied().unwrap_or(NO_STACK);
+        let mut id = head;
+        while id != NO_STACK {
+            let e = &self.entries[id as usize];
+            if e.hash == hash && self.frames_of(id) == frames {
+                return id;
+            }
+            id = e.next_same_hash;
+        }
+        let id = self.entries.len() as u32;
+        self.entries.push(StackEntry {
+            start: self.frames.len() as u32,
+            len: frames.len() as u32,
+            hash,
+            next_same_hash: head,
+        });
+        self.frames.extend_from_slice(frames);
+        self.index.insert(hash, id);
+        id
+    }
+
+    /// The frames of stack `id`.
+    pub(super) fn frames_of(&self, id: u32) -> &[usize] {
+        let e = &self.entries[id as usize];
+        &self.frames[e.start as usize..(e.start + e.len) as usize]
+    }
+
+    /// The hash of stack `id`.
+    pub(super) fn hash_of(&self, id: u32) -> u64 {
+        self.entries[id as usize].hash
+    }
+
+    /// How many stacks there are (ids are below this).
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// How many frames all stacks hold together.
+    pub(super) fn frame_count(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Bytes the store holds.
+    pub(super) fn bytes(&self) -> u64 {
+        (self.frames.capacity() * size_of::<usize>()
+            + self.entries.capacity() * size_of::<StackEntry>()) as u64
+            + map_bytes(&self.index)
+    }
+}
