@@ -36,6 +36,7 @@ tests!(
     allocations_before_main_are_tracked,
     exact_mode_keeps_at_most_48_bytes_per_live_block,
     a_threads_closure_is_the_site_and_its_box_the_type,
+    blocks_handed_between_threads_keep_exact_figures_and_the_peak_sums_them,
 );
 
 /// The type of the blocks allocated at `function`.
@@ -599,4 +600,60 @@ fn a_threads_closure_is_the_site_and_its_box_the_type() {
         symbols::site_label(&none)
     );
     drop(boxed);
+}
+
+/// `n` blocks of `size` bytes, in a vector of exactly `n` (one more block).
+#[inline(never)]
+fn handed_blocks(n: usize, size: usize) -> Vec<Box<[u8]>> {
+    (0..n).map(|_| vec![1u8; size].into_boxed_slice()).collect()
+}
+
+fn blocks_handed_between_threads_keep_exact_figures_and_the_peak_sums_them() {
+    tracker::reset();
+    // Two threads alive at once record in lanes of their own: A allocates
+    // first, then B while A's blocks live; both hand theirs to main, which
+    // frees A's (a free of another lane's blocks) and keeps B's.
+    let turn = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let (ta, tb) = (turn.clone(), turn);
+    let a = std::thread::spawn(move || {
+        let v = handed_blocks(100, 1000);
+        ta.wait();
+        ta.wait();
+        v
+    });
+    let b = std::thread::spawn(move || {
+        tb.wait();
+        let v = handed_blocks(100, 1000);
+        tb.wait();
+        v
+    });
+    let from_a = a.join().expect("thread A");
+    let from_b = b.join().expect("thread B");
+    // Each thread: 100 blocks of 1000 B and a vector of 100 boxed slices
+    // (16 B each).
+    let per_thread = 100 * 1000 + 100 * 16;
+    drop(from_a);
+    let snap = tracker::snapshot();
+    let site = common::site_totals(&snap, "alloc_exact::handed_blocks");
+    assert_eq!(
+        (site.total_blocks, site.total_bytes),
+        (202, 2 * per_thread),
+        "allocated on two threads"
+    );
+    assert_eq!(
+        (site.live_blocks, site.live_bytes),
+        (101, per_thread),
+        "A's blocks freed on main, B's live"
+    );
+    assert_eq!(
+        snap.heap.peak_bytes,
+        2 * per_thread,
+        "the peak: both threads' blocks at once"
+    );
+    let at_peak: u64 = snap.stacks.iter().map(|s| s.stats.at_peak_bytes).sum();
+    assert_eq!(at_peak, 2 * per_thread, "the stacks' values at the peak");
+    assert_eq!(snap.blocks.len() as u64, snap.heap.live_blocks);
+    drop(from_b);
+    let after = common::site_totals(&tracker::snapshot(), "alloc_exact::handed_blocks");
+    assert_eq!((after.live_blocks, after.live_bytes), (0, 0));
 }
