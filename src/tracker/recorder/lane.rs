@@ -289,13 +289,14 @@ impl Lane {
 
     /// Puts a record in the table and the filter.
     fn insert(&mut self, addr: usize, rec: LiveRec, now: u32) {
-        if self.live.contains(addr) {
+        if let Some(stale) = self.live.insert(addr, rec) {
             // A block this lane never saw freed (tracking was switched off
             // while it lived): it is gone now that its address is handed
             // out again.
+            self.live.insert(addr, stale);
             self.remove(addr, now, false);
+            self.live.insert(addr, rec);
         }
-        self.live.insert(addr, rec);
         if rec.unfiltered() {
             if self.unfiltered == 0 {
                 lane_unfiltered(true);

@@ -197,11 +197,6 @@ impl LiveTable {
         self.shards[Self::shard_of(addr)].get(&(addr as u64))
     }
 
-    #[inline]
-    pub(super) fn contains(&self, addr: usize) -> bool {
-        self.shards[Self::shard_of(addr)].contains_key(&(addr as u64))
-    }
-
     pub(super) fn bytes(&self) -> u64 {
         self.shards.iter().map(map_bytes).sum()
     }

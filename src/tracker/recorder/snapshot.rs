@@ -34,11 +34,15 @@ pub struct SiteStats {
     pub live_bytes: u64,
     /// Live blocks now (`ebk`).
     pub live_blocks: u64,
-    /// This stack's own maximum of live bytes (`mb`).
+    /// This stack's own maximum of live bytes (`mb`). Each thread's
+    /// share is kept apart, so when several threads allocate from one
+    /// stack this is the sum of their own maxima: an upper bound.
     pub max_bytes: u64,
     /// Live blocks when that maximum was reached (`mbk`).
     pub max_blocks: u64,
-    /// Live bytes at the time of the global peak (`gb`).
+    /// Live bytes at the time of the global peak (`gb`): exact when one
+    /// thread allocates; with several, each thread's share as of its first
+    /// allocation or free after the peak (see [`HeapTotals::peak_bytes`]).
     pub at_peak_bytes: u64,
     /// Live blocks at the time of the global peak (`gbk`).
     pub at_peak_blocks: u64,
@@ -83,7 +87,13 @@ pub struct HeapTotals {
     pub live_bytes: u64,
     /// Live blocks now.
     pub live_blocks: u64,
-    /// The global peak of live bytes (`tg`).
+    /// The global peak of live bytes (the sum of the stacks'
+    /// [`SiteStats::at_peak_bytes`]). Exact when one thread allocates. With
+    /// several, each thread keeps its own figures and adds them to a shared
+    /// sum every 64 operations or 64 KiB (a shared write on every
+    /// operation would cost more than the rest of exact mode together), so
+    /// a peak is found from the other threads' figures at most that far
+    /// behind, and each thread's share of it is taken at its next operation.
     pub peak_bytes: u64,
     /// Live blocks at that peak.
     pub peak_blocks: u64,
