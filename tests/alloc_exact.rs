@@ -37,6 +37,7 @@ tests!(
     exact_mode_keeps_at_most_48_bytes_per_live_block,
     a_threads_closure_is_the_site_and_its_box_the_type,
     blocks_handed_between_threads_keep_exact_figures_and_the_peak_sums_them,
+    threads_that_come_and_go_take_over_lanes_instead_of_adding_them,
 );
 
 /// The type of the blocks allocated at `function`.
@@ -669,4 +670,26 @@ fn blocks_handed_between_threads_keep_exact_figures_and_the_peak_sums_them() {
     drop(from_b);
     let after = common::site_totals(&tracker::snapshot(), "alloc_exact::handed_blocks");
     assert_eq!((after.live_blocks, after.live_bytes), (0, 0));
+}
+
+fn threads_that_come_and_go_take_over_lanes_instead_of_adding_them() {
+    // Each lane is a fixed part of the tracker's memory: a thread that
+    // exits gives its lane back, and the next thread takes it over.
+    std::thread::spawn(|| black_box(handed_blocks(10, 100)))
+        .join()
+        .unwrap();
+    let fixed = tracker::memory().fixed;
+    let mut kept = Vec::new();
+    for _ in 0..50 {
+        kept.push(
+            std::thread::spawn(|| handed_blocks(10, 100))
+                .join()
+                .unwrap(),
+        );
+    }
+    assert_eq!(tracker::memory().fixed, fixed, "no lane added");
+    // Their blocks outlive them, in the lanes the threads left.
+    let site = common::site_totals(&tracker::snapshot(), "alloc_exact::handed_blocks");
+    assert!(site.live_blocks >= 50 * 11, "{site:?}");
+    drop(kept);
 }

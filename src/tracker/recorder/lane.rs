@@ -176,7 +176,7 @@ impl Lane {
 
     /// At the start of every operation: a peak claimed since the lane's
     /// last operation happened before this one.
-    #[inline]
+    #[inline(always)]
     fn notice_peak(&mut self) {
         let generation = peak::generation();
         if generation != self.seen_generation {
@@ -187,6 +187,7 @@ impl Lane {
 
     /// Saves a site's value at the global peak before its first change after
     /// that peak.
+    #[inline(always)]
     fn touch(&mut self, slot: u32) -> &mut SiteAcc {
         let peak_seq = self.peak_seq;
         let seq = self.seq;
@@ -202,7 +203,7 @@ impl Lane {
     /// After an operation: publishes the lane's live bytes when due (`now`
     /// for a lane that is not the caller's own, whose figures would
     /// otherwise wait for its owner).
-    #[inline]
+    #[inline(always)]
     fn after_op(&mut self, now: bool) {
         self.unpublished_ops += 1;
         let delta = self.curr_bytes as i64 - self.published;
@@ -229,6 +230,7 @@ impl Lane {
 
     /// After a block grew `slot`'s live figures: its own maximum, and the
     /// global peak.
+    #[inline(always)]
     fn after_growth(&mut self, slot: u32, now: u32) {
         let s = &mut self.sites[slot as usize];
         if s.curr_bytes >= s.max_bytes {
@@ -288,6 +290,7 @@ impl Lane {
     }
 
     /// Puts a record in the table and the filter.
+    #[inline(always)]
     fn insert(&mut self, addr: usize, rec: LiveRec, now: u32) {
         if let Some(stale) = self.live.insert(addr, rec) {
             // A block this lane never saw freed (tracking was switched off
@@ -311,6 +314,7 @@ impl Lane {
     }
 
     /// Takes a record out of the table and the filter.
+    #[inline(always)]
     fn take(&mut self, addr: usize) -> Option<LiveRec> {
         let rec = self.live.remove(addr)?;
         if rec.unfiltered() {

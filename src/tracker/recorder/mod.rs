@@ -86,6 +86,7 @@ pub(crate) fn record_alloc(
 /// Runs `f` on the lane that holds `addr` until it says it did: the
 /// calling thread's own lane first, then every other. Returns what `f`
 /// returned there.
+#[inline(always)]
 fn in_holding_lane<R>(
     owner: &Cell<u32>,
     mut f: impl FnMut(&mut lane::Lane, bool) -> Option<R>,
@@ -96,6 +97,16 @@ fn in_holding_lane<R>(
     {
         return Some(r);
     }
+    in_other_lanes(own, f)
+}
+
+/// [`in_holding_lane`] past the thread's own lane.
+#[cold]
+#[inline(never)]
+fn in_other_lanes<R>(
+    own: usize,
+    mut f: impl FnMut(&mut lane::Lane, bool) -> Option<R>,
+) -> Option<R> {
     (0..lanes::made())
         .filter(|&i| i != own)
         .find_map(|i| f(&mut lanes::lane(i).lock(), true))
