@@ -45,11 +45,15 @@ pub(crate) fn maybe_recorded(addr: usize) -> bool {
     maybe_recorded_at(gate(), addr)
 }
 
-/// [`maybe_recorded`] with the gate's flags already read.
+/// [`maybe_recorded`] with the gate's flags already read. The unfiltered
+/// flag is set only while the live flag is (an unfiltered record is a live
+/// one; a lane sets the unfiltered flag just before the live one and clears
+/// it just before, while the record is still its own), so one test answers
+/// while nothing is recorded.
 #[inline(always)]
 pub(crate) fn maybe_recorded_at(gate: u8, addr: usize) -> bool {
-    gate & GATE_UNFILTERED != 0
-        || (gate & GATE_LIVE != 0 && filter_slot(addr).load(Ordering::Relaxed) != 0)
+    gate & GATE_LIVE != 0
+        && (filter_slot(addr).load(Ordering::Relaxed) | (gate & GATE_UNFILTERED)) != 0
 }
 
 #[inline]

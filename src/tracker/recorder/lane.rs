@@ -92,9 +92,12 @@ pub(crate) struct Lane {
     pub(super) peak_seq: u64,
     /// The peak generation the lane has noticed.
     seen_generation: u64,
-    /// The live bytes as last published, and operations since.
+    /// The live bytes as last published, and what is left before the lane
+    /// publishes again: [`PUBLISH_BYTES`] less the bytes of each block
+    /// recorded or forgotten since, and less a [`PUBLISH_BYTES`] /
+    /// [`PUBLISH_OPS`] share per operation.
     published: i64,
-    unpublished_ops: u32,
+    publish_budget: i64,
     /// Live records not in the free filter (see `filter`).
     unfiltered: usize,
 }
@@ -120,7 +123,7 @@ impl Lane {
             peak_seq: 0,
             seen_generation: 0,
             published: 0,
-            unpublished_ops: 0,
+            publish_budget: PUBLISH_BYTES,
             unfiltered: 0,
         }
     }
@@ -200,14 +203,14 @@ impl Lane {
         s
     }
 
-    /// After an operation: publishes the lane's live bytes when due (`now`
-    /// for a lane that is not the caller's own, whose figures would
-    /// otherwise wait for its owner).
+    /// After an operation on a block of `bytes`: publishes the lane's live
+    /// bytes when due (at once when `now`: the caller is not the lane's
+    /// owner, whose figures would otherwise wait for the owner's next
+    /// operation).
     #[inline(always)]
-    fn after_op(&mut self, now: bool) {
-        self.unpublished_ops += 1;
-        let delta = self.curr_bytes as i64 - self.published;
-        if now || self.unpublished_ops >= PUBLISH_OPS || delta.abs() >= PUBLISH_BYTES {
+    fn after_op(&mut self, bytes: u64, now: bool) {
+        self.publish_budget -= bytes as i64 + PUBLISH_BYTES / PUBLISH_OPS as i64;
+        if now || self.publish_budget < 0 {
             self.publish();
         }
     }
@@ -215,8 +218,16 @@ impl Lane {
     fn publish(&mut self) -> i64 {
         let delta = self.curr_bytes as i64 - self.published;
         self.published = self.curr_bytes as i64;
-        self.unpublished_ops = 0;
+        self.publish_budget = PUBLISH_BYTES;
         peak::publish(delta)
+    }
+
+    /// Gives the memory of an empty live table back (a lane whose thread
+    /// exits: the next owner may need far less).
+    pub(super) fn trim(&mut self) {
+        if self.live.len == 0 {
+            self.live = LiveTable::new();
+        }
     }
 
     /// Publishes what has not been (a lane whose thread exits, or read by a
@@ -286,7 +297,7 @@ impl Lane {
             self.sampled_ever = true;
         }
         self.after_growth(slot, now);
-        self.after_op(false);
+        self.after_op(bytes, false);
     }
 
     /// Puts a record in the table and the filter.
@@ -300,6 +311,11 @@ impl Lane {
             self.remove(addr, now, false);
             self.live.insert(addr, rec);
         }
+        // The gate's live flag first: the unfiltered flag is set only while
+        // it is (see `filter::maybe_recorded_at`).
+        if self.live.len == 1 {
+            lane_filled();
+        }
         if rec.unfiltered() {
             if self.unfiltered == 0 {
                 lane_unfiltered(true);
@@ -307,9 +323,6 @@ impl Lane {
             self.unfiltered += 1;
         } else {
             filter_add(addr);
-        }
-        if self.live.len == 1 {
-            lane_filled();
         }
     }
 
@@ -333,6 +346,7 @@ impl Lane {
 
     /// Forgets a freed block; returns whether this lane held it. `remote`:
     /// the caller is not the lane's owner.
+    #[inline(always)]
     pub(super) fn remove(&mut self, addr: usize, now: u32, remote: bool) -> bool {
         self.notice_peak();
         let Some(rec) = self.take(addr) else {
@@ -351,7 +365,7 @@ impl Lane {
         if rec.epoch() != 0 {
             self.sampled_live -= 1;
         }
-        self.after_op(remote);
+        self.after_op(bytes, remote);
         true
     }
 
@@ -373,7 +387,7 @@ impl Lane {
             self.sampled_live -= 1;
         }
         let global = self.slots[rec.stack as usize].global;
-        self.after_op(remote);
+        self.after_op(bytes, remote);
         Some(TakenBlock { rec, global, scope })
     }
 
@@ -427,7 +441,7 @@ impl Lane {
             self.scope_gained(addr, scope, slot, rec.size(), counted);
         }
         self.after_growth(slot, now);
-        self.after_op(false);
+        self.after_op(bytes, false);
     }
 
     /// A block of `scope` became live (allocated, or put back after a
@@ -507,11 +521,11 @@ impl Lane {
                 }
             }
         }
-        if self.live.len != 0 {
-            lane_emptied();
-        }
         if self.unfiltered != 0 {
             lane_unfiltered(false);
+        }
+        if self.live.len != 0 {
+            lane_emptied();
         }
         let fresh = Lane {
             seen_generation: self.seen_generation,

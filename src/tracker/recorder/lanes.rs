@@ -82,41 +82,52 @@ fn make_lane() -> Option<usize> {
 /// The lane a thread records in: its own (`owner` holds its index, 0 for
 /// none yet), taking one if `may_own` (the thread is live), or the shared
 /// lane 0. The caller's thread is busy.
-pub(crate) fn lane_of(owner: &Cell<u32>, may_own: bool) -> (usize, &'static LaneCell) {
+#[inline(always)]
+pub(crate) fn lane_of(owner: &Cell<u32>, may_own: bool) -> &'static LaneCell {
     let i = owner.get() as usize;
     if i != 0 {
-        return (i, lane(i));
+        return lane(i);
     }
-    if made() == 0 || may_own {
-        let mut pool = POOL.lock();
-        if made() == 0 {
-            make_lane();
-        }
-        if may_own {
-            let taken = if pool.len > 0 {
-                pool.len -= 1;
-                Some(pool.free[pool.len] as usize)
-            } else {
-                make_lane()
-            };
-            // Past MAX_LANES, threads share the lanes there are.
-            let i = taken.unwrap_or(1 + owner as *const _ as usize / 64 % (MAX_LANES - 1));
-            drop(pool);
-            owner.set(i as u32);
-            return (i, lane(i));
-        }
+    lane(take_lane(owner, may_own))
+}
+
+/// [`lane_of`] for a thread without a lane of its own: takes one from the
+/// pool, or makes one, when it may; returns its index (0: the shared one).
+#[cold]
+#[inline(never)]
+fn take_lane(owner: &Cell<u32>, may_own: bool) -> usize {
+    let mut pool = POOL.lock();
+    if made() == 0 {
+        make_lane();
     }
-    (0, lane(0))
+    if !may_own {
+        return 0;
+    }
+    let taken = if pool.len > 0 {
+        pool.len -= 1;
+        Some(pool.free[pool.len] as usize)
+    } else {
+        make_lane()
+    };
+    // Past MAX_LANES, threads share the lanes there are.
+    let i = taken.unwrap_or(1 + owner as *const _ as usize / 64 % (MAX_LANES - 1));
+    owner.set(i as u32);
+    i
 }
 
 /// Gives a thread's lane back (the thread exits): what it has not
-/// published is published, and the next thread to need a lane takes it.
+/// published is published, an empty table's memory is freed, and the next
+/// thread to need a lane takes it over.
 pub(crate) fn release(owner: &Cell<u32>) {
     let i = owner.replace(0) as usize;
     if i == 0 {
         return;
     }
-    lane(i).lock().settle();
+    {
+        let mut lane = lane(i).lock();
+        lane.settle();
+        lane.trim();
+    }
     let mut pool = POOL.lock();
     if pool.len < MAX_LANES && !pool.free[..pool.len].contains(&(i as u16)) {
         let n = pool.len;

@@ -77,8 +77,7 @@ pub(crate) fn record_alloc(
     hash: u64,
     now: u32,
 ) {
-    let (_, lane) = lanes::lane_of(owner, may_own);
-    let mut lane = lane.lock();
+    let mut lane = lanes::lane_of(owner, may_own).lock();
     let filtered = block.epoch != 0 || block.scope != 0 || !exact_mode();
     lane.record_alloc(block, frames, hash, now, filtered);
 }
@@ -144,8 +143,7 @@ pub(crate) fn finish_realloc(
     now: u32,
     thread_scope: u32,
 ) {
-    let (_, lane) = lanes::lane_of(owner, may_own);
-    let mut lane = lane.lock();
+    let mut lane = lanes::lane_of(owner, may_own).lock();
     let filtered = !taken.rec.unfiltered() || !exact_mode();
     lane.finish_realloc(taken, old, new, new_size, now, thread_scope, filtered);
 }

@@ -1,9 +1,9 @@
 //! The global peak of live bytes, found without a shared write per
 //! operation.
 //!
-//! Each lane knows its own live bytes exactly and adds the change to
-//! [`PeakLine::published`] from time to time (every [`PUBLISH_OPS`]
-//! operations, or once it has moved by [`PUBLISH_BYTES`]). A lane that grows
+//! Each lane knows its own live bytes exactly and adds the change to the
+//! shared sum from time to time (every [`PUBLISH_OPS`] operations, or once
+//! blocks of [`PUBLISH_BYTES`] have come and gone, whichever is first). A lane that grows
 //! estimates the whole heap as the other lanes' published figures plus its
 //! own exact one; when that reaches the peak so far, it publishes, claims a
 //! new peak and bumps the peak's generation. Every lane notices a new
@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// A lane publishes after this many operations at the most.
 pub(super) const PUBLISH_OPS: u32 = 64;
-/// A lane publishes once its live bytes have moved by this much.
+/// A lane publishes once blocks of this many bytes have been recorded or
+/// forgotten since it last did.
 pub(super) const PUBLISH_BYTES: i64 = 64 << 10;
 
 /// What every lane reads on its growing operations: written only when a
