@@ -93,10 +93,10 @@ pub struct Stats {
     pub peak_tolerance: u64,
     /// Threads whose counters are registered now.
     pub threads: usize,
-    /// The longest any thread has waited for the recorder's lock since the
-    /// start: how long leakscope itself has stalled an allocation (a
-    /// snapshot copies the live table a 1/256 at a time so that this stays
-    /// short). The host's scheduling of the lock's holder counts too. Waits
+    /// The longest any thread has waited for one of the recorder's locks
+    /// since the start: how long leakscope itself has stalled an allocation
+    /// (a snapshot copies each thread's live table a 1/256 at a time so
+    /// that this stays short). The host's scheduling of the lock's holder counts too. Waits
     /// that a short spin ends (well under 10 µs) are not measured.
     pub longest_tracker_wait: std::time::Duration,
     /// Bytes leakscope holds for itself, not counted in the figures above:

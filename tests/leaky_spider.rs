@@ -716,7 +716,16 @@ fn the_http_endpoint_survives_bad_clients() {
         "while four wait"
     );
     drop(slow);
-    std::thread::sleep(Duration::from_millis(300));
+    // Their places come back once the server has seen them close (within
+    // its read timeout, sooner on a quiet machine).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(addr, "/").0 != "HTTP/1.1 200 OK" {
+        assert!(
+            Instant::now() < deadline,
+            "the slow clients' places came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A hundred connections in a row, then both endpoints work.
     for _ in 0..100 {
         let (status, _) = get(addr, "/");

@@ -16,7 +16,7 @@
 //! never the other way round.
 //!
 //! The graph is built on the caller's thread: allocating threads never
-//! stop for it, and the recorder's lock is not taken at all. Its memory is
+//! stop for it, and the recorder's locks are not taken at all. Its memory is
 //! leakscope's own (shown by `stats()`), given back with the heap it
 //! belongs to. The program runs on while its memory is read: a structure
 //! changed meanwhile (a vector moved to a new buffer) can show a stale

@@ -15,8 +15,9 @@
 //! and a lock-free filter of recorded blocks (one global flag while nothing
 //! is recorded), counts, and ends in a tail call to jemalloc. No lock, no
 //! shared read-modify-write, no allocation and no syscall. Only a sampled
-//! block (or every block in exact mode) captures its stack and takes the
-//! recorder's lock.
+//! block (or every block in exact mode) captures its stack and takes a
+//! lock: the one of its thread's lane of the recorder, which other threads
+//! take only to free one of its blocks or to read it.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::mem::MaybeUninit;

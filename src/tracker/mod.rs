@@ -4,7 +4,8 @@
 //! counts every block per thread, and records the stack of a sample of
 //! blocks (or of every block, in [`Mode::Exact`]) in the recorder. The rest
 //! of leakscope reads what it recorded through one API: [`snapshot`], a
-//! consistent copy taken without holding the recorder's lock for long.
+//! consistent copy taken without holding any of the recorder's locks for
+//! long.
 //!
 //! ```
 //! #[global_allocator]
@@ -24,7 +25,7 @@
 //! `mode` (the global settings), `init` (the environment, read once without
 //! allocating, and the `fork` handlers), `registry` (the live threads'
 //! counters), `stack` (the frame-pointer walk), `recorder` (live blocks and
-//! per-stack totals) and `scope` (measuring scopes for `testing`).
+//! per-stack totals, in one lane per recording thread) and `scope` (measuring scopes for `testing`).
 
 mod alloc;
 mod gate;
