@@ -270,13 +270,16 @@ fn may_be_recorded(ptr: *mut u8, mode: u8) -> bool {
     (mode == MODE_EXACT && recorder::has_live()) || recorder::maybe_recorded(ptr as usize)
 }
 
+/// Forgets a block the recorder may hold. Nothing on this path allocates
+/// (a table removal never shrinks), so the thread is held busy the cheap
+/// way.
 #[cold]
 #[inline(never)]
 fn forget(t: &ThreadState, ptr: *mut u8) {
-    let prev = t.enter();
+    let held = t.hold();
     let now = now_tick();
     recorder::record_free(&t.lane, ptr as usize, now);
-    t.leave(prev);
+    t.unhold(held);
 }
 
 #[inline(always)]

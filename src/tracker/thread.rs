@@ -351,6 +351,26 @@ impl ThreadState {
         self.state.set(prev);
         self.refresh_fast();
     }
+
+    /// Marks the thread busy for tracker code that does not allocate (a
+    /// free's bookkeeping), more cheaply than [`ThreadState::enter`]: the
+    /// countdown stays as it is (an allocation there could only be counted,
+    /// never recorded) and [`ThreadState::unhold`] puts the mode byte back
+    /// as it was instead of reading the mode again. Returns what to restore.
+    #[inline(always)]
+    pub(super) fn hold(&self) -> (u8, u8) {
+        let held = (self.state.get(), self.fast.get());
+        self.state.set(held.0 | BUSY);
+        self.fast.set(0);
+        held
+    }
+
+    /// Ends what [`ThreadState::hold`] began.
+    #[inline(always)]
+    pub(super) fn unhold(&self, held: (u8, u8)) {
+        self.state.set(held.0);
+        self.fast.set(held.1);
+    }
 }
 
 /// The most bytes the countdown holds at once (see

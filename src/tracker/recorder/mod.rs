@@ -69,6 +69,7 @@ fn exact_mode() -> bool {
 /// Records a new block in the calling thread's lane (`owner` holds its
 /// index; `may_own`: the thread is live and may take one). `hash` is the
 /// hash of `frames` (see `stack::capture`). The thread is busy.
+#[inline(always)]
 pub(crate) fn record_alloc(
     owner: &Cell<u32>,
     may_own: bool,
@@ -112,7 +113,8 @@ fn in_other_lanes<R>(
 }
 
 /// Forgets a freed block; returns whether it was recorded. The thread is
-/// busy.
+/// busy. Allocates nothing.
+#[inline(always)]
 pub(crate) fn record_free(owner: &Cell<u32>, addr: usize, now: u32) -> bool {
     in_holding_lane(owner, |lane, remote| {
         lane.remove(addr, now, remote).then_some(())
