@@ -14,7 +14,7 @@ use super::filter::{filter_add, filter_remove};
 use super::lanes::{lane_emptied, lane_filled, lane_unfiltered};
 use super::live::{AddrMap, LiveRec, LiveTable, map_bytes};
 use super::peak::{self, PUBLISH_BYTES, PUBLISH_OPS};
-use super::stacks::{NO_STACK, STACKS};
+use super::stacks::{self, NO_STACK, STACKS};
 use super::weight::weight;
 use super::{NewBlock, TakenBlock};
 
@@ -388,7 +388,12 @@ impl Lane {
         }
         let global = self.slots[rec.stack as usize].global;
         self.after_op(bytes, remote);
-        Some(TakenBlock { rec, global, scope })
+        Some(TakenBlock {
+            rec,
+            global,
+            scope,
+            resets: stacks::resets(),
+        })
     }
 
     /// Puts a block taken by [`Lane::take_for_realloc`] back: at `new` with
@@ -409,7 +414,15 @@ impl Lane {
         filtered: bool,
     ) {
         self.notice_peak();
-        let TakenBlock { rec, global, scope } = taken;
+        let TakenBlock {
+            rec,
+            global,
+            scope,
+            resets,
+        } = taken;
+        if resets != stacks::resets() {
+            return;
+        }
         let slot = self.slot_of_global(global);
         let (addr, rec, counted) = if new == 0 {
             (old, rec, false)

@@ -151,11 +151,15 @@ pub(crate) fn finish_realloc(
 }
 
 /// A recorded block between [`take_for_realloc`] and [`finish_realloc`]:
-/// its record, its stack's global id and its measuring scope (0: none).
+/// its record, its stack's global id and its measuring scope (0: none). A
+/// reset between the two makes it unknown, as the reset made every other
+/// block.
 pub(crate) struct TakenBlock {
     rec: LiveRec,
     global: u32,
     scope: u32,
+    /// The stacks' reset count when it was taken.
+    resets: u64,
 }
 
 /// Starts keeping the figures of measuring scope `scope`.

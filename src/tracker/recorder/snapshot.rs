@@ -8,7 +8,7 @@ use super::lane::SiteAcc;
 use super::lanes::{self, LANES, LaneCell};
 use super::live::{LIVE_SHARDS, LiveRec};
 use super::peak;
-use super::stacks::{STACKS, StackStore};
+use super::stacks::{STACKS, StackStore, count_reset};
 use super::weight::{BLOCK_UNIT, SAMPLE_MEANS, units_to_blocks, weight};
 use crate::sys::clock::{TICK, now_tick, ticks};
 use crate::tracker::untracked;
@@ -353,13 +353,23 @@ impl RawCopy {
     }
 }
 
-/// Drops every record (live blocks, stacks' figures, totals): tracking
-/// starts afresh. Blocks allocated before stay allocated; they are simply
-/// no longer known.
+/// Drops every record (live blocks, stacks, totals): tracking starts
+/// afresh. Blocks allocated before stay allocated; they are simply no
+/// longer known.
 pub fn reset() {
     untracked(|| {
-        lanes::for_each(|_, lane| drop(lane.clear()));
+        // Every lane at once, then the stacks (the order the recording
+        // paths take them in): no lane can keep a stack id of the old store.
+        let mut held: Vec<_> = (0..lanes::made()).map(|i| lanes::lane(i).lock()).collect();
+        let mut stacks = STACKS.lock();
+        for lane in held.iter_mut() {
+            drop(lane.clear());
+        }
+        drop(std::mem::replace(&mut *stacks, StackStore::new()));
+        count_reset();
         peak::reset();
+        drop(stacks);
+        drop(held);
     });
 }
 

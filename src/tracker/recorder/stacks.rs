@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::live::{AddrMap, map_bytes};
 use crate::sys::lock::RawLocked;
@@ -21,9 +22,9 @@ struct StackEntry {
 /// No stack: ends a chain of stacks with the same hash.
 pub(super) const NO_STACK: u32 = u32::MAX;
 
-/// Every stack seen, by global id. Ids are never reused or dropped (not
-/// even by `reset`, which clears figures, not names), so an id a lane holds
-/// always names the same stack.
+/// Every stack seen, by global id. Ids are never reused or dropped but by
+/// `reset`, which empties every lane in the same step, so an id a lane
+/// holds always names the same stack.
 pub(super) struct StackStore {
     frames: Vec<usize>,
     entries: Vec<StackEntry>,
@@ -32,8 +33,24 @@ pub(super) struct StackStore {
 
 pub(super) static STACKS: RawLocked<StackStore> = RawLocked::new(StackStore::new());
 
+/// How many times `reset` emptied the store (and every lane): a record
+/// taken out of a lane before a reset and put back after must not come
+/// back with its old stack id.
+static RESETS: AtomicU64 = AtomicU64::new(0);
+
+/// The store's reset count (read under a lane's lock: `reset` counts while
+/// it holds them all).
+pub(super) fn resets() -> u64 {
+    RESETS.load(Ordering::Relaxed)
+}
+
+/// Counts a reset (under every lane's lock).
+pub(super) fn count_reset() {
+    RESETS.fetch_add(1, Ordering::Relaxed);
+}
+
 impl StackStore {
-    const fn new() -> Self {
+    pub(super) const fn new() -> Self {
         StackStore {
             frames: Vec::new(),
             entries: Vec::new(),
