@@ -96,6 +96,9 @@ pub(crate) fn lane_of(owner: &Cell<u32>, may_own: bool) -> &'static LaneCell {
 #[cold]
 #[inline(never)]
 fn take_lane(owner: &Cell<u32>, may_own: bool) -> usize {
+    if !may_own && made() > 0 {
+        return 0;
+    }
     let mut pool = POOL.lock();
     if made() == 0 {
         make_lane();
@@ -137,9 +140,9 @@ pub(crate) fn release(owner: &Cell<u32>) {
 }
 
 /// Runs `f` on every lane, in order, each under its lock.
-pub(crate) fn for_each(mut f: impl FnMut(usize, &mut Lane)) {
+pub(crate) fn for_each(mut f: impl FnMut(&mut Lane)) {
     for i in 0..made() {
-        f(i, &mut lane(i).lock());
+        f(&mut lane(i).lock());
     }
 }
 

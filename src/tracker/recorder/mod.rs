@@ -164,12 +164,12 @@ pub(crate) struct TakenBlock {
 
 /// Starts keeping the figures of measuring scope `scope`.
 pub(crate) fn open_scope(scope: u32) {
-    lanes::for_each(|_, lane| lane.open_scope(scope));
+    lanes::for_each(|lane| lane.open_scope(scope));
 }
 
 /// Forgets scope `scope` and which blocks were its.
 pub(crate) fn close_scope(scope: u32) {
-    lanes::for_each(|_, lane| lane.close_scope(scope));
+    lanes::for_each(|lane| lane.close_scope(scope));
 }
 
 /// A measuring scope's figures now: its live blocks, and per stack what it
@@ -193,7 +193,7 @@ pub(crate) fn scope_report(scope: u32, with_sites: bool) -> Option<ScopeReport> 
         // Per global stack id: (allocated blocks, bytes), (live blocks, bytes).
         let mut allocated: AddrMap<(u64, u64)> = HashMap::with_hasher(BuildHasherDefault::new());
         let mut live: AddrMap<(u64, u64)> = HashMap::with_hasher(BuildHasherDefault::new());
-        lanes::for_each(|_, lane| {
+        lanes::for_each(|lane| {
             let Some(s) = lane.scopes.get(&(scope as u64)) else {
                 return;
             };

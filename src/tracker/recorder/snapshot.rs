@@ -377,7 +377,7 @@ pub fn reset() {
 pub fn snapshot_totals() -> HeapTotals {
     let mut h = HeapTotals::default();
     let (mut peak_bytes, mut peak_blocks) = (0, 0);
-    lanes::for_each(|_, lane| {
+    lanes::for_each(|lane| {
         lane.settle();
         h.live_bytes += lane.curr_bytes;
         h.live_blocks += lane.curr_blocks;
@@ -430,7 +430,7 @@ pub fn tracker_memory() -> TrackerMemory {
         stacks: STACKS.lock().bytes(),
         ..TrackerMemory::default()
     };
-    lanes::for_each(|_, lane| {
+    lanes::for_each(|lane| {
         let (live, stacks) = lane.bytes();
         m.fixed += size_of::<LaneCell>() as u64;
         m.live_table += live;
