@@ -65,6 +65,7 @@ pub(super) struct ScopeRec {
     pub(super) allocated: AddrMap<(u64, u64)>,
 }
 
+/// One thread's share of the recorder (see the module docs).
 pub(crate) struct Lane {
     pub(super) live: LiveTable,
     pub(super) slots: Vec<Slot>,
@@ -81,7 +82,6 @@ pub(crate) struct Lane {
     pub(super) curr_blocks: u64,
     pub(super) total_bytes: u64,
     pub(super) total_blocks: u64,
-    sampled_live: u64,
     /// Whether any sampled block was ever recorded (figures are estimates).
     pub(super) sampled_ever: bool,
     /// Operation counter, and the operation at which the lane last noticed
@@ -117,7 +117,6 @@ impl Lane {
             curr_blocks: 0,
             total_bytes: 0,
             total_blocks: 0,
-            sampled_live: 0,
             sampled_ever: false,
             seq: 0,
             peak_seq: 0,
@@ -292,10 +291,7 @@ impl Lane {
         self.total_blocks += blocks;
         self.curr_bytes += bytes;
         self.curr_blocks += blocks;
-        if epoch != 0 {
-            self.sampled_live += 1;
-            self.sampled_ever = true;
-        }
+        self.sampled_ever |= epoch != 0;
         self.after_growth(slot, now);
         self.after_op(bytes, false);
     }
@@ -362,9 +358,6 @@ impl Lane {
         s.lifetime += life;
         self.curr_bytes -= bytes;
         self.curr_blocks -= blocks;
-        if rec.epoch() != 0 {
-            self.sampled_live -= 1;
-        }
         self.after_op(bytes, remote);
         true
     }
@@ -383,9 +376,6 @@ impl Lane {
         s.curr_blocks -= blocks;
         self.curr_bytes -= bytes;
         self.curr_blocks -= blocks;
-        if rec.epoch() != 0 {
-            self.sampled_live -= 1;
-        }
         let global = self.slots[rec.stack as usize].global;
         self.after_op(bytes, remote);
         Some(TakenBlock {
@@ -446,9 +436,6 @@ impl Lane {
         }
         self.curr_bytes += bytes;
         self.curr_blocks += blocks;
-        if rec.epoch() != 0 {
-            self.sampled_live += 1;
-        }
         if scope != 0 {
             let counted = counted && scope == thread_scope;
             self.scope_gained(addr, scope, slot, rec.size(), counted);
