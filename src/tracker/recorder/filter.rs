@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::super::gate::{GATE_LIVE, GATE_UNFILTERED, gate};
 use super::lanes;
+use super::live::LIVE_SHARDS;
 
 pub(super) const FILTER_BITS: u32 = 18;
 /// A counting filter over recorded addresses, read without any lock by the
@@ -70,16 +71,19 @@ pub(super) fn filter_remove(addr: usize) {
     });
 }
 
-/// Records each lane holds at most per lock hold while [`refilter`] puts
-/// them in the filter, so that an allocating thread never waits long.
-const REFILTER_BATCH: usize = 4096;
-
-/// Puts every record kept out of the filter into it, lane by lane (after a
-/// switch away from exact mode, which lanes read under their locks: a record
-/// made before a lane's turn is put in, and one made after it goes in the
-/// filter from the start).
+/// Puts every record kept out of the filter into it, lane by lane and
+/// shard by shard (one shard, 1/256 of a lane, per lock hold, so that an
+/// allocating thread never waits long), after a switch away from exact
+/// mode. Lanes read the mode under their locks: a record made before a
+/// shard's turn is put in, and one made after it goes in the filter from the
+/// start.
 pub(crate) fn refilter() {
     for i in 0..lanes::made() {
-        while !lanes::lane(i).lock().filter_all(REFILTER_BATCH) {}
+        let lane = lanes::lane(i);
+        for shard in 0..LIVE_SHARDS {
+            if !lane.lock().filter_shard(shard) {
+                break;
+            }
+        }
     }
 }

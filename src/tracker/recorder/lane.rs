@@ -14,7 +14,7 @@ use super::filter::{filter_add, filter_remove};
 use super::lanes::{lane_emptied, lane_filled, lane_unfiltered};
 use super::live::{AddrMap, LiveRec, LiveTable, map_bytes};
 use super::peak::{self, PUBLISH_BYTES, PUBLISH_OPS};
-use super::stacks::{self, NO_STACK, STACKS};
+use super::stacks::{self, STACKS, StackTable};
 use super::weight::weight;
 use super::{NewBlock, TakenBlock};
 
@@ -46,16 +46,6 @@ impl SiteAcc {
     }
 }
 
-/// A stack as the lane knows it: its global id and its frames in
-/// [`Lane::frames`].
-pub(super) struct Slot {
-    pub(super) global: u32,
-    start: u32,
-    len: u32,
-    hash: u64,
-    next_same_hash: u32,
-}
-
 /// What a measuring scope's blocks in this lane are doing (see `testing`).
 #[derive(Default)]
 pub(super) struct ScopeRec {
@@ -68,11 +58,11 @@ pub(super) struct ScopeRec {
 /// One thread's share of the recorder (see the module docs).
 pub(crate) struct Lane {
     pub(super) live: LiveTable,
-    pub(super) slots: Vec<Slot>,
+    /// The stacks this lane has met, by slot.
+    slots: StackTable,
+    /// Each slot's global id, and its figures.
+    pub(super) globals: Vec<u32>,
     pub(super) sites: Vec<SiteAcc>,
-    frames: Vec<usize>,
-    /// Stack hash → the first slot with that hash.
-    index: AddrMap<u32>,
     /// Global id → slot, for blocks moved in from another lane.
     by_global: AddrMap<u32>,
     /// Scope of each live block allocated in a measuring scope.
@@ -106,10 +96,9 @@ impl Lane {
     pub(super) const fn new() -> Self {
         Lane {
             live: LiveTable::new(),
-            slots: Vec::new(),
+            slots: StackTable::new(),
+            globals: Vec::new(),
             sites: Vec::new(),
-            frames: Vec::new(),
-            index: HashMap::with_hasher(BuildHasherDefault::new()),
             by_global: HashMap::with_hasher(BuildHasherDefault::new()),
             scoped: HashMap::with_hasher(BuildHasherDefault::new()),
             scopes: HashMap::with_hasher(BuildHasherDefault::new()),
@@ -129,49 +118,32 @@ impl Lane {
 
     /// The slot of `frames`, interning them here (and globally, the first
     /// time) if they are new to this lane.
+    #[inline(always)]
     fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
-        let head = self.index.get(&hash).copied().unwrap_or(NO_STACK);
-        let mut slot = head;
-        while slot != NO_STACK {
-            let e = &self.slots[slot as usize];
-            if e.hash == hash
-                && &self.frames[e.start as usize..(e.start + e.len) as usize] == frames
-            {
-                return slot;
-            }
-            slot = e.next_same_hash;
+        if let Some(slot) = self.slots.find(frames, hash) {
+            return slot;
         }
         let global = STACKS.lock().intern(frames, hash);
-        self.add_slot(global, frames, hash, head)
+        self.add_slot(global, frames, hash)
     }
 
-    fn add_slot(&mut self, global: u32, frames: &[usize], hash: u64, head: u32) -> u32 {
-        let slot = self.slots.len() as u32;
-        self.slots.push(Slot {
-            global,
-            start: self.frames.len() as u32,
-            len: frames.len() as u32,
-            hash,
-            next_same_hash: head,
-        });
-        self.frames.extend_from_slice(frames);
+    /// Adds a slot for stack `global`, which this lane has no slot for.
+    fn add_slot(&mut self, global: u32, frames: &[usize], hash: u64) -> u32 {
+        let slot = self.slots.push(frames, hash);
+        self.globals.push(global);
         self.sites.push(SiteAcc::default());
-        self.index.insert(hash, slot);
         self.by_global.insert(global as u64, slot);
         slot
     }
 
     /// The slot of global stack `global` (a block moved in from another
-    /// lane), copying its frames from the global store if it is new here.
+    /// lane), copying its frames from the global table if it is new here.
     fn slot_of_global(&mut self, global: u32) -> u32 {
         if let Some(&slot) = self.by_global.get(&(global as u64)) {
             return slot;
         }
         let stacks = STACKS.lock();
-        let frames = stacks.frames_of(global);
-        let hash = stacks.hash_of(global);
-        let head = self.index.get(&hash).copied().unwrap_or(NO_STACK);
-        let slot = self.add_slot(global, frames, hash, head);
+        let slot = self.add_slot(global, stacks.frames_of(global), stacks.hash_of(global));
         drop(stacks);
         slot
     }
@@ -281,16 +253,7 @@ impl Lane {
             self.scope_gained(addr, scope, slot, rec.size(), true);
         }
         let (bytes, blocks) = weight(rec.size(), epoch);
-        self.seq += 1;
-        let s = self.touch(slot);
-        s.total_bytes += bytes;
-        s.total_blocks += blocks;
-        s.curr_bytes += bytes;
-        s.curr_blocks += blocks;
-        self.total_bytes += bytes;
-        self.total_blocks += blocks;
-        self.curr_bytes += bytes;
-        self.curr_blocks += blocks;
+        self.join(slot, bytes, blocks, true);
         self.sampled_ever |= epoch != 0;
         self.after_growth(slot, now);
         self.after_op(bytes, false);
@@ -345,28 +308,21 @@ impl Lane {
     #[inline(always)]
     pub(super) fn remove(&mut self, addr: usize, now: u32, remote: bool) -> bool {
         self.notice_peak();
-        let Some(rec) = self.take(addr) else {
+        let Some((rec, _, bytes, blocks)) = self.leave(addr) else {
             return false;
         };
-        self.scope_lost(addr, rec.size());
-        let (bytes, blocks) = weight(rec.size(), rec.epoch());
-        self.seq += 1;
-        let life = now.wrapping_sub(rec.born) as f64 * blocks as f64;
-        let s = self.touch(rec.stack);
-        s.curr_bytes -= bytes;
-        s.curr_blocks -= blocks;
-        s.lifetime += life;
-        self.curr_bytes -= bytes;
-        self.curr_blocks -= blocks;
+        self.sites[rec.stack as usize].lifetime +=
+            now.wrapping_sub(rec.born) as f64 * blocks as f64;
         self.after_op(bytes, remote);
         true
     }
 
-    /// Takes a recorded block out for a `realloc`: its weight leaves the
-    /// live figures (nothing is counted as freed) until
-    /// [`Lane::finish_realloc`] puts it back, in this lane or another.
-    pub(super) fn take_for_realloc(&mut self, addr: usize, remote: bool) -> Option<TakenBlock> {
-        self.notice_peak();
+    /// Takes a block out of the table, the filter, its scope and the live
+    /// figures (its own stack's and the lane's): what freeing it and
+    /// moving it for a realloc share. Returns its record, its scope and its
+    /// weight (bytes, blocks).
+    #[inline(always)]
+    fn leave(&mut self, addr: usize) -> Option<(LiveRec, u32, u64, u64)> {
         let rec = self.take(addr)?;
         let scope = self.scope_lost(addr, rec.size());
         let (bytes, blocks) = weight(rec.size(), rec.epoch());
@@ -376,7 +332,38 @@ impl Lane {
         s.curr_blocks -= blocks;
         self.curr_bytes -= bytes;
         self.curr_blocks -= blocks;
-        let global = self.slots[rec.stack as usize].global;
+        Some((rec, scope, bytes, blocks))
+    }
+
+    /// Adds a block of weight (`bytes`, `blocks`) to the live figures of
+    /// `slot` and the lane, and to the totals when `counted` (an allocation,
+    /// not a block put back): what recording a block and putting one back
+    /// after a realloc share.
+    #[inline(always)]
+    fn join(&mut self, slot: u32, bytes: u64, blocks: u64, counted: bool) {
+        self.seq += 1;
+        let s = self.touch(slot);
+        if counted {
+            s.total_bytes += bytes;
+            s.total_blocks += blocks;
+        }
+        s.curr_bytes += bytes;
+        s.curr_blocks += blocks;
+        if counted {
+            self.total_bytes += bytes;
+            self.total_blocks += blocks;
+        }
+        self.curr_bytes += bytes;
+        self.curr_blocks += blocks;
+    }
+
+    /// Takes a recorded block out for a `realloc`: its weight leaves the
+    /// live figures (nothing is counted as freed) until
+    /// [`Lane::finish_realloc`] puts it back, in this lane or another.
+    pub(super) fn take_for_realloc(&mut self, addr: usize, remote: bool) -> Option<TakenBlock> {
+        self.notice_peak();
+        let (rec, scope, bytes, _) = self.leave(addr)?;
+        let global = self.globals[rec.stack as usize];
         self.after_op(bytes, remote);
         Some(TakenBlock {
             rec,
@@ -422,20 +409,7 @@ impl Lane {
         let rec = rec.relabelled(slot, !filtered);
         self.insert(addr, rec, now);
         let (bytes, blocks) = weight(rec.size(), rec.epoch());
-        self.seq += 1;
-        let s = self.touch(slot);
-        if counted {
-            s.total_bytes += bytes;
-            s.total_blocks += blocks;
-        }
-        s.curr_bytes += bytes;
-        s.curr_blocks += blocks;
-        if counted {
-            self.total_bytes += bytes;
-            self.total_blocks += blocks;
-        }
-        self.curr_bytes += bytes;
-        self.curr_blocks += blocks;
+        self.join(slot, bytes, blocks, counted);
         if scope != 0 {
             let counted = counted && scope == thread_scope;
             self.scope_gained(addr, scope, slot, rec.size(), counted);
@@ -488,28 +462,23 @@ impl Lane {
         }
     }
 
-    /// Puts every live record this lane keeps out of the free filter into
-    /// it (see `filter`), `budget` records at the most; returns whether
-    /// none is left.
-    pub(super) fn filter_all(&mut self, budget: usize) -> bool {
-        let mut done = 0;
-        for shard in self.live.shards.iter_mut() {
-            if self.unfiltered == 0 || done >= budget {
-                break;
-            }
-            for (addr, rec) in shard.iter_mut() {
-                if rec.unfiltered() {
-                    filter_add(*addr as usize);
-                    *rec = rec.relabelled(rec.stack, false);
-                    self.unfiltered -= 1;
-                    done += 1;
-                }
+    /// Puts the live records of shard `shard` that this lane keeps out of
+    /// the free filter into it; returns whether any such record is left.
+    pub(super) fn filter_shard(&mut self, shard: usize) -> bool {
+        if self.unfiltered == 0 {
+            return false;
+        }
+        for (addr, rec) in self.live.shards[shard].iter_mut() {
+            if rec.unfiltered() {
+                filter_add(*addr as usize);
+                *rec = rec.relabelled(rec.stack, false);
+                self.unfiltered -= 1;
             }
         }
-        if done > 0 && self.unfiltered == 0 {
+        if self.unfiltered == 0 {
             lane_unfiltered(false);
         }
-        self.unfiltered == 0
+        self.unfiltered != 0
     }
 
     /// Empties the lane: every record leaves the filter.
@@ -536,11 +505,57 @@ impl Lane {
 
     /// Bytes the lane's tables hold: (live table, stacks and figures).
     pub(super) fn bytes(&self) -> (u64, u64) {
-        let stacks = (self.frames.capacity() * size_of::<usize>()
-            + self.slots.capacity() * size_of::<Slot>()
-            + self.sites.capacity() * size_of::<SiteAcc>()) as u64
-            + map_bytes(&self.index)
+        let stacks = self.slots.bytes()
+            + (self.globals.capacity() * size_of::<u32>()
+                + self.sites.capacity() * size_of::<SiteAcc>()) as u64
             + map_bytes(&self.by_global);
         (self.live.bytes(), stacks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::tracker::recorder::filter::filter_slot;
+    use crate::tracker::recorder::live::LIVE_SHARDS;
+
+    #[test]
+    fn refiltering_shard_by_shard_puts_every_exact_record_in_the_filter_once() {
+        // A lane of its own (this binary's allocator is not leakscope's, so
+        // nothing else records), addresses whose filter slots are distinct.
+        let mut lane = Lane::new();
+        let addrs: Vec<usize> = (0..5000).map(|i| 0x7a00_0000_0000 + i * 48).collect();
+        let block = |addr| NewBlock {
+            addr,
+            size: 32,
+            thread: 0,
+            epoch: 0,
+            scope: 0,
+        };
+        for &addr in &addrs {
+            lane.record_alloc(block(addr), &[1, 2, 3], 0x5eed, 0, false);
+        }
+        assert_eq!(
+            lane.unfiltered, 5000,
+            "exact records stay out of the filter"
+        );
+        let count = |a: usize| filter_slot(a).load(Ordering::Relaxed);
+        assert!(addrs.iter().all(|&a| count(a) == 0));
+        let mut shards = 0;
+        while shards < LIVE_SHARDS && lane.filter_shard(shards) {
+            shards += 1;
+        }
+        assert_eq!(lane.unfiltered, 0);
+        assert!(addrs.iter().all(|&a| count(a) == 1), "each in once");
+        for &addr in &addrs {
+            assert!(lane.remove(addr, 1, false));
+        }
+        assert!(addrs.iter().all(|&a| count(a) == 0), "and out again");
+        assert_eq!(
+            (lane.live.len, lane.curr_bytes, lane.total_bytes),
+            (0, 0, 5000 * 32)
+        );
     }
 }

@@ -203,7 +203,7 @@ pub(crate) fn scope_report(scope: u32, with_sites: bool) -> Option<ScopeReport> 
             if !with_sites {
                 return;
             }
-            let global = |slot: u64| lane.slots[slot as usize].global as u64;
+            let global = |slot: u64| lane.globals[slot as usize] as u64;
             for (slot, &(n, b)) in s.allocated.iter() {
                 let e = allocated.entry(global(*slot)).or_default();
                 e.0 += n;

@@ -8,7 +8,7 @@ use super::lane::SiteAcc;
 use super::lanes::{self, LANES, LaneCell};
 use super::live::{LIVE_SHARDS, LiveRec};
 use super::peak;
-use super::stacks::{STACKS, StackStore, count_reset};
+use super::stacks::{STACKS, StackTable, count_reset};
 use super::weight::{BLOCK_UNIT, SAMPLE_MEANS, units_to_blocks, weight};
 use crate::sys::clock::{TICK, now_tick, ticks};
 use crate::tracker::untracked;
@@ -224,16 +224,17 @@ impl RawCopy {
             }
             lane.settle();
             let peak_seq = lane.peak_seq;
-            self.sites.extend(
-                lane.sites
-                    .iter()
-                    .zip(&lane.slots)
-                    .map(|(acc, slot)| SiteCopy {
-                        global: slot.global,
-                        acc: *acc,
-                        at_peak: acc.at_peak(peak_seq),
-                    }),
-            );
+            self.sites
+                .extend(
+                    lane.sites
+                        .iter()
+                        .zip(&lane.globals)
+                        .map(|(acc, &global)| SiteCopy {
+                            global,
+                            acc: *acc,
+                            at_peak: acc.at_peak(peak_seq),
+                        }),
+                );
             let h = &mut self.heap;
             h.live_bytes += lane.curr_bytes;
             h.live_blocks += lane.curr_blocks;
@@ -251,7 +252,7 @@ impl RawCopy {
 
     /// Copies the stacks without allocating; false when a buffer is too
     /// small (the store grew since `reserve_stacks`).
-    fn copy_stacks(&mut self, s: &StackStore) -> bool {
+    fn copy_stacks(&mut self, s: &StackTable) -> bool {
         if s.len() > self.spans.capacity() || s.frame_count() > self.frames.capacity() {
             return false;
         }
@@ -365,7 +366,7 @@ pub fn reset() {
         for lane in held.iter_mut() {
             drop(lane.clear());
         }
-        drop(std::mem::replace(&mut *stacks, StackStore::new()));
+        drop(std::mem::replace(&mut *stacks, StackTable::new()));
         count_reset();
         peak::reset();
         drop(stacks);

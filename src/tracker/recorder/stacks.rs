@@ -1,7 +1,7 @@
-//! The global store of interned stacks: every distinct stack any thread has
-//! recorded, once, under a global id. Threads reach it only when their own
-//! lane meets a stack for the first time (see `lane`), so its lock is off
-//! the common path.
+//! Interned stacks: the table each lane keeps, and the global one where
+//! every distinct stack any thread has recorded has the id snapshots use.
+//! Threads reach the global table only when their own lane meets a stack
+//! for the first time (see `lane`), so its lock is off the common path.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::live::{AddrMap, map_bytes};
 use crate::sys::lock::RawLocked;
 
-/// One interned stack: its frames in [`StackStore::frames`], and the next
+/// One interned stack: its frames in [`StackTable::frames`], and the next
 /// stack with the same hash.
 struct StackEntry {
     start: u32,
@@ -20,58 +20,50 @@ struct StackEntry {
 }
 
 /// No stack: ends a chain of stacks with the same hash.
-pub(super) const NO_STACK: u32 = u32::MAX;
+const NO_STACK: u32 = u32::MAX;
 
-/// Every stack seen, by global id. Ids are never reused or dropped but by
-/// `reset`, which empties every lane in the same step, so an id a lane
-/// holds always names the same stack.
-pub(super) struct StackStore {
+/// Interned stacks by id, found by hash and frames: each lane keeps one
+/// (its slots), and [`STACKS`] is the global one. The frames are compared,
+/// so two stacks with one hash are never merged.
+pub(super) struct StackTable {
     frames: Vec<usize>,
     entries: Vec<StackEntry>,
     index: AddrMap<u32>,
 }
 
-pub(super) static STACKS: RawLocked<StackStore> = RawLocked::new(StackStore::new());
+/// The global table: every stack any lane has met, under the id snapshots
+/// use. Ids are never reused or dropped but by `reset`, which empties every
+/// lane in the same step, so an id a lane holds always names the same stack.
+pub(super) static STACKS: RawLocked<StackTable> = RawLocked::new(StackTable::new());
 
-/// How many times `reset` emptied the store (and every lane): a record
-/// taken out of a lane before a reset and put back after must not come
-/// back with its old stack id.
-static RESETS: AtomicU64 = AtomicU64::new(0);
-
-/// The store's reset count (read under a lane's lock: `reset` counts while
-/// it holds them all).
-pub(super) fn resets() -> u64 {
-    RESETS.load(Ordering::Relaxed)
-}
-
-/// Counts a reset (under every lane's lock).
-pub(super) fn count_reset() {
-    RESETS.fetch_add(1, Ordering::Relaxed);
-}
-
-impl StackStore {
+impl StackTable {
     pub(super) const fn new() -> Self {
-        StackStore {
+        StackTable {
             frames: Vec::new(),
             entries: Vec::new(),
             index: HashMap::with_hasher(BuildHasherDefault::new()),
         }
     }
 
-    /// The global id of `frames` (whose hash is `hash`), interning them if
-    /// they are new. The caller's thread is busy (its allocations here are
-    /// the tracker's own).
-    pub(super) fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
-        let head = self.index.get(&hash).copied().unwrap_or(NO_STACK);
-        let mut id = head;
+    /// The id of `frames` (whose hash is `hash`), if they are here.
+    #[inline(always)]
+    pub(super) fn find(&self, frames: &[usize], hash: u64) -> Option<u32> {
+        let mut id = self.index.get(&hash).copied().unwrap_or(NO_STACK);
         while id != NO_STACK {
             let e = &self.entries[id as usize];
             if e.hash == hash && self.frames_of(id) == frames {
-                return id;
+                return Some(id);
             }
             id = e.next_same_hash;
         }
+        None
+    }
+
+    /// Adds `frames`, which are not here; returns their id. The caller's
+    /// thread is busy (its allocations here are the tracker's own).
+    pub(super) fn push(&mut self, frames: &[usize], hash: u64) -> u32 {
         let id = self.entries.len() as u32;
+        let head = self.index.insert(hash, id).unwrap_or(NO_STACK);
         self.entries.push(StackEntry {
             start: self.frames.len() as u32,
             len: frames.len() as u32,
@@ -79,11 +71,19 @@ impl StackStore {
             next_same_hash: head,
         });
         self.frames.extend_from_slice(frames);
-        self.index.insert(hash, id);
         id
     }
 
+    /// The id of `frames`, adding them if they are new.
+    pub(super) fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
+        match self.find(frames, hash) {
+            Some(id) => id,
+            None => self.push(frames, hash),
+        }
+    }
+
     /// The frames of stack `id`.
+    #[inline(always)]
     pub(super) fn frames_of(&self, id: u32) -> &[usize] {
         let e = &self.entries[id as usize];
         &self.frames[e.start as usize..(e.start + e.len) as usize]
@@ -104,10 +104,26 @@ impl StackStore {
         self.frames.len()
     }
 
-    /// Bytes the store holds.
+    /// Bytes the table holds.
     pub(super) fn bytes(&self) -> u64 {
         (self.frames.capacity() * size_of::<usize>()
             + self.entries.capacity() * size_of::<StackEntry>()) as u64
             + map_bytes(&self.index)
     }
+}
+
+/// How many times `reset` emptied the global table (and every lane): a record
+/// taken out of a lane before a reset and put back after must not come
+/// back with its old stack id.
+static RESETS: AtomicU64 = AtomicU64::new(0);
+
+/// The global table's reset count (read under a lane's lock: `reset` counts while
+/// it holds them all).
+pub(super) fn resets() -> u64 {
+    RESETS.load(Ordering::Relaxed)
+}
+
+/// Counts a reset (under every lane's lock).
+pub(super) fn count_reset() {
+    RESETS.fetch_add(1, Ordering::Relaxed);
 }
