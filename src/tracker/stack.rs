@@ -125,7 +125,7 @@ pub(crate) struct Captured<'a> {
 /// first, and returns them with their hash. `stack_top` is the highest
 /// address of this thread's stack (0 if unknown: the unwinder is used). The
 /// buffer is not zeroed first: only the captured part is ever read.
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn capture(
     buf: &mut [MaybeUninit<usize>; MAX_FRAMES],
     stack_top: usize,
@@ -177,6 +177,8 @@ fn stack_hash(frames: &[usize]) -> u64 {
     )
 }
 
+#[cold]
+#[inline(never)]
 fn capture_with_unwinder(buf: &mut [MaybeUninit<usize>]) -> usize {
     let mut n = 0;
     // SAFETY: the unsynchronised variant is required here because the
@@ -251,9 +253,11 @@ fn walk_frame_pointers(buf: &mut [MaybeUninit<usize>], stack_top: usize) -> (usi
 
 /// Follows a chain of frame records (each: the next record's address, then
 /// a return address) from `fp`, and hashes the return addresses on the way.
-/// Every record (two words) must be word-aligned and lie inside
-/// `[low, stack_top)`, each one above the previous, so a garbage pointer ends
-/// the walk instead of faulting.
+/// Every record (two words) must lie inside `[low, stack_top)`, each one
+/// above the previous, so a garbage pointer ends the walk instead of
+/// faulting. Records are read as unaligned words: a misaligned garbage
+/// pointer inside the stack reads garbage, harmlessly, and the walk saves
+/// an alignment test per frame.
 #[inline(always)]
 fn walk_chain(
     mut fp: usize,
@@ -265,27 +269,26 @@ fn walk_chain(
     // The highest address a frame record may start at.
     let last = stack_top.saturating_sub(2 * WORD);
     let mut lane = HASH_SEED;
-    if fp < low || fp > last || !fp.is_multiple_of(WORD) {
+    if fp < low || fp > last {
         return (0, lane);
     }
+    let read = |at: usize| {
+        // SAFETY: callers read only inside `[low, stack_top)`, this thread's
+        // live, mapped stack; the values read are plain bytes.
+        unsafe { std::ptr::read_unaligned(at as *const usize) }
+    };
     let mut n = 0;
     while n < buf.len() {
-        // SAFETY: the record at `fp` lies inside `[low, stack_top)`, this
-        // thread's live, mapped stack; the values read are plain words.
-        let (next, ret) = unsafe {
-            (
-                std::ptr::read_volatile(fp as *const usize),
-                std::ptr::read_volatile((fp + WORD) as *const usize),
-            )
-        };
+        // The record at `fp` lies inside `[low, stack_top)`.
+        let (next, ret) = (read(fp), read(fp + WORD));
         if ret == 0 {
             break;
         }
         buf[n].write(ret);
         lane = hash_step(lane, ret);
         n += 1;
-        // The next record lies above this one and below the top, aligned.
-        if next < fp + 2 * WORD || next > last || next % WORD != 0 {
+        // The next record lies above this one and below the top.
+        if next <= fp || next > last {
             break;
         }
         fp = next;

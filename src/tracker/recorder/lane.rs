@@ -230,6 +230,7 @@ impl Lane {
 
     /// Records a new block; `hash` is the hash of `frames` (see
     /// `stack::capture`). `filtered`: whether the free filter must know it.
+    #[inline(always)]
     pub(super) fn record_alloc(
         &mut self,
         block: NewBlock,

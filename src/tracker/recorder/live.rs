@@ -174,7 +174,7 @@ impl LiveTable {
         guess + (hash >= SHARD_BOUNDS[guess + 1]) as usize
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn insert(&mut self, addr: usize, rec: LiveRec) -> Option<LiveRec> {
         let old = self.shards[Self::shard_of(addr)].insert(addr as u64, rec);
         if old.is_none() {
@@ -183,7 +183,7 @@ impl LiveTable {
         old
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn remove(&mut self, addr: usize) -> Option<LiveRec> {
         let old = self.shards[Self::shard_of(addr)].remove(&(addr as u64));
         if old.is_some() {

@@ -29,6 +29,20 @@ pub(super) struct StackTable {
     frames: Vec<usize>,
     entries: Vec<StackEntry>,
     index: AddrMap<u32>,
+    /// The stack last found or added for each [`RECENT`]th of the hashes:
+    /// a program allocates from a few stacks over and over, and one array
+    /// read finds those without a hash-map lookup.
+    recent: [u32; RECENT],
+}
+
+/// Entries in [`StackTable::recent`].
+const RECENT: usize = 256;
+
+/// A hash's entry in [`StackTable::recent`] (its top bits: the stack hash
+/// ends in a folded multiply, whose top bits are as mixed as any).
+#[inline(always)]
+fn recent_of(hash: u64) -> usize {
+    (hash >> (64 - RECENT.trailing_zeros())) as usize
 }
 
 /// The global table: every stack any lane has met, under the id snapshots
@@ -42,12 +56,29 @@ impl StackTable {
             frames: Vec::new(),
             entries: Vec::new(),
             index: HashMap::with_hasher(BuildHasherDefault::new()),
+            recent: [NO_STACK; RECENT],
         }
     }
 
     /// The id of `frames` (whose hash is `hash`), if they are here.
     #[inline(always)]
-    pub(super) fn find(&self, frames: &[usize], hash: u64) -> Option<u32> {
+    pub(super) fn find(&mut self, frames: &[usize], hash: u64) -> Option<u32> {
+        let recent = &mut self.recent[recent_of(hash)];
+        let id = *recent;
+        if id != NO_STACK {
+            let e = &self.entries[id as usize];
+            if e.hash == hash && self.frames_of(id) == frames {
+                return Some(id);
+            }
+        }
+        let id = self.find_in_index(frames, hash)?;
+        self.recent[recent_of(hash)] = id;
+        Some(id)
+    }
+
+    /// [`StackTable::find`] past the recent stacks.
+    #[inline(never)]
+    fn find_in_index(&self, frames: &[usize], hash: u64) -> Option<u32> {
         let mut id = self.index.get(&hash).copied().unwrap_or(NO_STACK);
         while id != NO_STACK {
             let e = &self.entries[id as usize];
@@ -71,6 +102,7 @@ impl StackTable {
             next_same_hash: head,
         });
         self.frames.extend_from_slice(frames);
+        self.recent[recent_of(hash)] = id;
         id
     }
 
