@@ -471,7 +471,7 @@ impl Lane {
         }
         for (addr, rec) in self.live.shards[shard].iter_mut() {
             if rec.unfiltered() {
-                filter_add(*addr as usize);
+                filter_add(addr as usize);
                 *rec = rec.relabelled(rec.stack, false);
                 self.unfiltered -= 1;
             }
@@ -487,7 +487,7 @@ impl Lane {
         for shard in self.live.shards.iter() {
             for (addr, rec) in shard.iter() {
                 if !rec.unfiltered() {
-                    filter_remove(*addr as usize);
+                    filter_remove(addr as usize);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The live-block table: address → record, in 256 shards whose shares of
-//! the address hashes grow geometrically (so their hash maps double at
-//! spread-out moments, never all at once), and the hasher it uses.
+//! the address hashes grow geometrically (so they double at spread-out
+//! moments, never all at once), each an open-addressing table of its own;
+//! and the hasher the recorder's other maps use.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -113,9 +114,9 @@ pub(crate) const LIVE_SHARDS: usize = 256;
 
 /// Where each shard's share of the address hashes starts, out of 2^32:
 /// shard `i` gets a share proportional to 2^(i/256). The shards' sizes so
-/// span one octave, their hash maps double at evenly spread moments, and
-/// the table's memory per block stays near its average (about 41 bytes)
-/// instead of swinging from 29 to 57 as equal shards would, all doubling
+/// span one octave, they double at evenly spread moments, and the table's
+/// memory per block stays near its average (about 40 bytes) instead of
+/// swinging from 27 to 55 as equal shards would, all doubling
 /// together.
 pub(super) const SHARD_BOUNDS: [u64; LIVE_SHARDS + 1] = shard_bounds();
 /// The shard holding the first hash of each 1/1024 of the hash range: a
@@ -153,16 +154,16 @@ pub(super) const fn shard_guess() -> [u8; 1024] {
     out
 }
 
-/// The live blocks, split by address into [`LIVE_SHARDS`] hash maps.
+/// The live blocks, split by address into [`LIVE_SHARDS`] shards.
 pub(super) struct LiveTable {
-    pub(super) shards: [AddrMap<LiveRec>; LIVE_SHARDS],
+    pub(super) shards: [Shard; LIVE_SHARDS],
     pub(super) len: usize,
 }
 
 impl LiveTable {
     pub(super) const fn new() -> Self {
         LiveTable {
-            shards: [const { HashMap::with_hasher(BuildHasherDefault::new()) }; LIVE_SHARDS],
+            shards: [const { Shard::new() }; LIVE_SHARDS],
             len: 0,
         }
     }
@@ -185,7 +186,7 @@ impl LiveTable {
 
     #[inline(always)]
     pub(super) fn remove(&mut self, addr: usize) -> Option<LiveRec> {
-        let old = self.shards[Self::shard_of(addr)].remove(&(addr as u64));
+        let old = self.shards[Self::shard_of(addr)].remove(addr as u64);
         if old.is_some() {
             self.len -= 1;
         }
@@ -194,11 +195,189 @@ impl LiveTable {
 
     #[inline]
     pub(super) fn get(&self, addr: usize) -> Option<&LiveRec> {
-        self.shards[Self::shard_of(addr)].get(&(addr as u64))
+        self.shards[Self::shard_of(addr)].get(addr as u64)
     }
 
     pub(super) fn bytes(&self) -> u64 {
-        self.shards.iter().map(map_bytes).sum()
+        self.shards.iter().map(Shard::bytes).sum()
+    }
+}
+
+/// One entry of a [`Shard`]: a block's address (0: the entry is empty; no
+/// block lives at address 0) and its record.
+#[derive(Clone, Copy)]
+struct Entry {
+    addr: u64,
+    rec: LiveRec,
+}
+
+const EMPTY: Entry = Entry {
+    addr: 0,
+    rec: LiveRec {
+        packed: 0,
+        stack: 0,
+        born: 0,
+    },
+};
+
+/// One shard of the live table: address → record, by open addressing with
+/// linear probing in a power-of-two array, at most [`MAX_LOAD_EIGHTHS`]/8
+/// full. A removal moves the entries of its run back into the gap it
+/// leaves (no tombstones), so a lookup never walks past entries that are
+/// gone. Entries are 24 bytes with no control bytes, and a lookup usually
+/// reads one cache line: cheaper than a general hash map for keys that are
+/// already well spread once multiplied.
+pub(super) struct Shard {
+    entries: Vec<Entry>,
+    /// 64 less the log2 of the capacity: an address's home entry is the
+    /// top bits of its multiplied hash.
+    shift: u32,
+    len: usize,
+}
+
+/// Largest share of a shard's entries in use, in eighths.
+const MAX_LOAD_EIGHTHS: usize = 7;
+/// The smallest capacity a shard grows to.
+const MIN_CAPACITY: usize = 4;
+
+impl Shard {
+    pub(super) const fn new() -> Self {
+        Shard {
+            entries: Vec::new(),
+            shift: 64,
+            len: 0,
+        }
+    }
+
+    /// The records in the shard.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Where `addr` would be if nothing were in its way. A multiplier other
+    /// than the one that picks the shard, so that the addresses of one
+    /// shard spread over all of its entries.
+    #[inline(always)]
+    fn home(&self, addr: u64) -> usize {
+        (addr.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> self.shift) as usize
+    }
+
+    #[inline(always)]
+    fn mask(&self) -> usize {
+        self.entries.len().wrapping_sub(1)
+    }
+
+    /// Puts `rec` at `addr`; returns the record it replaced, if any.
+    #[inline(always)]
+    pub(super) fn insert(&mut self, addr: u64, rec: LiveRec) -> Option<LiveRec> {
+        if (self.len + 1) * 8 > self.entries.len() * MAX_LOAD_EIGHTHS {
+            self.grow();
+        }
+        let mask = self.mask();
+        let mut i = self.home(addr);
+        loop {
+            let e = &mut self.entries[i];
+            if e.addr == addr {
+                return Some(std::mem::replace(&mut e.rec, rec));
+            }
+            if e.addr == 0 {
+                *e = Entry { addr, rec };
+                self.len += 1;
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The index of `addr`'s entry, if it is here.
+    #[inline(always)]
+    fn find(&self, addr: u64) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = self.home(addr);
+        loop {
+            let e = self.entries[i].addr;
+            if e == addr {
+                return Some(i);
+            }
+            if e == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The record at `addr`, if any.
+    #[inline]
+    pub(super) fn get(&self, addr: u64) -> Option<&LiveRec> {
+        self.find(addr).map(|i| &self.entries[i].rec)
+    }
+
+    /// Takes the record at `addr` out, if any.
+    #[inline(always)]
+    pub(super) fn remove(&mut self, addr: u64) -> Option<LiveRec> {
+        let found = self.find(addr)?;
+        let rec = self.entries[found].rec;
+        // Each later entry of the run moves into the gap if the gap lies
+        // between its home and where it is (so a lookup from its home still
+        // meets it before an empty entry); the gap then moves to it.
+        let mask = self.mask();
+        let mut gap = found;
+        let mut j = (found + 1) & mask;
+        loop {
+            let e = self.entries[j];
+            if e.addr == 0 {
+                break;
+            }
+            let home = self.home(e.addr);
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(gap) & mask {
+                self.entries[gap] = e;
+                gap = j;
+            }
+            j = (j + 1) & mask;
+        }
+        self.entries[gap] = EMPTY;
+        self.len -= 1;
+        Some(rec)
+    }
+
+    /// Doubles the capacity (the caller's thread is busy: the array is the
+    /// tracker's own memory).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let capacity = (self.entries.len() * 2).max(MIN_CAPACITY);
+        let old = std::mem::replace(&mut self.entries, vec![EMPTY; capacity]);
+        self.shift = 64 - capacity.trailing_zeros();
+        self.len = 0;
+        for e in old {
+            if e.addr != 0 {
+                self.insert(e.addr, e.rec);
+            }
+        }
+    }
+
+    /// Every (address, record) in the shard.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &LiveRec)> {
+        self.entries
+            .iter()
+            .filter(|e| e.addr != 0)
+            .map(|e| (e.addr, &e.rec))
+    }
+
+    /// Every (address, record) in the shard, the records writable.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut LiveRec)> {
+        self.entries
+            .iter_mut()
+            .filter(|e| e.addr != 0)
+            .map(|e| (e.addr, &mut e.rec))
+    }
+
+    /// Bytes the shard holds.
+    pub(super) fn bytes(&self) -> u64 {
+        (self.entries.capacity() * size_of::<Entry>()) as u64
     }
 }
 
@@ -218,7 +397,86 @@ pub(super) fn map_bytes<K, V, S>(m: &HashMap<K, V, S>) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn rec(n: u32) -> LiveRec {
+        LiveRec::new(n as usize, 0, 0, n, n, false)
+    }
+
+    /// Checks a shard against a model: same records, every one findable,
+    /// the count right, and no more than 7/8 of the entries in use.
+    fn agrees(shard: &Shard, model: &HashMap<u64, u32>) {
+        assert_eq!(shard.len(), model.len());
+        assert_eq!(shard.iter().count(), model.len());
+        for (&addr, &n) in model {
+            assert_eq!(shard.get(addr).map(|r| r.stack), Some(n), "{addr:#x}");
+        }
+        for (addr, r) in shard.iter() {
+            assert_eq!(model.get(&addr), Some(&r.stack));
+        }
+        assert!(shard.len() * 8 <= shard.entries.len() * MAX_LOAD_EIGHTHS);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Random inserts, replacements and removals (of present and absent
+        /// addresses) over few distinct addresses, so runs of entries form,
+        /// wrap around the end of the array and are cut by removals.
+        #[test]
+        fn a_shard_keeps_exactly_what_a_map_would(
+            ops in proptest::collection::vec((any::<bool>(), 1u64..200, any::<u32>()), 1..600)
+        ) {
+            let mut shard = Shard::new();
+            let mut model = HashMap::new();
+            for (insert, key, n) in ops {
+                let addr = key * 16;
+                if insert {
+                    let old = shard.insert(addr, rec(n)).map(|r| r.stack);
+                    prop_assert_eq!(old, model.insert(addr, n));
+                } else {
+                    let old = shard.remove(addr).map(|r| r.stack);
+                    prop_assert_eq!(old, model.remove(&addr));
+                }
+            }
+            agrees(&shard, &model);
+            for addr in model.keys().copied().collect::<Vec<_>>() {
+                prop_assert_eq!(shard.remove(addr).map(|r| r.stack), model.remove(&addr));
+                agrees(&shard, &model);
+            }
+            prop_assert_eq!(shard.iter().count(), 0);
+        }
+    }
+
+    #[test]
+    fn a_full_run_that_wraps_around_survives_removing_its_head() {
+        // Addresses whose home is the last entry of a 4-entry shard: each
+        // insert lands one further, wrapping to the start.
+        let mut shard = Shard::new();
+        shard.insert(16, rec(0));
+        let last: Vec<u64> = (1u64..)
+            .map(|k| k * 16)
+            .filter(|&a| shard.home(a) == 3)
+            .take(3)
+            .collect();
+        shard.remove(16);
+        for (i, &a) in last.iter().enumerate() {
+            assert!(shard.insert(a, rec(i as u32)).is_none());
+        }
+        assert_eq!(shard.entries.len(), 4, "3 of 4 entries: no growth yet");
+        assert_eq!(shard.entries[3].addr, last[0]);
+        assert_eq!(shard.entries[0].addr, last[1], "wrapped");
+        assert!(shard.remove(last[0]).is_some());
+        // The wrapped entries moved back towards their home.
+        assert_eq!(shard.entries[3].addr, last[1]);
+        assert_eq!(shard.entries[0].addr, last[2]);
+        assert_eq!(shard.get(last[2]).map(|r| r.stack), Some(2));
+        assert_eq!(shard.len(), 2);
+    }
 
     #[test]
     pub(super) fn shard_shares_grow_geometrically_over_one_octave() {

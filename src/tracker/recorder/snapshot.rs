@@ -204,7 +204,7 @@ impl RawCopy {
                 let table = &lane.live.shards[shard];
                 let n = table.len();
                 if n <= self.blocks.capacity() - self.blocks.len() {
-                    self.blocks.extend(table.iter().map(|(k, v)| (*k, *v)));
+                    self.blocks.extend(table.iter().map(|(k, v)| (k, *v)));
                     break;
                 }
                 drop(lane);
