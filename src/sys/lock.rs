@@ -175,7 +175,7 @@ struct LockWord {
 /// A value alone on its cache line (two lines: adjacent-line prefetching
 /// pairs them).
 #[repr(align(128))]
-struct CacheLine<T>(T);
+pub(super) struct CacheLine<T>(pub(super) T);
 
 impl<T> Deref for CacheLine<T> {
     type Target = T;

@@ -2,6 +2,7 @@
 //! never allocates, reading the environment without allocating, and the
 //! executable mapped read-only. Nothing here knows what leakscope records.
 
+pub(crate) mod biased;
 pub(crate) mod clock;
 pub(crate) mod env;
 pub(crate) mod lock;

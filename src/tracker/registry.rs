@@ -178,7 +178,9 @@ pub(super) extern "C" fn fork_child() {
     // into EXITED (their thread-locals are gone with them) and the locks,
     // possibly held by threads that no longer exist, are reset.
     super::gate::fork_child();
-    let kept = THREAD.try_with(|t| t.lane.get() as usize).unwrap_or(0);
+    let kept = THREAD
+        .try_with(|t| recorder::index_of(&t.lane))
+        .unwrap_or(0);
     recorder::fork_child(kept);
     // SAFETY: only this thread exists in the child.
     unsafe {

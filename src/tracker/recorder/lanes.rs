@@ -8,6 +8,11 @@
 //! once. Lane 0 is shared by every thread that has none of its own (one
 //! tearing down, say). Past [`MAX_LANES`] threads share lanes, which their
 //! locks make safe. Lanes are never freed: their records outlive threads.
+//!
+//! A lane's lock is biased towards the thread that owns it (see
+//! `sys::biased`): while no other thread takes it, its owner records and
+//! frees without an atomic read-modify-write. A shared lane is never taken
+//! as an owner.
 
 use std::cell::Cell;
 use std::ptr;
@@ -16,13 +21,27 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use super::super::gate::{GATE_LIVE, GATE_UNFILTERED, set_flag};
 use super::lane::Lane;
 use super::stacks::STACKS;
+use crate::sys::biased::{BiasedGuard, BiasedLocked, forget_barrier_in_child};
 use crate::sys::lock::RawLocked;
 
 /// The most lanes there can be (lane 0, the shared one, included).
 pub(crate) const MAX_LANES: usize = 1024;
 
 /// A lane behind its lock.
-pub(crate) type LaneCell = RawLocked<Lane>;
+pub(crate) type LaneCell = BiasedLocked<Lane>;
+
+/// A lane, locked.
+pub(crate) type LaneGuard = BiasedGuard<'static, Lane>;
+
+/// Set in a thread's lane index when the lane is shared with other threads
+/// (past [`MAX_LANES`]): the thread then never takes it as its owner.
+const SHARED: u32 = 1 << 31;
+
+/// The index of a thread's lane (0 for none), from what it keeps.
+#[inline(always)]
+pub(crate) fn index_of(owner: &Cell<u32>) -> usize {
+    (owner.get() & !SHARED) as usize
+}
 
 pub(crate) static LANES: [AtomicPtr<LaneCell>; MAX_LANES] =
     [const { AtomicPtr::new(ptr::null_mut()) }; MAX_LANES];
@@ -73,29 +92,43 @@ fn make_lane() -> Option<usize> {
     if i >= MAX_LANES {
         return None;
     }
-    let cell = Box::into_raw(Box::new(RawLocked::new(Lane::new())));
+    let cell = Box::into_raw(Box::new(BiasedLocked::new(Lane::new())));
     LANES[i].store(cell, Ordering::Release);
     MADE.store(i + 1, Ordering::Release);
     Some(i)
 }
 
-/// The lane a thread records in: its own (`owner` holds its index, 0 for
-/// none yet), taking one if `may_own` (the thread is live), or the shared
-/// lane 0. The caller's thread is busy.
+/// The lane a thread records in, locked: its own (`owner` holds its index,
+/// 0 for none yet), taking one if `may_own` (the thread is live), or a
+/// shared one. The caller's thread is busy.
 #[inline(always)]
-pub(crate) fn lane_of(owner: &Cell<u32>, may_own: bool) -> &'static LaneCell {
-    let i = owner.get() as usize;
-    if i != 0 {
-        return lane(i);
+pub(crate) fn lock_own(owner: &Cell<u32>, may_own: bool) -> LaneGuard {
+    let mut i = owner.get();
+    if i == 0 {
+        i = take_lane(owner, may_own);
     }
-    lane(take_lane(owner, may_own))
+    lock_index(i)
 }
 
-/// [`lane_of`] for a thread without a lane of its own: takes one from the
-/// pool, or makes one, when it may; returns its index (0: the shared one).
+/// Locks the lane a thread's lane index names: as its owner, unless it is
+/// shared (or the shared lane 0). Only exact mode biases lanes: it records
+/// every block, and the bias takes a locked instruction off each; sampled
+/// mode takes a lane's lock once per sample and makes no system call for it.
+#[inline(always)]
+pub(crate) fn lock_index(i: u32) -> LaneGuard {
+    if i != 0 && i & SHARED == 0 {
+        lane(i as usize).lock_as_owner(super::exact_mode())
+    } else {
+        lane((i & !SHARED) as usize).lock()
+    }
+}
+
+/// [`lock_own`] for a thread without a lane of its own: takes one from the
+/// pool, or makes one, when it may; returns what the thread now keeps (0:
+/// the shared lane 0; see [`SHARED`]).
 #[cold]
 #[inline(never)]
-fn take_lane(owner: &Cell<u32>, may_own: bool) -> usize {
+fn take_lane(owner: &Cell<u32>, may_own: bool) -> u32 {
     if !may_own && made() > 0 {
         return 0;
     }
@@ -113,8 +146,11 @@ fn take_lane(owner: &Cell<u32>, may_own: bool) -> usize {
         make_lane()
     };
     // Past MAX_LANES, threads share the lanes there are.
-    let i = taken.unwrap_or(1 + owner as *const _ as usize / 64 % (MAX_LANES - 1));
-    owner.set(i as u32);
+    let i = match taken {
+        Some(i) => i as u32,
+        None => (1 + owner as *const _ as usize / 64 % (MAX_LANES - 1)) as u32 | SHARED,
+    };
+    owner.set(i);
     i
 }
 
@@ -122,12 +158,14 @@ fn take_lane(owner: &Cell<u32>, may_own: bool) -> usize {
 /// published is published, an empty table's memory is freed, and the next
 /// thread to need a lane takes it over.
 pub(crate) fn release(owner: &Cell<u32>) {
-    let i = owner.replace(0) as usize;
-    if i == 0 {
+    let kept = owner.replace(0);
+    let i = (kept & !SHARED) as usize;
+    if i == 0 || kept & SHARED != 0 {
+        // A shared lane stays with the threads that share it.
         return;
     }
     {
-        let mut lane = lane(i).lock();
+        let mut lane = lock_index(kept);
         lane.settle();
         lane.trim();
     }
@@ -211,6 +249,7 @@ pub(crate) fn fork_parent() {
 pub(crate) fn fork_child(kept: usize) {
     // SAFETY: only this thread exists in the child.
     unsafe {
+        forget_barrier_in_child();
         FLAGS.reset_in_child();
         STACKS.reset_in_child();
         for i in 0..made() {

@@ -38,7 +38,9 @@ use std::hash::BuildHasherDefault;
 use std::sync::atomic::Ordering;
 
 pub(crate) use filter::{has_live, maybe_recorded, maybe_recorded_at, refilter};
-pub(crate) use lanes::{LANES, fork_child, fork_parent, fork_prepare, longest_wait, release};
+pub(crate) use lanes::{
+    LANES, fork_child, fork_parent, fork_prepare, index_of, longest_wait, release,
+};
 pub use snapshot::{
     HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, reset,
     snapshot, snapshot_totals, tracker_memory,
@@ -78,7 +80,7 @@ pub(crate) fn record_alloc(
     hash: u64,
     now: u32,
 ) {
-    let mut lane = lanes::lane_of(owner, may_own).lock();
+    let mut lane = lanes::lock_own(owner, may_own);
     let filtered = block.epoch != 0 || block.scope != 0 || !exact_mode();
     lane.record_alloc(block, frames, hash, now, filtered);
 }
@@ -91,16 +93,17 @@ fn in_holding_lane<R>(
     owner: &Cell<u32>,
     mut f: impl FnMut(&mut lane::Lane, bool) -> Option<R>,
 ) -> Option<R> {
-    let own = owner.get() as usize;
+    let own = lanes::index_of(owner);
     if own != 0
-        && let Some(r) = f(&mut lanes::lane(own).lock(), false)
+        && let Some(r) = f(&mut lanes::lock_index(owner.get()), false)
     {
         return Some(r);
     }
     in_other_lanes(own, f)
 }
 
-/// [`in_holding_lane`] past the thread's own lane.
+/// [`in_holding_lane`] past the thread's own lane (every lane, the shared
+/// lane 0 first, for a thread with none: its blocks are in lane 0).
 #[cold]
 #[inline(never)]
 fn in_other_lanes<R>(
@@ -108,7 +111,7 @@ fn in_other_lanes<R>(
     mut f: impl FnMut(&mut lane::Lane, bool) -> Option<R>,
 ) -> Option<R> {
     (0..lanes::made())
-        .filter(|&i| i != own)
+        .filter(|&i| own == 0 || i != own)
         .find_map(|i| f(&mut lanes::lane(i).lock(), true))
 }
 
@@ -145,7 +148,7 @@ pub(crate) fn finish_realloc(
     now: u32,
     thread_scope: u32,
 ) {
-    let mut lane = lanes::lane_of(owner, may_own).lock();
+    let mut lane = lanes::lock_own(owner, may_own);
     let filtered = !taken.rec.unfiltered() || !exact_mode();
     lane.finish_realloc(taken, old, new, new_size, now, thread_scope, filtered);
 }
