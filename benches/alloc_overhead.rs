@@ -267,13 +267,13 @@ fn jemalloc_profiler_table(ops: usize, rounds: usize) {
     }
 }
 
-/// Rounds a subject runs: the slow ones (their figures are far from any
-/// threshold) fewer, so that the fast ones get enough pairs for a median
-/// within a percent or two.
+/// Rounds a subject runs: dhat::Alloc, far from any threshold, fewer;
+/// exact mode, near its own, 25 (a median over 9 pairs moved by ±5% between
+/// runs here), so that its median is within a few percent too.
 fn rounds_for(subject: Subject, rounds: usize) -> usize {
     match subject {
         Subject::Dhat => rounds.min(3),
-        Subject::Leakscope(Mode::Exact) => rounds.min(9),
+        Subject::Leakscope(Mode::Exact) => rounds.min(25),
         _ => rounds,
     }
 }
@@ -323,7 +323,7 @@ fn main() {
         "# leakscope allocator overhead (ns per alloc+free pair; ratio to jemalloc, same run)\n"
     );
     println!(
-        "unwinder: {:?}, {} ops per run, {} rounds (exact 9, dhat 3); each cell is the median \
+        "unwinder: {:?}, {} ops per run, {} rounds (exact 25, dhat 3); each cell is the median \
          over the rounds of the subject's time divided by jemalloc's, measured right before \
          or after it, and the median time\n",
         leakscope::tracker::unwinder(),

@@ -233,6 +233,9 @@ pub(super) struct Shard {
     /// top bits of its multiplied hash.
     shift: u32,
     len: usize,
+    /// The record count at which the next insert doubles the capacity
+    /// ([`MAX_LOAD_EIGHTHS`]/8 of it; 0 while there is none).
+    grow_at: usize,
 }
 
 /// Largest share of a shard's entries in use, in eighths.
@@ -246,6 +249,7 @@ impl Shard {
             entries: Vec::new(),
             shift: 64,
             len: 0,
+            grow_at: 0,
         }
     }
 
@@ -270,7 +274,7 @@ impl Shard {
     /// Puts `rec` at `addr`; returns the record it replaced, if any.
     #[inline(always)]
     pub(super) fn insert(&mut self, addr: u64, rec: LiveRec) -> Option<LiveRec> {
-        if (self.len + 1) * 8 > self.entries.len() * MAX_LOAD_EIGHTHS {
+        if self.len >= self.grow_at {
             self.grow();
         }
         let mask = self.mask();
@@ -338,7 +342,7 @@ impl Shard {
             }
             j = (j + 1) & mask;
         }
-        self.entries[gap] = EMPTY;
+        self.entries[gap].addr = 0;
         self.len -= 1;
         Some(rec)
     }
@@ -351,6 +355,7 @@ impl Shard {
         let capacity = (self.entries.len() * 2).max(MIN_CAPACITY);
         let old = std::mem::replace(&mut self.entries, vec![EMPTY; capacity]);
         self.shift = 64 - capacity.trailing_zeros();
+        self.grow_at = capacity * MAX_LOAD_EIGHTHS / 8;
         self.len = 0;
         for e in old {
             if e.addr != 0 {
