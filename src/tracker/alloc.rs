@@ -158,6 +158,13 @@ fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, chance: usize, defa
 /// exact mode).
 #[inline(never)]
 fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
+    record_in_line(t, ptr, size, epoch);
+}
+
+/// [`record_new`]'s body, for the one caller that runs it for every block
+/// (an allocation in exact mode): a call less, and a frame less to walk.
+#[inline(always)]
+fn record_in_line(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
     let prev = t.enter();
     if t.stack_top.get() == 0 {
         t.stack_top.set(stack::thread_stack_bounds().1.max(1));
@@ -404,7 +411,15 @@ impl Alloc {
         let p = unsafe { jemalloc_alloc(layout, zeroed) };
         if !p.is_null() {
             let size = layout.size();
-            let _ = THREAD.try_with(|t| on_alloc(t, p, size, size, self.default_code()));
+            let _ = THREAD.try_with(|t| {
+                if t.fast.get() == MODE_EXACT {
+                    // `on_alloc`'s exact branch, with the record in line.
+                    t.shared.counters.alloc(size);
+                    record_in_line(t, p, size, 0);
+                } else {
+                    on_alloc(t, p, size, size, self.default_code());
+                }
+            });
         }
         p
     }
