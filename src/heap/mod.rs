@@ -1,6 +1,6 @@
 //! Heap views: Guppy's `hpy().heap()` for a Rust program.
 //!
-//! [`hpy`]`().heap()` takes a snapshot of the live blocks the recorder knows
+//! [`hpy()`](fn@hpy)`.heap()` takes a snapshot of the live blocks the recorder knows
 //! (every block in exact mode, a weighted sample in sampled mode) and
 //! partitions it by Rust type, allocation site, whole stack, size class,
 //! age or thread. A row of a [`Partition`] selects a sub-[`Heap`] that can be

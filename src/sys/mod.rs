@@ -1,6 +1,7 @@
 //! What the operating system gives the layers above: clocks, a lock that
-//! never allocates, reading the environment without allocating, and the
-//! executable mapped read-only. Nothing here knows what leakscope records.
+//! never allocates (and one biased towards an owner thread), reading the
+//! environment without allocating, and the executable mapped read-only.
+//! Nothing here knows what leakscope records.
 
 pub(crate) mod biased;
 pub(crate) mod clock;

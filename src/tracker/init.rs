@@ -1,5 +1,5 @@
 //! Initialisation on the first allocation: the allocator's environment
-//! variables (read without allocating, see [`config`](crate::config)) and
+//! variables (read without allocating, see [`crate::config`]) and
 //! the `fork` handlers.
 
 use std::sync::atomic::{AtomicU8, Ordering};

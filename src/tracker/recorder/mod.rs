@@ -2,7 +2,8 @@
 //!
 //! The recorder is split in lanes, one per thread that records (`lanes`):
 //! a thread records its blocks in its own lane, under a lock no other thread
-//! takes unless it frees or moves one of that lane's blocks, or reads. Two
+//! takes unless it frees or moves one of that lane's blocks, or reads (and
+//! which, in exact mode, is biased towards the owner: see `lanes`). Two
 //! threads recording at once then share no cache line on the common path.
 //! A free looks in the freeing thread's lane first, then in the others.
 //!
