@@ -111,7 +111,11 @@ impl<T> BiasedLocked<T> {
     #[inline(always)]
     fn revoke(&self) {
         let bias = &self.bias;
-        bias.quiet.store(0, Ordering::Relaxed);
+        // The owner reads this line on every take: write it only when
+        // something changes, not on every take by another thread.
+        if bias.quiet.load(Ordering::Relaxed) != 0 {
+            bias.quiet.store(0, Ordering::Relaxed);
+        }
         if bias.biased.load(Ordering::Relaxed) {
             bias.biased.store(false, Ordering::Relaxed);
             self.wait_for_owner();

@@ -3,10 +3,10 @@
 //!
 //! Each lane knows its own live bytes exactly and adds the change to the
 //! shared sum from time to time (every [`PUBLISH_OPS`] operations, or once
-//! blocks of [`PUBLISH_BYTES`] have come and gone, whichever is first). A lane that grows
-//! estimates the whole heap as the other lanes' published figures plus its
-//! own exact one; when that reaches the peak so far, it publishes, claims a
-//! new peak and bumps the peak's generation. Every lane notices a new
+//! blocks of [`PUBLISH_BYTES`] have come and gone, whichever is first). A
+//! lane that grows estimates the whole heap as the other lanes' published
+//! figures plus its own exact one; when that reaches the peak so far, it
+//! publishes, claims a new peak and bumps the peak's generation. Every lane notices a new
 //! generation at its next operation and keeps its per-stack values as they
 //! were then (see `lane`).
 //!
