@@ -43,8 +43,10 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
             .name("leakscope-http-request".into())
             .spawn(move || {
                 let _ = handle(&mut stream, settings);
-                let _ = stream.shutdown(Shutdown::Both);
+                // The place is given back before the client can see the
+                // connection end, so a client that asks again at once finds it.
                 drop(slot);
+                let _ = stream.shutdown(Shutdown::Both);
             });
         // A thread that could not start gave its place back with the closure.
         drop(spawned);
