@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::shapes;
+
 use std::hint::black_box;
 
 use leakscope::tracker::{self, Snapshot};
@@ -19,6 +21,7 @@ tests!(
     counters_are_exact,
     sampled_estimates_of_big_sites_are_within_ten_percent,
     vecs_grown_by_push_are_estimated_without_bias,
+    every_growth_shape_is_estimated_without_bias,
     sampled_memory_is_small,
     blocks_recorded_in_exact_mode_are_forgotten_after_switching_down,
     off_counts_nothing_yet_forgets_records_and_measures,
@@ -358,4 +361,47 @@ fn off_counts_nothing_yet_forgets_records_and_measures() {
     off_churn(1_000);
     let after = leakscope::stats().unwrap();
     assert!(after.total_blocks >= before.total_blocks + 1_000);
+}
+
+fn every_growth_shape_is_estimated_without_bias() {
+    // Each shape's truth from one exact run, then 40 sampled runs at a
+    // 16 KiB mean (about 50 samples of the 0.8 MB each shape holds). The
+    // mean estimate must lie within four standard errors of the truth (a
+    // biased rule, such as a shrunk block keeping a record that weighs its
+    // old size, is off by 20-50), and the spread of the estimates within
+    // what 40 runs allow of theory's (0.5-1.6 of it).
+    const RUNS: usize = 40;
+    let r = 16 << 10;
+    let measured: Vec<_> = shapes::all()
+        .iter()
+        .map(|shape| shapes::measure(shape, 1, r, RUNS))
+        .collect();
+    for m in &measured {
+        eprintln!("{}", m.line());
+    }
+    leakscope::set_sample_bytes(tracker::DEFAULT_SAMPLE_BYTES);
+    let whole = shapes::Measured {
+        site: "whole heap",
+        truth: measured.iter().map(|m| m.truth).sum(),
+        blocks: measured.iter().map(|m| m.blocks).sum(),
+        theory_sd: measured
+            .iter()
+            .map(|m| m.theory_sd.powi(2))
+            .sum::<f64>()
+            .sqrt(),
+        estimates: (0..RUNS)
+            .map(|k| measured.iter().map(|m| m.estimates[k]).sum())
+            .collect(),
+    };
+    eprintln!("{}", whole.line());
+    for m in measured.iter().chain([&whole]) {
+        if m.theory_sd < 1.0 {
+            // Blocks so large that every one is sampled: exact every time.
+            assert!(m.estimates.iter().all(|&e| e == m.truth), "{}", m.line());
+            continue;
+        }
+        assert!(m.bias_in_se().abs() <= 4.0, "biased: {}", m.line());
+        let ratio = m.spread() / m.theory_sd;
+        assert!((0.5..=1.6).contains(&ratio), "spread: {}", m.line());
+    }
 }

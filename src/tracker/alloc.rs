@@ -34,7 +34,8 @@ use super::recorder;
 use super::registry::{count_own, count_shared_alloc, count_shared_free, flush_live};
 use super::stack::{self, MAX_FRAMES};
 use super::thread::{
-    Admit, BUSY, STATE_LIVE, STATE_NEW, THREAD, ThreadState, next_gap, register_thread,
+    Admit, BUSY, STATE_LIVE, STATE_NEW, THREAD, ThreadState, next_gap, next_uniform,
+    register_thread,
 };
 use crate::sys::clock::now_tick;
 
@@ -456,6 +457,11 @@ impl Alloc {
                     // SAFETY: forwarded contract.
                     let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
                     let now = now_tick();
+                    let draw = if new_size < layout.size() {
+                        next_uniform(t)
+                    } else {
+                        1.0
+                    };
                     recorder::finish_realloc(
                         &t.lane,
                         prev & !BUSY == STATE_LIVE,
@@ -465,6 +471,7 @@ impl Alloc {
                         new_size,
                         now,
                         t.scope.get(),
+                        draw,
                     );
                     t.leave(prev);
                     if !new.is_null() && (mode > MODE_OFF || t.scope.get() != 0) {

@@ -438,8 +438,9 @@ pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Draws an exponential gap with the given mean (xorshift64*).
-pub(super) fn next_gap(t: &ThreadState, mean: u64) -> i64 {
+/// Draws a number uniform in (0, 1] from this thread's generator
+/// (xorshift64*): never 0, so its logarithm is finite.
+pub(super) fn next_uniform(t: &ThreadState) -> f64 {
     let mut x = t.rng.get();
     if x == 0 {
         x = (t as *const ThreadState as u64) ^ 0x2545_F491_4F6C_DD1D ^ now_tick() as u64;
@@ -450,9 +451,12 @@ pub(super) fn next_gap(t: &ThreadState, mean: u64) -> i64 {
     x ^= x >> 27;
     t.rng.set(x);
     let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    // Uniform in (0, 1]: never 0, so the logarithm is finite.
-    let u = ((r >> 11) + 1) as f64 / (1u64 << 53) as f64;
-    (-u.ln() * mean as f64).min(i64::MAX as f64 / 2.0) as i64
+    ((r >> 11) + 1) as f64 / (1u64 << 53) as f64
+}
+
+/// Draws an exponential gap with the given mean.
+pub(super) fn next_gap(t: &ThreadState, mean: u64) -> i64 {
+    (-next_uniform(t).ln() * mean as f64).min(i64::MAX as f64 / 2.0) as i64
 }
 
 #[cold]
@@ -477,11 +481,14 @@ pub(super) fn register_thread(t: &ThreadState) {
 }
 
 /// The bytes a realloc from `old_size` to `new_size` adds: what it counts
-/// down toward the next sample. A block then has one chance per byte it
-/// ever held, like a block allocated at its largest size, which is what a
-/// sample's weight assumes (counting the whole new size at every realloc
-/// over-estimated a `Vec` pushed to 64 bytes by 87.5%). A shrink adds
-/// nothing.
+/// down toward the next sample. Sampling marks bytes, each with the same
+/// small chance, and a block is in the sample while any of its bytes is
+/// marked: a block that grows gets a chance for each byte it adds only, so
+/// it is in the sample with probability `1 - e^(-size/R)` at its size now,
+/// as a block allocated at that size is, and its weight (which assumes
+/// that) stays unbiased. A shrink adds nothing here; the recorder decides
+/// whether a sampled block that shrinks keeps its record (see
+/// `recorder::finish_realloc`).
 #[inline(always)]
 pub(super) fn growth(old_size: usize, new_size: usize) -> usize {
     new_size.saturating_sub(old_size)

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod shapes;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
@@ -395,4 +397,16 @@ impl Terminal {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
+}
+
+/// The ids of the stacks whose allocation site is `function` (closures of
+/// `function` included).
+pub fn site_stacks(snap: &leakscope::tracker::Snapshot, function: &str) -> Vec<u32> {
+    (0..snap.stacks.len() as u32)
+        .filter(|&id| {
+            let frames = leakscope::symbols::resolve_stack(&snap.stacks[id as usize].frames);
+            leakscope::symbols::allocation_site(&frames)
+                .is_some_and(|site| site.function.split("::{closure").next() == Some(function))
+        })
+        .collect()
 }

@@ -137,7 +137,12 @@ pub(crate) fn take_for_realloc(owner: &Cell<u32>, addr: usize) -> Option<TakenBl
 /// Puts a block taken by [`take_for_realloc`] back, in the calling
 /// thread's lane: at `new` with `new_size` after a successful realloc, or
 /// unchanged at `old` when it failed (`new` null). `thread_scope` is the
-/// reallocating thread's measuring scope.
+/// reallocating thread's measuring scope. `draw` is uniform in (0, 1]: a
+/// sampled block that shrank keeps its record only when it is at most the
+/// chance [`weight::keep_on_shrink`] gives, so that it stays in the sample
+/// with the probability its new size has (a block that shrinks to a few
+/// bytes would otherwise weigh a whole sampling gap). A block that loses
+/// its record leaves the figures as if it had never been sampled.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn finish_realloc(
     owner: &Cell<u32>,
@@ -148,7 +153,13 @@ pub(crate) fn finish_realloc(
     new_size: usize,
     now: u32,
     thread_scope: u32,
+    draw: f64,
 ) {
+    if new != 0
+        && draw > weight::keep_on_shrink(taken.rec.size(), new_size as u64, taken.rec.epoch())
+    {
+        return;
+    }
     let mut lane = lanes::lock_own(owner, may_own);
     let filtered = !taken.rec.unfiltered() || !exact_mode();
     lane.finish_realloc(taken, old, new, new_size, now, thread_scope, filtered);

@@ -49,6 +49,21 @@ pub(super) fn weight(size: u64, epoch: u8) -> (u64, u64) {
     (bytes, blocks.max(1))
 }
 
+/// The chance that a sampled block of `old` bytes keeps its record when a
+/// realloc shrinks it to `new`, so that it stays in the sample with the
+/// probability a block allocated at `new` bytes has: of the marked bytes
+/// that put it in the sample, at least one must lie in the part it keeps,
+/// which happens with `(1 - e^(-new/R)) / (1 - e^(-old/R))`. 1 for exact
+/// records and for growth.
+pub(super) fn keep_on_shrink(old: u64, new: u64, epoch: u8) -> f64 {
+    if epoch == 0 || new >= old {
+        return 1.0;
+    }
+    let mean = SAMPLE_MEANS[epoch as usize].load(Ordering::Relaxed).max(1) as f64;
+    let chance = |z: u64| -(-(z as f64) / mean).exp_m1();
+    chance(new) / chance(old)
+}
+
 #[inline]
 pub(super) fn units_to_blocks(units: u64) -> u64 {
     (units + BLOCK_UNIT / 2) / BLOCK_UNIT

@@ -1,0 +1,63 @@
+//! How true sampled mode's estimates are, per growth shape: each shape
+//! (allocated at once, pushed, shrunk, grown in steps, `VecDeque`,
+//! `String`, `HashMap`, `BTreeMap`, and 16 MiB `Vec`s pushed an element at
+//! a time) measured once in exact mode for the truth, then in `RUNS`
+//! sampled runs at the default mean (512 KiB). Prints each shape's mean
+//! error, its distance from the truth in standard errors, and the spread
+//! of the estimates against what theory gives (a block of `z` bytes is in
+//! the sample with probability `1 - e^(-z/R)` and weighs `z` over that).
+//!
+//! `cargo bench --bench sampling` (`BENCH_RUNS=N` for more runs).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::shapes;
+
+#[global_allocator]
+static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
+
+/// Sampled runs per shape, unless `BENCH_RUNS` says otherwise.
+const RUNS: usize = 24;
+
+/// Each shape at 16 times the test's size: about 13 MB a shape, 64 MiB for
+/// each of the large `Vec`s.
+const SCALE: usize = 16;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let runs = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 2)
+        .unwrap_or(RUNS);
+    let r = leakscope::tracker::DEFAULT_SAMPLE_BYTES;
+    println!(
+        "sampled estimates at a {} KiB mean, {runs} runs per shape:",
+        r >> 10
+    );
+    let measured: Vec<_> = shapes::all()
+        .iter()
+        .map(|shape| {
+            let m = shapes::measure(shape, SCALE, r, runs);
+            println!("{}", m.line());
+            m
+        })
+        .collect();
+    let whole = shapes::Measured {
+        site: "whole heap",
+        truth: measured.iter().map(|m| m.truth).sum(),
+        blocks: measured.iter().map(|m| m.blocks).sum(),
+        theory_sd: measured
+            .iter()
+            .map(|m| m.theory_sd.powi(2))
+            .sum::<f64>()
+            .sqrt(),
+        estimates: (0..runs)
+            .map(|k| measured.iter().map(|m| m.estimates[k]).sum())
+            .collect(),
+    };
+    println!("{}", whole.line());
+}
