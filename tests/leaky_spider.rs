@@ -264,6 +264,65 @@ fn the_real_telnet_finds_who_holds_the_responses() {
     t.wait_exit();
 }
 
+/// `text`'s words with one space between them (a console answer is
+/// wrapped to the client's width).
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A spider started in the default mode is switched to exact from the
+/// console, with no restart: what it allocates from then on is known
+/// exactly, and the graph views name who holds the responses.
+#[test]
+fn a_sampled_spider_switched_to_exact_names_who_holds_the_responses() {
+    let _serial = serial();
+    let mut spider = Spider::start(&["--pages", "1500"], "sampled");
+    let mut c = spider.console();
+    let mode = run(&mut c, "mode()");
+    assert!(mode.starts_with("sampled: counts everything"), "{mode}");
+    let switched = run(&mut c, "set_mode('exact')");
+    assert!(
+        switched.starts_with("Mode exact: every block allocated"),
+        "{switched}"
+    );
+    assert!(
+        words(&switched).contains("predates the switch and is known only by its samples."),
+        "{switched}"
+    );
+    assert!(
+        switched.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns: {switched}"
+    );
+    assert!(run(&mut c, "mode()").starts_with("exact: "));
+    let bad = run(&mut c, "set_mode('fast')");
+    assert!(
+        bad.contains(
+            "ValueError: unknown mode 'fast': one of 'off', 'counters', 'sampled', 'exact'"
+        ),
+        "{bad}"
+    );
+    spider.wait_line("Crawled ");
+    let by_type = run(&mut c, "hpy().heap().bytype().all");
+    let bodies = row_index(&by_type, " Vec<u8>");
+    let responses = row_index(&by_type, "HtmlResponse>>");
+    let bodies_via = run(&mut c, &format!("hpy().heap().bytype()[{bodies}].byvia"));
+    assert!(bodies_via.contains("HtmlResponse.body"), "{bodies_via}");
+    let via = run(&mut c, &format!("hpy().heap().bytype()[{responses}].byvia"));
+    let first = via
+        .lines()
+        .find(|l| l.trim_start().starts_with("0 "))
+        .unwrap_or_else(|| panic!("{via}"));
+    assert!(
+        first.ends_with("Request.meta"),
+        "the top row: {first}\n{via}"
+    );
+    let back = run(&mut c, "set_mode('sampled')");
+    assert!(
+        words(&back).contains("Blocks recorded in exact mode stay recorded, exactly"),
+        "{back}"
+    );
+}
+
 #[test]
 fn every_seed_session_runs_verbatim_through_the_real_telnet() {
     let test = "every_seed_session_runs_verbatim_through_the_real_telnet";

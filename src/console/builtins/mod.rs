@@ -6,6 +6,7 @@ mod allocator;
 mod core;
 mod dump;
 mod heapy;
+mod mode;
 mod pympler;
 mod python;
 mod trackref;
@@ -17,6 +18,7 @@ pub(crate) fn register(host: &mut Host) {
     trackref::register(host);
     heapy::register(host);
     allocator::register(host);
+    mode::register(host);
     dump::register(host);
     pympler::register(host);
     python::register(host);
