@@ -22,6 +22,7 @@ tests!(
     sampled_estimates_of_big_sites_are_within_ten_percent,
     vecs_grown_by_push_are_estimated_without_bias,
     every_growth_shape_is_estimated_without_bias,
+    the_stack_store_stays_bounded_when_stacks_never_repeat,
     sampled_memory_is_small,
     blocks_recorded_in_exact_mode_are_forgotten_after_switching_down,
     off_counts_nothing_yet_forgets_records_and_measures,
@@ -361,6 +362,78 @@ fn off_counts_nothing_yet_forgets_records_and_measures() {
     off_churn(1_000);
     let after = leakscope::stats().unwrap();
     assert!(after.total_blocks >= before.total_blocks + 1_000);
+}
+
+/// Allocates one 64-byte block at the end of a chain of calls that spells
+/// `path`'s low `depth` bits (a call through [`left`] or [`right`] per
+/// bit): each path is a stack of its own. Keeps the block when `keep`.
+#[inline(never)]
+fn spell(path: u32, depth: u32, keep: bool) -> Option<Box<[u8; 64]>> {
+    if depth == 0 {
+        let b = black_box(Box::new([0u8; 64]));
+        return keep.then_some(b);
+    }
+    if path & 1 == 0 {
+        left(path >> 1, depth - 1, keep)
+    } else {
+        right(path >> 1, depth - 1, keep)
+    }
+}
+
+#[inline(never)]
+fn left(path: u32, depth: u32, keep: bool) -> Option<Box<[u8; 64]>> {
+    black_box(spell(path, depth, keep))
+}
+
+#[inline(never)]
+fn right(path: u32, depth: u32, keep: bool) -> Option<Box<[u8; 64]>> {
+    black_box(spell(path, depth, keep))
+}
+
+#[inline(never)]
+fn kept_before_the_flood() -> Box<[u8; 333]> {
+    common::keep_frame(Box::new([1u8; 333]))
+}
+
+fn the_stack_store_stays_bounded_when_stacks_never_repeat() {
+    // Every block sampled (a 1-byte mean), 65 536 distinct stacks (16
+    // levels of two call sites, within 64 frames), of which 64 keep their
+    // block: the store fills at MAX_STACKS, new stacks then count in its
+    // stand-in, and a collection drops the stacks no live block uses.
+    leakscope::set_mode(Mode::Sampled);
+    tracker::reset();
+    leakscope::set_sample_bytes(1);
+    tracker::set_max_frames(64);
+    let old = kept_before_the_flood();
+    let kept: Vec<_> = (0..1u32 << 16)
+        .filter_map(|path| spell(path, 16, path % 1024 == 0))
+        .collect();
+    leakscope::set_sample_bytes(tracker::DEFAULT_SAMPLE_BYTES);
+    tracker::set_max_frames(tracker::DEFAULT_MAX_FRAMES);
+    let mem = tracker::memory();
+    eprintln!("{mem:?}");
+    assert!(mem.stack_collections >= 1, "{mem:?}");
+    assert!(
+        mem.stacks_stored as usize <= tracker::MAX_STACKS + 1,
+        "{mem:?}"
+    );
+    assert!(mem.stacks <= 16 << 20, "{mem:?}");
+    let snap = tracker::snapshot();
+    assert_eq!(
+        site_live(&snap, "alloc_sampled::kept_before_the_flood"),
+        (333, 1),
+        "a live block keeps its stack through collections"
+    );
+    // Each kept block is live in the snapshot, under a stack of its own or
+    // the stand-in of the full store.
+    let live_64 = snap
+        .blocks
+        .iter()
+        .filter(|b| kept.iter().any(|k| k.as_ptr() as usize == b.addr))
+        .count();
+    assert_eq!((live_64, kept.len()), (64, 64));
+    drop((old, kept));
+    tracker::reset();
 }
 
 fn every_growth_shape_is_estimated_without_bias() {

@@ -187,7 +187,22 @@ pub fn resolve(addr: usize) -> Arc<[Frame]> {
     })
 }
 
+/// What the stack that stands in for the ones a full stack store could not
+/// keep is called (see [`crate::tracker::STORE_FULL_FRAME`]).
+pub const STORE_FULL_NAME: &str = "(stack store full: stacks not kept)";
+
 fn resolve_uncached(addr: usize) -> Vec<Frame> {
+    if addr == crate::tracker::STORE_FULL_FRAME {
+        return vec![Frame {
+            addr,
+            function: STORE_FULL_NAME.to_string(),
+            file: None,
+            line: None,
+            column: None,
+            inlined: false,
+            v0: false,
+        }];
+    }
     let mut out = Vec::new();
     // A return address points after the call: look up the call itself.
     let lookup = addr.saturating_sub(1);

@@ -44,6 +44,7 @@ pub use mode::{DEFAULT_SAMPLE_BYTES, Mode, mode, sample_bytes, set_mode, set_sam
 pub use recorder::{
     HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, snapshot,
 };
+pub use recorder::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use registry::thread_local_addresses;
 pub use stack::{
     DEFAULT_MAX_FRAMES, Unwinder, has_frame_pointers, max_frames, set_max_frames, unwinder,

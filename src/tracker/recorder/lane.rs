@@ -14,7 +14,7 @@ use super::filter::{filter_add, filter_remove};
 use super::lanes::{lane_emptied, lane_filled, lane_unfiltered};
 use super::live::{AddrMap, LiveRec, LiveTable, map_bytes};
 use super::peak::{self, PUBLISH_BYTES, PUBLISH_OPS};
-use super::stacks::{self, STACKS, StackTable};
+use super::stacks::{self, STACKS, STORE_FULL_FRAME, STORE_FULL_HASH, StackTable};
 use super::weight::weight;
 use super::{NewBlock, TakenBlock};
 
@@ -119,12 +119,71 @@ impl Lane {
     /// The slot of `frames`, interning them here (and globally, the first
     /// time) if they are new to this lane.
     #[inline(always)]
-    fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
+    fn intern(&mut self, frames: &[usize], hash: u64, now: u32) -> u32 {
         if let Some(slot) = self.slots.find(frames, hash) {
             return slot;
         }
-        let global = STACKS.lock().intern(frames, hash);
-        self.add_slot(global, frames, hash)
+        self.intern_new(frames, hash, now)
+    }
+
+    /// [`Lane::intern`] of a stack this lane has not met.
+    #[inline(never)]
+    fn intern_new(&mut self, frames: &[usize], hash: u64, now: u32) -> u32 {
+        let interned = STACKS.lock().intern_bounded(frames, hash, now);
+        match interned {
+            Ok(global) => self.add_slot(global, frames, hash),
+            // The store is full: the block counts in its stand-in stack.
+            Err(full) => match self.by_global.get(&(full as u64)) {
+                Some(&slot) => slot,
+                None => self.add_slot(full, &[STORE_FULL_FRAME], STORE_FULL_HASH),
+            },
+        }
+    }
+
+    /// Drops the stacks no live block of this lane was allocated from (and
+    /// no open measuring scope counts), interning the others in `store`,
+    /// the global store being rebuilt: their slots and global ids are
+    /// renumbered, and every live record follows. The figures of a dropped
+    /// stack (what was allocated and freed from it) are gone with it; the
+    /// lane's totals keep them.
+    pub(super) fn collect(&mut self, store: &mut StackTable) {
+        let mut keep: Vec<bool> = self.sites.iter().map(|s| s.curr_blocks > 0).collect();
+        for scope in self.scopes.values() {
+            for &slot in scope.allocated.keys() {
+                keep[slot as usize] = true;
+            }
+        }
+        let mut renumbered = vec![u32::MAX; keep.len()];
+        let mut slots = StackTable::new();
+        let mut globals = Vec::new();
+        let mut sites = Vec::new();
+        let mut by_global: AddrMap<u32> = HashMap::with_hasher(BuildHasherDefault::new());
+        for (old, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+            let frames = self.slots.frames_of(old as u32);
+            let hash = self.slots.hash_of(old as u32);
+            let global = store.intern(frames, hash);
+            let slot = slots.push(frames, hash);
+            globals.push(global);
+            sites.push(self.sites[old]);
+            by_global.insert(global as u64, slot);
+            renumbered[old] = slot;
+        }
+        for shard in self.live.shards.iter_mut() {
+            for (_, rec) in shard.iter_mut() {
+                *rec = rec.relabelled(renumbered[rec.stack as usize], rec.unfiltered());
+            }
+        }
+        for scope in self.scopes.values_mut() {
+            scope.allocated = scope
+                .allocated
+                .drain()
+                .map(|(slot, v)| (renumbered[slot as usize] as u64, v))
+                .collect();
+        }
+        self.slots = slots;
+        self.globals = globals;
+        self.sites = sites;
+        self.by_global = by_global;
     }
 
     /// Adds a slot for stack `global`, which this lane has no slot for.
@@ -247,7 +306,7 @@ impl Lane {
             epoch,
             scope,
         } = block;
-        let slot = self.intern(frames, hash);
+        let slot = self.intern(frames, hash, now);
         let rec = LiveRec::new(size, thread, epoch, slot, now, !filtered);
         self.insert(addr, rec, now);
         if scope != 0 {

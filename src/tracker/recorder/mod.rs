@@ -42,10 +42,12 @@ pub(crate) use filter::{has_live, maybe_recorded, maybe_recorded_at, refilter};
 pub(crate) use lanes::{
     LANES, fork_child, fork_parent, fork_prepare, index_of, longest_wait, release,
 };
+pub(crate) use snapshot::collect_stacks;
 pub use snapshot::{
     HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, reset,
     snapshot, snapshot_totals, tracker_memory,
 };
+pub use stacks::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use weight::epoch_for_mean;
 
 use live::{AddrMap, LiveRec};
@@ -84,6 +86,10 @@ pub(crate) fn record_alloc(
     let mut lane = lanes::lock_own(owner, may_own);
     let filtered = block.epoch != 0 || block.scope != 0 || !exact_mode();
     lane.record_alloc(block, frames, hash, now, filtered);
+    drop(lane);
+    if stacks::collect_due() {
+        collect_stacks(now);
+    }
 }
 
 /// Runs `f` on the lane that holds `addr` until it says it did: the

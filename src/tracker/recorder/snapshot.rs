@@ -8,7 +8,7 @@ use super::lane::SiteAcc;
 use super::lanes::{self, LANES, LaneCell};
 use super::live::{LIVE_SHARDS, LiveRec};
 use super::peak;
-use super::stacks::{STACKS, StackTable, count_reset};
+use super::stacks::{STACKS, StackTable, count_reset, resets};
 use super::weight::{BLOCK_UNIT, SAMPLE_MEANS, units_to_blocks, weight};
 use crate::sys::clock::{TICK, now_tick, ticks};
 use crate::tracker::untracked;
@@ -135,20 +135,29 @@ pub fn snapshot() -> Snapshot {
     // a snapshot never shows up in the heap it measures. Only the result
     // handed to the caller is the caller's own allocation.
     let mut raw = RawCopy::default();
-    for i in 0..lanes::made() {
-        raw.copy_lane(i);
-    }
-    // Stacks last: global ids only grow, so every copied slot's stack is in
-    // the copy.
-    loop {
-        let (stacks, frames) = {
-            let s = STACKS.lock();
-            (s.len(), s.frame_count())
-        };
-        untracked(|| raw.reserve_stacks(stacks, frames));
-        if raw.copy_stacks(&STACKS.lock()) {
+    // A reset or a collection of the stacks renumbers them: a copy made
+    // across one is made again (collections run at most once a second).
+    for attempt in 0.. {
+        let generation = resets();
+        for i in 0..lanes::made() {
+            raw.copy_lane(i);
+        }
+        // Stacks last: global ids only grow, so every copied slot's stack is
+        // in the copy.
+        loop {
+            let (stacks, frames) = {
+                let s = STACKS.lock();
+                (s.len(), s.frame_count())
+            };
+            untracked(|| raw.reserve_stacks(stacks, frames));
+            if raw.copy_stacks(&STACKS.lock()) {
+                break;
+            }
+        }
+        if resets() == generation || attempt == 3 {
             break;
         }
+        raw.clear();
     }
     let now = now_tick();
     let snap = raw.to_snapshot(now);
@@ -181,6 +190,15 @@ struct RawCopy {
 }
 
 impl RawCopy {
+    /// Empties the copy, keeping its buffers.
+    fn clear(&mut self) {
+        self.blocks.clear();
+        self.lane_starts.clear();
+        self.sites.clear();
+        self.heap = HeapTotals::default();
+        self.estimated = false;
+    }
+
     /// Reserves room for `additional` more blocks and touches it, so that
     /// the page faults of a fresh buffer happen here, not under the lock.
     fn reserve_blocks(&mut self, additional: usize) {
@@ -374,6 +392,34 @@ pub fn reset() {
     });
 }
 
+/// Drops the stacks that no live block was allocated from, in every lane
+/// and in the global store, so that a program that keeps making new stacks
+/// (and frees what it allocated from them) keeps the store within
+/// [`super::MAX_STACKS`]. Runs when the store is full, at most once a
+/// second, on the thread that recorded next (it holds every lane for as
+/// long as renumbering their live records takes: a sampled heap has few).
+/// A block a realloc holds out of its lane meanwhile loses its record, as
+/// across a [`reset`].
+pub(crate) fn collect_stacks(now: u32) {
+    untracked(|| {
+        let mut held: Vec<_> = (0..lanes::made()).map(|i| lanes::lane(i).lock()).collect();
+        let mut stacks = STACKS.lock();
+        if !super::stacks::collect_due() {
+            // Another thread collected first.
+            return;
+        }
+        let mut store = StackTable::new();
+        for lane in held.iter_mut() {
+            lane.collect(&mut store);
+        }
+        drop(std::mem::replace(&mut *stacks, store));
+        count_reset();
+        super::stacks::count_collection(now);
+        drop(stacks);
+        drop(held);
+    });
+}
+
 /// The recorder's heap totals alone (cheap: no copy of blocks or stacks).
 pub fn snapshot_totals() -> HeapTotals {
     let mut h = HeapTotals::default();
@@ -410,6 +456,13 @@ pub struct TrackerMemory {
     pub stacks: u64,
     /// Live blocks recorded.
     pub live_blocks: u64,
+    /// Distinct stacks in the global store (at most
+    /// [`super::MAX_STACKS`], plus the one that stands for the rest while
+    /// it is full).
+    pub stacks_stored: u64,
+    /// How many times the stacks no live block uses were dropped to keep
+    /// the store within its bound.
+    pub stack_collections: u64,
 }
 
 impl TrackerMemory {
@@ -428,9 +481,14 @@ pub fn tracker_memory() -> TrackerMemory {
         fixed: (std::mem::size_of_val(&FILTER)
             + std::mem::size_of_val(&SAMPLE_MEANS)
             + std::mem::size_of_val(&LANES)) as u64,
-        stacks: STACKS.lock().bytes(),
         ..TrackerMemory::default()
     };
+    {
+        let stacks = STACKS.lock();
+        m.stacks = stacks.bytes();
+        m.stacks_stored = stacks.len() as u64;
+    }
+    m.stack_collections = super::stacks::collections();
     lanes::for_each(|lane| {
         let (live, stacks) = lane.bytes();
         m.fixed += size_of::<LaneCell>() as u64;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::live::{AddrMap, map_bytes};
 use crate::sys::lock::RawLocked;
@@ -106,6 +106,27 @@ impl StackTable {
         id
     }
 
+    /// The global store's [`StackTable::intern`], within its bound:
+    /// `Ok(id)` of `frames`, or, when [`MAX_STACKS`] stacks are stored and
+    /// `frames` are new, `Err(id)` of the one stack whose only frame is
+    /// [`STORE_FULL_FRAME`], which then stands for them; a collection is
+    /// asked for (see [`collect_due`]).
+    pub(super) fn intern_bounded(
+        &mut self,
+        frames: &[usize],
+        hash: u64,
+        now: u32,
+    ) -> Result<u32, u32> {
+        if let Some(id) = self.find(frames, hash) {
+            return Ok(id);
+        }
+        if self.len() < MAX_STACKS && self.frames.len() + frames.len() <= MAX_STORED_FRAMES {
+            return Ok(self.push(frames, hash));
+        }
+        ask_for_collection(now);
+        Err(self.intern(&[STORE_FULL_FRAME], STORE_FULL_HASH))
+    }
+
     /// The id of `frames`, adding them if they are new.
     pub(super) fn intern(&mut self, frames: &[usize], hash: u64) -> u32 {
         match self.find(frames, hash) {
@@ -158,4 +179,62 @@ pub(super) fn resets() -> u64 {
 /// Counts a reset (under every lane's lock).
 pub(super) fn count_reset() {
     RESETS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The most distinct stacks the global store keeps (each lane keeps at
+/// most the ones it uses of them). Past it, or past [`MAX_STORED_FRAMES`],
+/// new stacks are counted in one "stack store full" stack until a
+/// collection drops the stacks that no live block was allocated from.
+pub const MAX_STACKS: usize = 16_384;
+
+/// The most frames the global store keeps, all stacks together: 2 MiB of
+/// return addresses (8 192 stacks of 32 frames). With the stacks' entries,
+/// their index and a lane's copy of them, the store stays under 10 MiB
+/// while one thread records, whatever the program does.
+pub const MAX_STORED_FRAMES: usize = 1 << 18;
+
+/// The one frame of the stack that stands for every stack the full store
+/// could not keep: not a return address any code has, so `symbols` names it.
+pub const STORE_FULL_FRAME: usize = 1;
+
+/// The hash the full store's stack is interned under (any fixed value: it
+/// is compared with its frame).
+pub(super) const STORE_FULL_HASH: u64 = 0x5707_e5f0_11ed_0001;
+
+/// Set when the store is full and a collection may run: the next thread
+/// to finish recording runs it (see `recorder::collect_stacks`).
+static COLLECT_DUE: AtomicBool = AtomicBool::new(false);
+
+/// The tick of the last collection (at most one a second: a store full of
+/// stacks that live blocks use is not made smaller by collecting again).
+static LAST_COLLECTION: AtomicU32 = AtomicU32::new(0);
+
+/// How many collections ran.
+static COLLECTIONS: AtomicU64 = AtomicU64::new(0);
+
+fn ask_for_collection(now: u32) {
+    let last = LAST_COLLECTION.load(Ordering::Relaxed);
+    let second = (1_000 / crate::sys::clock::TICK.as_millis()) as u32;
+    if COLLECTIONS.load(Ordering::Relaxed) == 0 || now.wrapping_sub(last) >= second {
+        COLLECT_DUE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a collection is due (one load: read after every new stack's
+/// record).
+#[inline(always)]
+pub(super) fn collect_due() -> bool {
+    COLLECT_DUE.load(Ordering::Relaxed)
+}
+
+/// Counts a collection that ran at `now` (under every lane's lock).
+pub(super) fn count_collection(now: u32) {
+    COLLECT_DUE.store(false, Ordering::Relaxed);
+    LAST_COLLECTION.store(now, Ordering::Relaxed);
+    COLLECTIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many collections of the stack store have run.
+pub(crate) fn collections() -> u64 {
+    COLLECTIONS.load(Ordering::Relaxed)
 }
