@@ -46,18 +46,6 @@ fn main() {
             m
         })
         .collect();
-    let whole = shapes::Measured {
-        site: "whole heap",
-        truth: measured.iter().map(|m| m.truth).sum(),
-        blocks: measured.iter().map(|m| m.blocks).sum(),
-        theory_sd: measured
-            .iter()
-            .map(|m| m.theory_sd.powi(2))
-            .sum::<f64>()
-            .sqrt(),
-        estimates: (0..runs)
-            .map(|k| measured.iter().map(|m| m.estimates[k]).sum())
-            .collect(),
-    };
+    let whole = shapes::whole(&measured);
     println!("{}", whole.line());
 }

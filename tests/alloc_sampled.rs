@@ -453,19 +453,7 @@ fn every_growth_shape_is_estimated_without_bias() {
         eprintln!("{}", m.line());
     }
     leakscope::set_sample_bytes(tracker::DEFAULT_SAMPLE_BYTES);
-    let whole = shapes::Measured {
-        site: "whole heap",
-        truth: measured.iter().map(|m| m.truth).sum(),
-        blocks: measured.iter().map(|m| m.blocks).sum(),
-        theory_sd: measured
-            .iter()
-            .map(|m| m.theory_sd.powi(2))
-            .sum::<f64>()
-            .sqrt(),
-        estimates: (0..RUNS)
-            .map(|k| measured.iter().map(|m| m.estimates[k]).sum())
-            .collect(),
-    };
+    let whole = shapes::whole(&measured);
     eprintln!("{}", whole.line());
     for m in measured.iter().chain([&whole]) {
         if m.theory_sd < 1.0 {

@@ -246,10 +246,7 @@ fn the_real_telnet_finds_who_holds_the_responses() {
     assert!(bodies_via.contains("HtmlResponse.body"), "{bodies_via}");
     let via = t.run(&format!("hpy().heap().bytype()[{responses}].byvia"));
     assert_eq!(t.run("1 + 1"), "2\n");
-    let first = via
-        .lines()
-        .find(|l| l.trim_start().starts_with("0 "))
-        .unwrap_or_else(|| panic!("{via}"));
+    let first = top_row(&via);
     assert!(
         first.ends_with("Request.meta"),
         "the top row: {first}\n{via}"
@@ -262,6 +259,14 @@ fn the_real_telnet_finds_who_holds_the_responses() {
     assert!(wide.is_empty(), "lines wider than the terminal: {wide:#?}");
     t.type_bytes(&[4]);
     t.wait_exit();
+}
+
+/// The first row (index 0) of a partition's text.
+fn top_row(table: &str) -> &str {
+    table
+        .lines()
+        .find(|l| l.trim_start().starts_with("0 "))
+        .unwrap_or_else(|| panic!("no row 0 in\n{table}"))
 }
 
 /// `text`'s words with one space between them (a console answer is
@@ -308,10 +313,7 @@ fn a_sampled_spider_switched_to_exact_names_who_holds_the_responses() {
     let bodies_via = run(&mut c, &format!("hpy().heap().bytype()[{bodies}].byvia"));
     assert!(bodies_via.contains("HtmlResponse.body"), "{bodies_via}");
     let via = run(&mut c, &format!("hpy().heap().bytype()[{responses}].byvia"));
-    let first = via
-        .lines()
-        .find(|l| l.trim_start().starts_with("0 "))
-        .unwrap_or_else(|| panic!("{via}"));
+    let first = top_row(&via);
     assert!(
         first.ends_with("Request.meta"),
         "the top row: {first}\n{via}"

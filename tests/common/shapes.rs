@@ -249,6 +249,25 @@ impl Measured {
     }
 }
 
+/// The shapes together, run by run (each run's estimates summed): the
+/// whole heap's estimate.
+pub fn whole(measured: &[Measured]) -> Measured {
+    let runs = measured.first().map_or(0, |m| m.estimates.len());
+    Measured {
+        site: "whole heap",
+        truth: measured.iter().map(|m| m.truth).sum(),
+        blocks: measured.iter().map(|m| m.blocks).sum(),
+        theory_sd: measured
+            .iter()
+            .map(|m| m.theory_sd.powi(2))
+            .sum::<f64>()
+            .sqrt(),
+        estimates: (0..runs)
+            .map(|k| measured.iter().map(|m| m.estimates[k]).sum())
+            .collect(),
+    }
+}
+
 /// Measures `shape` at `scale`: one exact run for the truth, then `runs`
 /// sampled runs at mean `r`. Leaves the process in sampled mode at mean
 /// `r`.
