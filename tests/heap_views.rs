@@ -27,6 +27,7 @@ tests!(
     snapshots_while_two_threads_allocate_are_consistent,
     the_watch_names_the_growing_type,
     leakscope_shows_and_gives_back_its_own_memory,
+    the_consoles_work_is_leakscopes_memory_not_the_programs,
 );
 
 #[allow(dead_code)]
@@ -418,5 +419,56 @@ fn leakscope_shows_and_gives_back_its_own_memory() {
             .render(80)
             .starts_with("Partition of a set of")
     );
+    drop(kept);
+}
+
+fn the_consoles_work_is_leakscopes_memory_not_the_programs() {
+    // What a console session builds (heaps it keeps, the views' tables,
+    // the snapshot copies) is leakscope's own memory: two heaps taken in a
+    // row differ by nothing, and the program's live figure does not move
+    // while the session works, in every mode that counts.
+    let kept = make_widgets(20_000);
+    let console = leakscope::console::Console::builder()
+        .port(0)
+        .password("pw")
+        .spawn()
+        .expect("console");
+    let mut c = common::Client::connect(console.addr().unwrap());
+    c.login("pw");
+    for mode in ["exact", "sampled", "counters"] {
+        let switched = c.run(&format!("set_mode('{mode}')"));
+        assert!(switched.contains(mode), "{switched}");
+        // The session's first heap and the debug information, loaded once.
+        assert_eq!(c.run("x = hpy().heap()"), "");
+        black_box(c.run("x.bysite"));
+        let before = leakscope::stats().unwrap();
+        assert_eq!(c.run("y = hpy().heap()"), "");
+        for view in ["y.bytype", "y.bysite", "y.bysize", "y.byage"] {
+            black_box(c.run(view));
+        }
+        let diff = c.run("hpy().heap() - y");
+        assert!(
+            diff.starts_with("Difference: 0 blocks, 0 bytes"),
+            "{mode}: {diff}"
+        );
+        let after = leakscope::stats().unwrap();
+        // This thread's reads of the console's answers are all the program
+        // did meanwhile: a few KiB, where the heap `y` alone holds MiBs.
+        assert!(
+            after.live_bytes.abs_diff(before.live_bytes) < 64 << 10,
+            "{mode}: the program's live bytes moved from {} to {}",
+            before.live_bytes,
+            after.live_bytes
+        );
+        if mode == "exact" {
+            assert!(
+                after.own_bytes > before.own_bytes + (20_000 * 32),
+                "{mode}: the kept heap is leakscope's own: {} -> {}",
+                before.own_bytes,
+                after.own_bytes
+            );
+        }
+    }
+    c.run("set_mode('exact')");
     drop(kept);
 }

@@ -134,16 +134,18 @@ pub fn enable_attach_on(signal: i32, mut host: Builder) -> io::Result<()> {
         admission: Admission::new(1, 1),
         stop: Arc::new(AtomicBool::new(false)),
     });
-    std::thread::Builder::new()
-        .name("leakscope-attach".into())
-        .stack_size(8 << 20)
-        .spawn(move || {
+    crate::tracker::spawn_own(
+        std::thread::Builder::new()
+            .name("leakscope-attach".into())
+            .stack_size(8 << 20),
+        move || {
             for _ in signals.forever() {
                 if let Err(e) = attach_once(&config) {
                     announce(&format!("leakscope: attach refused: {e}"));
                 }
             }
-        })?;
+        },
+    )?;
     Ok(())
 }
 

@@ -374,45 +374,74 @@ impl Host {
     }
 }
 
+/// Implements every [`HostObject`] method by handing it to `$inner`,
+/// through `$run` (which runs a closure: the call as it is, or as the
+/// program's).
+macro_rules! forward_host_object {
+    ($inner:ident, $run:path) => {
+        fn type_name(&self) -> &str {
+            self.$inner().type_name()
+        }
+        fn attribute(&self, name: &str) -> Option<Value> {
+            $run(|| self.$inner().attribute(name))
+        }
+        fn methods(&self) -> Vec<&'static str> {
+            $run(|| self.$inner().methods())
+        }
+        fn call(&self, method: &str, call: &Call<'_>) -> Result<Value, Error> {
+            $run(|| self.$inner().call(method, call))
+        }
+        fn repr(&self) -> String {
+            $run(|| self.$inner().repr())
+        }
+        fn show(&self, width: usize) -> String {
+            $run(|| self.$inner().show(width))
+        }
+        fn pretty(&self, width: usize) -> String {
+            $run(|| self.$inner().pretty(width))
+        }
+        fn length(&self) -> Option<usize> {
+            $run(|| self.$inner().length())
+        }
+        fn item(&self, index: usize) -> Option<Value> {
+            $run(|| self.$inner().item(index))
+        }
+        fn subtract(&self, other: &Value) -> Option<Result<Value, Error>> {
+            $run(|| self.$inner().subtract(other))
+        }
+        fn call_returns_self(&self) -> bool {
+            self.$inner().call_returns_self()
+        }
+        fn call_with(&self, call: &Call<'_>) -> Option<Result<Value, Error>> {
+            $run(|| self.$inner().call_with(call))
+        }
+        fn to_json(&self) -> Option<serde_json::Value> {
+            $run(|| self.$inner().to_json())
+        }
+    };
+}
+
+/// Runs `f` as it is.
+fn directly<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// A shared object is reachable as itself: `.var("engine", engine.clone())`.
 impl<T: HostObject> HostObject for Arc<T> {
-    fn type_name(&self) -> &str {
-        (**self).type_name()
+    forward_host_object!(as_ref, directly);
+}
+
+/// An object the program gave the console: its methods are the program's
+/// code, so what they allocate is the program's memory even though they run
+/// on one of leakscope's own threads.
+pub(crate) struct ProgramObject<T>(pub(crate) T);
+
+impl<T> ProgramObject<T> {
+    fn object(&self) -> &T {
+        &self.0
     }
-    fn attribute(&self, name: &str) -> Option<Value> {
-        (**self).attribute(name)
-    }
-    fn methods(&self) -> Vec<&'static str> {
-        (**self).methods()
-    }
-    fn call(&self, method: &str, call: &Call<'_>) -> Result<Value, Error> {
-        (**self).call(method, call)
-    }
-    fn repr(&self) -> String {
-        (**self).repr()
-    }
-    fn show(&self, width: usize) -> String {
-        (**self).show(width)
-    }
-    fn pretty(&self, width: usize) -> String {
-        (**self).pretty(width)
-    }
-    fn length(&self) -> Option<usize> {
-        (**self).length()
-    }
-    fn item(&self, index: usize) -> Option<Value> {
-        (**self).item(index)
-    }
-    fn subtract(&self, other: &Value) -> Option<Result<Value, Error>> {
-        (**self).subtract(other)
-    }
-    fn call_returns_self(&self) -> bool {
-        (**self).call_returns_self()
-    }
-    fn call_with(&self, call: &Call<'_>) -> Option<Result<Value, Error>> {
-        (**self).call_with(call)
-    }
-    fn to_json(&self) -> Option<serde_json::Value> {
-        (**self).to_json()
-    }
+}
+
+impl<T: HostObject> HostObject for ProgramObject<T> {
+    forward_host_object!(object, crate::tracker::as_program);
 }

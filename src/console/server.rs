@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::admission::{Admission, DEFAULT_MAX_WAITING};
 use super::eval::{Error, Limits, Value};
-use super::host::{Call, Entry, Function, Host, HostObject, IntoOutput, Origin};
+use super::host::{Call, Entry, Function, Host, HostObject, IntoOutput, Origin, ProgramObject};
 use super::session::{Entry as SessionEntry, Session};
 
 /// The first port tried (Scrapy's).
@@ -172,7 +172,7 @@ impl Builder {
         self.host.insert(
             name,
             Entry {
-                value: Value::object(value),
+                value: Value::object(ProgramObject(value)),
                 help: None,
                 origin: Origin::Program,
             },
@@ -211,7 +211,9 @@ impl Builder {
         self.host.insert(
             name,
             Entry {
-                value: Value::Function(Arc::new(Function::new(name, f))),
+                value: Value::Function(Arc::new(Function::new(name, move |call| {
+                    crate::tracker::as_program(|| f(call))
+                }))),
                 help: None,
                 origin: Origin::Program,
             },
@@ -362,10 +364,11 @@ impl Builder {
             admission: Admission::new(self.max_sessions, self.max_waiting),
             stop: stop.clone(),
         });
-        let thread = std::thread::Builder::new()
-            .name("leakscope-console".into())
-            .spawn(move || listen(listener, config))
-            .map_err(SpawnError::Thread)?;
+        let thread = crate::tracker::spawn_own(
+            std::thread::Builder::new().name("leakscope-console".into()),
+            move || listen(listener, config),
+        )
+        .map_err(SpawnError::Thread)?;
         announce(&format!("Telnet console listening on {addr}"));
         announce(&format!("Telnet Password: {password}"));
         Ok(Console {
@@ -405,13 +408,15 @@ fn listen(listener: TcpListener, config: Arc<SessionConfig>) {
         }
         let ticket = config.admission.wait(&stream);
         let session_config = config.clone();
-        let spawned = std::thread::Builder::new()
-            .name("leakscope-session".into())
-            .stack_size(8 << 20)
-            .spawn(move || {
+        let spawned = crate::tracker::spawn_own(
+            std::thread::Builder::new()
+                .name("leakscope-session".into())
+                .stack_size(8 << 20),
+            move || {
                 let entry = SessionEntry::Login(ticket);
                 let _ = Session::new(stream, session_config, entry).run();
-            });
+            },
+        );
         // A thread that could not start dropped its ticket with the closure.
         if let Ok(h) = spawned {
             sessions.retain(|h| !h.is_finished());

@@ -36,9 +36,9 @@ impl Watcher {
         let history = Arc::new(Mutex::new(VecDeque::new()));
         let thread = {
             let (stop, history) = (stop.clone(), history.clone());
-            std::thread::Builder::new()
-                .name("leakscope-watch".into())
-                .spawn(move || {
+            crate::tracker::spawn_own(
+                std::thread::Builder::new().name("leakscope-watch".into()),
+                move || {
                     while !stop.load(Ordering::Relaxed) {
                         let heap = hpy().heap();
                         let point = Point {
@@ -58,8 +58,9 @@ impl Watcher {
                             std::thread::sleep(Duration::from_millis(10).min(interval));
                         }
                     }
-                })
-                .ok()
+                },
+            )
+            .ok()
         };
         Watcher {
             stop,

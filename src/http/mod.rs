@@ -187,10 +187,11 @@ impl Builder {
         let addr = listener.local_addr().map_err(SpawnError::Thread)?;
         let settings = self.settings;
         let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("leakscope-http".into())
-            .spawn(move || server::serve(listener, settings, thread_stop))
-            .map_err(SpawnError::Thread)?;
+        let thread = crate::tracker::spawn_own(
+            std::thread::Builder::new().name("leakscope-http".into()),
+            move || server::serve(listener, settings, thread_stop),
+        )
+        .map_err(SpawnError::Thread)?;
         Ok(Endpoint {
             addr: Some(addr),
             stop,

@@ -39,15 +39,16 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
             continue;
         }
         let slot = Busy(busy.clone());
-        let spawned = std::thread::Builder::new()
-            .name("leakscope-http-request".into())
-            .spawn(move || {
+        let spawned = crate::tracker::spawn_own(
+            std::thread::Builder::new().name("leakscope-http-request".into()),
+            move || {
                 let _ = handle(&mut stream, settings);
                 // The place is given back before the client can see the
                 // connection end, so a client that asks again at once finds it.
                 drop(slot);
                 let _ = stream.shutdown(Shutdown::Both);
-            });
+            },
+        );
         // A thread that could not start gave its place back with the closure.
         drop(spawned);
     }

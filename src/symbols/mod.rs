@@ -141,9 +141,9 @@ static DEBUG_INFO_LOADED: AtomicBool = AtomicBool::new(false);
 /// has been idle for [`DEBUG_INFO_IDLE`]: leakscope's memory for symbols
 /// is then only the bounded frame cache. The next view parses it again.
 fn start_releaser() {
-    let _ = std::thread::Builder::new()
-        .name("leakscope-symbols".into())
-        .spawn(|| {
+    let _ = crate::tracker::spawn_own(
+        std::thread::Builder::new().name("leakscope-symbols".into()),
+        || {
             loop {
                 std::thread::sleep(DEBUG_INFO_IDLE / 6);
                 let idle = crate::sys::clock::coarse_ns()
@@ -154,7 +154,8 @@ fn start_releaser() {
                     release_debug_info();
                 }
             }
-        });
+        },
+    );
 }
 
 /// Gives back the parsed debug information now (it is parsed again when

@@ -34,7 +34,7 @@ use super::recorder;
 use super::registry::{count_own, count_shared_alloc, count_shared_free, flush_live};
 use super::stack::{self, MAX_FRAMES};
 use super::thread::{
-    Admit, BUSY, STATE_LIVE, STATE_NEW, THREAD, ThreadState, next_gap, next_uniform,
+    Admit, BUSY, OWN, STATE_LIVE, STATE_NEW, THREAD, ThreadState, next_gap, next_uniform,
     register_thread,
 };
 use crate::sys::clock::now_tick;
@@ -122,7 +122,7 @@ fn countdown_event(t: &ThreadState, ptr: *mut u8, size: usize) {
 #[inline(never)]
 fn on_alloc_slow(t: &ThreadState, ptr: *mut u8, size: usize, chance: usize, default: u8) {
     let state = t.state.get();
-    if state & BUSY != 0 {
+    if state & (BUSY | OWN) != 0 {
         return count_own(size as i64);
     }
     if state == STATE_LIVE && t.scope.get() != 0 {
@@ -219,6 +219,9 @@ fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
         return count_own(-(size as i64));
     }
     let mode = MODE.load(Ordering::Relaxed);
+    if state & OWN != 0 {
+        return free_on_own_thread(t, ptr, size, mode);
+    }
     if state == STATE_LIVE && t.scope.get() != 0 {
         count_free(t, size);
         if may_be_recorded(ptr, mode) {
@@ -241,6 +244,24 @@ fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
     if may_be_recorded(ptr, mode) {
         forget(t, ptr);
     }
+}
+
+/// A free on one of leakscope's own threads (see `thread::own_thread`): a
+/// block the recorder holds is the program's, so its record goes and the
+/// program's counters count the free; any other block is taken as
+/// leakscope's own.
+#[cold]
+#[inline(never)]
+fn free_on_own_thread(t: &ThreadState, ptr: *mut u8, size: usize, mode: u8) {
+    if may_be_recorded(ptr, mode) {
+        let held = t.hold();
+        let recorded = recorder::record_free(&t.lane, ptr as usize, now_tick());
+        t.unhold(held);
+        if recorded {
+            return count_shared_free(size);
+        }
+    }
+    count_own(-(size as i64));
 }
 
 /// Counts a free in this thread's counters (the thread is not busy), and in
@@ -434,13 +455,21 @@ impl Alloc {
     unsafe fn realloc_slow(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let mode = current_mode(self.default_code());
         let recorded = may_be_recorded(ptr, mode);
+        // A block the recorder holds is the program's, even on one of
+        // leakscope's own threads.
         let tracked = THREAD
-            .try_with(|t| !t.is_busy() && (mode > MODE_OFF || recorded || t.scope.get() != 0))
+            .try_with(|t| {
+                if t.is_own() {
+                    recorded && !t.is_busy()
+                } else {
+                    mode > MODE_OFF || recorded || t.scope.get() != 0
+                }
+            })
             .unwrap_or(false);
         if !tracked {
             // SAFETY: forwarded contract.
             let new = unsafe { Jemalloc.realloc(ptr, layout, new_size) };
-            if !new.is_null() && THREAD.try_with(|t| t.is_busy()).unwrap_or(false) {
+            if !new.is_null() && THREAD.try_with(|t| t.is_own()).unwrap_or(false) {
                 count_own(new_size as i64 - layout.size() as i64);
             }
             return new;
@@ -487,7 +516,13 @@ impl Alloc {
             // A failed realloc leaves the old block and its accounting
             // untouched; a successful one frees the old size and allocates
             // the new, which the growth may get sampled (at this stack).
-            if !new.is_null() && (mode > MODE_OFF || t.scope.get() != 0) {
+            if new.is_null() {
+                return new;
+            }
+            if t.is_own() {
+                // Not recorded after all (the filter's false alarm).
+                count_own(new_size as i64 - layout.size() as i64);
+            } else if mode > MODE_OFF || t.scope.get() != 0 {
                 count_free(t, layout.size());
                 let growth = super::thread::growth(layout.size(), new_size);
                 on_alloc(t, new, new_size, growth, self.default_code());

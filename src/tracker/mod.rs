@@ -49,13 +49,29 @@ pub(crate) use registry::thread_local_addresses;
 pub use stack::{
     DEFAULT_MAX_FRAMES, Unwinder, has_frame_pointers, max_frames, set_max_frames, unwinder,
 };
-pub(crate) use thread::untracked;
+pub(crate) use thread::{as_program, own_thread, untracked};
 
 /// The address ranges of the tracker's own statics that hold block
 /// addresses (the recorder's): not roots of the heap graph.
 pub(crate) fn own_static_ranges() -> [(usize, usize); 1] {
     let start = &recorder::LANES as *const _ as usize;
     [(start, start + size_of_val(&recorder::LANES))]
+}
+
+/// Starts one of leakscope's own threads: what it allocates is leakscope's
+/// memory, not the program's (see `thread::own_thread`).
+pub(crate) fn spawn_own<F, T>(
+    builder: std::thread::Builder,
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    builder.spawn(move || {
+        own_thread();
+        f()
+    })
 }
 
 /// Drops every record (live blocks, stacks, totals): tracking starts afresh.

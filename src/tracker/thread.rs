@@ -70,6 +70,11 @@ pub(super) const STATE_DEAD: u8 = 2;
 /// Set in `ThreadState::state` while this thread runs tracker code: its
 /// allocations then go straight to jemalloc, untracked and uncounted.
 pub(super) const BUSY: u8 = 0x80;
+/// Set in `ThreadState::state` on leakscope's own threads (the console's,
+/// the HTTP endpoint's, the watch's): what they allocate is leakscope's own
+/// memory, counted apart and never recorded, unless they run the program's
+/// code (see [`as_program`]).
+pub(super) const OWN: u8 = 0x40;
 
 pub(super) struct ThreadState {
     /// What the fast paths read, one byte: the mode code (counters, sampled,
@@ -230,6 +235,19 @@ impl ThreadState {
 
     pub(super) fn is_busy(&self) -> bool {
         self.state.get() & BUSY != 0
+    }
+
+    /// Whether what this thread allocates now is leakscope's own: it runs
+    /// tracker code, or it is one of leakscope's own threads.
+    pub(super) fn is_own(&self) -> bool {
+        self.state.get() & (BUSY | OWN) != 0
+    }
+
+    /// Sets or clears [`OWN`], keeping the rest of the state.
+    fn set_own(&self, own: bool) {
+        let s = self.state.get();
+        self.state.set(if own { s | OWN } else { s & !OWN });
+        self.refresh_fast();
     }
 
     /// Re-reads the global mode into `fast`.
@@ -435,6 +453,41 @@ pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
     }
     let was = THREAD.with(|t| t.enter());
     let _reset = Reset(was);
+    f()
+}
+
+/// Marks the calling thread as one of leakscope's own for the rest of its
+/// life: what it allocates is counted as leakscope's own memory and never
+/// recorded, so the program's views, diffs and live figures show the
+/// program only. A block the recorder holds that such a thread frees is
+/// still the program's (its record goes, and the program's counters count
+/// the free); any other block it frees is taken as its own.
+pub(crate) fn own_thread() {
+    let _ = THREAD.try_with(|t| t.set_own(true));
+}
+
+/// Runs the program's code `f` (a function or object the program gave the
+/// console) on one of leakscope's own threads as the program's: what it
+/// allocates is the program's.
+pub(crate) fn as_program<R>(f: impl FnOnce() -> R) -> R {
+    struct Back(bool);
+    impl Drop for Back {
+        fn drop(&mut self) {
+            if self.0 {
+                let _ = THREAD.try_with(|t| t.set_own(true));
+            }
+        }
+    }
+    let own = THREAD
+        .try_with(|t| {
+            let own = t.state.get() & OWN != 0;
+            if own {
+                t.set_own(false);
+            }
+            own
+        })
+        .unwrap_or(false);
+    let _back = Back(own);
     f()
 }
 
