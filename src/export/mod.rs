@@ -99,6 +99,12 @@ pub(crate) struct ResolvedStack {
 /// The program's stacks from a snapshot (the tool's own analysis data left
 /// out), resolved.
 pub(crate) fn program_stacks(snap: &Snapshot) -> Vec<ResolvedStack> {
+    symbols::prefetch(
+        snap.stacks
+            .iter()
+            .filter(|s| s.stats.total_blocks > 0)
+            .map(|s| &s.frames[..]),
+    );
     snap.stacks
         .iter()
         .enumerate()

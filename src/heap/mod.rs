@@ -168,6 +168,14 @@ pub struct Totals {
 
 impl Heap {
     fn from_snapshot(snapshot: Snapshot, keep: impl Fn(&LiveBlock) -> bool) -> Heap {
+        // Every live block's stack resolved in one batch.
+        symbols::prefetch(
+            snapshot
+                .stacks
+                .iter()
+                .filter(|s| s.stats.live_blocks > 0)
+                .map(|s| &s.frames[..]),
+        );
         let facts = (0..snapshot.stacks.len())
             .map(|_| OnceLock::new())
             .collect();

@@ -25,6 +25,7 @@
 //! addresses. `stats()` shows what leakscope holds.
 
 mod build;
+mod dwarf;
 mod layout;
 mod names;
 mod site;
@@ -112,14 +113,41 @@ impl Frame {
     }
 }
 
-type Cache = Mutex<HashMap<usize, Arc<[Frame]>>>;
+/// What resolution keeps: the frames of each address resolved so far, and
+/// the index of the executable's debug information.
+#[derive(Default)]
+struct Resolved {
+    frames: HashMap<usize, Arc<[Frame]>>,
+    /// `None` until first needed; then the index, or `None` inside when the
+    /// executable has no usable DWARF.
+    exe: Option<Option<dwarf::ExeIndex>>,
+}
+
+impl Resolved {
+    /// The executable's index, loading it on first use.
+    fn exe(&mut self) -> Option<&dwarf::ExeIndex> {
+        self.exe.get_or_insert_with(dwarf::ExeIndex::load).as_ref()
+    }
+
+    /// Keeps `frames` for `addr`, starting again empty when the cache is
+    /// full.
+    fn keep(&mut self, addr: usize, frames: Arc<[Frame]>) {
+        if self.frames.len() >= MAX_CACHED_ADDRESSES {
+            self.frames.clear();
+            self.frames.shrink_to_fit();
+        }
+        self.frames.insert(addr, frames);
+    }
+}
+
+type Cache = Mutex<Resolved>;
 
 /// The most return addresses whose frames are kept; past it the cache
-/// starts again empty (a few hundred bytes an address: ~20 MiB at most).
-pub const MAX_CACHED_ADDRESSES: usize = 1 << 16;
+/// starts again empty (a few hundred bytes an address: ~5 MiB at most).
+pub const MAX_CACHED_ADDRESSES: usize = 1 << 14;
 
-/// How long symbol resolution may be idle before the debug information it
-/// parsed (tens to hundreds of MiB for a large program) is given back.
+/// How long symbol resolution may be idle before the index of the debug
+/// information (and the type layouts) is given back.
 pub const DEBUG_INFO_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn cache() -> &'static Cache {
@@ -127,7 +155,7 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(|| {
         // The thread's own bookkeeping is leakscope's, not the program's.
         untracked(start_releaser);
-        untracked(|| Mutex::new(HashMap::new()))
+        untracked(|| Mutex::new(Resolved::default()))
     })
 }
 
@@ -161,7 +189,8 @@ fn start_releaser() {
 /// Gives back the parsed debug information now (it is parsed again when
 /// next needed); resolved frames stay cached.
 pub fn release_debug_info() {
-    let map = cache().lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = cache().lock().unwrap_or_else(|e| e.into_inner());
+    untracked(|| drop(map.exe.take()));
     untracked(backtrace::clear_symbol_cache);
     layout::release();
     DEBUG_INFO_LOADED.store(false, Ordering::Relaxed);
@@ -173,24 +202,88 @@ pub fn resolve(addr: usize) -> Arc<[Frame]> {
     let cache = cache();
     untracked(|| {
         let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = map.get(&addr) {
+        if let Some(f) = map.frames.get(&addr) {
             return Arc::clone(f);
         }
-        LAST_RESOLVED.store(crate::sys::clock::coarse_ns(), Ordering::Relaxed);
-        DEBUG_INFO_LOADED.store(true, Ordering::Relaxed);
-        if map.len() >= MAX_CACHED_ADDRESSES {
-            map.clear();
-            map.shrink_to_fit();
-        }
-        let frames: Arc<[Frame]> = resolve_uncached(addr).into();
-        map.insert(addr, Arc::clone(&frames));
+        started_resolving();
+        let in_exe = map.exe().filter(|exe| exe.contains(addr));
+        let frames: Arc<[Frame]> = match in_exe {
+            Some(exe) => exe
+                .resolve(&[addr])
+                .remove(&addr)
+                .unwrap_or_else(|| vec![unknown_frame(addr)])
+                .into(),
+            None => match dwarf::library_frame(addr) {
+                Some(Some(frame)) => vec![frame].into(),
+                Some(None) => vec![unknown_frame(addr)].into(),
+                // The executable without DWARF (its symbol table), or code
+                // no loaded object holds.
+                None => resolve_uncached(addr).into(),
+            },
+        };
+        map.keep(addr, Arc::clone(&frames));
         frames
     })
+}
+
+/// Resolves every address of `stacks` that is not resolved yet, in one
+/// batch: each compilation unit of the executable that they touch is read
+/// once, however many of them it holds (see `dwarf`). Views call it before
+/// they resolve stack after stack.
+pub fn prefetch<'a>(stacks: impl IntoIterator<Item = &'a [usize]>) {
+    let cache = cache();
+    untracked(|| {
+        let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wanted: Vec<usize> = stacks
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|a| !map.frames.contains_key(a))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        started_resolving();
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted.truncate(MAX_CACHED_ADDRESSES);
+        let Some(exe) = map.exe() else {
+            return;
+        };
+        wanted.retain(|&a| exe.contains(a));
+        let found = exe.resolve(&wanted);
+        if map.frames.len() + found.len() > MAX_CACHED_ADDRESSES {
+            map.frames.clear();
+            map.frames.shrink_to_fit();
+        }
+        for (addr, frames) in found {
+            map.keep(addr, frames.into());
+        }
+    })
+}
+
+/// Notes that resolution runs (for the releaser of the debug information).
+fn started_resolving() {
+    LAST_RESOLVED.store(crate::sys::clock::coarse_ns(), Ordering::Relaxed);
+    DEBUG_INFO_LOADED.store(true, Ordering::Relaxed);
 }
 
 /// What the stack that stands in for the ones a full stack store could not
 /// keep is called (see [`crate::tracker::STORE_FULL_FRAME`]).
 pub const STORE_FULL_NAME: &str = "(stack store full: stacks not kept)";
+
+/// The frame of an address nothing names.
+fn unknown_frame(addr: usize) -> Frame {
+    Frame {
+        addr,
+        function: "?".to_string(),
+        file: None,
+        line: None,
+        column: None,
+        inlined: false,
+        v0: false,
+    }
+}
 
 fn resolve_uncached(addr: usize) -> Vec<Frame> {
     if addr == crate::tracker::STORE_FULL_FRAME {
@@ -225,15 +318,7 @@ fn resolve_uncached(addr: usize) -> Vec<Frame> {
     if let Some(last) = out.last_mut() {
         last.inlined = false;
     } else {
-        out.push(Frame {
-            addr,
-            function: "?".to_string(),
-            file: None,
-            line: None,
-            column: None,
-            inlined: false,
-            v0: false,
-        });
+        out.push(unknown_frame(addr));
     }
     out
 }

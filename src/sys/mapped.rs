@@ -24,9 +24,15 @@ impl MappedFile {
         Self::open("/proc/self/exe")
     }
 
+    /// Maps a shared library the process has loaded, by its path.
+    pub(crate) fn loaded_library(path: &str) -> io::Result<MappedFile> {
+        Self::open(path)
+    }
+
     /// Maps the whole of `path` (an empty file maps to no bytes). Only for
     /// files nothing writes while they are mapped (writes would show
-    /// through; truncation would fault on read), as the running executable.
+    /// through; truncation would fault on read), as the running executable
+    /// and the libraries it has loaded.
     fn open(path: &str) -> io::Result<MappedFile> {
         let file = File::open(path)?;
         let len = usize::try_from(file.metadata()?.len())
