@@ -394,9 +394,9 @@ fn leakscope_shows_and_gives_back_its_own_memory() {
         before.own_bytes,
         resolved.own_bytes
     );
-    // The type layouts the graph's field names come from are parsed whole
-    // (MiBs for this binary): leakscope's own memory, shown apart from
-    // the program's.
+    // The index of type layouts the graph's field names come from (where
+    // each named type is defined: MiBs for this binary) is leakscope's own
+    // memory, shown apart from the program's.
     black_box(leakscope::symbols::layouts().knows("heap_views::Widget"));
     let viewed = leakscope::stats().unwrap();
     assert!(

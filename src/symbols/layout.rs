@@ -2,20 +2,31 @@
 //! a byte offset (`HtmlResponse` at 0x38 → `body`), for naming the
 //! references between heap blocks.
 //!
-//! Parsed once from `/proc/self/exe` when first asked, kept (one entry per
-//! distinct type name) and given back with the rest of the debug
-//! information when symbols go idle.
+//! Read lazily from the mapped executable. The first use walks every unit
+//! once to index where each named type is defined (a hash of its name → the
+//! offset of its entry) and in which scope each struct lies (for its full
+//! name); a type's layout is read from its entry only when a view asks for
+//! it, one level at a time (its fields, not theirs), and kept in a bounded
+//! cache. The index and the cache are given back with the rest of the
+//! debug information when symbols go idle.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::{Arc, Mutex};
 
-use gimli::{AttributeValue, EndianSlice, LittleEndian, constants as dw};
+use gimli::{
+    AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian, UnitOffset, constants as dw,
+};
 use object::{Object, ObjectSection};
 
 use crate::sys::mapped::MappedFile;
 use crate::tracker::untracked;
 
-/// Index of a type in [`Layouts`].
+type Reader<'a> = EndianSlice<'a, LittleEndian>;
+type Dwarf<'a> = gimli::Dwarf<Reader<'a>>;
+type Unit<'a> = gimli::Unit<Reader<'a>>;
+
+/// Index of a type in the cache of types read.
 type TypeId = u32;
 
 /// A member of a struct (or of an enum's variant).
@@ -23,7 +34,8 @@ type TypeId = u32;
 struct Member {
     name: Box<str>,
     offset: u64,
-    ty: TypeId,
+    /// The entry of its type (read when first needed).
+    ty: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -35,8 +47,8 @@ enum Shape {
         members: Vec<Member>,
         variants: Vec<Member>,
     },
-    /// `[T; n]`.
-    Array { elem: TypeId, count: u64 },
+    /// `[T; n]`: the entry of `T`.
+    Array { elem: u64 },
     /// A pointer, a number, or anything without inner fields.
     Leaf,
 }
@@ -61,26 +73,86 @@ pub enum Step {
     Element,
 }
 
+/// A scope types are named in: a module, or a struct (enums hold their
+/// variants' structs), inside its parent scope.
+struct Scope {
+    parent: u32,
+    segment: Segment,
+}
+
+/// A scope's own part of a full name.
+enum Segment {
+    /// A module's name.
+    Name(Box<str>),
+    /// A struct, whose entry holds its name.
+    Entry(u64),
+}
+
+/// What an entry with children opened, while the index walks a unit: its
+/// scope (a struct's is made only when a type inside it needs it), and its
+/// part of the path.
+struct Open {
+    scope: Option<u32>,
+    /// A struct's entry, for its scope when made.
+    entry: Option<u64>,
+    part: Option<String>,
+}
+
+/// No scope: the unit's top.
+const TOP: u32 = u32::MAX;
+
+/// Where the executable's types are: all that the index keeps.
+#[derive(Default)]
+struct Index {
+    /// Every unit's offset in `.debug_info`, sorted.
+    units: Vec<u64>,
+    /// The entry defining each named type (structs with a size, named
+    /// leaves), by the hash of its full name; the first definition wins.
+    by_name: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>,
+    /// The scope of each struct's entry, sorted by entry.
+    scope_of: Vec<(u64, u32)>,
+    scopes: Vec<Scope>,
+}
+
+/// The types read so far, by entry.
+#[derive(Default)]
+struct Read {
+    types: Vec<TypeInfo>,
+    at: HashMap<u64, TypeId>,
+}
+
+/// The most types kept read; past it the cache starts again empty.
+const MAX_READ_TYPES: usize = 1 << 15;
+
 /// Type layouts of the running executable.
 #[derive(Default)]
 pub struct Layouts {
-    types: Vec<TypeInfo>,
-    by_name: HashMap<Box<str>, TypeId>,
+    exe: Option<MappedFile>,
+    index: Index,
+    read: Mutex<Read>,
 }
 
-/// What a raw reference read from DWARF points to, before every unit is read.
-enum Pending {
-    Member {
-        of: TypeId,
-        variant: bool,
-        name: Box<str>,
-        offset: u64,
-        ty: usize,
-    },
-    Elem {
-        array: TypeId,
-        ty: usize,
-    },
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The hash a full name is indexed by.
+fn name_hash(name: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
 }
 
 /// The normal form of a type name: std's long paths shortened as block
@@ -89,113 +161,76 @@ pub(super) fn key(name: &str) -> String {
     super::types::shorten(name).replace("alloc::alloc::Global, ", "")
 }
 
-impl Layouts {
-    /// Reads the layouts of `/proc/self/exe`; empty when it has no DWARF.
-    fn load() -> Layouts {
-        // Mapped, not read: the sections are parsed in place, and what
-        // leakscope holds on the heap is the layouts alone.
-        let Ok(exe) = MappedFile::executable() else {
-            return Layouts::default();
-        };
-        Self::parse(&exe).unwrap_or_default()
-    }
+/// The DWARF sections of `file`, borrowed in place.
+fn load_dwarf<'a>(file: &object::File<'a>) -> Option<Dwarf<'a>> {
+    let empty: &[u8] = &[];
+    gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader<'a>, ()> {
+        let data = file
+            .section_by_name(id.name())
+            .and_then(|s| s.data().ok())
+            .unwrap_or(empty);
+        Ok(EndianSlice::new(data, LittleEndian))
+    })
+    .ok()
+}
 
-    fn parse(bytes: &[u8]) -> Option<Layouts> {
-        let file = object::File::parse(bytes).ok()?;
-        let empty: &[u8] = &[];
-        let section = |id: gimli::SectionId| -> Result<EndianSlice<'_, LittleEndian>, ()> {
-            let data = file
-                .section_by_name(id.name())
-                .and_then(|s| s.data().ok())
-                .unwrap_or(empty);
-            Ok(EndianSlice::new(data, LittleEndian))
-        };
-        let dwarf = gimli::Dwarf::load(section).ok()?;
-        let mut out = Layouts::default();
-        let mut offsets: HashMap<usize, TypeId> = HashMap::new();
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut units = dwarf.units();
-        while let Ok(Some(header)) = units.next() {
+/// A name attribute's text.
+fn text(dwarf: &Dwarf<'_>, unit: &Unit<'_>, v: AttributeValue<Reader<'_>>) -> Option<String> {
+    dwarf
+        .attr_string(unit, v)
+        .ok()
+        .map(|s| String::from_utf8_lossy(s.slice()).into_owned())
+}
+
+/// An entry's type reference as an offset in `.debug_info`.
+fn type_ref(unit: &Unit<'_>, v: AttributeValue<Reader<'_>>) -> Option<u64> {
+    let base = unit.header.debug_info_offset()?.0 as u64;
+    match v {
+        AttributeValue::UnitRef(r) => Some(base + r.0 as u64),
+        AttributeValue::DebugInfoRef(r) => Some(r.0 as u64),
+        _ => None,
+    }
+}
+
+impl Index {
+    /// Walks every unit once: the scopes of structs, and where each named
+    /// type is defined.
+    fn build(dwarf: &Dwarf<'_>) -> Index {
+        let mut index = Index::default();
+        // Modules are opened again in unit after unit: one scope each.
+        let mut modules: HashMap<(u32, String), u32> = HashMap::new();
+        let mut iter = dwarf.units();
+        while let Ok(Some(header)) = iter.next() {
+            let Some(offset) = header.debug_info_offset() else {
+                continue;
+            };
+            index.units.push(offset.0 as u64);
             let Ok(unit) = dwarf.unit(header) else {
                 continue;
             };
-            let _ = out.read_unit(&dwarf, &unit, &mut offsets, &mut pending);
+            let _ = index.walk_unit(dwarf, &unit, &mut modules);
         }
-        for p in pending {
-            match p {
-                Pending::Member {
-                    of,
-                    variant,
-                    name,
-                    offset,
-                    ty,
-                } => {
-                    let Some(&ty) = offsets.get(&ty) else {
-                        continue;
-                    };
-                    if let Shape::Struct {
-                        members, variants, ..
-                    } = &mut out.types[of as usize].shape
-                    {
-                        let list = if variant { variants } else { members };
-                        list.push(Member { name, offset, ty });
-                    }
-                }
-                Pending::Elem { array, ty } => {
-                    if let Some(&t) = offsets.get(&ty)
-                        && let Shape::Array { elem, .. } = &mut out.types[array as usize].shape
-                    {
-                        *elem = t;
-                    }
-                }
-            }
-        }
-        // Arrays whose element size was unknown while reading: size now.
-        for i in 0..out.types.len() {
-            if let Shape::Array { elem, count } = out.types[i].shape
-                && out.types[i].size == 0
-            {
-                out.types[i].size = out.types[elem as usize].size * count;
-            }
-            if let Shape::Struct { members, .. } = &mut out.types[i].shape {
-                members.sort_by_key(|m| m.offset);
-            }
-        }
-        out.types.shrink_to_fit();
-        out.by_name.shrink_to_fit();
-        Some(out)
+        index.units.sort_unstable();
+        index.scope_of.sort_unstable();
+        index.units.shrink_to_fit();
+        index.scope_of.shrink_to_fit();
+        index.scopes.shrink_to_fit();
+        index.by_name.shrink_to_fit();
+        index
     }
 
-    fn add(&mut self, info: TypeInfo) -> TypeId {
-        self.types.push(info);
-        (self.types.len() - 1) as TypeId
-    }
-
-    fn read_unit(
+    fn walk_unit(
         &mut self,
-        dwarf: &gimli::Dwarf<EndianSlice<'_, LittleEndian>>,
-        unit: &gimli::Unit<EndianSlice<'_, LittleEndian>>,
-        offsets: &mut HashMap<usize, TypeId>,
-        pending: &mut Vec<Pending>,
+        dwarf: &Dwarf<'_>,
+        unit: &Unit<'_>,
+        modules: &mut HashMap<(u32, String), u32>,
     ) -> gimli::Result<()> {
-        /// What an entry with children opened.
-        #[derive(Clone)]
-        enum Ctx {
-            Namespace(String),
-            /// A struct being read (`None`: one already read elsewhere).
-            Struct(Option<TypeId>, String),
-            /// Inside an enum's `variant_part` or `variant`: members are
-            /// the enum's variants.
-            Variant(Option<TypeId>),
-            Array(TypeId),
-            Other,
-        }
-        let base = unit.header.offset().0;
-        let mut stack: Vec<Ctx> = Vec::new();
+        let base = unit.header.debug_info_offset().map_or(0, |o| o.0) as u64;
+        let mut stack: Vec<Open> = Vec::new();
         let mut entries = unit.entries_raw(None)?;
         while !entries.is_empty() {
             let depth = entries.next_depth();
-            let offset = base + entries.next_offset().0;
+            let offset = base + entries.next_offset().0 as u64;
             let Some(abbrev) = entries.read_abbreviation()? else {
                 continue;
             };
@@ -206,165 +241,86 @@ impl Layouts {
                 dw::DW_TAG_namespace
                     | dw::DW_TAG_structure_type
                     | dw::DW_TAG_union_type
-                    | dw::DW_TAG_member
-                    | dw::DW_TAG_variant_part
-                    | dw::DW_TAG_variant
-                    | dw::DW_TAG_array_type
-                    | dw::DW_TAG_subrange_type
                     | dw::DW_TAG_pointer_type
                     | dw::DW_TAG_reference_type
                     | dw::DW_TAG_base_type
                     | dw::DW_TAG_enumeration_type
-                    | dw::DW_TAG_typedef
             );
             let mut name: Option<String> = None;
-            let mut size: Option<u64> = None;
-            let mut location: Option<u64> = None;
-            let mut ty: Option<usize> = None;
-            let mut count: Option<u64> = None;
-            let mut artificial = false;
+            let mut sized = false;
             if wanted {
                 for spec in abbrev.attributes() {
                     let attr = entries.read_attribute(*spec)?;
                     match attr.name() {
-                        dw::DW_AT_name => {
-                            name = dwarf
-                                .attr_string(unit, attr.value())
-                                .ok()
-                                .map(|s| String::from_utf8_lossy(s.slice()).into_owned());
-                        }
-                        dw::DW_AT_byte_size => size = attr.udata_value(),
-                        dw::DW_AT_data_member_location => location = attr.udata_value(),
-                        dw::DW_AT_count => count = attr.udata_value(),
-                        dw::DW_AT_upper_bound => count = attr.udata_value().map(|u| u + 1),
-                        dw::DW_AT_artificial => artificial = true,
-                        dw::DW_AT_type => {
-                            ty = match attr.value() {
-                                AttributeValue::UnitRef(r) => Some(base + r.0),
-                                AttributeValue::DebugInfoRef(r) => Some(r.0),
-                                _ => None,
-                            }
-                        }
+                        dw::DW_AT_name => name = text(dwarf, unit, attr.value()),
+                        dw::DW_AT_byte_size => sized = true,
                         _ => {}
                     }
                 }
             } else {
                 entries.skip_attributes(abbrev.attributes())?;
             }
-            let parent = stack.last().cloned();
-            let path = || {
-                stack
-                    .iter()
-                    .filter_map(|c| match c {
-                        Ctx::Namespace(n) | Ctx::Struct(_, n) => Some(n.as_str()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
+            let mut opened = Open {
+                scope: None,
+                entry: None,
+                part: None,
             };
-            let mut opened = Ctx::Other;
+            let full = |stack: &[Open], short: &str| {
+                let mut parts: Vec<&str> = stack.iter().filter_map(|o| o.part.as_deref()).collect();
+                parts.push(short);
+                key(&parts.join("::"))
+            };
             match tag {
                 dw::DW_TAG_namespace => {
-                    opened = Ctx::Namespace(name.unwrap_or_default());
+                    let short = name.unwrap_or_default();
+                    let parent = self.scope(&mut stack);
+                    let scope = *modules.entry((parent, short.clone())).or_insert_with(|| {
+                        self.scopes.push(Scope {
+                            parent,
+                            segment: Segment::Name(short.clone().into()),
+                        });
+                        (self.scopes.len() - 1) as u32
+                    });
+                    opened = Open {
+                        scope: Some(scope),
+                        entry: None,
+                        part: Some(short),
+                    };
                 }
                 dw::DW_TAG_structure_type | dw::DW_TAG_union_type => {
                     let short = name.unwrap_or_default();
-                    let mut full = path();
-                    full.push(&short);
-                    let full = key(&full.join("::"));
-                    match self.by_name.get(full.as_str()) {
-                        Some(&id) => {
-                            offsets.insert(offset, id);
-                            opened = Ctx::Struct(None, short);
-                        }
-                        None => {
-                            let id = self.add(TypeInfo {
-                                size: size.unwrap_or(0),
-                                shape: Shape::Struct {
-                                    name: full.clone().into(),
-                                    members: Vec::new(),
-                                    variants: Vec::new(),
-                                },
-                            });
-                            offsets.insert(offset, id);
-                            if size.is_some() {
-                                self.by_name.insert(full.into(), id);
-                            }
-                            opened = Ctx::Struct(Some(id), short);
-                        }
+                    let scope = self.scope(&mut stack);
+                    self.scope_of.push((offset, scope));
+                    if sized {
+                        let full = full(&stack, &short);
+                        self.by_name.entry(name_hash(&full)).or_insert(offset);
                     }
-                }
-                dw::DW_TAG_variant_part | dw::DW_TAG_variant => {
-                    if let Some(Ctx::Struct(id, _) | Ctx::Variant(id)) = parent {
-                        opened = Ctx::Variant(id);
-                    }
-                }
-                dw::DW_TAG_member => match (parent, ty) {
-                    (Some(Ctx::Struct(Some(of), _)), Some(ty)) => pending.push(Pending::Member {
-                        of,
-                        variant: false,
-                        name: name.unwrap_or_default().into(),
-                        offset: location.unwrap_or(0),
-                        ty,
-                    }),
-                    (Some(Ctx::Variant(Some(of))), Some(ty)) if !artificial => {
-                        pending.push(Pending::Member {
-                            of,
-                            variant: true,
-                            name: name.unwrap_or_default().into(),
-                            offset: location.unwrap_or(0),
-                            ty,
-                        })
-                    }
-                    _ => {}
-                },
-                dw::DW_TAG_array_type => {
-                    let id = self.add(TypeInfo {
-                        size: size.unwrap_or(0),
-                        shape: Shape::Array { elem: 0, count: 0 },
-                    });
-                    offsets.insert(offset, id);
-                    if let Some(ty) = ty {
-                        pending.push(Pending::Elem { array: id, ty });
-                    }
-                    opened = Ctx::Array(id);
-                }
-                dw::DW_TAG_subrange_type => {
-                    if let (Some(Ctx::Array(id)), Some(n)) = (parent, count)
-                        && let Shape::Array { count, .. } = &mut self.types[id as usize].shape
-                    {
-                        *count = n;
-                    }
+                    opened = Open {
+                        scope: None,
+                        entry: Some(offset),
+                        part: Some(short),
+                    };
                 }
                 dw::DW_TAG_pointer_type
                 | dw::DW_TAG_reference_type
                 | dw::DW_TAG_base_type
                 | dw::DW_TAG_enumeration_type => {
-                    let size = match tag {
-                        dw::DW_TAG_pointer_type | dw::DW_TAG_reference_type => {
-                            size.unwrap_or(size_of::<usize>() as u64)
-                        }
-                        _ => size.unwrap_or(0),
-                    };
-                    let id = self.add(TypeInfo {
-                        size,
-                        shape: Shape::Leaf,
-                    });
-                    offsets.insert(offset, id);
                     // Named leaves (`Box<T>` is a pointer, `u64` a number)
                     // can be a buffer's elements.
                     if let Some(short) = name {
-                        let mut full = path();
-                        full.push(&short);
-                        self.by_name
-                            .entry(key(&full.join("::")).into())
-                            .or_insert(id);
+                        let full = full(&stack, &short);
+                        self.by_name.entry(name_hash(&full)).or_insert(offset);
                     }
                 }
                 _ => {}
             }
             if abbrev.has_children() {
                 while stack.len() < depth.max(0) as usize {
-                    stack.push(Ctx::Other);
+                    stack.push(Open {
+                        scope: None,
+                        entry: None,
+                        part: None,
+                    });
                 }
                 stack.push(opened);
             }
@@ -372,31 +328,281 @@ impl Layouts {
         Ok(())
     }
 
+    /// The scope the innermost open entry of `stack` names things in,
+    /// making the scopes of open structs as needed.
+    fn scope(&mut self, stack: &mut [Open]) -> u32 {
+        let mut parent = TOP;
+        for open in stack.iter_mut() {
+            if let Some(s) = open.scope {
+                parent = s;
+            } else if let Some(entry) = open.entry {
+                self.scopes.push(Scope {
+                    parent,
+                    segment: Segment::Entry(entry),
+                });
+                let s = (self.scopes.len() - 1) as u32;
+                open.scope = Some(s);
+                parent = s;
+            }
+        }
+        parent
+    }
+
+    /// The unit that holds the entry at `offset`.
+    fn unit_of(&self, offset: u64) -> Option<u64> {
+        let i = self.units.partition_point(|&u| u <= offset);
+        self.units.get(i.checked_sub(1)?).copied()
+    }
+
+    /// The scope of the struct at `entry`.
+    fn scope_of(&self, entry: u64) -> u32 {
+        match self.scope_of.binary_search_by_key(&entry, |s| s.0) {
+            Ok(i) => self.scope_of[i].1,
+            Err(_) => TOP,
+        }
+    }
+
+    /// Bytes the index holds.
+    fn bytes(&self) -> usize {
+        self.units.capacity() * 8
+            + self.by_name.capacity() * 17
+            + self.scope_of.capacity() * size_of::<(u64, u32)>()
+            + self.scopes.capacity() * size_of::<Scope>()
+            + self
+                .scopes
+                .iter()
+                .map(|s| match &s.segment {
+                    Segment::Name(n) => n.len(),
+                    Segment::Entry(_) => 0,
+                })
+                .sum::<usize>()
+    }
+}
+
+/// Reads entries of the mapped executable for one call into [`Layouts`]:
+/// the sections are found once, and each unit's abbreviations once.
+struct Cursor<'a, 'l> {
+    index: &'l Index,
+    dwarf: Dwarf<'a>,
+    units: HashMap<u64, Unit<'a>>,
+}
+
+/// The unit holding `entry` (parsed on first use into `units`) and the
+/// entry's offset in it.
+fn unit_of<'u, 'a>(
+    index: &Index,
+    dwarf: &Dwarf<'a>,
+    units: &'u mut HashMap<u64, Unit<'a>>,
+    entry: u64,
+) -> Option<(&'u Unit<'a>, UnitOffset<usize>)> {
+    let start = index.unit_of(entry)?;
+    let unit = match units.entry(start) {
+        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            let header = dwarf
+                .debug_info
+                .header_from_offset(DebugInfoOffset(start as usize))
+                .ok()?;
+            v.insert(dwarf.unit(header).ok()?)
+        }
+    };
+    let unit: &Unit<'a> = unit;
+    let local = DebugInfoOffset(entry as usize).to_unit_offset(&unit.header)?;
+    Some((unit, local))
+}
+
+/// What one entry says of its type, before names are made.
+enum Entry {
+    Struct {
+        short: String,
+        size: Option<u64>,
+        members: Vec<Member>,
+        variants: Vec<Member>,
+    },
+    Array {
+        elem: u64,
+        size: Option<u64>,
+        count: Option<u64>,
+    },
+    Leaf(u64),
+}
+
+impl<'a> Cursor<'a, '_> {
+    /// What the entry at `entry` says.
+    fn entry(&mut self, entry: u64) -> Option<Entry> {
+        let Cursor {
+            index,
+            dwarf,
+            units,
+        } = self;
+        let (unit, local) = unit_of(index, dwarf, units, entry)?;
+        let e = unit.entry(local).ok()?;
+        let size = e
+            .attr_value(dw::DW_AT_byte_size)
+            .and_then(|v| v.udata_value());
+        Some(match e.tag() {
+            dw::DW_TAG_structure_type | dw::DW_TAG_union_type => {
+                let short = e
+                    .attr_value(dw::DW_AT_name)
+                    .and_then(|v| text(dwarf, unit, v))
+                    .unwrap_or_default();
+                let (members, variants) = if size.is_some() {
+                    fields(dwarf, unit, local)?
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                Entry::Struct {
+                    short,
+                    size,
+                    members,
+                    variants,
+                }
+            }
+            dw::DW_TAG_array_type => Entry::Array {
+                elem: e
+                    .attr_value(dw::DW_AT_type)
+                    .and_then(|v| type_ref(unit, v))?,
+                size,
+                count: array_count(unit, local),
+            },
+            dw::DW_TAG_pointer_type | dw::DW_TAG_reference_type => {
+                Entry::Leaf(size.unwrap_or(size_of::<usize>() as u64))
+            }
+            dw::DW_TAG_base_type | dw::DW_TAG_enumeration_type => Entry::Leaf(size.unwrap_or(0)),
+            _ => return None,
+        })
+    }
+
+    /// The short name (`DW_AT_name`) of the entry at `entry`.
+    fn short_name(&mut self, entry: u64) -> Option<String> {
+        let Cursor {
+            index,
+            dwarf,
+            units,
+        } = self;
+        let (unit, local) = unit_of(index, dwarf, units, entry)?;
+        let e = unit.entry(local).ok()?;
+        text(dwarf, unit, e.attr_value(dw::DW_AT_name)?)
+    }
+
+    /// The full name of the struct at `entry`, as the index hashed it.
+    fn full_name(&mut self, entry: u64, short: &str) -> String {
+        let mut parts = vec![short.to_string()];
+        let mut scope = self.index.scope_of(entry);
+        for _ in 0..256 {
+            let Some(s) = self.index.scopes.get(scope as usize) else {
+                break;
+            };
+            match &s.segment {
+                Segment::Name(n) => parts.push(n.to_string()),
+                Segment::Entry(e) => {
+                    let e = *e;
+                    parts.push(self.short_name(e).unwrap_or_default());
+                }
+            }
+            scope = s.parent;
+        }
+        parts.reverse();
+        key(&parts.join("::"))
+    }
+}
+
+/// The types read so far, and a cursor to read more: what one call into
+/// [`Layouts`] works with.
+struct Types<'a, 'l> {
+    cursor: Cursor<'a, 'l>,
+    read: &'l mut Read,
+}
+
+impl Types<'_, '_> {
+    /// The type at `entry`, read on first use. A struct declared without
+    /// its layout reads as its definition, found by name.
+    fn id(&mut self, entry: u64) -> Option<TypeId> {
+        if let Some(&id) = self.read.at.get(&entry) {
+            return Some(id);
+        }
+        let info = match self.cursor.entry(entry)? {
+            Entry::Struct {
+                short, size: None, ..
+            } => {
+                let full = self.cursor.full_name(entry, &short);
+                let defined = *self.cursor.index.by_name.get(&name_hash(&full))?;
+                if defined == entry {
+                    return None;
+                }
+                let id = self.id(defined)?;
+                self.read.at.insert(entry, id);
+                return Some(id);
+            }
+            Entry::Struct {
+                short,
+                size: Some(size),
+                members,
+                variants,
+            } => TypeInfo {
+                size,
+                shape: Shape::Struct {
+                    name: self.cursor.full_name(entry, &short).into(),
+                    members,
+                    variants,
+                },
+            },
+            Entry::Array { elem, size, count } => {
+                let size = match size {
+                    Some(s) => s,
+                    None => self.size(elem).unwrap_or(0) * count.unwrap_or(0),
+                };
+                TypeInfo {
+                    size,
+                    shape: Shape::Array { elem },
+                }
+            }
+            Entry::Leaf(size) => TypeInfo {
+                size,
+                shape: Shape::Leaf,
+            },
+        };
+        self.read.types.push(info);
+        let id = (self.read.types.len() - 1) as TypeId;
+        self.read.at.insert(entry, id);
+        Some(id)
+    }
+
+    /// The size of the type at `entry`; `None` when it cannot be read.
+    fn size(&mut self, entry: u64) -> Option<u64> {
+        let id = self.id(entry)?;
+        Some(self.read.types[id as usize].size)
+    }
+
     /// The type named `name` (a full path, std's paths shortened as in
     /// block types), if the debug info describes it.
-    fn lookup(&self, name: &str) -> Option<TypeId> {
-        self.by_name.get(key(name).as_str()).copied()
+    fn lookup(&mut self, name: &str) -> Option<TypeId> {
+        let entry = *self.cursor.index.by_name.get(&name_hash(&key(name)))?;
+        self.id(entry)
     }
 
-    /// The size of the type named `name`.
-    pub fn size_of(&self, name: &str) -> Option<u64> {
-        self.lookup(name).map(|t| self.types[t as usize].size)
+    fn size_of(&mut self, name: &str) -> Option<u64> {
+        let id = self.lookup(name)?;
+        Some(self.read.types[id as usize].size)
     }
 
-    /// True when the debug info describes a type named `name`.
-    pub fn knows(&self, name: &str) -> bool {
+    fn knows(&mut self, name: &str) -> bool {
         self.lookup(name).is_some()
     }
 
-    /// The steps from a value of type `name` (or an array of them, when
-    /// `repeated`) down to the field that holds byte `offset`; `None` when
-    /// the type is unknown.
-    pub fn path_to(&self, name: &str, repeated: bool, offset: u64) -> Option<Vec<Step>> {
+    /// Whether member `m` covers byte `off` (a member of size 0 covers
+    /// everything from its offset on); `None` when its type is unknown.
+    fn covers(&mut self, m: &Member, off: u64) -> Option<bool> {
+        let size = self.size(m.ty)?;
+        Some(m.offset <= off && (off < m.offset + size || size == 0))
+    }
+
+    fn path_to(&mut self, name: &str, repeated: bool, offset: u64) -> Option<Vec<Step>> {
         let mut t = self.lookup(name)?;
         let mut off = offset;
         let mut steps = Vec::new();
         if repeated {
-            let size = self.types[t as usize].size;
+            let size = self.read.types[t as usize].size;
             if size == 0 {
                 return None;
             }
@@ -404,16 +610,18 @@ impl Layouts {
             steps.push(Step::Element);
         }
         for _ in 0..64 {
-            let info = &self.types[t as usize];
-            match &info.shape {
+            match self.read.types[t as usize].shape.clone() {
                 Shape::Leaf => break,
-                Shape::Array { elem, .. } => {
-                    let size = self.types[*elem as usize].size;
+                Shape::Array { elem } => {
+                    let Some(e) = self.id(elem) else {
+                        break;
+                    };
+                    let size = self.read.types[e as usize].size;
                     if size == 0 {
                         break;
                     }
                     off %= size;
-                    t = *elem;
+                    t = e;
                     steps.push(Step::Element);
                 }
                 Shape::Struct {
@@ -421,30 +629,53 @@ impl Layouts {
                     members,
                     variants,
                 } => {
-                    let covers = |m: &&Member| {
-                        let size = self.types[m.ty as usize].size;
-                        m.offset <= off && (off < m.offset + size || size == 0)
-                    };
-                    let member = members.iter().rev().find(covers).or_else(|| {
+                    let mut member = None;
+                    for m in members.iter().rev() {
+                        if self.covers(m, off) == Some(true) {
+                            member = Some(m.clone());
+                            break;
+                        }
+                    }
+                    if member.is_none() {
                         // An enum: the one variant whose own fields cover
                         // the offset, when only one does.
-                        let mut found = variants.iter().filter(covers).filter(|v| {
-                            match &self.types[v.ty as usize].shape {
-                                Shape::Struct { members, .. } => members.iter().any(|m| {
-                                    let size = self.types[m.ty as usize].size;
-                                    v.offset + m.offset <= off
-                                        && off < v.offset + m.offset + size.max(1)
-                                }),
-                                _ => false,
+                        let mut found = Vec::new();
+                        for v in &variants {
+                            if self.covers(v, off) != Some(true) {
+                                continue;
                             }
-                        });
-                        let one = found.next();
-                        match found.next() {
-                            None => one,
-                            Some(_) => None,
+                            let Some(vt) = self.id(v.ty) else {
+                                continue;
+                            };
+                            let Shape::Struct { members: own, .. } =
+                                self.read.types[vt as usize].shape.clone()
+                            else {
+                                continue;
+                            };
+                            let mut any = false;
+                            for m in &own {
+                                let Some(size) = self.size(m.ty) else {
+                                    continue;
+                                };
+                                if v.offset + m.offset <= off
+                                    && off < v.offset + m.offset + size.max(1)
+                                {
+                                    any = true;
+                                    break;
+                                }
+                            }
+                            if any {
+                                found.push(v.clone());
+                            }
                         }
-                    });
+                        if found.len() == 1 {
+                            member = found.pop();
+                        }
+                    }
                     let Some(m) = member else {
+                        break;
+                    };
+                    let Some(next) = self.id(m.ty) else {
                         break;
                     };
                     steps.push(Step::Field {
@@ -452,34 +683,16 @@ impl Layouts {
                         field: m.name.to_string(),
                     });
                     off -= m.offset;
-                    t = m.ty;
+                    t = next;
                 }
             }
         }
         Some(steps)
     }
 
-    /// The steps from the start of a heap block of type `block` (a block
-    /// type's name: `Box<T>`, `Vec<T>`, `Arc<T>` …) and `size` bytes down
-    /// to the field at `offset`; `None` when its layout is unknown.
-    pub fn block_field(&self, block: &str, size: u64, offset: u64) -> Option<Vec<Step>> {
-        let (content, repeated) = self.block_content(block, size)?;
-        self.path_to(&content, repeated, offset)
-    }
-
-    /// The size of one element of a block of type `block` that holds an
-    /// array (a `Vec<T>`'s buffer: `T`'s size), so that offsets in it can be
-    /// taken modulo it; `None` for other blocks or unknown layouts.
-    pub fn block_stride(&self, block: &str, size: u64) -> Option<u64> {
-        match self.block_content(block, size)? {
-            (content, true) => self.size_of(&content).filter(|&s| s > 0),
-            (_, false) => None,
-        }
-    }
-
     /// What a block of type `block` holds: the type's name and whether it
     /// is an array of them.
-    fn block_content(&self, block: &str, size: u64) -> Option<(String, bool)> {
+    fn block_content(&mut self, block: &str, size: u64) -> Option<(String, bool)> {
         let (head, inner) = match block.split_once('<') {
             Some((h, rest)) => (h, rest.strip_suffix('>')?),
             None => (block, ""),
@@ -516,11 +729,199 @@ impl Layouts {
         };
         Some((content, repeated))
     }
+}
 
-    /// Bytes these layouts hold (an estimate).
+/// The fields of the struct at `local` (sorted by offset), and its
+/// variants' (an enum's): the members directly inside it, and the
+/// members, not marked artificial, inside its variant parts.
+fn fields(
+    dwarf: &Dwarf<'_>,
+    unit: &Unit<'_>,
+    local: UnitOffset<usize>,
+) -> Option<(Vec<Member>, Vec<Member>)> {
+    let mut members = Vec::new();
+    let mut variants = Vec::new();
+    let mut tree = unit.entries_tree(Some(local)).ok()?;
+    let root = tree.root().ok()?;
+    let mut children = root.children();
+    while let Ok(Some(child)) = children.next() {
+        let e = child.entry();
+        match e.tag() {
+            dw::DW_TAG_member => {
+                if let Some(m) = member(dwarf, unit, e) {
+                    members.push(m);
+                }
+            }
+            dw::DW_TAG_variant_part => variant_members(dwarf, unit, child, &mut variants, 0),
+            _ => {}
+        }
+    }
+    members.sort_by_key(|m| m.offset);
+    Some((members, variants))
+}
+
+/// The members (not marked artificial) inside a variant part or variant,
+/// into `out`.
+fn variant_members(
+    dwarf: &Dwarf<'_>,
+    unit: &Unit<'_>,
+    node: gimli::EntriesTreeNode<'_, '_, Reader<'_>>,
+    out: &mut Vec<Member>,
+    depth: u32,
+) {
+    if depth > 8 {
+        return;
+    }
+    let mut children = node.children();
+    while let Ok(Some(child)) = children.next() {
+        let e = child.entry();
+        match e.tag() {
+            dw::DW_TAG_member if e.attr(dw::DW_AT_artificial).is_none() => {
+                if let Some(m) = member(dwarf, unit, e) {
+                    out.push(m);
+                }
+            }
+            dw::DW_TAG_variant | dw::DW_TAG_variant_part => {
+                variant_members(dwarf, unit, child, out, depth + 1)
+            }
+            _ => {}
+        }
+    }
+}
+
+fn member(
+    dwarf: &Dwarf<'_>,
+    unit: &Unit<'_>,
+    e: &gimli::DebuggingInformationEntry<Reader<'_>>,
+) -> Option<Member> {
+    let ty = e
+        .attr_value(dw::DW_AT_type)
+        .and_then(|v| type_ref(unit, v))?;
+    Some(Member {
+        name: e
+            .attr_value(dw::DW_AT_name)
+            .and_then(|v| text(dwarf, unit, v))
+            .unwrap_or_default()
+            .into(),
+        offset: e
+            .attr_value(dw::DW_AT_data_member_location)
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0),
+        ty,
+    })
+}
+
+/// The element count of the array at `local`, from its subrange.
+fn array_count(unit: &Unit<'_>, local: UnitOffset<usize>) -> Option<u64> {
+    let mut tree = unit.entries_tree(Some(local)).ok()?;
+    let root = tree.root().ok()?;
+    let mut children = root.children();
+    while let Ok(Some(child)) = children.next() {
+        let e = child.entry();
+        if e.tag() == dw::DW_TAG_subrange_type {
+            if let Some(n) = e.attr_value(dw::DW_AT_count).and_then(|v| v.udata_value()) {
+                return Some(n);
+            }
+            if let Some(n) = e
+                .attr_value(dw::DW_AT_upper_bound)
+                .and_then(|v| v.udata_value())
+            {
+                return Some(n + 1);
+            }
+        }
+    }
+    None
+}
+
+impl Layouts {
+    /// Maps `/proc/self/exe` and indexes its types; empty when it has no
+    /// DWARF.
+    fn load() -> Layouts {
+        let Ok(exe) = MappedFile::executable() else {
+            return Layouts::default();
+        };
+        let index = match object::File::parse(&exe[..])
+            .ok()
+            .as_ref()
+            .and_then(load_dwarf)
+        {
+            Some(dwarf) => Index::build(&dwarf),
+            None => return Layouts::default(),
+        };
+        Layouts {
+            exe: Some(exe),
+            index,
+            read: Mutex::new(Read::default()),
+        }
+    }
+
+    /// Runs `f` with a cursor over the executable's entries and the cache of
+    /// types read; `None` without DWARF.
+    fn with<R>(&self, f: impl FnOnce(&mut Types<'_, '_>) -> Option<R>) -> Option<R> {
+        let exe = self.exe.as_ref()?;
+        untracked(|| {
+            let file = object::File::parse(&exe[..]).ok()?;
+            let dwarf = load_dwarf(&file)?;
+            let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+            if read.types.len() >= MAX_READ_TYPES {
+                *read = Read::default();
+            }
+            let mut types = Types {
+                cursor: Cursor {
+                    index: &self.index,
+                    dwarf,
+                    units: HashMap::new(),
+                },
+                read: &mut read,
+            };
+            f(&mut types)
+        })
+    }
+
+    /// The size of the type named `name`.
+    pub fn size_of(&self, name: &str) -> Option<u64> {
+        self.with(|t| t.size_of(name))
+    }
+
+    /// True when the debug info describes a type named `name`.
+    pub fn knows(&self, name: &str) -> bool {
+        self.with(|t| Some(t.knows(name))).unwrap_or(false)
+    }
+
+    /// The steps from a value of type `name` (or an array of them, when
+    /// `repeated`) down to the field that holds byte `offset`; `None` when
+    /// the type is unknown.
+    pub fn path_to(&self, name: &str, repeated: bool, offset: u64) -> Option<Vec<Step>> {
+        self.with(|t| t.path_to(name, repeated, offset))
+    }
+
+    /// The steps from the start of a block of type `block` (a block type's
+    /// label: `Box<T>`, `Arc<T>`, `Vec<T>`'s buffer …) of `size` bytes down
+    /// to the field at `offset`; `None` when its layout is unknown.
+    pub fn block_field(&self, block: &str, size: u64, offset: u64) -> Option<Vec<Step>> {
+        self.with(|t| {
+            let (content, repeated) = t.block_content(block, size)?;
+            t.path_to(&content, repeated, offset)
+        })
+    }
+
+    /// The size of one element of a block of type `block` that holds an
+    /// array (a `Vec<T>`'s buffer: `T`'s size), so that offsets in it can be
+    /// taken modulo it; `None` for other blocks or unknown layouts.
+    pub fn block_stride(&self, block: &str, size: u64) -> Option<u64> {
+        self.with(|t| match t.block_content(block, size)? {
+            (content, true) => t.size_of(&content).filter(|&s| s > 0),
+            (_, false) => None,
+        })
+    }
+
+    /// Bytes these layouts hold (an estimate): the index, and the types
+    /// read so far.
     pub fn memory(&self) -> usize {
-        let mut n = self.types.capacity() * size_of::<TypeInfo>();
-        for t in &self.types {
+        let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = read.types.capacity() * size_of::<TypeInfo>()
+            + read.at.capacity() * (size_of::<(u64, TypeId)>() + 1);
+        for t in &read.types {
             if let Shape::Struct {
                 name,
                 members,
@@ -536,8 +937,7 @@ impl Layouts {
                         .sum::<usize>();
             }
         }
-        n + self.by_name.capacity() * (size_of::<(Box<str>, TypeId)>() + 1)
-            + self.by_name.keys().map(|k| k.len()).sum::<usize>()
+        n + self.index.bytes()
     }
 }
 
@@ -555,6 +955,12 @@ pub fn layouts() -> Arc<Layouts> {
         *slot = Some(Arc::clone(&l));
         l
     })
+}
+
+/// What the layouts hold now, if they are loaded (see [`Layouts::memory`]).
+pub(super) fn loaded_memory() -> u64 {
+    let slot = LAYOUTS.lock().unwrap_or_else(|e| e.into_inner());
+    slot.as_ref().map_or(0, |l| l.memory() as u64)
 }
 
 /// Gives the layouts back (with the rest of the debug information).
