@@ -1,7 +1,8 @@
 //! Heap views at scale: snapshot plus `bytype()` over 1 000 000 live blocks
 //! in exact mode (symbol cache warm), the heap graph of a 1 000 000-block,
 //! ~170 MB heap (time on one core, memory per edge), and the longest stall
-//! an allocating thread sees while each runs.
+//! an allocating thread sees while each runs, on an idle machine and on
+//! one overloaded by eight spinning threads.
 //!
 //! Run: `cargo bench --bench heap_views`.
 
@@ -122,6 +123,40 @@ fn main() {
     // Since the start; nothing contended for the lock before the runs (one
     // thread built the heap, the other only started with them).
     let lock_wait = leakscope::stats().unwrap().longest_tracker_wait;
+
+    // Overloaded: eight threads spin on the machine's cores while views
+    // run and a thread allocates. What the scheduler alone does to the
+    // allocating thread shows first (spinners, no views).
+    let spin = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..SPINNERS)
+        .map(|_| {
+            let spin = spin.clone();
+            std::thread::spawn(move || {
+                let mut x = 1u64;
+                while !spin.load(Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    black_box(x);
+                }
+            })
+        })
+        .collect();
+    worst.store(0, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(3000));
+    let overloaded_baseline = Duration::from_nanos(worst.swap(0, Ordering::Relaxed));
+    let heap = small_boxes(300_000);
+    let until = Instant::now() + Duration::from_millis(3000);
+    let mut views = 0;
+    while Instant::now() < until {
+        black_box(hpy().heap().bytype().rows().len());
+        views += 1;
+    }
+    let overloaded_stall = Duration::from_nanos(worst.swap(0, Ordering::Relaxed));
+    let overloaded_wait = leakscope::stats().unwrap().longest_tracker_wait;
+    spin.store(true, Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
+    }
+    drop(heap);
     stop.store(true, Ordering::Relaxed);
     allocator.join().unwrap();
     times.sort();
@@ -167,4 +202,20 @@ fn main() {
         "| (same, while the main thread computes instead) | {:.2} ms | |",
         busy_baseline.as_secs_f64() * 1e3
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "| overloaded ({SPINNERS} spinning threads on {cores} cores), {views} snapshot + bytype() views of 300 000 blocks: longest wait for leakscope's lock since the start | {:.2} ms | ≤ 5 ms |",
+        overloaded_wait.as_secs_f64() * 1e3
+    );
+    println!(
+        "| overloaded: longest stall of an allocating thread during those views | {:.2} ms | |",
+        overloaded_stall.as_secs_f64() * 1e3
+    );
+    println!(
+        "| (overloaded: same thread, same length of time, no views) | {:.2} ms | |",
+        overloaded_baseline.as_secs_f64() * 1e3
+    );
 }
+
+/// Threads that spin beside the runs to overload the machine.
+const SPINNERS: usize = 8;

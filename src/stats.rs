@@ -106,9 +106,21 @@ pub struct Stats {
     pub own_bytes: u64,
     /// Of [`Stats::own_bytes`], what the recorder's tables take.
     pub recorder_bytes: u64,
+    /// Of [`Stats::own_bytes`], what symbols take (an estimate): the frames
+    /// resolved, the index of the debug information, the type layouts
+    /// read. The rest is the console's sessions and their views.
+    pub debug_info_bytes: u64,
+    /// The bound leakscope keeps its own memory within outside exact mode:
+    /// [`OWN_MEMORY_FIXED`] plus a twentieth of the live bytes (in exact
+    /// mode the recorder adds at most 48 bytes per live block to it).
+    pub own_bound: u64,
     /// jemalloc's figures.
     pub jemalloc: JemallocStats,
 }
+
+/// The fixed part of the bound on leakscope's own memory (see
+/// [`Stats::own_bound`]).
+pub const OWN_MEMORY_FIXED: u64 = 16 << 20;
 
 /// Reads the counters (summed over threads) and jemalloc's figures.
 ///
@@ -144,6 +156,8 @@ pub fn stats() -> Result<Stats, Error> {
             let m = tracker::memory();
             m.live_table + m.stacks
         },
+        debug_info_bytes: crate::symbols::memory(),
+        own_bound: OWN_MEMORY_FIXED + live_bytes / 20,
         jemalloc,
     })
 }

@@ -275,14 +275,68 @@ fn words(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A figure's bytes in `stats()`'s table: the row that starts with `name`.
+fn stats_bytes(stats: &str, name: &str) -> u64 {
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name:?} row in\n{stats}"));
+    row[name.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.trim_start_matches('~').parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {row:?}"))
+}
+
+/// Runs `line`, then checks in `stats()` that leakscope's own memory is
+/// within its bound (plus `per_block` bytes per live block: the exact
+/// recorder's share).
+fn within_bound_after(c: &mut Client, line: &str, per_block: u64) {
+    let out = run(c, line);
+    assert!(!out.contains("Error"), "{line}: {out}");
+    let stats = run(c, "stats()");
+    let own = stats_bytes(&stats, "leakscope itself");
+    let bound = stats_bytes(&stats, "  bound (16 MiB + 5% live)");
+    let live_blocks: u64 = stats
+        .lines()
+        .find(|l| l.starts_with("live "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        own <= bound + per_block * live_blocks,
+        "after {line}: leakscope's own memory {own} B is above its bound {bound} B \
+         (+{per_block} B for each of {live_blocks} live blocks)\n{stats}"
+    );
+}
+
 /// A spider started in the default mode is switched to exact from the
 /// console, with no restart: what it allocates from then on is known
 /// exactly, and the graph views name who holds the responses.
 #[test]
 fn a_sampled_spider_switched_to_exact_names_who_holds_the_responses() {
     let _serial = serial();
-    let mut spider = Spider::start(&["--pages", "1500"], "sampled");
+    // A crawl that goes on while the test runs, at a bounded rate.
+    let spider = Spider::start(&["--rate", "300"], "sampled");
     let mut c = spider.console();
+    // The walkthrough's views in the default mode, each leaving leakscope
+    // within its own memory's bound.
+    let dir = std::env::temp_dir().join(format!("leakscope-bound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dhat = dir.join("spider.json");
+    let pprof = dir.join("spider.pb.gz");
+    for line in [
+        "x = hpy().heap()".to_string(),
+        "x.bytype".into(),
+        "x.bysite".into(),
+        "x.bytype[0].stacks()".into(),
+        "x.bytype[0].byvia".into(),
+        format!("dump_dhat('{}')", dhat.display()),
+        format!("dump_pprof('{}')", pprof.display()),
+    ] {
+        within_bound_after(&mut c, &line, 0);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
     let mode = run(&mut c, "mode()");
     assert!(mode.starts_with("sampled: counts everything"), "{mode}");
     let switched = run(&mut c, "set_mode('exact')");
@@ -306,7 +360,17 @@ fn a_sampled_spider_switched_to_exact_names_who_holds_the_responses() {
         ),
         "{bad}"
     );
-    spider.wait_line("Crawled ");
+    // Let the nasty spider crawl 200 more pages in exact mode.
+    let nasty = "engine.spider_pages['somenastyspider']";
+    let from = int(&mut c, nasty);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while int(&mut c, nasty) < from + 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the crawl stalled at {from} pages"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let by_type = run(&mut c, "hpy().heap().bytype().all");
     let bodies = row_index(&by_type, " Vec<u8>");
     let responses = row_index(&by_type, "HtmlResponse>>");
@@ -318,6 +382,9 @@ fn a_sampled_spider_switched_to_exact_names_who_holds_the_responses() {
         first.ends_with("Request.meta"),
         "the top row: {first}\n{via}"
     );
+    // In exact mode the recorder adds at most 48 bytes per live block.
+    within_bound_after(&mut c, "x = hpy().heap()", 48);
+    within_bound_after(&mut c, "x.bytype[0].sp", 48);
     let back = run(&mut c, "set_mode('sampled')");
     assert!(
         words(&back).contains("Blocks recorded in exact mode stay recorded, exactly"),

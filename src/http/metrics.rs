@@ -84,6 +84,27 @@ pub fn render(top: usize) -> String {
         for (name, help, v) in gauges {
             Family::start(&mut out, name, "gauge", help).sample(name, &[], v);
         }
+        let name = "leakscope_own_part_bytes";
+        let mut f = Family::start(
+            &mut out,
+            name,
+            "gauge",
+            "Parts of leakscope's own memory: the recorder, debug info (frames, index, layouts), the console's sessions and views.",
+        );
+        let rest = s
+            .own_bytes
+            .saturating_sub(s.recorder_bytes + s.debug_info_bytes);
+        f.sample(name, &[("part", "recorder")], s.recorder_bytes);
+        f.sample(name, &[("part", "debug_info")], s.debug_info_bytes);
+        f.sample(name, &[("part", "sessions_and_views")], rest);
+        let name = "leakscope_own_bound_bytes";
+        Family::start(
+            &mut out,
+            name,
+            "gauge",
+            "The bound leakscope keeps its own memory within (16 MiB + 5% of live bytes; exact mode adds 48 B per live block).",
+        )
+        .sample(name, &[], s.own_bound);
         let counters: [(&str, &str, u64); 4] = [
             (
                 "leakscope_allocated_bytes_total",

@@ -63,6 +63,18 @@ fn stats(s: &Stats) -> String {
         s.recorder_bytes,
         None,
     );
+    row(
+        "  of which debug info",
+        s.debug_info_bytes.to_string(),
+        s.debug_info_bytes,
+        None,
+    );
+    row(
+        "  bound (16 MiB + 5% live)",
+        s.own_bound.to_string(),
+        s.own_bound,
+        None,
+    );
     let j = &s.jemalloc;
     for (name, n) in [
         ("jemalloc allocated", j.allocated),

@@ -93,6 +93,13 @@ impl ExeIndex {
         self.text.iter().any(|&(s, e)| addr >= s && addr < e)
     }
 
+    /// Bytes the index holds on the heap.
+    pub(super) fn bytes(&self) -> u64 {
+        (self.spans.capacity() * size_of::<(u64, u64, u64)>()
+            + self.units.capacity() * size_of::<u64>()
+            + self.text.capacity() * size_of::<(usize, usize)>()) as u64
+    }
+
     /// The frames of each return address in `addrs` (all in the
     /// executable's code) that its DWARF knows; the others are missing from
     /// the answer.

@@ -226,6 +226,36 @@ pub fn resolve(addr: usize) -> Arc<[Frame]> {
     })
 }
 
+/// Bytes leakscope holds for symbols now (an estimate): the frames
+/// resolved so far, the index of the executable's debug information, and
+/// the type layouts read.
+pub fn memory() -> u64 {
+    let frames_and_index = {
+        let map = cache().lock().unwrap_or_else(|e| e.into_inner());
+        let frames: usize = map
+            .frames
+            .values()
+            .map(|f| {
+                f.iter()
+                    .map(|f| {
+                        size_of::<Frame>()
+                            + f.function.len()
+                            + f.file.as_ref().map_or(0, |p| p.len())
+                    })
+                    .sum::<usize>()
+                    + 32
+            })
+            .sum();
+        let index = map
+            .exe
+            .as_ref()
+            .and_then(|e| e.as_ref())
+            .map_or(0, |e| e.bytes());
+        (frames + map.frames.capacity() * (size_of::<(usize, Arc<[Frame]>)>() + 1)) as u64 + index
+    };
+    frames_and_index + layout::loaded_memory()
+}
+
 /// Resolves every address of `stacks` that is not resolved yet, in one
 /// batch: each compilation unit of the executable that they touch is read
 /// once, however many of them it holds (see `dwarf`). Views call it before
