@@ -466,6 +466,7 @@ mod tests {
             thread: 0,
             est_bytes: size,
             est_blocks: 1.0,
+            sampled: false,
         }
     }
 

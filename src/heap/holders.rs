@@ -20,8 +20,20 @@ use crate::tracker::Snapshot;
 
 /// What the graph views say in sampled mode, where a block's referrers are
 /// known only when they were sampled too.
-pub const SAMPLED_NOTE: &str = "Sampled mode: only blocks whose referrers were sampled too are \
-     shown. For every block: set_mode('exact'), let the program run, and ask again.";
+pub const SAMPLED_NOTE: &str = "Sampled mode: a block's referrers are known only when they \
+     were sampled too; the others are under [referrers not in the sample]. For every block: \
+     set_mode('exact'), let the program run, and ask again.";
+
+/// The row of sampled blocks none of whose referrers was sampled.
+const NOT_IN_SAMPLE: &str = "[referrers not in the sample]";
+
+/// The row of blocks recorded in exact mode that nothing in the graph
+/// refers to, while blocks from before the switch to exact mode (known
+/// only by their samples) may be what holds them.
+const BEFORE_EXACT: &str = "[held from before exact mode, or by none]";
+
+/// The row of blocks nothing refers to, when the graph holds every block.
+const NO_REFERENCE: &str = "[no reference]";
 
 /// Why a graph view cannot answer.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +45,14 @@ pub enum GraphError {
          program run a while, and ask again"
     )]
     NeedsExact,
+    /// Exact mode since a switch: blocks from before it are known only by
+    /// their samples, and may hold blocks that would look unreachable.
+    #[error(
+        "{0} bytes of the live heap predate the switch to exact mode and are not in the \
+         graph: a block held only from there would look unreachable. Ask again once those \
+         blocks are freed, or start the program with LEAKSCOPE_MODE=exact"
+    )]
+    BeforeExact(u64),
 }
 
 /// The shortest paths from the roots to a heap's blocks, the most common
@@ -48,6 +68,12 @@ pub struct Paths {
     pub size: u64,
     /// Blocks of the heap that no root reaches.
     pub unreachable: u64,
+    /// Blocks of the heap recorded as samples: not in the graph, so no
+    /// path is known for them.
+    pub from_samples: u64,
+    /// Whether blocks from before a switch to exact mode remain (then a
+    /// block no root reaches may be held from there).
+    pub before_exact: bool,
 }
 
 /// One distinct path and the blocks at its end.
@@ -402,9 +428,62 @@ impl Heap {
             .clone()
     }
 
-    /// The note a graph view of this heap carries: sampled mode's limits.
-    pub fn graph_note(&self) -> Option<&'static str> {
-        self.estimated().then_some(SAMPLED_NOTE)
+    /// Whether the snapshot holds sampled blocks, which the graph knows no
+    /// referrers of.
+    fn has_samples(&self) -> bool {
+        self.data.snapshot.blocks.iter().any(|b| b.sampled)
+    }
+
+    /// Whether only exact-mode records are missing from this heap's
+    /// graph's knowledge because of a switch: the mode is exact now, yet
+    /// samples from before remain.
+    fn switched_to_exact(&self) -> bool {
+        crate::tracker::mode() == crate::Mode::Exact && self.has_samples()
+    }
+
+    /// How much of the live heap the graph does not hold: the live bytes
+    /// the counters know less those of the blocks recorded exactly.
+    fn outside_graph(&self) -> u64 {
+        let c = crate::tracker::counter_totals();
+        let live = c.alloc_bytes.saturating_sub(c.free_bytes);
+        let exact: u64 = self
+            .data
+            .snapshot
+            .blocks
+            .iter()
+            .filter(|b| !b.sampled)
+            .map(|b| b.size)
+            .sum();
+        live.saturating_sub(exact)
+    }
+
+    /// The note a graph view of this heap carries: what the graph cannot
+    /// see (sampled mode's limits, or the blocks from before a switch to
+    /// exact mode).
+    pub fn graph_note(&self) -> Option<String> {
+        if self.switched_to_exact() {
+            return Some(format!(
+                "Exact mode since a switch: {} bytes of the live heap predate it, are known \
+                 only by their samples and are not in the graph; a block held only from there \
+                 is under {BEFORE_EXACT}.",
+                self.outside_graph()
+            ));
+        }
+        self.estimated()
+            .then(|| SAMPLED_NOTE.to_string())
+            .filter(|_| self.has_samples())
+    }
+
+    /// The row of a member of this heap that nothing in the graph refers
+    /// to.
+    fn unreferenced(&self, j: u32) -> &'static str {
+        if self.data.snapshot.blocks[j as usize].sampled {
+            NOT_IN_SAMPLE
+        } else if self.has_samples() {
+            BEFORE_EXACT
+        } else {
+            NO_REFERENCE
+        }
     }
 
     /// Guppy's `byvia`: the blocks by the reference that holds them, one
@@ -423,10 +502,7 @@ impl Heap {
                 names.insert(namer.name(&graph, r));
             }
             if names.is_empty() {
-                if self.estimated() {
-                    continue;
-                }
-                names.insert("[no reference]".into());
+                names.insert(self.unreferenced(j).into());
             }
             for n in names.drain() {
                 groups.entry(n.to_string()).or_default().push(j);
@@ -447,11 +523,8 @@ impl Heap {
                 .referrers(j)
                 .map(|r| namer.kind_of(&graph, r))
                 .collect();
-            if kinds.is_empty() && self.estimated() {
-                continue;
-            }
             let label = if kinds.is_empty() {
-                "[no reference]".to_string()
+                self.unreferenced(j).to_string()
             } else {
                 kinds.into_iter().collect::<Vec<_>>().join(", ")
             };
@@ -510,9 +583,17 @@ impl Heap {
     /// Guppy's `sp`: the shortest path from a root to each block, as a
     /// chain of reference names, grouped; the [`MAX_PATHS`] most common.
     pub fn sp(&self) -> Result<Paths, GraphError> {
-        if self.estimated() {
+        // Sampled blocks have no known path: the exact ones are answered,
+        // and the others counted.
+        let from_samples = self
+            .members
+            .iter()
+            .filter(|&&j| self.data.snapshot.blocks[j as usize].sampled)
+            .count() as u64;
+        if from_samples == self.members.len() as u64 && from_samples > 0 {
             return Err(GraphError::NeedsExact);
         }
+        let before_exact = self.has_samples();
         let mark = 0u8;
         let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
         // Path → (its blocks, the blocks' type).
@@ -526,6 +607,9 @@ impl Heap {
         {
             let mut namer = Namer::new(self);
             for &j in self.members.iter() {
+                if self.data.snapshot.blocks[j as usize].sampled {
+                    continue;
+                }
                 match graph.path_to(j) {
                     Some(path) => {
                         let e = groups
@@ -611,6 +695,8 @@ impl Heap {
             count: t.count,
             size: t.size,
             unreachable,
+            from_samples,
+            before_exact,
         })
     }
 
@@ -630,8 +716,12 @@ impl Heap {
 
     /// [`Heap::unreachable`], asked from the frame that holds `mark`.
     pub(super) fn unreachable_below(&self, mark: usize) -> Result<Heap, GraphError> {
-        if self.estimated() {
-            return Err(GraphError::NeedsExact);
+        if self.has_samples() {
+            return Err(if crate::tracker::mode() == crate::Mode::Exact {
+                GraphError::BeforeExact(self.outside_graph())
+            } else {
+                GraphError::NeedsExact
+            });
         }
         let graph = self.graph_below(mark);
         let candidates: Vec<u32> = self

@@ -166,7 +166,7 @@ fn partition_labelled(p: &Partition, width: usize, full: bool) -> String {
     if matches!(p.kind(), Kind::Via | Kind::Referrers)
         && let Some(note) = p.heap().graph_note()
     {
-        out.push_str(&wrap(note, width, 0));
+        out.push_str(&wrap(&note, width, 0));
         out.push('\n');
     }
     let text = finish(&t);
@@ -215,18 +215,35 @@ pub(crate) fn paths(p: &Paths, width: usize) -> String {
     }
     let legend = legend(&out, width);
     out.push_str(&legend);
+    let objects = |n: u64| if n == 1 { "object" } else { "objects" };
     if p.unreachable > 0 {
-        out.push_str(&format!(
-            "{} {} no root reaches (see hpy().unreachable()).\n",
-            p.unreachable,
-            if p.unreachable == 1 {
-                "object"
-            } else {
-                "objects"
-            }
-        ));
+        let line = if p.before_exact {
+            format!(
+                "{} {} no root reaches through blocks recorded in exact mode: held from \
+                 before the switch to exact mode, or unreachable.",
+                p.unreachable,
+                objects(p.unreachable)
+            )
+        } else {
+            format!(
+                "{} {} no root reaches (see hpy().unreachable()).",
+                p.unreachable,
+                objects(p.unreachable)
+            )
+        };
+        out.push_str(&wrap(&line, width, 0));
+        out.push('\n');
     }
-    if p.rows.is_empty() && p.unreachable == 0 {
+    if p.from_samples > 0 {
+        let line = format!(
+            "{} {} recorded as samples before exact mode: not in the graph, no path known.",
+            p.from_samples,
+            objects(p.from_samples)
+        );
+        out.push_str(&wrap(&line, width, 0));
+        out.push('\n');
+    }
+    if p.rows.is_empty() && p.unreachable == 0 && p.from_samples == 0 {
         out.push_str("No objects.\n");
     }
     out

@@ -150,8 +150,10 @@ pub const MAX_CACHED_ADDRESSES: usize = 1 << 14;
 /// information (and the type layouts) is given back.
 pub const DEBUG_INFO_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The symbols' state, made on first use.
+static CACHE: OnceLock<Cache> = OnceLock::new();
+
 fn cache() -> &'static Cache {
-    static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| {
         // The thread's own bookkeeping is leakscope's, not the program's.
         untracked(start_releaser);
@@ -230,8 +232,12 @@ pub fn resolve(addr: usize) -> Arc<[Frame]> {
 /// resolved so far, the index of the executable's debug information, and
 /// the type layouts read.
 pub fn memory() -> u64 {
+    // Nothing is made to answer (no resolution has run: nothing is held).
+    let Some(cache) = CACHE.get() else {
+        return layout::loaded_memory();
+    };
     let frames_and_index = {
-        let map = cache().lock().unwrap_or_else(|e| e.into_inner());
+        let map = cache.lock().unwrap_or_else(|e| e.into_inner());
         let frames: usize = map
             .frames
             .values()

@@ -77,6 +77,9 @@ pub struct LiveBlock {
     pub est_bytes: u64,
     /// The number of blocks it stands for (1 in exact mode).
     pub est_blocks: f64,
+    /// Whether it was recorded as a sample (in sampled mode), not as one of
+    /// every block: the heap graph does not know what refers to it.
+    pub sampled: bool,
 }
 
 /// Totals of the whole recorded heap (estimates in sampled mode).
@@ -353,6 +356,7 @@ impl RawCopy {
                     thread: rec.thread(),
                     est_bytes: b,
                     est_blocks: k as f64 / BLOCK_UNIT as f64,
+                    sampled: rec.epoch() != 0,
                 });
             }
         }
