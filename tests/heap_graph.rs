@@ -24,6 +24,7 @@ static ALLOC: Alloc = Alloc::with_default_mode(Mode::Exact);
 tests!(
     byvia_names_fields_map_values_and_statics_exactly,
     sp_of_a_plugin_starts_at_the_static,
+    sp_of_a_long_chain_names_each_link_once,
     an_rc_cycle_is_unreachable_and_nothing_else_is,
     scans_while_16_threads_allocate_free_and_purge,
 );
@@ -222,6 +223,47 @@ fn sp_of_a_plugin_starts_at_the_static() {
         text.contains("   static REGISTRY\n   → Vec<Box<Plugin>>[*]\n"),
         "{text}"
     );
+}
+
+/// One link of a singly linked list.
+#[allow(dead_code)]
+struct Link {
+    next: Option<Box<Link>>,
+    id: u64,
+}
+
+#[inline(never)]
+fn chain(n: u64) -> Box<Link> {
+    let mut head = Box::new(Link { next: None, id: 0 });
+    for id in 1..n {
+        head = Box::new(Link {
+            next: Some(head),
+            id,
+        });
+    }
+    common::keep_frame(head)
+}
+
+fn sp_of_a_long_chain_names_each_link_once() {
+    // Every link's path goes through all the links before it: a path
+    // walked per block would take 60 000 × 30 000 steps. The paths share
+    // their prefixes, so each link is named once.
+    scrub_stack();
+    let head = chain(60_000);
+    let links = of_type(&hpy().heap(), "Box<heap_graph::Link>");
+    let sp = links.sp().unwrap();
+    assert_eq!(sp.unreachable, 0, "{sp}");
+    assert_eq!(sp.count, 60_000);
+    // The head from this thread's stack, then the rest through `next`.
+    let total: u64 = sp.rows.iter().map(|r| r.count).sum();
+    assert_eq!(total, 60_000, "{sp}");
+    let through = sp
+        .rows
+        .iter()
+        .find(|r| r.steps.iter().any(|s| s == "Link.next (repeated)"))
+        .unwrap_or_else(|| panic!("{sp}"));
+    assert_eq!(through.count, 60_000 - 2, "{sp}");
+    drop(black_box(head));
 }
 
 #[inline(never)]

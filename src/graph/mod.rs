@@ -187,9 +187,29 @@ impl Graph {
             .zip(self.out_at[a..b].iter().copied())
     }
 
+    /// How many nodes the graph has: the snapshot's blocks, then the blocks
+    /// allocated while it was scanned.
+    pub fn nodes(&self) -> usize {
+        self.parent.len()
+    }
+
     /// True when some root reaches block `j`.
     pub fn reachable(&self, j: u32) -> bool {
         self.parent[j as usize] != UNREACHED
+    }
+
+    /// The last step of the shortest path from a root to block `j`: the
+    /// root reference, or the block reference, that reaches it; `None` when
+    /// no root reaches it.
+    pub fn parent_of(&self, j: u32) -> Option<Referrer> {
+        let p = self.parent[j as usize];
+        if p == UNREACHED {
+            None
+        } else if p & FROM_ROOT != 0 {
+            Some(Referrer::Root(p & !FROM_ROOT))
+        } else {
+            Some(self.referrer_of_edge(p))
+        }
     }
 
     /// The shortest path from a root to block `j`, root first: `None` when

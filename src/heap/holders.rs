@@ -48,11 +48,18 @@ pub enum GraphError {
     /// Exact mode since a switch: blocks from before it are known only by
     /// their samples, and may hold blocks that would look unreachable.
     #[error(
-        "{0} bytes of the live heap predate the switch to exact mode and are not in the \
+        "about {0} bytes of the live heap predate the switch to exact mode and are not in the \
          graph: a block held only from there would look unreachable. Ask again once those \
          blocks are freed, or start the program with LEAKSCOPE_MODE=exact"
     )]
     BeforeExact(u64),
+    /// Exact mode since a switch, and every block asked about is a sample
+    /// from before it.
+    #[error(
+        "these blocks were recorded as samples before the switch to exact mode: the graph \
+         holds no path to them. Ask about blocks allocated since the switch"
+    )]
+    OnlySamples,
 }
 
 /// The shortest paths from the roots to a heap's blocks, the most common
@@ -353,17 +360,111 @@ impl<'a> Namer<'a> {
 
 /// The names of a path's steps; a run of one step (a linked list's
 /// `next`) is shown once.
-fn path_names(namer: &mut Namer<'_>, graph: &Graph, path: &[Referrer]) -> Vec<Arc<str>> {
-    let mut names: Vec<Arc<str>> = Vec::new();
-    for &r in path {
-        let n = namer.name(graph, r);
-        let repeated: Arc<str> = format!("{n} (repeated)").into();
-        match names.last_mut() {
-            Some(last) if *last == n || *last == repeated => *last = repeated,
-            _ => names.push(n),
+/// Named paths from the roots, shared: every block's path is its parent's
+/// plus one name (a name that repeats the last one marks it repeated), so
+/// the paths of all blocks, however long their chains, cost one step each.
+struct PathTrie {
+    /// (prefix, name, repeated) of each path.
+    nodes: Vec<(u32, Arc<str>, bool)>,
+    index: HashMap<(u32, Arc<str>, bool), u32>,
+    /// Each graph node's path, once known (`UNKNOWN`; `NO_PATH` when no
+    /// root reaches it).
+    of_block: Vec<u32>,
+}
+
+/// The empty path's id (a root's name follows it).
+const EMPTY_PATH: u32 = u32::MAX;
+const UNKNOWN: u32 = u32::MAX - 1;
+const NO_PATH: u32 = u32::MAX - 2;
+
+impl PathTrie {
+    fn new(blocks: usize) -> PathTrie {
+        PathTrie {
+            nodes: Vec::new(),
+            index: HashMap::new(),
+            of_block: vec![UNKNOWN; blocks],
         }
     }
-    names
+
+    /// The path `prefix` followed by `name`.
+    fn child(&mut self, prefix: u32, name: Arc<str>) -> u32 {
+        let key = match self.nodes.get(prefix as usize) {
+            Some((before, last, _)) if *last == name => (*before, name, true),
+            _ => (prefix, name, false),
+        };
+        if let Some(&id) = self.index.get(&key) {
+            return id;
+        }
+        self.nodes.push(key.clone());
+        let id = (self.nodes.len() - 1) as u32;
+        self.index.insert(key, id);
+        id
+    }
+
+    /// Block `j`'s path, naming each step once for all the blocks whose
+    /// paths share it; `None` when no root reaches it.
+    fn path_of(&mut self, namer: &mut Namer<'_>, graph: &Graph, j: u32) -> Option<u32> {
+        // Up the parents to a block whose path is known, or to the root.
+        let mut chain = Vec::new();
+        let mut cur = j;
+        let mut base = EMPTY_PATH;
+        loop {
+            match self.of_block[cur as usize] {
+                UNKNOWN => {}
+                NO_PATH => {
+                    base = NO_PATH;
+                    break;
+                }
+                known => {
+                    base = known;
+                    break;
+                }
+            }
+            match graph.parent_of(cur) {
+                None => {
+                    base = NO_PATH;
+                    break;
+                }
+                Some(r @ Referrer::Root(_)) => {
+                    chain.push((cur, r));
+                    break;
+                }
+                Some(r @ Referrer::Block { block, .. }) => {
+                    chain.push((cur, r));
+                    cur = block;
+                    if chain.len() > self.of_block.len() {
+                        base = NO_PATH;
+                        break;
+                    }
+                }
+            }
+        }
+        // Down again, each block's path from its parent's.
+        let mut path = base;
+        for &(block, r) in chain.iter().rev() {
+            if path != NO_PATH {
+                path = self.child(path, namer.name(graph, r));
+            }
+            self.of_block[block as usize] = path;
+        }
+        let known = self.of_block[j as usize];
+        (known != NO_PATH && known != UNKNOWN).then_some(known)
+    }
+
+    /// The names of path `id`, root first.
+    fn names(&self, mut id: u32) -> Vec<Arc<str>> {
+        let mut names = Vec::new();
+        while let Some((prefix, name, repeated)) = self.nodes.get(id as usize) {
+            names.push(if *repeated {
+                format!("{name} (repeated)").into()
+            } else {
+                name.clone()
+            });
+            id = *prefix;
+        }
+        names.reverse();
+        names
+    }
 }
 
 fn rows_from(groups: HashMap<String, Vec<u32>>, heap: &Heap) -> Vec<Row> {
@@ -441,20 +542,17 @@ impl Heap {
         crate::tracker::mode() == crate::Mode::Exact && self.has_samples()
     }
 
-    /// How much of the live heap the graph does not hold: the live bytes
-    /// the counters know less those of the blocks recorded exactly.
+    /// How much of the live heap the graph does not hold: the bytes the
+    /// snapshot's samples stand for (an unbiased estimate of what is still
+    /// live of the heap from before the switch to exact mode).
     fn outside_graph(&self) -> u64 {
-        let c = crate::tracker::counter_totals();
-        let live = c.alloc_bytes.saturating_sub(c.free_bytes);
-        let exact: u64 = self
-            .data
+        self.data
             .snapshot
             .blocks
             .iter()
-            .filter(|b| !b.sampled)
-            .map(|b| b.size)
-            .sum();
-        live.saturating_sub(exact)
+            .filter(|b| b.sampled)
+            .map(|b| b.est_bytes)
+            .sum()
     }
 
     /// The note a graph view of this heap carries: what the graph cannot
@@ -463,9 +561,9 @@ impl Heap {
     pub fn graph_note(&self) -> Option<String> {
         if self.switched_to_exact() {
             return Some(format!(
-                "Exact mode since a switch: {} bytes of the live heap predate it, are known \
-                 only by their samples and are not in the graph; a block held only from there \
-                 is under {BEFORE_EXACT}.",
+                "Exact mode since a switch: about {} bytes of the live heap predate it, are \
+                 known only by their samples and are not in the graph; a block held only from \
+                 there is under {BEFORE_EXACT}.",
                 self.outside_graph()
             ));
         }
@@ -591,7 +689,11 @@ impl Heap {
             .filter(|&&j| self.data.snapshot.blocks[j as usize].sampled)
             .count() as u64;
         if from_samples == self.members.len() as u64 && from_samples > 0 {
-            return Err(GraphError::NeedsExact);
+            return Err(if crate::tracker::mode() == crate::Mode::Exact {
+                GraphError::OnlySamples
+            } else {
+                GraphError::NeedsExact
+            });
         }
         let before_exact = self.has_samples();
         let mark = 0u8;
@@ -606,22 +708,23 @@ impl Heap {
         let mut missing = Vec::new();
         {
             let mut namer = Namer::new(self);
+            let mut trie = PathTrie::new(graph.nodes());
+            let mut by_path: HashMap<u32, Vec<u32>> = HashMap::new();
             for &j in self.members.iter() {
                 if self.data.snapshot.blocks[j as usize].sampled {
                     continue;
                 }
-                match graph.path_to(j) {
-                    Some(path) => {
-                        let e = groups
-                            .entry(path_names(&mut namer, &graph, &path))
-                            .or_default();
-                        if e.0.is_empty() {
-                            e.1 = vec![ty_of(j)];
-                        }
-                        e.0.push(j);
-                    }
+                match trie.path_of(&mut namer, &graph, j) {
+                    Some(path) => by_path.entry(path).or_default().push(j),
                     None => missing.push(j),
                 }
+            }
+            for (path, members) in by_path {
+                let e = groups.entry(trie.names(path)).or_default();
+                if e.0.is_empty() {
+                    e.1 = vec![ty_of(members[0])];
+                }
+                e.0.extend(members);
             }
         }
         // The program changed while its memory was read (a reference moved
@@ -640,14 +743,15 @@ impl Heap {
                 })
                 .collect();
             let mut namer = Namer::new(&again);
+            let mut trie = PathTrie::new(graph2.nodes());
             for j in missing {
                 let b = &self.data.snapshot.blocks[j as usize];
-                let path = at.get(&(b.addr, b.born)).and_then(|&k| graph2.path_to(k));
+                let path = at
+                    .get(&(b.addr, b.born))
+                    .and_then(|&k| trie.path_of(&mut namer, &graph2, k));
                 match path {
                     Some(path) => {
-                        let e = groups
-                            .entry(path_names(&mut namer, &graph2, &path))
-                            .or_default();
+                        let e = groups.entry(trie.names(path)).or_default();
                         if e.0.is_empty() {
                             e.1 = vec![ty_of(j)];
                         }

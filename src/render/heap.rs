@@ -196,6 +196,15 @@ pub(crate) fn paths(p: &Paths, width: usize) -> String {
     );
     out.push('\n');
     out.push_str(&build_note(width));
+    if p.before_exact {
+        out.push_str(&wrap(
+            "Exact mode since a switch: blocks from before it are not in the graph, so a \
+             path through one of them is not seen (a block held only that way has none).",
+            width,
+            0,
+        ));
+        out.push('\n');
+    }
     for (i, row) in p.rows.iter().enumerate() {
         out.push_str(&format!(
             "{i}: {} {} ({}%), {} bytes ({}%)\n",

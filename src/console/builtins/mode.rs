@@ -6,6 +6,11 @@
 use crate::console::eval::{Error, PyError, Value};
 use crate::console::host::{Call, Host};
 use crate::render::table::{bytes, wrap};
+
+/// `n` bytes with a binary unit, kept on one line when wrapped.
+fn unbroken_bytes(n: u64) -> String {
+    bytes(n).replace(' ', "\u{a0}")
+}
 use crate::tracker::{self, Mode};
 
 pub(super) fn register(host: &mut Host) {
@@ -58,7 +63,7 @@ pub(super) fn register(host: &mut Host) {
                 "Sampling one block per {} allocated, on average, from now on; blocks \
                  sampled before keep the weight of the mean they were sampled at, so \
                  estimates stay unbiased.",
-                bytes(n)
+                unbroken_bytes(n)
             );
             if tracker::mode() != Mode::Sampled {
                 line.push_str(" It applies in sampled mode: set_mode('sampled').");
@@ -85,7 +90,7 @@ fn describe(mode: Mode) -> String {
         Mode::Sampled => format!(
             "sampled: counts everything and records the stack of one block per {} \
              allocated on average; heap figures are unbiased estimates.",
-            bytes(tracker::sample_bytes())
+            unbroken_bytes(tracker::sample_bytes())
         ),
         Mode::Exact => "exact: every block allocated since the switch is recorded with its \
                         stack; heap figures are exact and the heap graph (byvia, sp, \
@@ -104,7 +109,7 @@ fn switched(before: Mode, now: Mode, live: u64) -> String {
     match now {
         Mode::Exact => s.push_str(&format!(
             " {} of the live heap predates the switch and {}",
-            bytes(live),
+            unbroken_bytes(live),
             if before == Mode::Sampled {
                 "is known only by its samples."
             } else {
