@@ -257,12 +257,14 @@ fn sp_of_a_long_chain_names_each_link_once() {
     // The head from this thread's stack, then the rest through `next`.
     let total: u64 = sp.rows.iter().map(|r| r.count).sum();
     assert_eq!(total, 60_000, "{sp}");
+    // A stale word on a stack may reach a link directly (the scan is
+    // conservative): nearly all are reached through `next` nonetheless.
     let through = sp
         .rows
         .iter()
         .find(|r| r.steps.iter().any(|s| s == "Link.next (repeated)"))
         .unwrap_or_else(|| panic!("{sp}"));
-    assert_eq!(through.count, 60_000 - 2, "{sp}");
+    assert!(through.count >= 59_000, "{sp}");
     drop(black_box(head));
 }
 
