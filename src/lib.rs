@@ -157,5 +157,7 @@ pub use heap::hpy;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
-pub use stats::{Error as StatsError, JemallocStats, PurgeReport, Stats, purge, stats};
+pub use stats::{
+    Error as StatsError, JemallocStats, OWN_MEMORY_FIXED, PurgeReport, Stats, purge, stats,
+};
 pub use tracker::{Alloc, Mode, mode, sample_bytes, set_mode, set_sample_bytes};

@@ -22,9 +22,12 @@ use object::{Object, ObjectSection};
 use super::Frame;
 use crate::sys::mapped::MappedFile;
 
-type Reader<'a> = EndianSlice<'a, LittleEndian>;
-type Dwarf<'a> = gimli::Dwarf<Reader<'a>>;
-type Unit<'a> = gimli::Unit<Reader<'a>>;
+/// How the mapped executable's sections are read.
+pub(super) type Reader<'a> = EndianSlice<'a, LittleEndian>;
+/// The executable's DWARF, borrowed from its mapping.
+pub(super) type Dwarf<'a> = gimli::Dwarf<Reader<'a>>;
+/// One compilation unit of it.
+pub(super) type Unit<'a> = gimli::Unit<Reader<'a>>;
 
 /// Where the running executable's code lies, and in which compilation unit
 /// each address range is: all that stays loaded between lookups.
@@ -144,18 +147,7 @@ impl ExeIndex {
         // Code no unit describes: its symbol, with no place.
         for (at, addr, _) in pending {
             if let Some(raw) = symtab_name(&file, &mut symbols, at) {
-                out.insert(
-                    addr,
-                    vec![Frame {
-                        addr,
-                        function: demangled(&raw),
-                        file: None,
-                        line: None,
-                        column: None,
-                        inlined: false,
-                        v0: raw.starts_with("_R"),
-                    }],
-                );
+                out.insert(addr, vec![symbol_frame(addr, &raw)]);
             }
         }
         out
@@ -405,7 +397,7 @@ fn symtab_name<'a>(
 }
 
 /// The DWARF sections of `file`, borrowed in place.
-fn load_dwarf<'a>(file: &object::File<'a>) -> Option<Dwarf<'a>> {
+pub(super) fn load_dwarf<'a>(file: &object::File<'a>) -> Option<Dwarf<'a>> {
     let empty: &[u8] = &[];
     gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader<'a>, ()> {
         let data = file
@@ -738,15 +730,20 @@ pub(super) fn library_frame(addr: usize) -> Option<Option<Frame>> {
         .find(|o| o.text.iter().any(|&(s, e)| addr >= s && addr < e))?;
     let at = (addr.wrapping_sub(lib.bias) as u64).saturating_sub(2);
     let raw = library_symbol(&lib.path, at);
-    Some(raw.map(|raw| Frame {
+    Some(raw.map(|raw| symbol_frame(addr, &raw)))
+}
+
+/// The frame of `addr` named by symbol `raw` alone (no place known).
+fn symbol_frame(addr: usize, raw: &str) -> Frame {
+    Frame {
         addr,
-        function: demangled(&raw),
+        function: demangled(raw),
         file: None,
         line: None,
         column: None,
         inlined: false,
         v0: raw.starts_with("_R"),
-    }))
+    }
 }
 
 /// The name of the symbol at `at` in the library at `path`: from its own

@@ -14,17 +14,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::{Arc, Mutex};
 
-use gimli::{
-    AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian, UnitOffset, constants as dw,
-};
-use object::{Object, ObjectSection};
+use gimli::{AttributeValue, DebugInfoOffset, UnitOffset, constants as dw};
 
 use crate::sys::mapped::MappedFile;
 use crate::tracker::untracked;
 
-type Reader<'a> = EndianSlice<'a, LittleEndian>;
-type Dwarf<'a> = gimli::Dwarf<Reader<'a>>;
-type Unit<'a> = gimli::Unit<Reader<'a>>;
+use super::dwarf::{Dwarf, Reader, Unit, load_dwarf};
 
 /// Index of a type in the cache of types read.
 type TypeId = u32;
@@ -159,19 +154,6 @@ fn name_hash(name: &str) -> u64 {
 /// types are ([`super::types`]), so both sides of a lookup agree.
 pub(super) fn key(name: &str) -> String {
     super::types::shorten(name).replace("alloc::alloc::Global, ", "")
-}
-
-/// The DWARF sections of `file`, borrowed in place.
-fn load_dwarf<'a>(file: &object::File<'a>) -> Option<Dwarf<'a>> {
-    let empty: &[u8] = &[];
-    gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader<'a>, ()> {
-        let data = file
-            .section_by_name(id.name())
-            .and_then(|s| s.data().ok())
-            .unwrap_or(empty);
-        Ok(EndianSlice::new(data, LittleEndian))
-    })
-    .ok()
 }
 
 /// A name attribute's text.
@@ -428,14 +410,21 @@ enum Entry {
 }
 
 impl<'a> Cursor<'a, '_> {
-    /// What the entry at `entry` says.
-    fn entry(&mut self, entry: u64) -> Option<Entry> {
+    /// The sections, the unit holding `entry`, and the entry's offset in
+    /// it.
+    fn locate(&mut self, entry: u64) -> Option<(&Dwarf<'a>, &Unit<'a>, UnitOffset<usize>)> {
         let Cursor {
             index,
             dwarf,
             units,
         } = self;
         let (unit, local) = unit_of(index, dwarf, units, entry)?;
+        Some((dwarf, unit, local))
+    }
+
+    /// What the entry at `entry` says.
+    fn entry(&mut self, entry: u64) -> Option<Entry> {
+        let (dwarf, unit, local) = self.locate(entry)?;
         let e = unit.entry(local).ok()?;
         let size = e
             .attr_value(dw::DW_AT_byte_size)
@@ -475,12 +464,7 @@ impl<'a> Cursor<'a, '_> {
 
     /// The short name (`DW_AT_name`) of the entry at `entry`.
     fn short_name(&mut self, entry: u64) -> Option<String> {
-        let Cursor {
-            index,
-            dwarf,
-            units,
-        } = self;
-        let (unit, local) = unit_of(index, dwarf, units, entry)?;
+        let (dwarf, unit, local) = self.locate(entry)?;
         let e = unit.entry(local).ok()?;
         text(dwarf, unit, e.attr_value(dw::DW_AT_name)?)
     }
