@@ -7,16 +7,22 @@
 //! | `LEAKSCOPE_MAX_FRAMES` | `32` | return addresses kept per stack (at most 128) | the allocator, at its first allocation |
 //! | `LEAKSCOPE_UNWIND` | probed | `fp` (frame pointers) or `backtrace` (the unwinder): overrides the probe | the allocator, at its first allocation |
 //! | `LEAKSCOPE_DHAT_OUT` | unset | a path: write a DHAT file there when the process exits | at start-up, before `main` |
-//! | `LEAKSCOPE_TRACK_REFS` | `1` | `0` turns trackref's registry off | trackref, at the first tracked object |
-//! | `LEAKSCOPE_CONSOLE` | `1` | `0`: the console is not started | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
+//! | `LEAKSCOPE_TRACK_REFS` | `1` | a flag: off turns trackref's registry off | trackref, at the first tracked object |
+//! | `LEAKSCOPE_CONSOLE` | `1` | a flag: off, the console is not started | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
 //! | `LEAKSCOPE_CONSOLE_PORT` | `6023`–`6073` | the console's port | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
-//! | `LEAKSCOPE_CONSOLE_PASSWORD` | random | the console's password | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
-//! | `LEAKSCOPE_APP_CRATES` | unset | `a,b`: the crates that are the program's own code (default: what is not the standard library, leakscope or a dependency's source) | the views, when they name allocation sites |
-//! | `LEAKSCOPE_HTTP` | unset | `HOST:PORT`: serve `/debug/pprof/heap` and `/metrics` there | [`http::Builder::with_default_env`](crate::http::Builder::with_default_env) |
+//! | `LEAKSCOPE_CONSOLE_PASSWORD` | random | the console's password (an empty one is refused) | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
+//! | `LEAKSCOPE_APP_CRATES` | unset | `a,b`: the crates that are the program's own code, at least one (default: what is not the standard library, leakscope or a dependency's source) | the views, when they name allocation sites |
+//! | `LEAKSCOPE_HTTP` | unset | `HOST:PORT`: serve `/debug/pprof/heap` and `/metrics` there (a warning names an address that is not loopback) | [`http::Builder::with_default_env`](crate::http::Builder::with_default_env) |
+//!
+//! A flag takes `0`, `1`, `false`, `true`, `no`, `yes`, `off` or `on`, in
+//! any case ([`parse_flag`]); anything else is refused with a message that
+//! names the variable ([`BadValue`]).
 //!
 //! The allocator's variables are read without allocating (the first
 //! allocation may come before `main`); a value it cannot use is reported on
-//! stderr and the default is kept. The console's are read only when the
+//! stderr and the default is kept, as are `LEAKSCOPE_TRACK_REFS` and
+//! `LEAKSCOPE_APP_CRATES`, which are read where no caller can be told.
+//! The console's are read only when the
 //! program asks for them with
 //! [`Builder::with_default_env`](crate::console::Builder::with_default_env):
 //! a builder's own settings win unless it is called.
@@ -27,6 +33,8 @@
 //!     assert!(!v.meaning().is_empty());
 //! }
 //! assert_eq!(leakscope::config::MODE.default_value(), "sampled");
+//! assert_eq!(leakscope::config::parse_flag(" Off "), Some(false));
+//! assert_eq!(leakscope::config::parse_flag("disabled"), None);
 //! ```
 
 use crate::sys::env;
@@ -65,10 +73,81 @@ impl Variable {
         env::getenv(self.c_name.as_bytes())
     }
 
-    /// Its value as text, when set (for code that may allocate).
+    /// Its value as text, when set (for code that may allocate). A value
+    /// that is not UTF-8 reads as the replacement characters it holds, so
+    /// that it is refused by the parsers below rather than taken as unset.
     pub fn value(&self) -> Option<String> {
-        std::env::var(self.name()).ok()
+        std::env::var_os(self.name()).map(|v| v.to_string_lossy().into_owned())
     }
+
+    /// Its value as a flag, when set; see [`parse_flag`].
+    pub fn flag(&self) -> Result<Option<bool>, BadValue> {
+        self.value()
+            .map(|v| parse_flag(&v).ok_or_else(|| self.bad(v, FLAG_WORDS)))
+            .transpose()
+    }
+
+    /// Its value as a comma-separated list of names, when set: blanks around
+    /// names are dropped, and a list with no name is refused.
+    pub fn names(&self) -> Result<Option<Vec<String>>, BadValue> {
+        self.value()
+            .map(|v| parse_names(&v).ok_or_else(|| self.bad(v, NAMES_WORDS)))
+            .transpose()
+    }
+
+    /// The error for `value`, which is not `expected`.
+    pub fn bad(&self, value: String, expected: &'static str) -> BadValue {
+        BadValue {
+            name: self.name(),
+            value,
+            expected,
+        }
+    }
+}
+
+/// The values a flag takes, as [`BadValue`] names them.
+pub const FLAG_WORDS: &str = "a flag: 0, 1, false, true, no, yes, off or on";
+
+/// A flag's value: `0`, `false`, `no`, `off` are false and `1`, `true`,
+/// `yes`, `on` are true, in any case and with blanks around; anything else
+/// (`disabled`, `2`, the empty string) is `None`.
+pub fn parse_flag(text: &str) -> Option<bool> {
+    let t = text.trim();
+    let is = |w: &str| t.eq_ignore_ascii_case(w);
+    if is("0") || is("false") || is("no") || is("off") {
+        Some(false)
+    } else if is("1") || is("true") || is("yes") || is("on") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// What a list of names is, as [`BadValue`] says it.
+pub const NAMES_WORDS: &str = "a comma-separated list of at least one name";
+
+/// A comma-separated list's names, without the blanks around them; `None`
+/// when no name is left (`""`, `",,,"`).
+pub fn parse_names(text: &str) -> Option<Vec<String>> {
+    let names: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
+    (!names.is_empty()).then_some(names)
+}
+
+/// A variable's value leakscope cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value:?} is not {expected}")]
+pub struct BadValue {
+    /// The variable.
+    pub name: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What it should be.
+    pub expected: &'static str,
 }
 
 macro_rules! variables {
@@ -104,19 +183,19 @@ variables! {
         "a path: write a DHAT file there when the process exits";
     /// `LEAKSCOPE_TRACK_REFS`: trackref on or off.
     TRACK_REFS = "LEAKSCOPE_TRACK_REFS", default "1",
-        "0 turns trackref's registry off";
+        "a flag: off turns trackref's registry off";
     /// `LEAKSCOPE_CONSOLE`: whether the console starts.
     CONSOLE = "LEAKSCOPE_CONSOLE", default "1",
-        "0: the console is not started";
+        "a flag: off, the console is not started";
     /// `LEAKSCOPE_CONSOLE_PORT`: the console's port.
     CONSOLE_PORT = "LEAKSCOPE_CONSOLE_PORT", default "6023-6073",
         "the console's port";
     /// `LEAKSCOPE_CONSOLE_PASSWORD`: the console's password.
     CONSOLE_PASSWORD = "LEAKSCOPE_CONSOLE_PASSWORD", default "random",
-        "the console's password";
+        "the console's password (an empty one is refused)";
     /// `LEAKSCOPE_APP_CRATES`: the program's own crates.
     APP_CRATES = "LEAKSCOPE_APP_CRATES", default "unset",
-        "a,b: the crates that are the program's own code";
+        "a,b: the crates that are the program's own code, at least one";
     /// `LEAKSCOPE_HTTP`: the pprof and metrics endpoint's address.
     HTTP = "LEAKSCOPE_HTTP", default "unset",
         "HOST:PORT: serve /debug/pprof/heap and /metrics there";
@@ -125,6 +204,38 @@ variables! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_take_the_eight_words_in_any_case_and_nothing_else() {
+        for (text, want) in [
+            ("0", false),
+            ("false", false),
+            ("No", false),
+            (" OFF\n", false),
+            ("1", true),
+            ("TRUE", true),
+            ("yes", true),
+            ("On", true),
+        ] {
+            assert_eq!(parse_flag(text), Some(want), "{text:?}");
+        }
+        for text in [
+            "", " ", "disabled", "2", "-1", "enable", "n", "y", "0x0", "of",
+        ] {
+            assert_eq!(parse_flag(text), None, "{text:?}");
+        }
+        assert_eq!(
+            parse_names(" app , spider-core,"),
+            Some(vec!["app".to_string(), "spider-core".to_string()])
+        );
+        assert_eq!(parse_names(",,,"), None);
+        assert_eq!(parse_names(" "), None);
+        let e = CONSOLE.bad("disabled".into(), FLAG_WORDS);
+        assert_eq!(
+            e.to_string(),
+            "LEAKSCOPE_CONSOLE=\"disabled\" is not a flag: 0, 1, false, true, no, yes, off or on"
+        );
+    }
 
     #[test]
     fn names_and_the_documented_tables_agree() {

@@ -389,45 +389,124 @@ fn a_client_that_stops_reading_is_dropped_and_one_that_vanishes_costs_nothing() 
     assert_eq!(ok.run("1 + 1"), "2\r\n");
 }
 
-#[test]
-fn console_can_be_disabled() {
-    // SAFETY: this test sets and clears a variable no other test reads.
-    unsafe { std::env::set_var("LEAKSCOPE_CONSOLE", "0") };
-    let c = Console::builder()
-        .port(0)
-        .with_default_env()
-        .spawn()
-        .unwrap();
-    // Without `with_default_env` the environment does not apply.
-    let d = Console::builder().port(0).spawn().unwrap();
-    unsafe { std::env::remove_var("LEAKSCOPE_CONSOLE") };
-    assert!(c.addr().is_none());
-    assert!(d.addr().is_some());
+/// Sets `vars` (name, value or `None` to clear), runs `f`, and clears them
+/// again. Only [`the_environment_opens_no_door`] calls it, so no other
+/// test of this binary reads these variables meanwhile.
+fn with_env<T>(vars: &[(&str, Option<&str>)], f: impl FnOnce() -> T) -> T {
+    for (name, value) in vars {
+        // SAFETY: one test of this binary sets `LEAKSCOPE_CONSOLE*` and
+        // `LEAKSCOPE_APP_CRATES`, and no other reads them.
+        unsafe {
+            match value {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+    let out = f();
+    for (name, _) in vars {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(name) };
+    }
+    out
+}
+
+/// The error `spawn` gives with these variables set, or `None` when the
+/// console started (or stayed off).
+fn spawn_error(vars: &[(&str, Option<&str>)]) -> Option<String> {
+    with_env(vars, || {
+        Console::builder()
+            .port(0)
+            .with_default_env()
+            .spawn()
+            .err()
+            .map(|e| e.to_string())
+    })
 }
 
 #[test]
-fn the_builders_settings_made_after_the_environment_win() {
-    // SAFETY: this test sets and clears variables no other test reads.
-    unsafe { std::env::set_var("LEAKSCOPE_CONSOLE_PASSWORD", "from-env") };
-    unsafe { std::env::set_var("LEAKSCOPE_CONSOLE_PORT", "not-a-port") };
-    let bad = Console::builder().with_default_env().spawn();
-    unsafe { std::env::remove_var("LEAKSCOPE_CONSOLE_PORT") };
-    let from_env = Console::builder()
-        .port(0)
-        .with_default_env()
-        .spawn()
-        .unwrap();
-    let mine = Console::builder()
-        .port(0)
-        .with_default_env()
-        .password("mine")
-        .spawn()
-        .unwrap();
-    unsafe { std::env::remove_var("LEAKSCOPE_CONSOLE_PASSWORD") };
+fn the_environment_opens_no_door() {
+    // Every way of saying no turns the console off; anything else is
+    // refused with the words it takes.
+    for off in ["0", "false", "No", "OFF", " off "] {
+        let c = with_env(&[("LEAKSCOPE_CONSOLE", Some(off))], || {
+            Console::builder().port(0).with_default_env().spawn()
+        });
+        assert!(c.unwrap().addr().is_none(), "LEAKSCOPE_CONSOLE={off:?}");
+    }
+    for on in ["1", "true", "YES", "on"] {
+        let c = with_env(&[("LEAKSCOPE_CONSOLE", Some(on))], || {
+            Console::builder().port(0).with_default_env().spawn()
+        });
+        assert!(c.unwrap().addr().is_some(), "LEAKSCOPE_CONSOLE={on:?}");
+    }
+    for bad in ["disabled", "2", ""] {
+        assert_eq!(
+            spawn_error(&[("LEAKSCOPE_CONSOLE", Some(bad))]).as_deref(),
+            Some(
+                format!(
+                    "LEAKSCOPE_CONSOLE={bad:?} is not a flag: 0, 1, false, true, no, \
+                     yes, off or on"
+                )
+                .as_str()
+            )
+        );
+    }
+    // Without `with_default_env` the environment does not apply.
+    let d = with_env(&[("LEAKSCOPE_CONSOLE", Some("0"))], || {
+        Console::builder().port(0).spawn()
+    });
+    assert!(d.unwrap().addr().is_some());
+
+    // An empty password, from the environment or the builder, would let
+    // anyone in: refused before anything listens.
+    let empty = "the console's password is empty, so anyone could log in: set a \
+                 password or leave LEAKSCOPE_CONSOLE_PASSWORD unset for a random one";
+    for blank in ["", "  "] {
+        assert_eq!(
+            spawn_error(&[("LEAKSCOPE_CONSOLE_PASSWORD", Some(blank))]).as_deref(),
+            Some(empty)
+        );
+        let builder = Console::builder().port(0).password(blank).spawn();
+        assert_eq!(builder.err().map(|e| e.to_string()).as_deref(), Some(empty));
+    }
+
+    // A crate list with no crate in it is refused, not taken as a rule.
+    for bad in [",,,", " ", ""] {
+        assert_eq!(
+            spawn_error(&[("LEAKSCOPE_APP_CRATES", Some(bad))]).as_deref(),
+            Some(
+                format!(
+                    "LEAKSCOPE_APP_CRATES={bad:?} is not a comma-separated list of at \
+                     least one name"
+                )
+                .as_str()
+            )
+        );
+    }
     assert_eq!(
-        bad.err().map(|e| e.to_string()).as_deref(),
-        Some("LEAKSCOPE_CONSOLE_PORT=not-a-port is not a port number")
+        spawn_error(&[("LEAKSCOPE_APP_CRATES", Some("console, leaky-spider"))]),
+        None
     );
+
+    // The builder's settings made after the environment win.
+    let vars = [
+        ("LEAKSCOPE_CONSOLE_PASSWORD", Some("from-env")),
+        ("LEAKSCOPE_CONSOLE_PORT", Some("not-a-port")),
+    ];
+    assert_eq!(
+        spawn_error(&vars).as_deref(),
+        Some("LEAKSCOPE_CONSOLE_PORT=\"not-a-port\" is not a port number")
+    );
+    let (from_env, mine) = with_env(&[("LEAKSCOPE_CONSOLE_PASSWORD", Some("from-env"))], || {
+        let from_env = Console::builder().port(0).with_default_env().spawn();
+        let mine = Console::builder()
+            .port(0)
+            .with_default_env()
+            .password("mine")
+            .spawn();
+        (from_env.unwrap(), mine.unwrap())
+    });
     assert_eq!(from_env.password(), "from-env");
     assert_eq!(mine.password(), "mine");
 }

@@ -73,8 +73,17 @@ fn live(class: &str) -> usize {
         .map_or(0, |c| c.live)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    match crawl(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leaky_spider: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn crawl(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -102,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 move || engine.status()
             })
     };
-    // LEAKSCOPE_CONSOLE=0, LEAKSCOPE_CONSOLE_PORT, LEAKSCOPE_CONSOLE_PASSWORD;
+    // LEAKSCOPE_CONSOLE=off, LEAKSCOPE_CONSOLE_PORT, LEAKSCOPE_CONSOLE_PASSWORD;
     // --console-port, set after, wins.
     let mut console = names().with_default_env();
     if let Some(port) = args.console_port {

@@ -10,8 +10,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::admission::Admission;
-use super::server::{Builder, SessionConfig, announce, random_hex};
+use super::server::{Builder, SessionConfig, random_hex};
 use super::session::{Entry, Session, same};
+use crate::sys::operator::announce;
 
 /// Whether process `pid` catches `signal` (its `SigCgt` mask in
 /// `/proc/PID/status`): a process that does not would be killed by it.

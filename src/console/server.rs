@@ -35,17 +35,16 @@ pub const DEFAULT_SESSION_MEMORY: usize = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpawnError {
-    /// A `LEAKSCOPE_CONSOLE*` variable read by
-    /// [`Builder::with_default_env`] has a value that cannot be used.
-    #[error("{name}={value} is not {expected}")]
-    BadVariable {
-        /// The variable.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What it should be.
-        expected: &'static str,
-    },
+    /// A variable read by [`Builder::with_default_env`] has a value that
+    /// cannot be used.
+    #[error(transparent)]
+    BadVariable(#[from] crate::config::BadValue),
+    /// The password is empty (or only blanks): anyone could log in.
+    #[error(
+        "the console's password is empty, so anyone could log in: set a password \
+         or leave LEAKSCOPE_CONSOLE_PASSWORD unset for a random one"
+    )]
+    EmptyPassword,
     /// No port of the range could be bound.
     #[error("no free port in {first}..={last}: {source}")]
     Bind {
@@ -66,7 +65,7 @@ pub enum SpawnError {
 /// environment applies only through [`Builder::with_default_env`].
 pub struct Builder {
     pub(super) host: Host,
-    /// `LEAKSCOPE_CONSOLE=0`: spawn nothing.
+    /// `LEAKSCOPE_CONSOLE=off`: spawn nothing.
     disabled: bool,
     /// A variable [`Builder::with_default_env`] could not use.
     env_error: Option<SpawnError>,
@@ -111,14 +110,6 @@ pub(super) fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(super) fn announce(message: &str) {
-    if log::max_level() == log::LevelFilter::Off {
-        eprintln!("{message}");
-    } else {
-        log::info!("{message}");
-    }
-}
-
 impl Console {
     /// A builder with Scrapy's defaults: 127.0.0.1, the first free port of
     /// 6023..=6073, user `leakscope`, a random password.
@@ -142,7 +133,7 @@ impl Console {
         }
     }
 
-    /// Where it listens (`None` when disabled by `LEAKSCOPE_CONSOLE=0`).
+    /// Where it listens (`None` when disabled by `LEAKSCOPE_CONSOLE=off`).
     pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
     }
@@ -222,27 +213,31 @@ impl Builder {
     }
 
     /// Applies the console's environment variables (see
-    /// [`config`](crate::config)): `LEAKSCOPE_CONSOLE=0` makes
-    /// [`spawn`](Self::spawn) start nothing, `LEAKSCOPE_CONSOLE_PORT` and
-    /// `LEAKSCOPE_CONSOLE_PASSWORD` replace the port and password. Settings
-    /// made after this call win over the environment; a value that cannot
-    /// be used makes `spawn` fail with [`SpawnError::BadVariable`].
+    /// [`config`](crate::config)): `LEAKSCOPE_CONSOLE=off` (or `0`, `no`,
+    /// `false`) makes [`spawn`](Self::spawn) start nothing,
+    /// `LEAKSCOPE_CONSOLE_PORT` and `LEAKSCOPE_CONSOLE_PASSWORD` replace
+    /// the port and password, and `LEAKSCOPE_APP_CRATES` is checked, since
+    /// the console's views name sites by it. Settings made after this call
+    /// win over the environment; a value that cannot be used makes `spawn`
+    /// fail with [`SpawnError::BadVariable`].
     pub fn with_default_env(mut self) -> Self {
         use crate::config;
-        if config::CONSOLE.value().is_some_and(|v| v.trim() == "0") {
-            self.disabled = true;
+        let mut bad = Vec::new();
+        match config::CONSOLE.flag() {
+            Ok(on) => self.disabled |= on == Some(false),
+            Err(e) => bad.push(e),
+        }
+        if let Err(e) = config::APP_CRATES.names() {
+            bad.push(e);
         }
         if let Some(p) = config::CONSOLE_PORT.value() {
             match p.trim().parse() {
                 Ok(port) => self.ports = (port, port),
-                Err(_) => {
-                    self.env_error = Some(SpawnError::BadVariable {
-                        name: config::CONSOLE_PORT.name(),
-                        value: p,
-                        expected: "a port number",
-                    })
-                }
+                Err(_) => bad.push(config::CONSOLE_PORT.bad(p, "a port number")),
             }
+        }
+        if let Some(e) = bad.into_iter().next() {
+            self.env_error.get_or_insert(SpawnError::BadVariable(e));
         }
         if let Some(p) = config::CONSOLE_PASSWORD.value() {
             self.password = Some(p);
@@ -268,7 +263,9 @@ impl Builder {
         self
     }
 
-    /// The password (default: 8 random bytes as 16 hex digits).
+    /// The password (default: 8 random bytes as 16 hex digits); an empty
+    /// one makes [`spawn`](Self::spawn) fail with
+    /// [`SpawnError::EmptyPassword`].
     pub fn password(mut self, password: &str) -> Self {
         self.password = Some(password.to_string());
         self
@@ -351,6 +348,9 @@ impl Builder {
             });
         }
         let password = self.password.clone().unwrap_or_else(|| random_hex(8));
+        if password.trim().is_empty() {
+            return Err(SpawnError::EmptyPassword);
+        }
         let listener = self.bind()?;
         let addr = listener.local_addr().map_err(SpawnError::Thread)?;
         let config = Arc::new(SessionConfig {
@@ -369,8 +369,8 @@ impl Builder {
             move || listen(listener, config),
         )
         .map_err(SpawnError::Thread)?;
-        announce(&format!("Telnet console listening on {addr}"));
-        announce(&format!("Telnet Password: {password}"));
+        crate::sys::operator::announce(&format!("Telnet console listening on {addr}"));
+        crate::sys::operator::announce(&format!("Telnet Password: {password}"));
         Ok(Console {
             addr: Some(addr),
             password,

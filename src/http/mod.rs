@@ -185,6 +185,13 @@ impl Builder {
         let listener =
             TcpListener::bind(addr).map_err(|source| SpawnError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(SpawnError::Thread)?;
+        if !addr.ip().is_loopback() {
+            crate::sys::operator::warn(&format!(
+                "leakscope: warning: the HTTP endpoint listens on {addr}, which is not a \
+                 loopback address: anyone who can reach it reads the program's heap \
+                 profile and metrics"
+            ));
+        }
         let settings = self.settings;
         let thread_stop = stop.clone();
         let thread = crate::tracker::spawn_own(

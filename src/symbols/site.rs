@@ -61,14 +61,12 @@ fn is_dependency_file(file: &str) -> bool {
 fn app_crates() -> Option<&'static [String]> {
     static CRATES: std::sync::OnceLock<Option<Vec<String>>> = std::sync::OnceLock::new();
     CRATES
-        .get_or_init(|| {
-            let v = crate::config::APP_CRATES.value()?;
-            Some(
-                v.split(',')
-                    .map(|c| c.trim().replace('-', "_"))
-                    .filter(|c| !c.is_empty())
-                    .collect(),
-            )
+        .get_or_init(|| match crate::config::APP_CRATES.names() {
+            Ok(names) => Some(names?.iter().map(|c| c.replace('-', "_")).collect()),
+            Err(e) => {
+                eprintln!("leakscope: {e}; sites name the program's code by the default rule");
+                None
+            }
         })
         .as_deref()
 }

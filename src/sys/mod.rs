@@ -8,3 +8,4 @@ pub(crate) mod clock;
 pub(crate) mod env;
 pub(crate) mod lock;
 pub(crate) mod mapped;
+pub(crate) mod operator;

@@ -57,13 +57,20 @@ const ENABLED_ON: u8 = 1;
 const ENABLED_OFF: u8 = 2;
 static ENABLED: AtomicU8 = AtomicU8::new(ENABLED_UNKNOWN);
 
-/// Whether registration is on (`LEAKSCOPE_TRACK_REFS=0` turns it off).
+/// Whether registration is on (`LEAKSCOPE_TRACK_REFS=off`, or `0`, turns
+/// it off).
 pub fn enabled() -> bool {
     match ENABLED.load(Ordering::Relaxed) {
         ENABLED_ON => true,
         ENABLED_OFF => false,
         _ => {
-            let on = crate::config::TRACK_REFS.value().is_none_or(|v| v != "0");
+            let on = match crate::config::TRACK_REFS.flag() {
+                Ok(on) => on.unwrap_or(true),
+                Err(e) => {
+                    eprintln!("leakscope: {e}; trackref stays on");
+                    true
+                }
+            };
             set_enabled(on);
             on
         }
