@@ -32,11 +32,12 @@ enum Command {
     Attach {
         /// The process.
         pid: u32,
-        /// The signal it listens for.
-        #[arg(long, default_value = "USR2")]
-        signal: String,
-        /// Seconds to wait for it to connect back.
-        #[arg(long, default_value_t = 10)]
+        /// The signal it listens for: USR1, USR2, WINCH or URG (never one
+        /// a program may take as an order to stop).
+        #[arg(long, default_value = "USR2", value_parser = parse_signal)]
+        signal: i32,
+        /// Seconds to wait for it to connect back (1 to 3600).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
     },
     /// The top program points of a DHAT file (live, at peak, total,
@@ -50,6 +51,8 @@ enum Command {
         /// Columns to fit (default: the terminal's, else 80).
         #[arg(long)]
         width: Option<usize>,
+        #[command(flatten)]
+        limit: ReadLimit,
     },
     /// What grew between two DHAT files, by program point and by type.
     Diff {
@@ -63,15 +66,20 @@ enum Command {
         /// Columns to fit (default: the terminal's, else 80).
         #[arg(long)]
         width: Option<usize>,
+        #[command(flatten)]
+        limit: ReadLimit,
     },
     /// Write a self-contained HTML page of Valgrind's viewer with the file
     /// loaded (or say where the viewer is when it is not installed).
     View {
         /// The DHAT file.
         file: std::path::PathBuf,
-        /// The page to write (default: FILE with .html).
+        /// The page to write (default: FILE with .html). An existing file
+        /// there is replaced only if it is a page this command wrote.
         #[arg(short, long)]
         output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        limit: ReadLimit,
     },
     /// Connect to a console's TCP port, with line editing.
     Connect {
@@ -88,16 +96,65 @@ enum Command {
     },
 }
 
-fn signal_number(name: &str) -> Option<i32> {
-    let name = name.trim_start_matches("SIG");
-    Some(match name {
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "HUP" => libc::SIGHUP,
-        "WINCH" => libc::SIGWINCH,
-        "URG" => libc::SIGURG,
-        n => n.parse().ok()?,
+/// How much of a DHAT file the file commands read.
+#[derive(clap::Args)]
+struct ReadLimit {
+    /// Read at most this many bytes of a file (only regular files are
+    /// read).
+    #[arg(long, default_value_t = leakscope::export::DEFAULT_MAX_READ)]
+    max_bytes: u64,
+}
+
+/// `--signal`'s value: one attach may use.
+fn parse_signal(name: &str) -> Result<i32, String> {
+    console::attach_signal(name).ok_or_else(|| {
+        format!(
+            "{name} is not a signal attach may use: one of USR1, USR2, WINCH, URG \
+             (a program may stop on any other it handles)"
+        )
     })
+}
+
+/// The name attach's signal number goes by.
+fn signal_name(number: i32) -> &'static str {
+    console::ATTACH_SIGNALS
+        .iter()
+        .find(|&&(_, n)| n == number)
+        .map_or("?", |&(name, _)| name)
+}
+
+/// `text` with control characters written as escapes (`\u{1b}`), so that a
+/// file's strings cannot move the cursor, retitle or clear the terminal.
+fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A DHAT file's strings made [`printable`], before a table shows them.
+fn printable_file(mut file: dhat::DhatFile) -> dhat::DhatFile {
+    for s in [
+        &mut file.cmd,
+        &mut file.mode,
+        &mut file.verb,
+        &mut file.tu,
+        &mut file.Mtu,
+    ]
+    .into_iter()
+    .chain(file.ftbl.iter_mut())
+    {
+        *s = printable(s);
+    }
+    file
 }
 
 fn main() -> ExitCode {
@@ -107,20 +164,30 @@ fn main() -> ExitCode {
             pid,
             signal,
             timeout,
-        } => attach(pid, &signal, Duration::from_secs(timeout)),
+        } => attach(pid, signal, Duration::from_secs(timeout)),
         Command::Connect {
             addr,
             user,
             password,
         } => connect(&addr, &user, password),
-        Command::Report { file, top, width } => report(&file, top, columns(width)),
+        Command::Report {
+            file,
+            top,
+            width,
+            limit,
+        } => report(&file, top, columns(width), limit.max_bytes),
         Command::Diff {
             old,
             new,
             top,
             width,
-        } => diff(&old, &new, top, columns(width)),
-        Command::View { file, output } => view(&file, output),
+            limit,
+        } => diff(&old, &new, top, columns(width), limit.max_bytes),
+        Command::View {
+            file,
+            output,
+            limit,
+        } => view(&file, output, limit.max_bytes),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -149,8 +216,16 @@ fn columns(width: Option<usize>) -> usize {
         .clamp(40, 1000)
 }
 
-fn report(path: &std::path::Path, top: usize, width: usize) -> Result<(), Failure> {
-    let file = dhat::read_checked(path)?;
+/// A read error, with the flag that raises the limit when that was why.
+fn read_failure(e: leakscope::export::Error) -> Failure {
+    match e {
+        leakscope::export::Error::TooLarge { .. } => format!("{e} (--max-bytes raises it)").into(),
+        e => e.into(),
+    }
+}
+
+fn report(path: &std::path::Path, top: usize, width: usize, limit: u64) -> Result<(), Failure> {
+    let file = printable_file(dhat::read_checked(path, limit).map_err(read_failure)?);
     print!("{}", dhat::DhatReport::new(&file, top).render(width));
     Ok(())
 }
@@ -160,14 +235,24 @@ fn diff(
     new: &std::path::Path,
     top: usize,
     width: usize,
+    limit: u64,
 ) -> Result<(), Failure> {
-    let d = dhat::DhatDiff::new(&dhat::read(old)?, &dhat::read(new)?, top);
+    let read = |p| {
+        dhat::read_limited(p, limit)
+            .map(printable_file)
+            .map_err(read_failure)
+    };
+    let d = dhat::DhatDiff::new(&read(old)?, &read(new)?, top);
     print!("{}", d.render(width));
     Ok(())
 }
 
-fn view(path: &std::path::Path, output: Option<std::path::PathBuf>) -> Result<(), Failure> {
-    let file = dhat::read(path)?;
+fn view(
+    path: &std::path::Path,
+    output: Option<std::path::PathBuf>,
+    limit: u64,
+) -> Result<(), Failure> {
+    let file = dhat::read_limited(path, limit).map_err(read_failure)?;
     let Some(dir) = dhat::viewer_dir() else {
         println!(
             "Valgrind's viewer (dh_view.html) is not installed here. Install valgrind \
@@ -182,17 +267,33 @@ fn view(path: &std::path::Path, output: Option<std::path::PathBuf>) -> Result<()
         .map_or_else(|| "dhat.json".into(), |n| n.to_string_lossy().into_owned());
     let page = dhat::viewer_page(&file, &name, &dir)?;
     let out = output.unwrap_or_else(|| path.with_extension("html"));
-    std::fs::write(&out, page).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    if same_file(path, &out) {
+        return Err(format!(
+            "the page would replace its input {}: choose another with --output",
+            path.display()
+        )
+        .into());
+    }
+    dhat::write_viewer_page(&out, &page)?;
     println!(
         "Wrote {}: open it in a browser (Valgrind's viewer, {} loaded).",
-        out.display(),
-        name
+        printable(&out.display().to_string()),
+        printable(&name)
     );
     Ok(())
 }
 
-fn attach(pid: u32, signal: &str, timeout: Duration) -> Result<(), Failure> {
-    let sig = signal_number(signal).ok_or_else(|| format!("unknown signal {signal}"))?;
+/// Whether `a` and `b` name the same file (through links or not).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn attach(pid: u32, sig: i32, timeout: Duration) -> Result<(), Failure> {
+    let signal = signal_name(sig);
     // A process that does not handle the signal would die of it.
     match console::catches_signal(pid, sig) {
         Ok(true) => {}
@@ -201,7 +302,7 @@ fn attach(pid: u32, signal: &str, timeout: Duration) -> Result<(), Failure> {
                 "process {pid} does not handle SIG{}: it must call \
                  leakscope::console::enable_attach(Console::builder()…) first \
                  (sending the signal would kill it); nothing was sent",
-                signal.trim_start_matches("SIG")
+                signal
             )
             .into());
         }
@@ -350,5 +451,35 @@ mod tests {
         assert_eq!(console_address("127.0.0.1:6030"), "127.0.0.1:6030");
         assert_eq!(console_address("::1"), "[::1]:6023");
         assert_eq!(console_address("[::1]:6025"), "[::1]:6025");
+    }
+
+    #[test]
+    fn only_signals_that_cannot_stop_a_program_are_sent() {
+        for (name, want) in [
+            ("USR2", libc::SIGUSR2),
+            ("SIGUSR1", libc::SIGUSR1),
+            ("sigwinch", libc::SIGWINCH),
+            ("23", libc::SIGURG),
+        ] {
+            assert_eq!(parse_signal(name), Ok(want), "{name}");
+        }
+        for name in ["TERM", "15", "SIGINT", "HUP", "KILL", "9", "0", "", "SIG"] {
+            assert_eq!(
+                parse_signal(name),
+                Err(format!(
+                    "{name} is not a signal attach may use: one of USR1, USR2, WINCH, URG \
+                     (a program may stop on any other it handles)"
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("main \u{1b}]0;owned\u{7}\u{1b}[2J(x.rs:1)"),
+            "main \\u{1b}]0;owned\\u{7}\\u{1b}[2J(x.rs:1)"
+        );
+        assert_eq!(printable("résumé (a.rs:3)"), "résumé (a.rs:3)");
     }
 }

@@ -19,10 +19,16 @@ static ALLOC: Alloc = Alloc::with_default_mode(Mode::Exact);
 const LEAKSCOPE: &str = env!("CARGO_BIN_EXE_leakscope");
 
 fn main() {
-    common::run(&[(
-        "report_diff_and_view_from_the_command_line",
-        report_diff_and_view_from_the_command_line,
-    )]);
+    common::run(&[
+        (
+            "report_diff_and_view_from_the_command_line",
+            report_diff_and_view_from_the_command_line,
+        ),
+        (
+            "hostile_files_and_arguments_get_a_clear_error_and_nothing_else",
+            hostile_files_and_arguments_get_a_clear_error_and_nothing_else,
+        ),
+    ]);
 }
 
 #[allow(dead_code)]
@@ -60,6 +66,145 @@ fn cli(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The command's exit status, stdout and stderr.
+fn cli_any(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(LEAKSCOPE)
+        .args(args)
+        .output()
+        .expect("leakscope");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a command that must fail, and returns what it said on stderr.
+fn cli_fails(args: &[&str]) -> String {
+    let (ok, out, err) = cli_any(args);
+    assert!(!ok, "{args:?} succeeded: {out}");
+    assert_eq!(out, "", "{args:?} wrote to stdout");
+    err
+}
+
+fn hostile_files_and_arguments_get_a_clear_error_and_nothing_else() {
+    leakscope::set_mode(Mode::Exact);
+    let dir = tmp("hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    // Devices are refused before a byte is read: each of these would read
+    // without end.
+    for (cmd, file) in [
+        ("report", "/dev/zero"),
+        ("report", "/dev/urandom"),
+        ("view", "/dev/zero"),
+    ] {
+        assert_eq!(
+            cli_fails(&[cmd, file]),
+            format!("leakscope: cannot read {file}: not a regular file\n")
+        );
+    }
+    assert_eq!(
+        cli_fails(&["diff", "/dev/zero", "/dev/zero"]),
+        "leakscope: cannot read /dev/zero: not a regular file\n"
+    );
+    // A file larger than the limit is refused, and the flag is named.
+    let dump = at("heap.json");
+    dhat::write(&dump).unwrap();
+    let size = std::fs::metadata(&dump).unwrap().len();
+    assert_eq!(
+        cli_fails(&["report", &dump, "--max-bytes", "100"]),
+        format!(
+            "leakscope: cannot read {dump}: {size} bytes, more than the 100 allowed \
+             (--max-bytes raises it)\n"
+        )
+    );
+    assert!(cli_any(&["report", &dump, "--max-bytes", &size.to_string()]).0);
+    // Terminal escapes in the file's strings are shown, not obeyed.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    json["cmd"] = serde_json::json!("evil \u{1b}]0;owned\u{7}\u{1b}[2J");
+    json["ftbl"][1] = serde_json::json!(format!("\u{1b}[31m{}", json["ftbl"][1].as_str().unwrap()));
+    let evil = at("evil.json");
+    std::fs::write(&evil, json.to_string()).unwrap();
+    for args in [
+        vec!["report", evil.as_str(), "--width", "200"],
+        vec!["diff", dump.as_str(), evil.as_str(), "--width", "200"],
+    ] {
+        let (ok, out, err) = cli_any(&args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: {out:?}"
+        );
+        if args[0] == "report" {
+            assert!(
+                out.starts_with("evil \\u{1b}]0;owned\\u{7}\\u{1b}[2J "),
+                "{out}"
+            );
+        }
+    }
+    // `view` writes no page through a link, and never over its input.
+    let victim = at("victim.txt");
+    std::fs::write(&victim, "victim").unwrap();
+    let link = at("heap.html");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    if dhat::viewer_dir().is_some() {
+        assert_eq!(
+            cli_fails(&["view", &dump]),
+            format!("leakscope: refusing to write {link}: it is a symbolic link\n")
+        );
+        let named_html = at("input.html");
+        std::fs::copy(&dump, &named_html).unwrap();
+        assert_eq!(
+            cli_fails(&["view", &named_html]),
+            format!(
+                "leakscope: the page would replace its input {named_html}: choose \
+                 another with --output\n"
+            )
+        );
+        // Another file at the output is kept; a page view wrote is replaced.
+        let page = at("page.html");
+        std::fs::write(&page, "<html>someone's page</html>").unwrap();
+        let refused = cli_fails(&["view", &dump, "-o", &page]);
+        assert!(
+            refused.starts_with(&format!(
+                "leakscope: refusing to write {page}: the file there"
+            )),
+            "{refused}"
+        );
+        std::fs::remove_file(&page).unwrap();
+        assert!(cli_any(&["view", &dump, "-o", &page]).0);
+        assert!(cli_any(&["view", &dump, "-o", &page]).0);
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim");
+    // attach checks its arguments before it sends anything.
+    for (args, said) in [
+        (
+            vec!["attach", "1", "--timeout", "18446744073709551615"],
+            "invalid value '18446744073709551615' for '--timeout <TIMEOUT>': \
+             18446744073709551615 is not in 1..=3600",
+        ),
+        (
+            vec!["attach", "1", "--signal", "15"],
+            "invalid value '15' for '--signal <SIGNAL>': 15 is not a signal attach may \
+             use: one of USR1, USR2, WINCH, URG (a program may stop on any other it handles)",
+        ),
+        (
+            vec!["attach", "1", "--signal", "TERM"],
+            "invalid value 'TERM' for '--signal <SIGNAL>': TERM is not a signal attach may \
+             use: one of USR1, USR2, WINCH, URG (a program may stop on any other it handles)",
+        ),
+    ] {
+        let err = cli_fails(&args);
+        assert!(
+            err.starts_with(&format!("error: {said}\n")),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn report_diff_and_view_from_the_command_line() {

@@ -34,6 +34,30 @@ pub fn catches_signal(pid: u32, signal: i32) -> io::Result<bool> {
 /// The signal `leakscope attach` sends by default.
 pub const ATTACH_SIGNAL: i32 = libc::SIGUSR2;
 
+/// The signals attach may use, by name: those no program takes as an
+/// order to stop (`TERM`, `INT`, `HUP`, `QUIT` are often handled by
+/// shutting down, so a handler proves nothing about what they would do).
+pub const ATTACH_SIGNALS: &[(&str, i32)] = &[
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("WINCH", libc::SIGWINCH),
+    ("URG", libc::SIGURG),
+];
+
+/// The signal `name` stands for, when attach may use it: a name of
+/// [`ATTACH_SIGNALS`] with or without `SIG`, in any case, or its number.
+pub fn attach_signal(name: &str) -> Option<i32> {
+    let name = name.trim();
+    let bare = name
+        .get(..3)
+        .filter(|p| p.eq_ignore_ascii_case("SIG"))
+        .map_or(name, |_| &name[3..]);
+    ATTACH_SIGNALS
+        .iter()
+        .find(|(n, number)| bare.eq_ignore_ascii_case(n) || bare.parse() == Ok(*number))
+        .map(|&(_, number)| number)
+}
+
 /// The per-user directory holding rendezvous files: `$XDG_RUNTIME_DIR/
 /// leakscope` when set, else `/tmp/leakscope-<uid>`; created 0700.
 pub fn rendezvous_dir() -> io::Result<std::path::PathBuf> {
@@ -121,8 +145,15 @@ pub fn enable_attach(host: Builder) -> io::Result<()> {
     enable_attach_on(ATTACH_SIGNAL, host)
 }
 
-/// [`enable_attach`] with another signal.
+/// [`enable_attach`] with another signal, one of [`ATTACH_SIGNALS`]
+/// (others are refused with [`io::ErrorKind::InvalidInput`]).
 pub fn enable_attach_on(signal: i32, mut host: Builder) -> io::Result<()> {
+    if !ATTACH_SIGNALS.iter().any(|&(_, s)| s == signal) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("signal {signal} is not one attach may use (USR1, USR2, WINCH or URG)"),
+        ));
+    }
     let mut signals = signal_hook::iterator::Signals::new([signal])?;
     let config = Arc::new(SessionConfig {
         host: Arc::new(std::mem::take(&mut host.host)),

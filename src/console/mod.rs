@@ -49,8 +49,9 @@ mod fuzz;
 
 pub use admission::{DEFAULT_MAX_WAITING, GUESS_WINDOW, GUESSES_PER_WINDOW};
 pub use attach::{
-    ATTACH_SIGNAL, accept_attached, catches_signal, enable_attach, enable_attach_on, new_token,
-    read_rendezvous, rendezvous_dir, rendezvous_file, write_rendezvous,
+    ATTACH_SIGNAL, ATTACH_SIGNALS, accept_attached, attach_signal, catches_signal, enable_attach,
+    enable_attach_on, new_token, read_rendezvous, rendezvous_dir, rendezvous_file,
+    write_rendezvous,
 };
 pub use client::{Client, Prompt};
 pub use eval::{Error, PyError, Value};

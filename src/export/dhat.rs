@@ -177,23 +177,30 @@ pub(super) fn is_ours(head: &[u8]) -> bool {
     head.starts_with(br#"{"dhatFileVersion":2,"mode":"rust-heap"#)
 }
 
-/// Reads a DHAT file.
+/// Reads a DHAT file of at most [`DEFAULT_MAX_READ`](super::DEFAULT_MAX_READ)
+/// bytes; see [`read_limited`].
 pub fn read(path: impl AsRef<Path>) -> Result<DhatFile, Error> {
+    read_limited(path, super::DEFAULT_MAX_READ)
+}
+
+/// Reads a DHAT file of at most `limit` bytes. Only a regular file is
+/// read ([`Error::NotAFile`] otherwise), and one larger than `limit` is
+/// refused with [`Error::TooLarge`] after reading at most `limit + 1`
+/// bytes of it.
+pub fn read_limited(path: impl AsRef<Path>, limit: u64) -> Result<DhatFile, Error> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = super::read_bounded(path, limit)?;
     serde_json::from_slice(&bytes).map_err(|source| Error::NotDhat {
         path: path.to_path_buf(),
         source,
     })
 }
 
-/// Reads a DHAT file and checks it as Valgrind's viewer would ([`check`]).
-pub fn read_checked(path: impl AsRef<Path>) -> Result<DhatFile, Error> {
+/// Reads a DHAT file of at most `limit` bytes ([`read_limited`]) and
+/// checks it as Valgrind's viewer would ([`check`]).
+pub fn read_checked(path: impl AsRef<Path>, limit: u64) -> Result<DhatFile, Error> {
     let path = path.as_ref();
-    let file = read(path)?;
+    let file = read_limited(path, limit)?;
     let json = serde_json::to_value(&file).unwrap_or_default();
     check(&json).map_err(|reason| Error::Invalid {
         path: path.to_path_buf(),
@@ -549,6 +556,21 @@ pub fn viewer_dir() -> Option<std::path::PathBuf> {
         .find(|d| d.join("dh_view.js").is_file() && d.join("dh_view.css").is_file())
 }
 
+/// How a page [`viewer_page`] made begins: [`write_viewer_page`] replaces
+/// only a file that begins so.
+const VIEWER_PAGE_HEAD: &str =
+    "<!DOCTYPE html>\n<!-- leakscope view: Valgrind's DHAT viewer with a file loaded -->";
+
+/// Writes `page` (from [`viewer_page`]) to `path` by the rules of every
+/// dump: through a temporary file renamed into place, never following a
+/// symbolic link, and replacing only a page written the same way, never
+/// another file (not the DHAT file it shows, whatever it is named).
+pub fn write_viewer_page(path: impl AsRef<Path>, page: &str) -> Result<(), Error> {
+    super::write_atomically(path.as_ref(), page.as_bytes(), |head| {
+        head.starts_with(VIEWER_PAGE_HEAD.as_bytes())
+    })
+}
+
 /// A self-contained HTML page: Valgrind's viewer with `file` already
 /// loaded (its script and style inlined, the data embedded and handed to
 /// the viewer's own `buildTree`/`displayTree` once the page has loaded).
@@ -567,7 +589,7 @@ pub fn viewer_page(file: &DhatFile, name: &str, viewer: &Path) -> Result<String,
         .unwrap_or_default()
         .replace("</", "<\\/");
     Ok(format!(
-        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"UTF-8\">\n<style>\n{css}\n</style>\n\
+        "{VIEWER_PAGE_HEAD}\n<html>\n<head>\n<meta charset=\"UTF-8\">\n<style>\n{css}\n</style>\n\
          <script>\n{js}\n</script>\n</head>\n<body onload=\"onLoad()\">\n<script>\n\
          window.addEventListener('load', function() {{\n  tryFunc(function() {{\n    \
          gFilename = {name};\n    document.title = kDocumentTitle + ' - ' + gFilename;\n    \

@@ -46,6 +46,26 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The path is not a regular file (a device, a pipe, a directory):
+    /// reading it could take without end.
+    #[error("cannot read {}: not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is larger than the reader was allowed to take.
+    #[error(
+        "cannot read {}: {size} bytes, more than the {limit} allowed",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The most the reader takes.
+        limit: u64,
+    },
     /// The file is not JSON of a DHAT file's shape.
     #[error("{}: not a DHAT file: {source}", path.display())]
     NotDhat {
@@ -129,6 +149,45 @@ pub(crate) fn frame_text(f: &Frame) -> String {
     )
 }
 
+/// The most bytes a reader of dump files takes unless told otherwise.
+pub const DEFAULT_MAX_READ: u64 = 1 << 30;
+
+/// Reads the regular file at `path`, at most `limit` bytes of it: a
+/// device, pipe or directory is refused before anything is read, and a
+/// file that is (or grows) larger than `limit` is refused after at most
+/// `limit + 1` bytes.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
+    let read_error = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(Error::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let too_large = |size| Error::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(file, limit.saturating_add(1)),
+        &mut bytes,
+    )
+    .map_err(read_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 /// Writes `bytes` to `path` through a temporary file renamed into place,
 /// so a reader never sees half a file. A file already at `path` is
 /// replaced only when `ours` recognises it as a dump of the same kind: a
@@ -172,9 +231,17 @@ fn write_through_temporary(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
+    // The temporary name adds about 40 bytes to the final one: keep at most
+    // 200 bytes of it, so that any valid final name (up to 255 bytes) has
+    // a valid temporary one.
+    let full = path
         .file_name()
         .map_or_else(|| "dump".into(), |n| n.to_string_lossy().into_owned());
+    let mut cut = full.len().min(200);
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let name = &full[..cut];
     let mut nonce = [0u8; 8];
     // SAFETY: getrandom fills the buffer we own, up to its length.
     unsafe { libc::getrandom(nonce.as_mut_ptr().cast(), nonce.len(), 0) };
@@ -247,6 +314,37 @@ mod tests {
             .filter(|n| n.ends_with(".tmp"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn any_valid_name_can_be_written_and_reads_are_bounded() {
+        // Its own directory: the test above removes `dir()` when it ends.
+        let d = std::env::temp_dir().join(format!("leakscope-long-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        // 255 bytes is the longest name a Linux file system takes; "é" is
+        // two bytes, so the cut must land between characters.
+        for name in ["a".repeat(255), format!("{}x", "é".repeat(127))] {
+            assert_eq!(name.len(), 255);
+            let path = d.join(&name);
+            write_atomically(&path, b"OURS long", ours).unwrap();
+            assert_eq!(read_bounded(&path, 9).unwrap(), b"OURS long");
+        }
+        let path = d.join("a".repeat(255));
+        match read_bounded(&path, 8) {
+            Err(Error::TooLarge {
+                size: 9, limit: 8, ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        match read_bounded(Path::new("/dev/zero"), 8) {
+            Err(Error::NotAFile { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        match read_bounded(&d, 8) {
+            Err(Error::NotAFile { .. }) => {}
+            other => panic!("{other:?}"),
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 
