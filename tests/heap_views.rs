@@ -28,6 +28,7 @@ tests!(
     the_watch_names_the_growing_type,
     leakscope_shows_and_gives_back_its_own_memory,
     the_consoles_work_is_leakscopes_memory_not_the_programs,
+    a_child_forked_while_views_and_dumps_run_never_hangs,
 );
 
 #[allow(dead_code)]
@@ -483,4 +484,158 @@ fn the_consoles_work_is_leakscopes_memory_not_the_programs() {
     }
     c.run("set_mode('exact')");
     drop(kept);
+}
+
+/// A tracked object, for the registry's locks.
+struct Fetched {
+    _ref: leakscope::trackref::ObjectRef<Fetched>,
+    _body: Vec<u8>,
+}
+
+/// Waits at most 20 s for child `pid`; kills it and fails if it hangs.
+fn wait_child(pid: libc::pid_t, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: killing our own hung child before failing.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{what}: the child hung");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{what}: the child failed ({status:#x})"
+    );
+}
+
+/// What a forked child does: writes a DHAT file (symbols, layouts), or
+/// takes a heap under a baseline and uses the registry. Whether it worked.
+#[inline(never)]
+fn in_the_child(dumping: bool, dump: &std::path::Path) -> bool {
+    if dumping {
+        return leakscope::export::dhat::write(dump).is_ok();
+    }
+    let h = hpy();
+    h.setrelheap();
+    let after = h.heap();
+    h.clear_relheap();
+    let objects = leakscope::trackref::live_refs();
+    let new = leakscope::trackref::Tracked::new(Fetched {
+        _ref: leakscope::trackref::ObjectRef::new(),
+        _body: vec![0; 8],
+    });
+    drop(new);
+    !objects.is_empty() && !after.estimated()
+}
+
+fn a_child_forked_while_views_and_dumps_run_never_hangs() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let dir = std::env::temp_dir().join(format!("leakscope-fork-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Four threads allocate and register tracked objects; three sessions
+    // loop over views, baselines and dumps (the symbol cache, the layouts,
+    // the relative heap, the registry's shards).
+    let mut threads: Vec<_> = (0..4u64)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    kept.push(leakscope::trackref::Tracked::new(Fetched {
+                        _ref: leakscope::trackref::ObjectRef::new(),
+                        _body: vec![i as u8; 64],
+                    }));
+                    if kept.len() > 500 {
+                        kept.clear();
+                    }
+                    black_box(make_widgets(20));
+                    // Busy, not hogging both cores: the children need one.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        })
+        .collect();
+    let console = leakscope::console::Console::builder()
+        .port(0)
+        .password("pw")
+        .spawn()
+        .expect("console");
+    let addr = console.addr().unwrap();
+    for session in 0..3 {
+        let stop = stop.clone();
+        let dump = dir.join(format!("session-{session}.json"));
+        threads.push(std::thread::spawn(move || {
+            let mut c = common::Client::connect(addr);
+            c.login("pw");
+            let lines = [
+                "x = hpy().heap()".to_string(),
+                "x.bysite".into(),
+                "x.bytype[0].byvia".into(),
+                "hpy().setrelheap()".into(),
+                format!("dump_dhat('{}')", dump.display()),
+                "hpy().clear_relheap()".into(),
+                "prefs()".into(),
+            ];
+            for line in lines.iter().cycle() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                black_box(c.run(line));
+            }
+        }));
+    }
+    // Children that take a heap, a baseline and the registry, and
+    // children that write a DHAT file (symbols, layouts) and exit.
+    // What the children do, done once here first: the symbols of its
+    // stacks are then in the cache every child starts with.
+    let warm = dir.join("warm.json");
+    assert!(in_the_child(true, &warm) && in_the_child(false, &warm));
+    // 220 children by default (200 taking heaps, 20 writing dumps);
+    // LEAKSCOPE_TEST_FORKS=1100 tries 1 000 and 100.
+    let children: u32 = std::env::var("LEAKSCOPE_TEST_FORKS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(220);
+    let (heap_children, dump_children) = (children - children / 11, children / 11);
+    let start = std::time::Instant::now();
+    let (mut heaps, mut dumps) = (0, 0);
+    while heaps < heap_children || dumps < dump_children {
+        let dumping = dumps < dump_children && dumps * 10 <= heaps;
+        let dump = dir.join(format!("child-{}.json", heaps + dumps));
+        // SAFETY: the child uses leakscope and calls _exit; it never returns
+        // into the test.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = in_the_child(dumping, &dump);
+            // SAFETY: ending the child without the parent's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+        }
+        let what = if dumping { "dump" } else { "heap" };
+        wait_child(pid, &format!("{what} child {}", heaps + dumps));
+        if dumping {
+            dumps += 1;
+        } else {
+            heaps += 1;
+        }
+    }
+    eprintln!(
+        "    {heaps} heap children and {dumps} dump children in {:.1} s, none hung",
+        start.elapsed().as_secs_f64()
+    );
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(console);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,14 +1,15 @@
 //! `hpy()`: the entry point, and the relative-heap baseline.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use super::Heap;
+use crate::sys::fork::{ForkSafe, InChild};
 use crate::tracker;
 
-/// Blocks live when [`Hpy::setrelheap`] was called: (address, birth).
-static RELHEAP: Mutex<Option<HashSet<(usize, Duration)>>> = Mutex::new(None);
+/// Blocks live when [`Hpy::setrelheap`] was called: (address, birth). A
+/// forked child keeps the baseline.
+static RELHEAP: ForkSafe<Option<HashSet<(usize, Duration)>>> = ForkSafe::new(None, InChild::Keep);
 
 /// The entry point, as Guppy's `hpy()`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -24,7 +25,7 @@ impl Hpy {
     /// allocated after [`Hpy::setrelheap`], if it was called).
     pub fn heap(&self) -> Heap {
         let snapshot = tracker::snapshot();
-        let base = RELHEAP.lock().unwrap_or_else(|e| e.into_inner());
+        let base = RELHEAP.lock();
         match base.as_ref() {
             Some(old) => Heap::from_snapshot(snapshot, |b| !old.contains(&(b.addr, b.born))),
             None => Heap::from_snapshot(snapshot, |_| true),
@@ -47,7 +48,7 @@ impl Hpy {
         let snapshot = tracker::snapshot();
         let set: HashSet<(usize, Duration)> =
             snapshot.blocks.iter().map(|b| (b.addr, b.born)).collect();
-        *RELHEAP.lock().unwrap_or_else(|e| e.into_inner()) = Some(set);
+        *RELHEAP.lock() = Some(set);
     }
 
     /// Guppy's other name for [`Hpy::setrelheap`].
@@ -57,6 +58,6 @@ impl Hpy {
 
     /// Later heaps show every live block again.
     pub fn clear_relheap(&self) {
-        *RELHEAP.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *RELHEAP.lock() = None;
     }
 }

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Hpy, Kind, Partition, hpy};
+use crate::sys::fork::{ForkSafe, InChild};
 
 /// Points the growth watch keeps.
 pub const WATCH_POINTS: usize = 240;
@@ -24,7 +25,9 @@ struct Watcher {
     thread: Option<JoinHandle<()>>,
 }
 
-static WATCH: Mutex<Option<Watcher>> = Mutex::new(None);
+/// The running watch. A forked child has no watch thread: it starts with
+/// none.
+static WATCH: ForkSafe<Option<Watcher>> = ForkSafe::new(None, InChild::Empty);
 
 fn sizes(p: &Partition) -> HashMap<String, u64> {
     p.rows.iter().map(|r| (r.label.clone(), r.size)).collect()
@@ -159,7 +162,7 @@ impl Hpy {
     /// live size per type and per site, for the last [`WATCH_POINTS`]
     /// intervals.
     pub fn watch(&self, interval: Duration) {
-        let mut w = WATCH.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = WATCH.lock();
         if let Some(old) = w.take() {
             old.stop();
         }
@@ -168,7 +171,7 @@ impl Hpy {
 
     /// Stops the growth watch (its history is dropped).
     pub fn unwatch(&self) {
-        if let Some(old) = WATCH.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(old) = WATCH.lock().take() {
             old.stop();
         }
     }
@@ -176,7 +179,7 @@ impl Hpy {
     /// Kinds (types and sites) whose live size grew in most intervals of the
     /// watch, fastest growth first. Empty until the watch has three points.
     pub fn suspects(&self) -> Suspects {
-        let w = WATCH.lock().unwrap_or_else(|e| e.into_inner());
+        let w = WATCH.lock();
         Suspects {
             rows: match w.as_ref() {
                 Some(w) => suspects(&w.history.lock().unwrap_or_else(|e| e.into_inner())),

@@ -12,10 +12,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, MutexGuard, Once};
 
 use gimli::{AttributeValue, DebugInfoOffset, UnitOffset, constants as dw};
 
+use crate::sys::fork::{ForkSafe, InChild, ResetInChild, on_child};
 use crate::sys::mapped::MappedFile;
 use crate::tracker::untracked;
 
@@ -124,7 +125,8 @@ const MAX_READ_TYPES: usize = 1 << 15;
 pub struct Layouts {
     exe: Option<MappedFile>,
     index: Index,
-    read: Mutex<Read>,
+    /// Reset by the layouts' [`ResetInChild`] in a forked child.
+    read: ForkSafe<Read>,
 }
 
 /// A hasher for keys that are hashes already.
@@ -835,7 +837,7 @@ impl Layouts {
         Layouts {
             exe: Some(exe),
             index,
-            read: Mutex::new(Read::default()),
+            read: ForkSafe::reset_by_owner(Read::default(), InChild::Keep),
         }
     }
 
@@ -846,7 +848,7 @@ impl Layouts {
         untracked(|| {
             let file = object::File::parse(&exe[..]).ok()?;
             let dwarf = load_dwarf(&file)?;
-            let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+            let mut read = self.read.lock_owned();
             if read.types.len() >= MAX_READ_TYPES {
                 *read = Read::default();
             }
@@ -902,7 +904,7 @@ impl Layouts {
     /// Bytes these layouts hold (an estimate): the index, and the types
     /// read so far.
     pub fn memory(&self) -> usize {
-        let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        let read = self.read.lock_owned();
         let mut n = read.types.capacity() * size_of::<TypeInfo>()
             + read.at.capacity() * (size_of::<(u64, TypeId)>() + 1);
         for t in &read.types {
@@ -925,13 +927,37 @@ impl Layouts {
     }
 }
 
-static LAYOUTS: Mutex<Option<Arc<Layouts>>> = Mutex::new(None);
+/// The parsed layouts, when loaded; a forked child keeps them (see
+/// [`LayoutsInChild`]).
+static LAYOUTS: ForkSafe<Option<Arc<Layouts>>> = ForkSafe::reset_by_owner(None, InChild::Keep);
+
+/// Puts the layouts right in a forked child: kept when no thread was
+/// loading them at the fork, with the types read so far when no thread was
+/// reading one.
+struct LayoutsInChild;
+
+impl ResetInChild for LayoutsInChild {
+    fn reset_in_child(&self) {
+        if !LAYOUTS.reset_now()
+            && let Some(l) = LAYOUTS.lock_owned().as_ref()
+        {
+            l.read.reset_now();
+        }
+    }
+}
+
+/// The slot of the layouts, locked.
+fn slot() -> MutexGuard<'static, Option<Arc<Layouts>>> {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| on_child(&LayoutsInChild));
+    LAYOUTS.lock_owned()
+}
 
 /// The executable's type layouts, parsed on first use (with tracking off:
 /// they are leakscope's memory, not the program's).
 pub fn layouts() -> Arc<Layouts> {
     untracked(|| {
-        let mut slot = LAYOUTS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = slot();
         if let Some(l) = slot.as_ref() {
             return Arc::clone(l);
         }
@@ -943,13 +969,13 @@ pub fn layouts() -> Arc<Layouts> {
 
 /// What the layouts hold now, if they are loaded (see [`Layouts::memory`]).
 pub(super) fn loaded_memory() -> u64 {
-    let slot = LAYOUTS.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = slot();
     slot.as_ref().map_or(0, |l| l.memory() as u64)
 }
 
 /// Gives the layouts back (with the rest of the debug information).
 pub(super) fn release() {
-    let old = LAYOUTS.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let old = slot().take();
     untracked(|| drop(old));
 }
 

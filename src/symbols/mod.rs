@@ -42,11 +42,12 @@ pub use types::{BlockType, TypeSource, block_type};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Once};
 
 use site::is_runtime_function;
 use trim::internal_prefix;
 
+use crate::sys::fork::{ForkSafe, InChild};
 use crate::tracker::untracked;
 
 /// One resolved frame.
@@ -140,8 +141,6 @@ impl Resolved {
     }
 }
 
-type Cache = Mutex<Resolved>;
-
 /// The most return addresses whose frames are kept; past it the cache
 /// starts again empty (a few hundred bytes an address: ~5 MiB at most).
 pub const MAX_CACHED_ADDRESSES: usize = 1 << 14;
@@ -150,15 +149,16 @@ pub const MAX_CACHED_ADDRESSES: usize = 1 << 14;
 /// information (and the type layouts) is given back.
 pub const DEBUG_INFO_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The symbols' state, made on first use.
-static CACHE: OnceLock<Cache> = OnceLock::new();
+/// The symbols' state, made on first use. A forked child keeps it, unless
+/// a thread was resolving at the fork (then it starts without).
+static CACHE: ForkSafe<Option<Resolved>> = ForkSafe::new(None, InChild::Keep);
 
-fn cache() -> &'static Cache {
-    CACHE.get_or_init(|| {
-        // The thread's own bookkeeping is leakscope's, not the program's.
-        untracked(start_releaser);
-        untracked(|| Mutex::new(Resolved::default()))
-    })
+/// Runs `f` on the symbols' state, with tracking off (it is leakscope's
+/// memory, not the program's); the first call starts the releaser.
+fn with_cache<R>(f: impl FnOnce(&mut Resolved) -> R) -> R {
+    static RELEASER: Once = Once::new();
+    RELEASER.call_once(|| untracked(start_releaser));
+    untracked(|| f(CACHE.lock().get_or_insert_with(Resolved::default)))
 }
 
 /// When resolution last ran (coarse clock, ns).
@@ -191,19 +191,17 @@ fn start_releaser() {
 /// Gives back the parsed debug information now (it is parsed again when
 /// next needed); resolved frames stay cached.
 pub fn release_debug_info() {
-    let mut map = cache().lock().unwrap_or_else(|e| e.into_inner());
-    untracked(|| drop(map.exe.take()));
-    untracked(backtrace::clear_symbol_cache);
-    layout::release();
-    DEBUG_INFO_LOADED.store(false, Ordering::Relaxed);
-    drop(map);
+    with_cache(|map| {
+        drop(map.exe.take());
+        backtrace::clear_symbol_cache();
+        layout::release();
+        DEBUG_INFO_LOADED.store(false, Ordering::Relaxed);
+    })
 }
 
 /// The frames of one return address, innermost inlined frame first.
 pub fn resolve(addr: usize) -> Arc<[Frame]> {
-    let cache = cache();
-    untracked(|| {
-        let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    with_cache(|map| {
         if let Some(f) = map.frames.get(&addr) {
             return Arc::clone(f);
         }
@@ -232,12 +230,13 @@ pub fn resolve(addr: usize) -> Arc<[Frame]> {
 /// resolved so far, the index of the executable's debug information, and
 /// the type layouts read.
 pub fn memory() -> u64 {
-    // Nothing is made to answer (no resolution has run: nothing is held).
-    let Some(cache) = CACHE.get() else {
-        return layout::loaded_memory();
-    };
     let frames_and_index = {
-        let map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        // Nothing is made to answer (no resolution has run: nothing is held).
+        let slot = CACHE.lock();
+        let Some(map) = slot.as_ref() else {
+            drop(slot);
+            return layout::loaded_memory();
+        };
         let frames: usize = map
             .frames
             .values()
@@ -267,9 +266,7 @@ pub fn memory() -> u64 {
 /// once, however many of them it holds (see `dwarf`). Views call it before
 /// they resolve stack after stack.
 pub fn prefetch<'a>(stacks: impl IntoIterator<Item = &'a [usize]>) {
-    let cache = cache();
-    untracked(|| {
-        let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    with_cache(|map| {
         let mut wanted: Vec<usize> = stacks
             .into_iter()
             .flatten()

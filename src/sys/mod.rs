@@ -1,11 +1,13 @@
 //! What the operating system gives the layers above: clocks, a lock that
-//! never allocates (and one biased towards an owner thread), reading the
+//! never allocates (and one biased towards an owner thread), mutexes a
+//! forked child can always take, reading the
 //! environment without allocating, and the executable mapped read-only.
 //! Nothing here knows what leakscope records.
 
 pub(crate) mod biased;
 pub(crate) mod clock;
 pub(crate) mod env;
+pub(crate) mod fork;
 pub(crate) mod lock;
 pub(crate) mod mapped;
 pub(crate) mod operator;

@@ -94,12 +94,7 @@ pub fn short_type_name(full: &str) -> &str {
 }
 
 fn find_class(name: &str) -> Option<&'static Class> {
-    CLASSES
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .find(|c| c.name == name)
-        .copied()
+    CLASSES.lock().iter().find(|c| c.name == name).copied()
 }
 
 /// Visits every live instance of a class (strong handles taken while its

@@ -2,9 +2,10 @@
 
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock, Weak};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{MutexGuard, Weak};
 
+use crate::sys::fork::{ForkSafe, InChild, ResetInChild, on_child};
 use crate::tracker::untracked;
 
 pub(super) const SHARDS: usize = 16;
@@ -42,20 +43,42 @@ pub(super) fn created_ns(created: u64) -> u64 {
 pub(super) struct Class {
     pub(super) name: &'static str,
     pub(super) bases: &'static [&'static str],
-    pub(super) shards: [Mutex<Shard>; SHARDS],
+    pub(super) shards: [ForkSafe<Shard>; SHARDS],
+    /// Each shard's generation: a forked child that had to empty a shard
+    /// (a thread held it at the fork) starts a new one, and registrations
+    /// from before it are not taken out of the new shard.
+    generations: [AtomicU16; SHARDS],
     /// Live count at the previous printed report (for the change column).
     pub(super) reported: AtomicI64,
 }
 
 impl Class {
-    pub(super) fn shard(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
-        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i].lock_owned()
     }
 }
 
 /// Every class ever registered, by name. Classes are small and few; they
-/// stay for the life of the process (their instances do not).
-pub(super) static CLASSES: RwLock<Vec<&'static Class>> = RwLock::new(Vec::new());
+/// stay for the life of the process (their instances do not). A forked
+/// child keeps them.
+pub(super) static CLASSES: ForkSafe<Vec<&'static Class>> = ForkSafe::new(Vec::new(), InChild::Keep);
+
+/// Puts the shards right in a forked child: a shard a thread held at the
+/// fork is emptied (its instances are no longer listed there) and its
+/// generation moves on.
+struct Shards;
+
+impl ResetInChild for Shards {
+    fn reset_in_child(&self) {
+        for class in CLASSES.lock().iter() {
+            for (shard, generation) in class.shards.iter().zip(&class.generations) {
+                if shard.reset_now() {
+                    generation.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
 
 thread_local! {
     /// This thread's shard, and a cache from (type, class name) to class.
@@ -103,14 +126,20 @@ pub(super) fn class_for(
     bases: &'static [&'static str],
 ) -> &'static Class {
     let class = untracked(|| {
-        let mut all = CLASSES.write().unwrap_or_else(|e| e.into_inner());
+        let mut all = CLASSES.lock();
         if let Some(c) = all.iter().find(|c| c.name == name) {
             return *c;
+        }
+        if all.is_empty() {
+            on_child(&Shards);
         }
         let c: &'static Class = Box::leak(Box::new(Class {
             name,
             bases,
-            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+            shards: std::array::from_fn(|_| {
+                ForkSafe::reset_by_owner(Shard::default(), InChild::Keep)
+            }),
+            generations: std::array::from_fn(|_| AtomicU16::new(0)),
             reported: AtomicI64::new(0),
         }));
         all.push(c);
@@ -125,6 +154,8 @@ pub(super) fn class_for(
 pub(super) struct Slot {
     pub(super) class: &'static Class,
     pub(super) shard: u8,
+    /// The shard's generation at registration.
+    generation: u16,
     pub(super) index: u32,
 }
 
@@ -150,6 +181,7 @@ pub(super) fn register(
         Slot {
             class,
             shard: shard as u8,
+            generation: class.generations[shard].load(Ordering::Relaxed),
             index,
         }
     })
@@ -157,7 +189,12 @@ pub(super) fn register(
 
 pub(super) fn unregister(slot: Slot) {
     let object = untracked(|| {
-        let mut s = slot.class.shard(slot.shard as usize);
+        let shard = slot.shard as usize;
+        let mut s = slot.class.shard(shard);
+        if slot.class.generations[shard].load(Ordering::Relaxed) != slot.generation {
+            // Registered before a fork emptied the shard: not in it.
+            return None;
+        }
         let e = std::mem::take(&mut s.entries[slot.index as usize]);
         s.free.push(slot.index);
         s.live -= 1;

@@ -23,7 +23,7 @@ pub struct ClassLive {
 
 /// Live instances per class, sorted by name, classes with none left out.
 pub fn live_refs() -> Vec<ClassLive> {
-    let classes: Vec<&'static Class> = CLASSES.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let classes: Vec<&'static Class> = CLASSES.lock().clone();
     let now = now_ns();
     let mut out: Vec<ClassLive> = classes
         .into_iter()
@@ -131,7 +131,7 @@ pub fn print_live_refs(ignore: &[&str]) {
 /// Remembers the counts shown (0 for a class with none left), leaving the
 /// ignored classes' baselines as they were.
 fn mark_reported(shown: &[ClassLive], ignore: &[&str]) {
-    let classes = CLASSES.read().unwrap_or_else(|e| e.into_inner());
+    let classes = CLASSES.lock();
     for c in classes.iter() {
         if ignored(c.name, c.bases, ignore) {
             continue;
