@@ -43,6 +43,7 @@ impl Watcher {
                 std::thread::Builder::new().name("leakscope-watch".into()),
                 move || {
                     while !stop.load(Ordering::Relaxed) {
+                        let began = Instant::now();
                         let heap = hpy().heap();
                         let point = Point {
                             at: Instant::now(),
@@ -56,7 +57,9 @@ impl Watcher {
                             }
                             h.push_back(point);
                         }
-                        let until = Instant::now() + interval;
+                        // Taking the heap is at most a tenth of the watch's
+                        // time, whatever the interval asked.
+                        let until = Instant::now() + interval.max(began.elapsed() * 9);
                         while !stop.load(Ordering::Relaxed) && Instant::now() < until {
                             std::thread::sleep(Duration::from_millis(10).min(interval));
                         }
@@ -160,7 +163,10 @@ impl Hpy {
     /// Starts (or restarts with a new interval) the growth watch: a
     /// background thread that takes a heap every `interval` and keeps the
     /// live size per type and per site, for the last [`WATCH_POINTS`]
-    /// intervals.
+    /// intervals. It waits at least nine times as long as a heap took
+    /// between two heaps, so that it takes at most a tenth of one core
+    /// however short the interval. It runs until [`Hpy::unwatch`] (or a
+    /// new `watch`), not only while the session that started it lasts.
     pub fn watch(&self, interval: Duration) {
         let mut w = WATCH.lock();
         if let Some(old) = w.take() {
