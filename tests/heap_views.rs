@@ -29,6 +29,7 @@ tests!(
     leakscope_shows_and_gives_back_its_own_memory,
     the_consoles_work_is_leakscopes_memory_not_the_programs,
     a_child_forked_while_views_and_dumps_run_never_hangs,
+    a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort,
 );
 
 #[allow(dead_code)]
@@ -638,4 +639,98 @@ fn a_child_forked_while_views_and_dumps_run_never_hangs() {
     }
     drop(console);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `text`'s words with one space between them (answers are wrapped).
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The process's address space in bytes (`VmSize`).
+fn address_space() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib << 10
+}
+
+fn set_address_space_limit(bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a filled struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+}
+
+fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
+    const CHILD: &str = "LEAKSCOPE_TEST_AT_THE_LIMIT";
+    if std::env::var_os(CHILD).is_none() {
+        // A fresh process: the limit is set just above what it holds, and
+        // a fork would share address space this test cannot account for.
+        let test = "a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg(test)
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("test {test} ... ok")),
+            "{}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    // A million live blocks: a snapshot of them needs tens of MiB.
+    let kept = make_widgets(1_000_000);
+    let console = leakscope::console::Console::builder()
+        .port(0)
+        .password("pw")
+        .spawn()
+        .expect("console");
+    let mut c = common::Client::connect(console.addr().unwrap());
+    c.login("pw");
+    assert_eq!(c.run("1 + 1"), "2\r\n");
+    // 8 MiB more address space than the process has now. Nothing is
+    // checked until the limit is lifted: a failing check's report would
+    // itself run out of memory.
+    set_address_space_limit(address_space() + (8 << 20));
+    let answer = c.run("x = hpy().heap()");
+    let prefs = c.run("prefs()");
+    let direct = hpy().try_heap().err();
+    let dump = leakscope::export::dhat::write(std::env::temp_dir().join("leakscope-at-limit.json"));
+    black_box(vec![1u8; 1000]);
+    set_address_space_limit(libc::RLIM_INFINITY);
+    // The line, a caret under the call, and the error.
+    assert!(answer.starts_with("  x = hpy().heap()\r\n"), "{answer:?}");
+    let said = words(&answer);
+    assert!(
+        said.contains("^ MemoryError: leakscope could not allocate 2")
+            && said.ends_with(
+                "bytes to copy the recorder's state (the process is at its memory \
+                 limit); nothing was changed"
+            ),
+        "{answer:?}"
+    );
+    // The session, the console and the program went on.
+    assert!(prefs.contains("Live References"), "{prefs}");
+    match direct {
+        Some(e) => assert!(e.bytes > 8 << 20, "{e}"),
+        None => panic!("a heap of a million blocks fit in 8 MiB"),
+    }
+    match dump {
+        Err(leakscope::export::Error::OutOfMemory(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    // With room again, the same line answers.
+    set_address_space_limit(libc::RLIM_INFINITY);
+    assert_eq!(c.run("x = hpy().heap()"), "");
+    assert!(c.run("x.bytype").contains("Box<Widget>"));
+    drop(kept);
 }

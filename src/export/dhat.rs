@@ -164,7 +164,7 @@ pub fn from_snapshot(snap: &Snapshot) -> DhatFile {
 /// Writes a DHAT file of everything the recorder knows now. Tracking goes
 /// on; call it as often as you like.
 pub fn write(path: impl AsRef<Path>) -> Result<DhatFile, Error> {
-    let file = from_snapshot(&tracker::snapshot());
+    let file = from_snapshot(&tracker::try_snapshot()?);
     // Serialising plain structs of numbers and strings cannot fail.
     let json = serde_json::to_vec(&file).unwrap_or_default();
     super::write_atomically(path.as_ref(), &json, is_ours)?;

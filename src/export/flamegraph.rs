@@ -66,6 +66,6 @@ pub(super) fn is_ours(head: &[u8]) -> bool {
 
 /// Writes an SVG flamegraph of what is live now.
 pub fn write(path: impl AsRef<Path>) -> Result<(), Error> {
-    let svg = svg(&tracker::snapshot())?;
+    let svg = svg(&tracker::try_snapshot()?)?;
     super::write_atomically(path.as_ref(), &svg, is_ours)
 }

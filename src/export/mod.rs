@@ -46,6 +46,10 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The recorder's state could not be copied: the process is at its
+    /// memory limit.
+    #[error(transparent)]
+    OutOfMemory(#[from] crate::tracker::OutOfMemory),
     /// The path is not a regular file (a device, a pipe, a directory):
     /// reading it could take without end.
     #[error("cannot read {}: not a regular file", path.display())]

@@ -427,7 +427,7 @@ pub fn decode(bytes: &[u8]) -> Result<Profile, Error> {
 
 /// Writes a gzipped pprof profile of everything the recorder knows now.
 pub fn write(path: impl AsRef<Path>) -> Result<Profile, Error> {
-    let profile = from_snapshot(&tracker::snapshot());
+    let profile = from_snapshot(&tracker::try_snapshot()?);
     // Compressing into memory cannot fail.
     let bytes = encode(&profile).unwrap_or_default();
     super::write_atomically(path.as_ref(), &bytes, is_ours)?;

@@ -23,13 +23,25 @@ pub fn hpy() -> Hpy {
 impl Hpy {
     /// A snapshot of the live blocks the recorder knows (only those
     /// allocated after [`Hpy::setrelheap`], if it was called).
+    ///
+    /// # Panics
+    ///
+    /// When leakscope cannot allocate the snapshot; [`Hpy::try_heap`]
+    /// says so instead.
     pub fn heap(&self) -> Heap {
-        let snapshot = tracker::snapshot();
+        self.try_heap().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Hpy::heap`], or [`tracker::OutOfMemory`] when the process is at
+    /// its memory limit and the snapshot cannot be allocated (the program
+    /// runs on).
+    pub fn try_heap(&self) -> Result<Heap, tracker::OutOfMemory> {
+        let snapshot = tracker::try_snapshot()?;
         let base = RELHEAP.lock();
-        match base.as_ref() {
+        Ok(match base.as_ref() {
             Some(old) => Heap::from_snapshot(snapshot, |b| !old.contains(&(b.addr, b.born))),
             None => Heap::from_snapshot(snapshot, |_| true),
-        }
+        })
     }
 
     /// The live blocks no root reaches: `Rc`/`Arc` cycles and

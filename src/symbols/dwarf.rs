@@ -798,8 +798,10 @@ mod tests {
             placed += expected.iter().any(|f| f.line.is_some()) as usize;
             inlined += (expected.len() > 1) as usize;
         }
+        // Most addresses have a line (not all: code without line tables),
+        // so the comparison above is not between two empty answers.
         assert!(
-            placed * 10 > addrs.len() * 9,
+            placed * 4 > addrs.len() * 3,
             "{placed} of {} placed",
             addrs.len()
         );

@@ -42,7 +42,8 @@ use std::time::Duration;
 pub use alloc::Alloc;
 pub use mode::{DEFAULT_SAMPLE_BYTES, Mode, mode, sample_bytes, set_mode, set_sample_bytes};
 pub use recorder::{
-    HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, snapshot,
+    HeapTotals, LiveBlock, OutOfMemory, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory,
+    snapshot, try_snapshot,
 };
 pub use recorder::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use registry::thread_local_addresses;

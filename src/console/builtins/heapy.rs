@@ -50,7 +50,7 @@ impl HostObject for HpyObject {
         }
         c.no_kwargs()?;
         match method {
-            "heap" => Ok(Value::object(HeapObject(h.heap(), None))),
+            "heap" => Ok(Value::object(HeapObject(heap(h)?, None))),
             "setrelheap" | "setref" => {
                 h.setrelheap();
                 Ok(Value::text(
@@ -87,7 +87,7 @@ impl HostObject for HpyObject {
                 &h.suspects(),
                 c.width(),
             ))),
-            "unreachable" => Ok(match h.heap().unreachable() {
+            "unreachable" => Ok(match heap(h)?.unreachable() {
                 Ok(lost) => Value::object(HeapObject(lost, None)),
                 Err(e) => {
                     Value::Text(crate::render::table::wrap(&format!("{e}."), c.width(), 0) + "\n")
@@ -104,6 +104,13 @@ impl HostObject for HpyObject {
     fn call_returns_self(&self) -> bool {
         true
     }
+}
+
+/// The live heap, or `MemoryError` when the process is at its memory
+/// limit (the program runs on).
+fn heap(h: &crate::heap::Hpy) -> Result<crate::heap::Heap, Error> {
+    h.try_heap()
+        .map_err(|e| Error::new(PyError::MemoryError, e.to_string()))
 }
 
 /// A heap: `hpy().heap()`, or a row of a partition (with the row's full

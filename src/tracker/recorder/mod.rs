@@ -44,8 +44,8 @@ pub(crate) use lanes::{
 };
 pub(crate) use snapshot::collect_stacks;
 pub use snapshot::{
-    HeapTotals, LiveBlock, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory, reset,
-    snapshot, snapshot_totals, tracker_memory,
+    HeapTotals, LiveBlock, OutOfMemory, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory,
+    reset, snapshot, snapshot_totals, tracker_memory, try_snapshot,
 };
 pub use stacks::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use weight::epoch_for_mean;

@@ -133,39 +133,79 @@ pub struct Snapshot {
 /// allocate, [`Snapshot::blocks`] is a union of shard copies taken a moment
 /// apart rather than one instant, and the per-stack totals and
 /// [`Snapshot::heap`] are sums of each lane's figures at one instant.
+///
+/// # Panics
+///
+/// When leakscope cannot allocate the copy (the process is at its memory
+/// limit); [`try_snapshot`] says so instead.
 pub fn snapshot() -> Snapshot {
+    try_snapshot().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The recorder's state could not be copied: the allocation the copy
+/// needed failed (the process is at its memory limit). Nothing was
+/// changed; the program runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "leakscope could not allocate {bytes} bytes to copy the recorder's state (the process is \
+     at its memory limit); nothing was changed"
+)]
+pub struct OutOfMemory {
+    /// The size of the allocation that failed, in bytes.
+    pub bytes: usize,
+}
+
+/// Reserves room for `additional` more elements of `v`, or says how many
+/// bytes could not be had.
+fn try_reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), OutOfMemory> {
+    v.try_reserve(additional).map_err(|_| OutOfMemory {
+        bytes: (v.len() + additional).saturating_mul(size_of::<T>()),
+    })
+}
+
+/// [`snapshot`], or [`OutOfMemory`] when leakscope cannot allocate the
+/// copy: every buffer of the copy is reserved with `try_reserve`, so a
+/// process at its memory limit gets an error, not an abort.
+pub fn try_snapshot() -> Result<Snapshot, OutOfMemory> {
     // Scratch buffers are tracker memory: reserved and dropped untracked, so
     // a snapshot never shows up in the heap it measures. Only the result
     // handed to the caller is the caller's own allocation.
     let mut raw = RawCopy::default();
-    // A reset or a collection of the stacks renumbers them: a copy made
-    // across one is made again (collections run at most once a second).
-    for attempt in 0.. {
-        let generation = resets();
-        for i in 0..lanes::made() {
-            raw.copy_lane(i);
-        }
-        // Stacks last: global ids only grow, so every copied slot's stack is
-        // in the copy.
-        loop {
-            let (stacks, frames) = {
-                let s = STACKS.lock();
-                (s.len(), s.frame_count())
-            };
-            untracked(|| raw.reserve_stacks(stacks, frames));
-            if raw.copy_stacks(&STACKS.lock()) {
-                break;
-            }
-        }
-        if resets() == generation || attempt == 3 {
-            break;
-        }
-        raw.clear();
-    }
-    let now = now_tick();
-    let snap = raw.to_snapshot(now);
+    let snap = raw.copy_all().and_then(|()| raw.to_snapshot(now_tick()));
     untracked(|| drop(raw));
     snap
+}
+
+impl RawCopy {
+    /// Copies every lane and the stacks.
+    fn copy_all(&mut self) -> Result<(), OutOfMemory> {
+        let raw = self;
+        // A reset or a collection of the stacks renumbers them: a copy made
+        // across one is made again (collections run at most once a second).
+        for attempt in 0.. {
+            let generation = resets();
+            for i in 0..lanes::made() {
+                raw.copy_lane(i)?;
+            }
+            // Stacks last: global ids only grow, so every copied slot's stack is
+            // in the copy.
+            loop {
+                let (stacks, frames) = {
+                    let s = STACKS.lock();
+                    (s.len(), s.frame_count())
+                };
+                untracked(|| raw.reserve_stacks(stacks, frames))?;
+                if raw.copy_stacks(&STACKS.lock()) {
+                    break;
+                }
+            }
+            if resets() == generation || attempt == 3 {
+                break;
+            }
+            raw.clear();
+        }
+        Ok(())
+    }
 }
 
 /// One lane's per-stack figures as copied: the slot's global id, its
@@ -204,21 +244,22 @@ impl RawCopy {
 
     /// Reserves room for `additional` more blocks and touches it, so that
     /// the page faults of a fresh buffer happen here, not under the lock.
-    fn reserve_blocks(&mut self, additional: usize) {
-        self.blocks.reserve(additional);
+    fn reserve_blocks(&mut self, additional: usize) -> Result<(), OutOfMemory> {
+        try_reserve(&mut self.blocks, additional)?;
         let spare = self.blocks.spare_capacity_mut();
         // SAFETY: writing zero bytes into uninitialised spare capacity; the
         // length is unchanged, so nothing reads them as values.
         unsafe { std::ptr::write_bytes(spare.as_mut_ptr(), 0, spare.len()) };
+        Ok(())
     }
 
     /// Copies lane `i`: its blocks shard by shard, then its figures.
-    fn copy_lane(&mut self, i: usize) {
+    fn copy_lane(&mut self, i: usize) -> Result<(), OutOfMemory> {
         let cell = lanes::lane(i);
-        untracked(|| self.lane_starts.reserve(1));
+        untracked(|| try_reserve(&mut self.lane_starts, 1))?;
         self.lane_starts.push((self.blocks.len(), 0));
         let total = cell.lock().live.len;
-        untracked(|| self.reserve_blocks(total + total / 16 + 1024));
+        untracked(|| self.reserve_blocks(total + total / 16 + 1024))?;
         for shard in 0..LIVE_SHARDS {
             loop {
                 let lane = cell.lock();
@@ -229,7 +270,7 @@ impl RawCopy {
                     break;
                 }
                 drop(lane);
-                untracked(|| self.reserve_blocks(n + n / 8 + 16));
+                untracked(|| self.reserve_blocks(n + n / 8 + 16))?;
             }
         }
         // Slots after blocks: a lane's slots only grow, so every copied
@@ -238,7 +279,7 @@ impl RawCopy {
         self.lane_starts.last_mut().expect("pushed above").1 = first_site;
         loop {
             let n = cell.lock().sites.len();
-            untracked(|| self.sites.reserve(n + 64));
+            untracked(|| try_reserve(&mut self.sites, n + 64))?;
             let mut lane = cell.lock();
             if lane.sites.len() > self.sites.capacity() - self.sites.len() {
                 continue;
@@ -264,11 +305,12 @@ impl RawCopy {
             self.estimated |= lane.sampled_ever;
             break;
         }
+        Ok(())
     }
 
-    fn reserve_stacks(&mut self, stacks: usize, frames: usize) {
-        self.spans.reserve(stacks + 64);
-        self.frames.reserve(frames + 64 * 32);
+    fn reserve_stacks(&mut self, stacks: usize, frames: usize) -> Result<(), OutOfMemory> {
+        try_reserve(&mut self.spans, stacks + 64)?;
+        try_reserve(&mut self.frames, frames + 64 * 32)
     }
 
     /// Copies the stacks without allocating; false when a buffer is too
@@ -287,9 +329,15 @@ impl RawCopy {
         true
     }
 
-    fn to_snapshot(&self, now: u32) -> Snapshot {
+    fn to_snapshot(&self, now: u32) -> Result<Snapshot, OutOfMemory> {
+        // The caller's (tracked); reserved first, so that a failure below
+        // leaves no untracked scratch to drop tracked.
+        let mut blocks = Vec::new();
+        try_reserve(&mut blocks, self.blocks.len())?;
         // Global ids → the snapshot's own, dense, in order of first use.
-        let mut dense = vec![u32::MAX; self.spans.len()];
+        let mut dense = Vec::new();
+        untracked(|| try_reserve(&mut dense, self.spans.len()))?;
+        dense.resize(self.spans.len(), u32::MAX);
         let mut stacks: Vec<StackRecord> = Vec::new();
         let (mut peak_bytes, mut peak_blocks) = (0, 0);
         for site in &self.sites {
@@ -326,7 +374,6 @@ impl RawCopy {
             s.max_blocks = units_to_blocks(s.max_blocks);
             s.at_peak_blocks = units_to_blocks(s.at_peak_blocks);
         }
-        let mut blocks = Vec::with_capacity(self.blocks.len());
         for (k, &(first_block, first_site)) in self.lane_starts.iter().enumerate() {
             let end = self
                 .lane_starts
@@ -366,13 +413,14 @@ impl RawCopy {
         heap.peak_bytes = peak_bytes;
         heap.peak_blocks = units_to_blocks(peak_blocks);
         heap.peak_at = ticks(peak::tick());
-        Snapshot {
+        untracked(|| drop(dense));
+        Ok(Snapshot {
             taken_at: ticks(now),
             estimated: self.estimated,
             blocks,
             stacks,
             heap,
-        }
+        })
     }
 }
 
