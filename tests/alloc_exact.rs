@@ -470,25 +470,7 @@ fn fork_while_other_threads_allocate_does_not_deadlock_the_child() {
             // SAFETY: ending the child without running the parent's atexit.
             unsafe { libc::_exit(if ok { 0 } else { 3 }) };
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut status = 0;
-        loop {
-            // SAFETY: waiting for our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                break;
-            }
-            if Instant::now() > deadline {
-                // SAFETY: killing our own hung child before failing.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                panic!("fork child {round} hung");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "child {round} failed"
-        );
+        common::wait_child(pid, &format!("fork child {round}"));
     }
     stop.store(true, Ordering::Relaxed);
     for b in busy {

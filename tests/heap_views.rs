@@ -436,12 +436,8 @@ fn leakscope_shows_and_gives_back_its_own_memory() {
     drop(kept);
 }
 
-fn the_consoles_work_is_leakscopes_memory_not_the_programs() {
-    // What a console session builds (heaps it keeps, the views' tables,
-    // the snapshot copies) is leakscope's own memory: two heaps taken in a
-    // row differ by nothing, and the program's live figure does not move
-    // while the session works, in every mode that counts.
-    let kept = make_widgets(20_000);
+/// A console on a free port (password `pw`) and a client logged in.
+fn console_and_client() -> (leakscope::console::Console, common::Client) {
     let console = leakscope::console::Console::builder()
         .port(0)
         .password("pw")
@@ -449,6 +445,16 @@ fn the_consoles_work_is_leakscopes_memory_not_the_programs() {
         .expect("console");
     let mut c = common::Client::connect(console.addr().unwrap());
     c.login("pw");
+    (console, c)
+}
+
+fn the_consoles_work_is_leakscopes_memory_not_the_programs() {
+    // What a console session builds (heaps it keeps, the views' tables,
+    // the snapshot copies) is leakscope's own memory: two heaps taken in a
+    // row differ by nothing, and the program's live figure does not move
+    // while the session works, in every mode that counts.
+    let kept = make_widgets(20_000);
+    let (_console, mut c) = console_and_client();
     for mode in ["exact", "sampled", "counters"] {
         let switched = c.run(&format!("set_mode('{mode}')"));
         assert!(switched.contains(mode), "{switched}");
@@ -491,29 +497,6 @@ fn the_consoles_work_is_leakscopes_memory_not_the_programs() {
 struct Fetched {
     _ref: leakscope::trackref::ObjectRef<Fetched>,
     _body: Vec<u8>,
-}
-
-/// Waits at most 20 s for child `pid`; kills it and fails if it hangs.
-fn wait_child(pid: libc::pid_t, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            // SAFETY: killing our own hung child before failing.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{what}: the child hung");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{what}: the child failed ({status:#x})"
-    );
 }
 
 /// What a forked child does: writes a DHAT file (symbols, layouts), or
@@ -565,11 +548,7 @@ fn a_child_forked_while_views_and_dumps_run_never_hangs() {
             })
         })
         .collect();
-    let console = leakscope::console::Console::builder()
-        .port(0)
-        .password("pw")
-        .spawn()
-        .expect("console");
+    let (console, _) = console_and_client();
     let addr = console.addr().unwrap();
     for session in 0..3 {
         let stop = stop.clone();
@@ -622,7 +601,7 @@ fn a_child_forked_while_views_and_dumps_run_never_hangs() {
             unsafe { libc::_exit(if ok { 0 } else { 3 }) };
         }
         let what = if dumping { "dump" } else { "heap" };
-        wait_child(pid, &format!("{what} child {}", heaps + dumps));
+        common::wait_child(pid, &format!("{what} child {}", heaps + dumps));
         if dumping {
             dumps += 1;
         } else {
@@ -689,13 +668,7 @@ fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
     }
     // A million live blocks: a snapshot of them needs tens of MiB.
     let kept = make_widgets(1_000_000);
-    let console = leakscope::console::Console::builder()
-        .port(0)
-        .password("pw")
-        .spawn()
-        .expect("console");
-    let mut c = common::Client::connect(console.addr().unwrap());
-    c.login("pw");
+    let (_console, mut c) = console_and_client();
     assert_eq!(c.run("1 + 1"), "2\r\n");
     // 8 MiB more address space than the process has now. Nothing is
     // checked until the limit is lifted: a failing check's report would

@@ -12,7 +12,7 @@
 pub mod shapes;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a test's allocation-site function returns, passed through here so
 /// that the call that allocates is not its last act. In an optimised build
@@ -390,7 +390,7 @@ impl Terminal {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 let _ = self.child.kill();
                 panic!("still running: {:?}", self.text());
             }
@@ -409,4 +409,28 @@ pub fn site_stacks(snap: &leakscope::tracker::Snapshot, function: &str) -> Vec<u
                 .is_some_and(|site| site.function.split("::{closure").next() == Some(function))
         })
         .collect()
+}
+
+/// Waits at most 20 s for child `pid` to exit with status 0; kills it and
+/// fails if it hangs.
+pub fn wait_child(pid: libc::pid_t, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: killing our own hung child before failing.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{what}: the child hung");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{what}: the child failed ({status:#x})"
+    );
 }
