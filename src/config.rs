@@ -80,6 +80,12 @@ impl Variable {
         std::env::var_os(self.name()).map(|v| v.to_string_lossy().into_owned())
     }
 
+    /// Its value as a path, when set: the bytes as they are, so that a
+    /// file name that is not UTF-8 names that file.
+    pub fn path(&self) -> Option<std::path::PathBuf> {
+        std::env::var_os(self.name()).map(std::path::PathBuf::from)
+    }
+
     /// Its value as a flag, when set; see [`parse_flag`].
     pub fn flag(&self) -> Result<Option<bool>, BadValue> {
         self.value()

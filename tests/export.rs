@@ -367,7 +367,10 @@ fn the_viewer_loads_the_file_in_headless_chromium() {
 }
 
 fn a_dhat_file_is_written_at_exit() {
-    let path = tmp("at-exit.json");
+    // A name that is not UTF-8 names that very file.
+    let mut path = tmp("at-exit-");
+    path.as_mut_os_string()
+        .push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff.json"));
     let out = Command::new(std::env::current_exe().unwrap())
         .env("EXPORT_AT_EXIT_CHILD", "1")
         .env("LEAKSCOPE_DHAT_OUT", &path)

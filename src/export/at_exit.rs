@@ -21,7 +21,7 @@ static REGISTER: extern "C" fn() = register;
 
 /// Writes the file `LEAKSCOPE_DHAT_OUT` names.
 extern "C" fn write_at_exit() {
-    let Some(path) = config::DHAT_OUT.value().map(std::path::PathBuf::from) else {
+    let Some(path) = config::DHAT_OUT.path() else {
         return;
     };
     match super::dhat::write(&path) {
