@@ -94,11 +94,16 @@ pub struct Stats {
     /// Threads whose counters are registered now.
     pub threads: usize,
     /// The longest any thread has waited for one of the recorder's locks
-    /// since the start: how long leakscope itself has stalled an allocation
-    /// (a snapshot copies each thread's live table a 1/256 at a time so
-    /// that this stays short). The host's scheduling of the lock's holder counts too. Waits
-    /// that a short spin ends (well under 10 µs) are not measured.
+    /// since the start: how long leakscope itself has stalled an allocation.
+    /// Views copy the recorder without taking its locks, so what is left is
+    /// threads freeing each other's blocks at once, and the host's
+    /// scheduling of a lock's holder. Waits that a short spin ends (well
+    /// under 10 µs) are not measured.
     pub longest_tracker_wait: std::time::Duration,
+    /// Parts of the recorder that views copied under its locks (an
+    /// allocating thread then perhaps waiting for the copy) because copies
+    /// without them kept being torn by the thread changing that part.
+    pub locked_copies: u64,
     /// Bytes leakscope holds for itself, not counted in the figures above:
     /// everything its own code allocated (the recorder, the symbol cache,
     /// scratch space of snapshots). Bounded: see [`crate::symbols`] for
@@ -151,6 +156,7 @@ pub fn stats() -> Result<Stats, Error> {
         peak_tolerance: tolerance,
         threads: c.threads,
         longest_tracker_wait: c.longest_wait,
+        locked_copies: tracker::locked_copies(),
         own_bytes: c.own_bytes,
         recorder_bytes: {
             let m = tracker::memory();

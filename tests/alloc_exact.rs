@@ -31,6 +31,7 @@ tests!(
     alignments_of_4096_and_2_mib_are_honoured_and_recorded,
     the_trackers_own_allocations_are_never_tracked,
     sixteen_thread_storm_with_concurrent_snapshots_returns_to_baseline,
+    snapshots_copied_without_locks_see_every_lasting_block_once,
     allocation_during_thread_teardown_is_counted,
     fork_while_other_threads_allocate_does_not_deadlock_the_child,
     allocations_before_main_are_tracked,
@@ -404,6 +405,116 @@ fn sixteen_thread_storm_with_concurrent_snapshots_returns_to_baseline() {
     let storm = common::site_totals(&snap, "alloc_exact::storm_worker");
     assert_eq!(storm.live_blocks, 0);
     assert!(storm.total_blocks >= 16 * 20_000);
+}
+
+/// Allocates a block of `size` bytes from one of 48 stacks (`depth` deep
+/// in recursion), so that lanes and the global store meet new stacks.
+#[inline(never)]
+fn block_from_depth(depth: u32, size: usize) -> Vec<u8> {
+    if depth == 0 {
+        return black_box(vec![1u8; size]);
+    }
+    let v = block_from_depth(depth - 1, size);
+    black_box(&v);
+    v
+}
+
+/// Keeps `n` blocks of `size` bytes for as long as `stop` is unset, then
+/// frees them. Meanwhile it churns: rings of blocks from many stacks, each
+/// ring larger than the last, so its lane's tables keep growing (their
+/// arrays replaced) while snapshots copy them.
+fn lasting_and_churning(
+    seed: u64,
+    n: usize,
+    size: usize,
+    kept: std::sync::mpsc::Sender<Vec<usize>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let lasting: Vec<Box<[u8]>> = (0..n).map(|_| vec![9u8; size].into_boxed_slice()).collect();
+    kept.send(lasting.iter().map(|b| b.as_ptr() as usize).collect())
+        .unwrap();
+    let mut x = seed | 1;
+    let mut round = 1;
+    while !stop.load(Ordering::Relaxed) {
+        let mut ring = Vec::new();
+        for _ in 0..round * 2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ring.push(block_from_depth(
+                (x % 48) as u32,
+                8 + (x >> 40) as usize % 200,
+            ));
+        }
+        drop(ring);
+        round = round % 20 + 1;
+    }
+    drop(lasting);
+}
+
+fn snapshots_copied_without_locks_see_every_lasting_block_once() {
+    // Four threads each keep 3 000 blocks of a size no other block here
+    // has, and churn; snapshots taken meanwhile copy their lanes without
+    // the lanes' locks. Each must hold every lasting block exactly once,
+    // at its size, and no address twice.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sizes = [1_111usize, 1_213, 1_319, 1_423];
+    let workers: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let (tx, stop) = (tx.clone(), stop.clone());
+            std::thread::spawn(move || {
+                lasting_and_churning(0x2545_F491 * (i as u64 + 1), 3_000, size, tx, stop)
+            })
+        })
+        .collect();
+    let lasting: Vec<(usize, usize)> = sizes
+        .iter()
+        .flat_map(|_| rx.recv().unwrap())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|a| (a, 0))
+        .collect();
+    let lasting: std::collections::HashMap<usize, usize> = lasting.into_iter().collect();
+    assert_eq!(lasting.len(), 4 * 3_000);
+    let before = tracker::locked_copies();
+    let mut snapshots = 0;
+    let until = Instant::now() + Duration::from_secs(3);
+    while snapshots < 5 || Instant::now() < until {
+        let snap = tracker::snapshot();
+        let mut seen = std::collections::HashSet::new();
+        let mut found = 0;
+        for b in &snap.blocks {
+            assert!(seen.insert(b.addr), "{:#x} copied twice", b.addr);
+            if lasting.contains_key(&b.addr) {
+                assert!(
+                    sizes.contains(&(b.size as usize)),
+                    "{:#x}: {} bytes",
+                    b.addr,
+                    b.size
+                );
+                found += 1;
+            }
+        }
+        assert_eq!(
+            found,
+            lasting.len(),
+            "snapshot {snapshots}: every lasting block, once"
+        );
+        let sum: u64 = snap.stacks.iter().map(|s| s.stats.live_blocks).sum();
+        assert_eq!(sum, snap.heap.live_blocks, "stack totals sum to the heap's");
+        snapshots += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    println!(
+        "  {snapshots} snapshots; {} parts copied under a lock",
+        tracker::locked_copies() - before
+    );
 }
 
 static TEARDOWN_LEAK: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());

@@ -93,6 +93,12 @@ fn stats(s: &Stats) -> String {
         "Longest wait for leakscope's lock: {:.3} ms\n",
         s.longest_tracker_wait.as_secs_f64() * 1e3
     ));
+    if s.locked_copies > 0 {
+        out.push_str(&format!(
+            "Views copied {} parts of the recorder under its lock (copies without it kept being torn).\n",
+            s.locked_copies
+        ));
+    }
     if s.jemalloc.resident > s.jemalloc.allocated.saturating_mul(2)
         && s.jemalloc.resident > 64 << 20
     {

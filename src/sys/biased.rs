@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering, compiler_fenc
 use std::time::Duration;
 
 use super::lock::{CacheLine, Guard, RawLocked};
+use super::published::Version;
 
 /// How many times in a row the owner takes the ordinary lock, no other
 /// thread taking it in between, before it biases the lock again.
@@ -46,6 +47,9 @@ struct Bias {
     /// Owner takes of the ordinary lock since another thread took it
     /// (written under the ordinary lock only).
     quiet: AtomicU32,
+    /// Made odd by every taker of the lock while it holds it: readers that
+    /// copy the value without the lock check it (see `published`).
+    version: Version,
 }
 
 // SAFETY: access to `value` is serialised by the ordinary lock, or by the
@@ -60,6 +64,7 @@ impl<T> BiasedLocked<T> {
                 biased: AtomicBool::new(false),
                 owner_inside: AtomicBool::new(false),
                 quiet: AtomicU32::new(0),
+                version: Version::new(),
             }),
             value: UnsafeCell::new(value),
         }
@@ -79,6 +84,7 @@ impl<T> BiasedLocked<T> {
             // may still reorder them, which the revoker's barrier undoes.
             compiler_fence(Ordering::SeqCst);
             if bias.biased.load(Ordering::Acquire) {
+                bias.version.begin_write();
                 return BiasedGuard {
                     cell: self,
                     locked: None,
@@ -87,9 +93,11 @@ impl<T> BiasedLocked<T> {
             }
             bias.owner_inside.store(false, Ordering::Release);
         }
+        let locked = Some(self.lock.lock());
+        bias.version.begin_write();
         BiasedGuard {
             cell: self,
-            locked: Some(self.lock.lock()),
+            locked,
             may_bias,
         }
     }
@@ -99,6 +107,7 @@ impl<T> BiasedLocked<T> {
     pub(crate) fn lock(&self) -> BiasedGuard<'_, T> {
         let guard = self.lock.lock();
         self.revoke();
+        self.bias.version.begin_write();
         BiasedGuard {
             cell: self,
             locked: Some(guard),
@@ -139,6 +148,13 @@ impl<T> BiasedLocked<T> {
                 unsafe { libc::sched_yield() };
             }
         }
+    }
+
+    /// The version every taker makes odd while it holds the lock, and the
+    /// value, for readers that copy it without the lock (see `published`:
+    /// the copy may be torn, and is used only if the version is unchanged).
+    pub(crate) fn unlocked(&self) -> (&Version, *const T) {
+        (&self.bias.version, self.value.get())
     }
 
     /// The longest any thread has waited for the ordinary lock.
@@ -209,6 +225,7 @@ impl<T> Drop for BiasedGuard<'_, T> {
     #[inline(always)]
     fn drop(&mut self) {
         let bias = &self.cell.bias;
+        bias.version.end_write();
         if self.locked.is_none() {
             bias.owner_inside.store(false, Ordering::Release);
         } else if self.may_bias {

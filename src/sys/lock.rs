@@ -153,6 +153,12 @@ impl<T> RawLocked<T> {
         self.word.locked.store(false, Ordering::Release);
     }
 
+    /// The value, for readers that copy it without the lock (a value made
+    /// to be read that way: see `published`).
+    pub(crate) fn unlocked(&self) -> *const T {
+        self.value.get()
+    }
+
     /// The value without taking the lock.
     ///
     /// # Safety

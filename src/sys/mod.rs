@@ -1,5 +1,6 @@
 //! What the operating system gives the layers above: clocks, a lock that
-//! never allocates (and one biased towards an owner thread), mutexes a
+//! never allocates (and one biased towards an owner thread), arrays that
+//! readers copy without a lock, mutexes a
 //! forked child can always take, reading the
 //! environment without allocating, and the executable mapped read-only.
 //! Nothing here knows what leakscope records.
@@ -11,3 +12,4 @@ pub(crate) mod fork;
 pub(crate) mod lock;
 pub(crate) mod mapped;
 pub(crate) mod operator;
+pub(crate) mod published;

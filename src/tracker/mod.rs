@@ -4,8 +4,8 @@
 //! counts every block per thread, and records the stack of a sample of
 //! blocks (or of every block, in [`Mode::Exact`]) in the recorder. The rest
 //! of leakscope reads what it recorded through one API: [`snapshot`], a
-//! consistent copy taken without holding any of the recorder's locks for
-//! long.
+//! copy taken without any of the recorder's locks, so that no allocating
+//! thread ever waits for a view.
 //!
 //! ```
 //! #[global_allocator]
@@ -43,7 +43,7 @@ pub use alloc::Alloc;
 pub use mode::{DEFAULT_SAMPLE_BYTES, Mode, mode, sample_bytes, set_mode, set_sample_bytes};
 pub use recorder::{
     HeapTotals, LiveBlock, OutOfMemory, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory,
-    snapshot, try_snapshot,
+    locked_copies, snapshot, try_snapshot,
 };
 pub use recorder::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use registry::thread_local_addresses;

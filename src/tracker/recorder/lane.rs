@@ -17,6 +17,7 @@ use super::peak::{self, PUBLISH_BYTES, PUBLISH_OPS};
 use super::stacks::{self, STACKS, STORE_FULL_FRAME, STORE_FULL_HASH, StackTable};
 use super::weight::weight;
 use super::{NewBlock, TakenBlock};
+use crate::sys::published::Published;
 
 /// Per-stack accumulators, in weighted units.
 #[derive(Clone, Copy, Debug, Default)]
@@ -61,8 +62,8 @@ pub(crate) struct Lane {
     /// The stacks this lane has met, by slot.
     slots: StackTable,
     /// Each slot's global id, and its figures.
-    pub(super) globals: Vec<u32>,
-    pub(super) sites: Vec<SiteAcc>,
+    pub(super) globals: Published<u32>,
+    pub(super) sites: Published<SiteAcc>,
     /// Global id → slot, for blocks moved in from another lane.
     by_global: AddrMap<u32>,
     /// Scope of each live block allocated in a measuring scope.
@@ -78,10 +79,10 @@ pub(crate) struct Lane {
     /// (or made) a new global peak: the per-stack values at that peak are
     /// kept lazily (a stack saves its current value the first time it
     /// changes after it), so no operation walks all stacks.
-    seq: u64,
+    pub(super) seq: u64,
     pub(super) peak_seq: u64,
     /// The peak generation the lane has noticed.
-    seen_generation: u64,
+    pub(super) seen_generation: u64,
     /// The live bytes as last published, and what is left before the lane
     /// publishes again: [`PUBLISH_BYTES`] less the bytes of each block
     /// recorded or forgotten since, and less a [`PUBLISH_BYTES`] /
@@ -97,8 +98,8 @@ impl Lane {
         Lane {
             live: LiveTable::new(),
             slots: StackTable::new(),
-            globals: Vec::new(),
-            sites: Vec::new(),
+            globals: Published::new(),
+            sites: Published::new(),
             by_global: HashMap::with_hasher(BuildHasherDefault::new()),
             scoped: HashMap::with_hasher(BuildHasherDefault::new()),
             scopes: HashMap::with_hasher(BuildHasherDefault::new()),
@@ -147,7 +148,12 @@ impl Lane {
     /// stack (what was allocated and freed from it) are gone with it; the
     /// lane's totals keep them.
     pub(super) fn collect(&mut self, store: &mut StackTable) {
-        let mut keep: Vec<bool> = self.sites.iter().map(|s| s.curr_blocks > 0).collect();
+        let mut keep: Vec<bool> = self
+            .sites
+            .as_slice()
+            .iter()
+            .map(|s| s.curr_blocks > 0)
+            .collect();
         for scope in self.scopes.values() {
             for &slot in scope.allocated.keys() {
                 keep[slot as usize] = true;
@@ -155,8 +161,8 @@ impl Lane {
         }
         let mut renumbered = vec![u32::MAX; keep.len()];
         let mut slots = StackTable::new();
-        let mut globals = Vec::new();
-        let mut sites = Vec::new();
+        let mut globals = Published::new();
+        let mut sites = Published::new();
         let mut by_global: AddrMap<u32> = HashMap::with_hasher(BuildHasherDefault::new());
         for (old, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
             let frames = self.slots.frames_of(old as u32);
@@ -164,14 +170,14 @@ impl Lane {
             let global = store.intern(frames, hash);
             let slot = slots.push(frames, hash);
             globals.push(global);
-            sites.push(self.sites[old]);
+            sites.push(self.sites.as_slice()[old]);
             by_global.insert(global as u64, slot);
             renumbered[old] = slot;
         }
         for shard in self.live.shards.iter_mut() {
-            for (_, rec) in shard.iter_mut() {
+            shard.for_each_mut(|_, rec| {
                 *rec = rec.relabelled(renumbered[rec.stack as usize], rec.unfiltered());
-            }
+            });
         }
         for scope in self.scopes.values_mut() {
             scope.allocated = scope
@@ -224,7 +230,7 @@ impl Lane {
     fn touch(&mut self, slot: u32) -> &mut SiteAcc {
         let peak_seq = self.peak_seq;
         let seq = self.seq;
-        let s = &mut self.sites[slot as usize];
+        let s = &mut self.sites.as_mut_slice()[slot as usize];
         if s.last_touch <= peak_seq {
             s.peak_bytes = s.curr_bytes;
             s.peak_blocks = s.curr_blocks;
@@ -273,7 +279,7 @@ impl Lane {
     /// global peak.
     #[inline(always)]
     fn after_growth(&mut self, slot: u32, now: u32) {
-        let s = &mut self.sites[slot as usize];
+        let s = &mut self.sites.as_mut_slice()[slot as usize];
         if s.curr_bytes >= s.max_bytes {
             s.max_bytes = s.curr_bytes;
             s.max_blocks = s.curr_blocks;
@@ -371,7 +377,7 @@ impl Lane {
         let Some((rec, _, bytes, blocks)) = self.leave(addr) else {
             return false;
         };
-        self.sites[rec.stack as usize].lifetime +=
+        self.sites.as_mut_slice()[rec.stack as usize].lifetime +=
             now.wrapping_sub(rec.born) as f64 * blocks as f64;
         self.after_op(bytes, remote);
         true
@@ -423,7 +429,7 @@ impl Lane {
     pub(super) fn take_for_realloc(&mut self, addr: usize, remote: bool) -> Option<TakenBlock> {
         self.notice_peak();
         let (rec, scope, bytes, _) = self.leave(addr)?;
-        let global = self.globals[rec.stack as usize];
+        let global = self.globals.as_slice()[rec.stack as usize];
         self.after_op(bytes, remote);
         Some(TakenBlock {
             rec,
@@ -528,13 +534,14 @@ impl Lane {
         if self.unfiltered == 0 {
             return false;
         }
-        for (addr, rec) in self.live.shards[shard].iter_mut() {
+        let unfiltered = &mut self.unfiltered;
+        self.live.shards[shard].for_each_mut(|addr, rec| {
             if rec.unfiltered() {
                 filter_add(addr as usize);
                 *rec = rec.relabelled(rec.stack, false);
-                self.unfiltered -= 1;
+                *unfiltered -= 1;
             }
-        }
+        });
         if self.unfiltered == 0 {
             lane_unfiltered(false);
         }
@@ -566,8 +573,8 @@ impl Lane {
     /// Bytes the lane's tables hold: (live table, stacks and figures).
     pub(super) fn bytes(&self) -> (u64, u64) {
         let stacks = self.slots.bytes()
-            + (self.globals.capacity() * size_of::<u32>()
-                + self.sites.capacity() * size_of::<SiteAcc>()) as u64
+            + self.globals.bytes()
+            + self.sites.bytes()
             + map_bytes(&self.by_global);
         (self.live.bytes(), stacks)
     }

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::sys::published::{Published, Version};
+
 /// Largest block size a record holds exactly (512 GiB); larger sizes
 /// saturate.
 pub(super) const SIZE_MASK: u64 = (1 << 39) - 1;
@@ -227,8 +229,15 @@ const EMPTY: Entry = Entry {
 /// gone. Entries are 24 bytes with no control bytes, and a lookup usually
 /// reads one cache line: cheaper than a general hash map for keys that are
 /// already well spread once multiplied.
+///
+/// Snapshots copy a shard without its lane's lock (see
+/// [`Shard::copy_racy`]): every change is made inside a write of the
+/// shard's own [`Version`], and the array is a [`Published`] one, so a
+/// copy torn by a change is seen to be and made again, and an array
+/// replaced by a growth stays readable until the copy ends.
 pub(super) struct Shard {
-    entries: Vec<Entry>,
+    entries: Published<Entry>,
+    version: Version,
     /// 64 less the log2 of the capacity: an address's home entry is the
     /// top bits of its multiplied hash.
     shift: u32,
@@ -236,6 +245,17 @@ pub(super) struct Shard {
     /// The record count at which the next insert doubles the capacity
     /// ([`MAX_LOAD_EIGHTHS`]/8 of it; 0 while there is none).
     grow_at: usize,
+}
+
+/// Why a copy of a shard without its lock failed (see [`Shard::copy_racy`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Retry {
+    /// A writer was in the middle of a change.
+    Busy,
+    /// A change overlapped the copy.
+    Torn,
+    /// The buffer needs room for this many more entries.
+    Room(usize),
 }
 
 /// Largest share of a shard's entries in use, in eighths.
@@ -246,7 +266,8 @@ const MIN_CAPACITY: usize = 4;
 impl Shard {
     pub(super) const fn new() -> Self {
         Shard {
-            entries: Vec::new(),
+            entries: Published::new(),
+            version: Version::new(),
             shift: 64,
             len: 0,
             grow_at: 0,
@@ -277,10 +298,20 @@ impl Shard {
         if self.len >= self.grow_at {
             self.grow();
         }
+        self.version.begin_write();
+        let old = self.insert_in_place(addr, rec);
+        self.version.end_write();
+        old
+    }
+
+    /// [`Shard::insert`] with room to spare, inside a write.
+    #[inline(always)]
+    fn insert_in_place(&mut self, addr: u64, rec: LiveRec) -> Option<LiveRec> {
         let mask = self.mask();
         let mut i = self.home(addr);
+        let entries = self.entries.as_mut_slice();
         loop {
-            let e = &mut self.entries[i];
+            let e = &mut entries[i];
             if e.addr == addr {
                 return Some(std::mem::replace(&mut e.rec, rec));
             }
@@ -301,8 +332,9 @@ impl Shard {
         }
         let mask = self.mask();
         let mut i = self.home(addr);
+        let entries = self.entries.as_slice();
         loop {
-            let e = self.entries[i].addr;
+            let e = entries[i].addr;
             if e == addr {
                 return Some(i);
             }
@@ -316,73 +348,129 @@ impl Shard {
     /// The record at `addr`, if any.
     #[inline]
     pub(super) fn get(&self, addr: u64) -> Option<&LiveRec> {
-        self.find(addr).map(|i| &self.entries[i].rec)
+        self.find(addr).map(|i| &self.entries.as_slice()[i].rec)
     }
 
     /// Takes the record at `addr` out, if any.
     #[inline(always)]
     pub(super) fn remove(&mut self, addr: u64) -> Option<LiveRec> {
         let found = self.find(addr)?;
-        let rec = self.entries[found].rec;
+        let mask = self.mask();
+        let home_of =
+            |a: u64, shift: u32| (a.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> shift) as usize;
+        let shift = self.shift;
+        self.version.begin_write();
+        let entries = self.entries.as_mut_slice();
+        let rec = entries[found].rec;
         // Each later entry of the run moves into the gap if the gap lies
         // between its home and where it is (so a lookup from its home still
         // meets it before an empty entry); the gap then moves to it.
-        let mask = self.mask();
         let mut gap = found;
         let mut j = (found + 1) & mask;
         loop {
-            let e = self.entries[j];
+            let e = entries[j];
             if e.addr == 0 {
                 break;
             }
-            let home = self.home(e.addr);
+            let home = home_of(e.addr, shift);
             if j.wrapping_sub(home) & mask >= j.wrapping_sub(gap) & mask {
-                self.entries[gap] = e;
+                entries[gap] = e;
                 gap = j;
             }
             j = (j + 1) & mask;
         }
-        self.entries[gap].addr = 0;
+        entries[gap].addr = 0;
+        self.version.end_write();
         self.len -= 1;
         Some(rec)
     }
 
     /// Doubles the capacity (the caller's thread is busy: the array is the
-    /// tracker's own memory).
+    /// tracker's own memory). The old array is retired, not freed, while a
+    /// snapshot may be copying it.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
         let capacity = (self.entries.len() * 2).max(MIN_CAPACITY);
-        let old = std::mem::replace(&mut self.entries, vec![EMPTY; capacity]);
+        self.version.begin_write();
+        let old = std::mem::replace(&mut self.entries, Published::filled(capacity, EMPTY));
         self.shift = 64 - capacity.trailing_zeros();
         self.grow_at = capacity * MAX_LOAD_EIGHTHS / 8;
         self.len = 0;
-        for e in old {
+        for e in old.as_slice() {
             if e.addr != 0 {
-                self.insert(e.addr, e.rec);
+                self.insert_in_place(e.addr, e.rec);
             }
         }
+        self.version.end_write();
+        drop(old);
     }
 
     /// Every (address, record) in the shard.
     pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &LiveRec)> {
         self.entries
+            .as_slice()
             .iter()
             .filter(|e| e.addr != 0)
             .map(|e| (e.addr, &e.rec))
     }
 
-    /// Every (address, record) in the shard, the records writable.
-    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut LiveRec)> {
-        self.entries
-            .iter_mut()
-            .filter(|e| e.addr != 0)
-            .map(|e| (e.addr, &mut e.rec))
+    /// Calls `f` on every (address, record) in the shard, the records
+    /// writable.
+    pub(super) fn for_each_mut(&mut self, mut f: impl FnMut(u64, &mut LiveRec)) {
+        self.version.begin_write();
+        for e in self.entries.as_mut_slice() {
+            if e.addr != 0 {
+                f(e.addr, &mut e.rec);
+            }
+        }
+        self.version.end_write();
+    }
+
+    /// Copies the shard's records into `out` without its lane's lock and
+    /// without allocating, as a snapshot does: `Ok` once a copy no change
+    /// overlapped is in `out`; else `out` is as it was, and the error says
+    /// why.
+    ///
+    /// # Safety
+    /// `this` points to a shard of a lane (lanes are never freed), and the
+    /// caller is inside a [`crate::sys::published::ReadSection`].
+    pub(super) unsafe fn copy_racy(
+        this: *const Shard,
+        out: &mut Vec<(u64, LiveRec)>,
+    ) -> Result<(), Retry> {
+        let start = out.len();
+        // SAFETY: the caller's promise: the shard outlives the call.
+        let version = unsafe { &*std::ptr::addr_of!((*this).version) };
+        let v = version.begin_read().ok_or(Retry::Busy)?;
+        let mut room = true;
+        // SAFETY: as above, inside a read section.
+        unsafe {
+            Published::for_each_racy(std::ptr::addr_of!((*this).entries), |_, e: Entry| {
+                if e.addr == 0 {
+                } else if out.len() < out.capacity() {
+                    out.push((e.addr, e.rec));
+                } else {
+                    room = false;
+                }
+            })
+        };
+        if !version.unchanged_since(v) {
+            out.truncate(start);
+            return Err(Retry::Torn);
+        }
+        if !room {
+            // SAFETY: as above; the length is only a hint for the room.
+            let n = unsafe { crate::sys::published::read_racy(std::ptr::addr_of!((*this).len)) };
+            out.truncate(start);
+            return Err(Retry::Room(n + n / 8 + 16));
+        }
+        Ok(())
     }
 
     /// Bytes the shard holds.
     pub(super) fn bytes(&self) -> u64 {
-        (self.entries.capacity() * size_of::<Entry>()) as u64
+        self.entries.bytes()
     }
 }
 
@@ -473,12 +561,12 @@ mod tests {
             assert!(shard.insert(a, rec(i as u32)).is_none());
         }
         assert_eq!(shard.entries.len(), 4, "3 of 4 entries: no growth yet");
-        assert_eq!(shard.entries[3].addr, last[0]);
-        assert_eq!(shard.entries[0].addr, last[1], "wrapped");
+        assert_eq!(shard.entries.as_slice()[3].addr, last[0]);
+        assert_eq!(shard.entries.as_slice()[0].addr, last[1], "wrapped");
         assert!(shard.remove(last[0]).is_some());
         // The wrapped entries moved back towards their home.
-        assert_eq!(shard.entries[3].addr, last[1]);
-        assert_eq!(shard.entries[0].addr, last[2]);
+        assert_eq!(shard.entries.as_slice()[3].addr, last[1]);
+        assert_eq!(shard.entries.as_slice()[0].addr, last[2]);
         assert_eq!(shard.get(last[2]).map(|r| r.stack), Some(2));
         assert_eq!(shard.len(), 2);
     }

@@ -2,8 +2,9 @@
 //!
 //! The recorder is split in lanes, one per thread that records (`lanes`):
 //! a thread records its blocks in its own lane, under a lock no other thread
-//! takes unless it frees or moves one of that lane's blocks, or reads (and
-//! which, in exact mode, is biased towards the owner: see `lanes`). Two
+//! takes unless it frees or moves one of that lane's blocks (and which, in
+//! exact mode, is biased towards the owner: see `lanes`). Readers take no
+//! lock (see `snapshot`). Two
 //! threads recording at once then share no cache line on the common path.
 //! A free looks in the freeing thread's lane first, then in the others.
 //!
@@ -22,8 +23,8 @@
 //! [`Snapshot::estimated`] says so.
 //!
 //! The recorder's own memory is allocated with the allocator's reentrancy
-//! flag set, so it is never tracked; readers copy out under the locks into
-//! buffers they reserved beforehand, so nothing allocates while one is held.
+//! flag set, so it is never tracked; readers copy out into buffers they
+//! reserved beforehand.
 mod filter;
 mod lane;
 mod lanes;
@@ -45,7 +46,7 @@ pub(crate) use lanes::{
 pub(crate) use snapshot::collect_stacks;
 pub use snapshot::{
     HeapTotals, LiveBlock, OutOfMemory, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory,
-    reset, snapshot, snapshot_totals, tracker_memory, try_snapshot,
+    locked_copies, reset, snapshot, snapshot_totals, tracker_memory, try_snapshot,
 };
 pub use stacks::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use weight::epoch_for_mean;
@@ -224,7 +225,7 @@ pub(crate) fn scope_report(scope: u32, with_sites: bool) -> Option<ScopeReport> 
             if !with_sites {
                 return;
             }
-            let global = |slot: u64| lane.globals[slot as usize] as u64;
+            let global = |slot: u64| lane.globals.as_slice()[slot as usize] as u64;
             for (slot, &(n, b)) in s.allocated.iter() {
                 let e = allocated.entry(global(*slot)).or_default();
                 e.0 += n;

@@ -4,14 +4,17 @@
 use std::time::Duration;
 
 use super::filter::FILTER;
+use super::lane::Lane;
 use super::lane::SiteAcc;
 use super::lanes::{self, LANES, LaneCell};
-use super::live::{LIVE_SHARDS, LiveRec};
+use super::live::{LIVE_SHARDS, LiveRec, Retry, Shard};
 use super::peak;
 use super::stacks::{STACKS, StackTable, count_reset, resets};
 use super::weight::{BLOCK_UNIT, SAMPLE_MEANS, units_to_blocks, weight};
 use crate::sys::clock::{TICK, now_tick, ticks};
+use crate::sys::published::{Published, ReadSection, Version, read_racy};
 use crate::tracker::untracked;
+use std::ptr::addr_of;
 
 /// Identifies an interned stack in a [`Snapshot`] (an index into
 /// [`Snapshot::stacks`]).
@@ -124,15 +127,22 @@ pub struct Snapshot {
     pub heap: HeapTotals,
 }
 
-/// Copies the recorder's state. Locks are held only for plain copies into
-/// buffers reserved beforehand, so allocating threads wait for a memcpy, not
-/// for this function's formatting work.
+/// Copies the recorder's state, taking none of its locks: an allocating
+/// thread never waits for a view, even when the view's thread loses its
+/// CPU in the middle of a copy (a loaded machine).
 ///
 /// Each lane is copied in turn, its live blocks one shard (1/256 of its
-/// table) per lock hold, then its per-stack figures: while other threads
-/// allocate, [`Snapshot::blocks`] is a union of shard copies taken a moment
-/// apart rather than one instant, and the per-stack totals and
-/// [`Snapshot::heap`] are sums of each lane's figures at one instant.
+/// table) at a time, then its per-stack figures a few dozen stacks at a
+/// time. Each part is copied while its writer may be changing it, and kept
+/// only if the writer's version count says no change overlapped the copy;
+/// else it is copied again (a writer in the middle of a change is waited
+/// for, never interrupted). Arrays a writer replaces while a copy reads
+/// them are freed once no copy is under way. While other threads allocate,
+/// [`Snapshot::blocks`] is a union of shard copies taken a moment apart
+/// rather than one instant, and the per-stack figures likewise; the heap's
+/// live totals are the sums of the per-stack ones. A part that writers
+/// tear copy after copy (a huge shard its thread changes all the time) is
+/// copied under its lock instead; [`locked_copies`] counts those.
 ///
 /// # Panics
 ///
@@ -171,13 +181,17 @@ pub fn try_snapshot() -> Result<Snapshot, OutOfMemory> {
     // a snapshot never shows up in the heap it measures. Only the result
     // handed to the caller is the caller's own allocation.
     let mut raw = RawCopy::default();
-    let snap = raw.copy_all().and_then(|()| raw.to_snapshot(now_tick()));
+    let reading = ReadSection::enter();
+    let copied = raw.copy_all();
+    untracked(|| drop(reading));
+    let snap = copied.and_then(|()| raw.to_snapshot(now_tick()));
     untracked(|| drop(raw));
     snap
 }
 
 impl RawCopy {
-    /// Copies every lane and the stacks.
+    /// Copies every lane and the stacks, inside a read section (the caller
+    /// holds one).
     fn copy_all(&mut self) -> Result<(), OutOfMemory> {
         let raw = self;
         // A reset or a collection of the stacks renumbers them: a copy made
@@ -189,22 +203,164 @@ impl RawCopy {
             }
             // Stacks last: global ids only grow, so every copied slot's stack is
             // in the copy.
-            loop {
-                let (stacks, frames) = {
-                    let s = STACKS.lock();
-                    (s.len(), s.frame_count())
-                };
-                untracked(|| raw.reserve_stacks(stacks, frames))?;
-                if raw.copy_stacks(&STACKS.lock()) {
-                    break;
-                }
-            }
+            raw.copy_stacks()?;
             if resets() == generation || attempt == 3 {
                 break;
             }
             raw.clear();
         }
         Ok(())
+    }
+
+    /// Copies the global stacks: without their lock, or under it when
+    /// copies kept being torn.
+    fn copy_stacks(&mut self) -> Result<(), OutOfMemory> {
+        let mut patience = Patience::new();
+        loop {
+            // SAFETY: STACKS is a static; the caller is in a read section.
+            match unsafe {
+                StackTable::copy_racy(STACKS.unlocked(), &mut self.spans, &mut self.frames)
+            } {
+                Ok(()) => return Ok(()),
+                Err((stacks, frames)) => untracked(|| self.reserve_stacks(stacks, frames))?,
+            }
+            if !patience.again(true) {
+                break;
+            }
+        }
+        count_locked_copy();
+        loop {
+            let (stacks, frames) = {
+                let s = STACKS.lock();
+                (s.len(), s.frame_count())
+            };
+            untracked(|| self.reserve_stacks(stacks, frames))?;
+            if self.copy_stacks_locked(&STACKS.lock()) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// How many times in a row a copy is tried without a lock before the
+/// reader yields its CPU (to a writer that lost its own mid-change, say).
+const OPTIMISTIC_TRIES: u32 = 64;
+
+/// How many copies of one part without its lock a reader lets writers tear
+/// before it copies the part under the lock (a huge table that its thread
+/// changes all the time). A writer seen in the middle of a change tears
+/// nothing: the reader waits for it to finish (taking the lock would only
+/// make it wait the same, and then the writer wait for the reader).
+const TORN_LIMIT: u32 = 256;
+
+/// Paces a reader's tries at copying one part without its lock (see
+/// [`TORN_LIMIT`]).
+struct Patience {
+    tries: u32,
+    torn: u32,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Patience { tries: 0, torn: 0 }
+    }
+
+    /// After a failed try (`torn`: a change overlapped the copy; else a
+    /// writer was in the middle of one): whether to try again, after a
+    /// pause. False once writers tore [`TORN_LIMIT`] copies.
+    fn again(&mut self, torn: bool) -> bool {
+        self.tries += 1;
+        self.torn += torn as u32;
+        if self.torn >= TORN_LIMIT {
+            return false;
+        }
+        if self.tries.is_multiple_of(OPTIMISTIC_TRIES) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+        true
+    }
+}
+
+/// Sites copied per check of the lane's version: a chunk copies in well
+/// under a microsecond, so a lane changed every few hundred nanoseconds
+/// still lets most through.
+const SITES_PER_CHUNK: usize = 32;
+
+/// Copies made under a lock because copies without it kept being torn.
+static LOCKED_COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_locked_copy() {
+    LOCKED_COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many copies snapshots made under a lock, an allocating thread then
+/// perhaps waiting for them, because copies without it kept being torn.
+pub fn locked_copies() -> u64 {
+    LOCKED_COPIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A lane's figures besides its per-stack ones, as a reader copies them
+/// (its live figures are its sites' sums).
+#[derive(Clone, Copy, Default)]
+struct LaneFigures {
+    total_bytes: u64,
+    total_blocks: u64,
+    sampled_ever: bool,
+    /// The operation to compare sites' last touches with (see
+    /// `SiteAcc::at_peak`).
+    peak_seq: u64,
+}
+
+/// Copies lane `lane`'s figures without its lock: `None` when writers
+/// kept tearing the copy.
+///
+/// # Safety
+/// `lane` points to a lane (lanes are never freed).
+unsafe fn copy_figures_racy(version: &Version, lane: *const Lane) -> Option<LaneFigures> {
+    read_whole(version, || {
+        // SAFETY: the caller's promise; plain values read racily, used
+        // only once the version says they are whole.
+        unsafe {
+            let seq = read_racy(addr_of!((*lane).seq));
+            let peak_seq = read_racy(addr_of!((*lane).peak_seq));
+            let seen = read_racy(addr_of!((*lane).seen_generation));
+            Some(LaneFigures {
+                total_bytes: read_racy(addr_of!((*lane).total_bytes)),
+                total_blocks: read_racy(addr_of!((*lane).total_blocks)),
+                sampled_ever: read_racy(addr_of!((*lane).sampled_ever).cast::<u8>()) != 0,
+                // A peak claimed since the lane's last operation is one its
+                // sites' current values are at (what `settle` would note).
+                peak_seq: if seen == peak::generation() {
+                    peak_seq
+                } else {
+                    seq
+                },
+            })
+        }
+    })
+}
+
+/// Runs `read` (a racy read of what `version` guards; `None`: it could not
+/// finish) until one no writer overlapped, pacing the tries (see
+/// [`Patience`]): its result, or `None` when writers kept tearing them.
+fn read_whole<R>(version: &Version, mut read: impl FnMut() -> Option<R>) -> Option<R> {
+    let mut patience = Patience::new();
+    loop {
+        let torn = match version.begin_read() {
+            None => false,
+            Some(v) => {
+                let r = read();
+                if version.unchanged_since(v) && r.is_some() {
+                    return r;
+                }
+                true
+            }
+        };
+        if !patience.again(torn) {
+            return None;
+        }
     }
 }
 
@@ -253,30 +409,133 @@ impl RawCopy {
         Ok(())
     }
 
-    /// Copies lane `i`: its blocks shard by shard, then its figures.
+    /// Copies lane `i`: its blocks shard by shard, then its figures,
+    /// without its lock (inside the caller's read section); a part whose
+    /// copies writers kept tearing is copied under the lock.
     fn copy_lane(&mut self, i: usize) -> Result<(), OutOfMemory> {
         let cell = lanes::lane(i);
+        let (_, lane) = cell.unlocked();
         untracked(|| try_reserve(&mut self.lane_starts, 1))?;
         self.lane_starts.push((self.blocks.len(), 0));
-        let total = cell.lock().live.len;
+        // SAFETY: lanes are never freed; a racy length is only a hint.
+        let total = unsafe { read_racy(addr_of!((*lane).live.len)) };
         untracked(|| self.reserve_blocks(total + total / 16 + 1024))?;
         for shard in 0..LIVE_SHARDS {
+            // SAFETY: as above.
+            let p = unsafe { addr_of!((*lane).live.shards[shard]) };
+            let mut patience = Patience::new();
             loop {
-                let lane = cell.lock();
-                let table = &lane.live.shards[shard];
-                let n = table.len();
-                if n <= self.blocks.capacity() - self.blocks.len() {
-                    self.blocks.extend(table.iter().map(|(k, v)| (k, *v)));
-                    break;
+                // SAFETY: as above; the caller is in a read section.
+                match unsafe { Shard::copy_racy(p, &mut self.blocks) } {
+                    Ok(()) => break,
+                    Err(Retry::Room(n)) => untracked(|| self.reserve_blocks(n))?,
+                    Err(Retry::Busy) if patience.again(false) => {}
+                    Err(Retry::Torn) if patience.again(true) => {}
+                    Err(_) => {
+                        self.copy_shard_locked(cell, shard)?;
+                        break;
+                    }
                 }
-                drop(lane);
-                untracked(|| self.reserve_blocks(n + n / 8 + 16))?;
             }
         }
         // Slots after blocks: a lane's slots only grow, so every copied
         // block's slot is in the copy (but across a reset).
+        self.lane_starts.last_mut().expect("pushed above").1 = self.sites.len();
+        self.copy_figures(cell)
+    }
+
+    /// Copies a lane's per-stack figures and totals, without its lock when
+    /// writers let a copy through (inside the caller's read section).
+    fn copy_figures(&mut self, cell: &LaneCell) -> Result<(), OutOfMemory> {
+        let (version, lane) = cell.unlocked();
         let first_site = self.sites.len();
-        self.lane_starts.last_mut().expect("pushed above").1 = first_site;
+        // SAFETY: lanes are never freed.
+        let figures = unsafe { copy_figures_racy(version, lane) };
+        let Some(figures) = figures else {
+            return self.copy_sites_locked(cell);
+        };
+        // The sites, a chunk per check of the version; the globals they map
+        // to never change once pushed.
+        // SAFETY: as above.
+        let n = unsafe { (*addr_of!((*lane).sites)).len() };
+        untracked(|| try_reserve(&mut self.sites, n + 64))?;
+        let mut globals = Vec::new();
+        untracked(|| try_reserve(&mut globals, n + 64))?;
+        // SAFETY: as above.
+        let copied = unsafe { Published::copy_racy(addr_of!((*lane).globals), &mut globals) };
+        let n = copied.unwrap_or(0).min(n);
+        let mut chunk = Vec::new();
+        untracked(|| try_reserve(&mut chunk, SITES_PER_CHUNK))?;
+        let mut from = 0;
+        while from < n {
+            let want = SITES_PER_CHUNK.min(n - from);
+            let done = read_whole(version, || {
+                chunk.clear();
+                // SAFETY: as above.
+                let got = unsafe {
+                    Published::copy_range_racy(addr_of!((*lane).sites), from, want, &mut chunk)
+                };
+                (got == Ok(want)).then_some(())
+            });
+            if done.is_none() {
+                untracked(|| drop((chunk, globals)));
+                self.sites.truncate(first_site);
+                return self.copy_sites_locked(cell);
+            }
+            self.sites.extend(
+                chunk
+                    .iter()
+                    .zip(&globals[from..])
+                    .map(|(acc, &global)| SiteCopy {
+                        global,
+                        acc: *acc,
+                        at_peak: acc.at_peak(figures.peak_seq),
+                    }),
+            );
+            from += want;
+        }
+        untracked(|| drop((chunk, globals)));
+        self.add_figures(&figures, first_site);
+        Ok(())
+    }
+
+    /// Adds a lane's figures to the heap's: its totals, and as its live
+    /// figures the sum of its sites' from `first_site` on (copied a chunk
+    /// at a time, they may be a moment apart from the lane's own; the heap's
+    /// live figures then still sum the per-stack ones).
+    fn add_figures(&mut self, f: &LaneFigures, first_site: usize) {
+        let h = &mut self.heap;
+        for s in &self.sites[first_site..] {
+            h.live_bytes += s.acc.curr_bytes;
+            h.live_blocks += s.acc.curr_blocks;
+        }
+        h.total_bytes += f.total_bytes;
+        h.total_blocks += f.total_blocks;
+        self.estimated |= f.sampled_ever;
+    }
+
+    /// Copies a shard of a lane under the lane's lock.
+    #[cold]
+    fn copy_shard_locked(&mut self, cell: &LaneCell, shard: usize) -> Result<(), OutOfMemory> {
+        count_locked_copy();
+        loop {
+            let lane = cell.lock();
+            let table = &lane.live.shards[shard];
+            let n = table.len();
+            if n <= self.blocks.capacity() - self.blocks.len() {
+                self.blocks.extend(table.iter().map(|(k, v)| (k, *v)));
+                return Ok(());
+            }
+            drop(lane);
+            untracked(|| self.reserve_blocks(n + n / 8 + 16))?;
+        }
+    }
+
+    /// Copies a lane's per-stack figures and totals under its lock.
+    #[cold]
+    fn copy_sites_locked(&mut self, cell: &LaneCell) -> Result<(), OutOfMemory> {
+        count_locked_copy();
+        let first_site = self.sites.len();
         loop {
             let n = cell.lock().sites.len();
             untracked(|| try_reserve(&mut self.sites, n + 64))?;
@@ -286,26 +545,27 @@ impl RawCopy {
             }
             lane.settle();
             let peak_seq = lane.peak_seq;
-            self.sites
-                .extend(
-                    lane.sites
-                        .iter()
-                        .zip(&lane.globals)
-                        .map(|(acc, &global)| SiteCopy {
-                            global,
-                            acc: *acc,
-                            at_peak: acc.at_peak(peak_seq),
-                        }),
-                );
-            let h = &mut self.heap;
-            h.live_bytes += lane.curr_bytes;
-            h.live_blocks += lane.curr_blocks;
-            h.total_bytes += lane.total_bytes;
-            h.total_blocks += lane.total_blocks;
-            self.estimated |= lane.sampled_ever;
-            break;
+            self.sites.extend(
+                lane.sites
+                    .as_slice()
+                    .iter()
+                    .zip(lane.globals.as_slice())
+                    .map(|(acc, &global)| SiteCopy {
+                        global,
+                        acc: *acc,
+                        at_peak: acc.at_peak(peak_seq),
+                    }),
+            );
+            let figures = LaneFigures {
+                total_bytes: lane.total_bytes,
+                total_blocks: lane.total_blocks,
+                sampled_ever: lane.sampled_ever,
+                peak_seq,
+            };
+            drop(lane);
+            self.add_figures(&figures, first_site);
+            return Ok(());
         }
-        Ok(())
     }
 
     fn reserve_stacks(&mut self, stacks: usize, frames: usize) -> Result<(), OutOfMemory> {
@@ -315,7 +575,7 @@ impl RawCopy {
 
     /// Copies the stacks without allocating; false when a buffer is too
     /// small (the store grew since `reserve_stacks`).
-    fn copy_stacks(&mut self, s: &StackTable) -> bool {
+    fn copy_stacks_locked(&mut self, s: &StackTable) -> bool {
         if s.len() > self.spans.capacity() || s.frame_count() > self.frames.capacity() {
             return false;
         }
@@ -472,28 +732,30 @@ pub(crate) fn collect_stacks(now: u32) {
     });
 }
 
-/// The recorder's heap totals alone (cheap: no copy of blocks or stacks).
+/// The recorder's heap totals alone (cheap: no copy of blocks or stacks),
+/// read without the lanes' locks as [`snapshot`] reads them.
 pub fn snapshot_totals() -> HeapTotals {
-    let mut h = HeapTotals::default();
-    let (mut peak_bytes, mut peak_blocks) = (0, 0);
-    lanes::for_each(|lane| {
-        lane.settle();
-        h.live_bytes += lane.curr_bytes;
-        h.live_blocks += lane.curr_blocks;
-        h.total_bytes += lane.total_bytes;
-        h.total_blocks += lane.total_blocks;
-        for s in &lane.sites {
-            let (b, k) = s.at_peak(lane.peak_seq);
-            peak_bytes += b;
-            peak_blocks += k;
+    untracked(|| {
+        let mut raw = RawCopy::default();
+        let reading = ReadSection::enter();
+        // Without the memory for the per-stack figures, the totals alone
+        // (the peak is then unknown).
+        let copied = (0..lanes::made()).try_for_each(|i| raw.copy_figures(lanes::lane(i)));
+        drop(reading);
+        let mut h = raw.heap;
+        if copied.is_ok() {
+            let (b, k) = raw
+                .sites
+                .iter()
+                .fold((0, 0), |(b, k), s| (b + s.at_peak.0, k + s.at_peak.1));
+            h.peak_bytes = b;
+            h.peak_blocks = units_to_blocks(k);
+            h.peak_at = ticks(peak::tick());
         }
-    });
-    h.live_blocks = units_to_blocks(h.live_blocks);
-    h.total_blocks = units_to_blocks(h.total_blocks);
-    h.peak_bytes = peak_bytes;
-    h.peak_blocks = units_to_blocks(peak_blocks);
-    h.peak_at = ticks(peak::tick());
-    h
+        h.live_blocks = units_to_blocks(h.live_blocks);
+        h.total_blocks = units_to_blocks(h.total_blocks);
+        h
+    })
 }
 
 /// Memory the tracker itself holds, by part (bytes).
@@ -535,18 +797,35 @@ pub fn tracker_memory() -> TrackerMemory {
             + std::mem::size_of_val(&LANES)) as u64,
         ..TrackerMemory::default()
     };
-    {
-        let stacks = STACKS.lock();
+    untracked(|| {
+        let reading = ReadSection::enter();
+        // SAFETY: STACKS is a static, read inside a read section: the
+        // figures may be a moment apart, never out of an allocation.
+        let stacks = unsafe { &*STACKS.unlocked() };
         m.stacks = stacks.bytes();
         m.stacks_stored = stacks.len() as u64;
-    }
-    m.stack_collections = super::stacks::collections();
-    lanes::for_each(|lane| {
-        let (live, stacks) = lane.bytes();
-        m.fixed += size_of::<LaneCell>() as u64;
-        m.live_table += live;
-        m.stacks += stacks;
-        m.live_blocks += lane.live.len as u64;
+        for i in 0..lanes::made() {
+            let cell = lanes::lane(i);
+            let (version, lane) = cell.unlocked();
+            m.fixed += size_of::<LaneCell>() as u64;
+            let read = read_whole(version, || {
+                // SAFETY: lanes are never freed; inside a read section.
+                let (live, stacks) = unsafe { (*lane).bytes() };
+                // SAFETY: as above.
+                let blocks = unsafe { read_racy(addr_of!((*lane).live.len)) };
+                Some((live, stacks, blocks))
+            });
+            let (live, stacks, blocks) = read.unwrap_or_else(|| {
+                let lane = cell.lock();
+                let (live, stacks) = lane.bytes();
+                (live, stacks, lane.live.len)
+            });
+            m.live_table += live;
+            m.stacks += stacks;
+            m.live_blocks += blocks as u64;
+        }
+        drop(reading);
     });
+    m.stack_collections = super::stacks::collections();
     m
 }

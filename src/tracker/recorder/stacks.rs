@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::live::{AddrMap, map_bytes};
 use crate::sys::lock::RawLocked;
+use crate::sys::published::Published;
 
 /// One interned stack: its frames in [`StackTable::frames`], and the next
 /// stack with the same hash.
+#[derive(Clone, Copy)]
 struct StackEntry {
     start: u32,
     len: u32,
@@ -25,9 +27,13 @@ const NO_STACK: u32 = u32::MAX;
 /// Interned stacks by id, found by hash and frames: each lane keeps one
 /// (its slots), and [`STACKS`] is the global one. The frames are compared,
 /// so two stacks with one hash are never merged.
+///
+/// A stack never changes once pushed, and a push writes its frames, then
+/// its entry, each before the length that counts it: snapshots copy the
+/// global table without its lock (see [`StackTable::copy_racy`]).
 pub(super) struct StackTable {
-    frames: Vec<usize>,
-    entries: Vec<StackEntry>,
+    frames: Published<usize>,
+    entries: Published<StackEntry>,
     index: AddrMap<u32>,
     /// The stack last found or added for each [`RECENT`]th of the hashes:
     /// a program allocates from a few stacks over and over, and one array
@@ -53,8 +59,8 @@ pub(super) static STACKS: RawLocked<StackTable> = RawLocked::new(StackTable::new
 impl StackTable {
     pub(super) const fn new() -> Self {
         StackTable {
-            frames: Vec::new(),
-            entries: Vec::new(),
+            frames: Published::new(),
+            entries: Published::new(),
             index: HashMap::with_hasher(BuildHasherDefault::new()),
             recent: [NO_STACK; RECENT],
         }
@@ -66,7 +72,7 @@ impl StackTable {
         let recent = &mut self.recent[recent_of(hash)];
         let id = *recent;
         if id != NO_STACK {
-            let e = &self.entries[id as usize];
+            let e = &self.entries.as_slice()[id as usize];
             if e.hash == hash && self.frames_of(id) == frames {
                 return Some(id);
             }
@@ -81,7 +87,7 @@ impl StackTable {
     fn find_in_index(&self, frames: &[usize], hash: u64) -> Option<u32> {
         let mut id = self.index.get(&hash).copied().unwrap_or(NO_STACK);
         while id != NO_STACK {
-            let e = &self.entries[id as usize];
+            let e = &self.entries.as_slice()[id as usize];
             if e.hash == hash && self.frames_of(id) == frames {
                 return Some(id);
             }
@@ -95,13 +101,14 @@ impl StackTable {
     pub(super) fn push(&mut self, frames: &[usize], hash: u64) -> u32 {
         let id = self.entries.len() as u32;
         let head = self.index.insert(hash, id).unwrap_or(NO_STACK);
+        let start = self.frames.len() as u32;
+        self.frames.extend_from_slice(frames);
         self.entries.push(StackEntry {
-            start: self.frames.len() as u32,
+            start,
             len: frames.len() as u32,
             hash,
             next_same_hash: head,
         });
-        self.frames.extend_from_slice(frames);
         self.recent[recent_of(hash)] = id;
         id
     }
@@ -138,13 +145,13 @@ impl StackTable {
     /// The frames of stack `id`.
     #[inline(always)]
     pub(super) fn frames_of(&self, id: u32) -> &[usize] {
-        let e = &self.entries[id as usize];
-        &self.frames[e.start as usize..(e.start + e.len) as usize]
+        let e = &self.entries.as_slice()[id as usize];
+        &self.frames.as_slice()[e.start as usize..(e.start + e.len) as usize]
     }
 
     /// The hash of stack `id`.
     pub(super) fn hash_of(&self, id: u32) -> u64 {
-        self.entries[id as usize].hash
+        self.entries.as_slice()[id as usize].hash
     }
 
     /// How many stacks there are (ids are below this).
@@ -159,9 +166,60 @@ impl StackTable {
 
     /// Bytes the table holds.
     pub(super) fn bytes(&self) -> u64 {
-        (self.frames.capacity() * size_of::<usize>()
-            + self.entries.capacity() * size_of::<StackEntry>()) as u64
-            + map_bytes(&self.index)
+        self.frames.bytes() + self.entries.bytes() + map_bytes(&self.index)
+    }
+
+    /// Copies the table's stacks into `spans` (each stack's first frame in
+    /// `frames` and its frame count) and `frames`, without its lock and
+    /// without allocating: `Err((stacks, frames))`, the room to reserve
+    /// before trying again, when a buffer is too small or the copy is torn
+    /// (a table replaced meanwhile by a reset or a collection: the caller
+    /// also checks the reset count). Stacks pushed meanwhile may be left
+    /// out.
+    ///
+    /// # Safety
+    /// `this` stays allocated during the call, and the caller is inside a
+    /// [`crate::sys::published::ReadSection`].
+    pub(super) unsafe fn copy_racy(
+        this: *const StackTable,
+        spans: &mut Vec<(u32, u32)>,
+        frames: &mut Vec<usize>,
+    ) -> Result<(), (usize, usize)> {
+        spans.clear();
+        frames.clear();
+        // SAFETY: the caller's promise; the lengths are atomics.
+        let (n, f) = unsafe { ((*this).entries.len(), (*this).frames.len()) };
+        let wanted = (n + 64, f + 64 * 32);
+        if spans.capacity() < n || frames.capacity() < f {
+            return Err(wanted);
+        }
+        // Entries first: each one's frames were stored before it.
+        let mut fit = true;
+        // SAFETY: the caller's promise.
+        unsafe {
+            Published::for_each_racy(std::ptr::addr_of!((*this).entries), |_, e: StackEntry| {
+                if spans.len() < spans.capacity() {
+                    spans.push((e.start, e.len));
+                } else {
+                    fit = false;
+                }
+            })
+        };
+        // SAFETY: as above.
+        let copied = unsafe { Published::copy_racy(std::ptr::addr_of!((*this).frames), frames) };
+        let whole = fit
+            && copied.is_ok()
+            && spans
+                .iter()
+                .all(|&(start, len)| start as usize + len as usize <= frames.len());
+        if whole {
+            Ok(())
+        } else {
+            Err((
+                wanted.0.max(spans.len() + 64),
+                wanted.1.max(frames.len() + 64 * 32),
+            ))
+        }
     }
 }
 
