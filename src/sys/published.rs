@@ -361,6 +361,38 @@ impl<T: Copy> Published<T> {
     }
 }
 
+impl<T: Copy> Published<T> {
+    /// Reads items one at a time from `start` on (wrapping around at the
+    /// end, once round at most) while `go_on` says so: a probe of an open
+    /// addressing table. The items may be torn (see the module docs).
+    ///
+    /// # Safety
+    /// As for [`Published::copy_racy`].
+    pub(crate) unsafe fn scan_racy(
+        this: *const Self,
+        start: usize,
+        mut go_on: impl FnMut(T) -> bool,
+    ) {
+        // SAFETY: as in copy_racy.
+        unsafe {
+            let h = (*this).storage.load(Ordering::Acquire);
+            if h.is_null() {
+                return;
+            }
+            let n = (*this).len.load(Ordering::Acquire).min((*h).capacity);
+            if n == 0 {
+                return;
+            }
+            let src = items_of::<T>(h);
+            for k in 0..n {
+                if !go_on(read_racy(src.add((start + k) % n))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl<T: Copy> Drop for Published<T> {
     fn drop(&mut self) {
         let h = self.storage.swap(ptr::null_mut(), Ordering::AcqRel);

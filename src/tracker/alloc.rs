@@ -255,7 +255,7 @@ fn on_free_slow(t: &ThreadState, ptr: *mut u8, size: usize) {
 fn free_on_own_thread(t: &ThreadState, ptr: *mut u8, size: usize, mode: u8) {
     if may_be_recorded(ptr, mode) {
         let held = t.hold();
-        let recorded = recorder::record_free(&t.lane, ptr as usize, now_tick());
+        let recorded = recorder::record_free_known(&t.lane, ptr as usize, now_tick());
         t.unhold(held);
         if recorded {
             return count_shared_free(size);

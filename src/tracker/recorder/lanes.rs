@@ -13,25 +13,190 @@
 //! `sys::biased`): while no other thread takes it, its owner records and
 //! frees without an atomic read-modify-write. A shared lane is never taken
 //! as an owner.
+//!
+//! A thread that frees a block of another's lane does not take that lane's
+//! lock: it leaves the free in the lane's slots for frees (`PendingFrees`),
+//! and whoever takes the lane next applies it first. A thread holding a
+//! lock can lose its CPU on a loaded machine, and every thread waiting for
+//! that lock then waits for the scheduler: with frees left, a thread freeing
+//! another's block never waits for that lane, and the lane's owner never
+//! waits for it.
 
 use std::cell::Cell;
+use std::ops::{Deref, DerefMut};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use super::super::gate::{GATE_LIVE, GATE_UNFILTERED, set_flag};
 use super::lane::Lane;
 use super::stacks::STACKS;
 use crate::sys::biased::{BiasedGuard, BiasedLocked, forget_barrier_in_child};
 use crate::sys::lock::RawLocked;
+use crate::sys::published::Version;
 
 /// The most lanes there can be (lane 0, the shared one, included).
 pub(crate) const MAX_LANES: usize = 1024;
 
-/// A lane behind its lock.
-pub(crate) type LaneCell = BiasedLocked<Lane>;
+/// A lane behind its lock, with the frees other threads left for it.
+pub(crate) struct LaneCell {
+    lane: BiasedLocked<Lane>,
+    pending: PendingFrees,
+}
 
-/// A lane, locked.
-pub(crate) type LaneGuard = BiasedGuard<'static, Lane>;
+/// A lane, locked: frees left for it were applied when it was taken.
+pub(crate) struct LaneGuard {
+    guard: BiasedGuard<'static, Lane>,
+}
+
+impl Deref for LaneGuard {
+    type Target = Lane;
+    fn deref(&self) -> &Lane {
+        &self.guard
+    }
+}
+
+impl DerefMut for LaneGuard {
+    fn deref_mut(&mut self) -> &mut Lane {
+        &mut self.guard
+    }
+}
+
+impl LaneCell {
+    fn new() -> Self {
+        LaneCell {
+            lane: BiasedLocked::new(Lane::new()),
+            pending: PendingFrees::new(),
+        }
+    }
+
+    /// Wraps a guard just taken, applying the frees left for the lane.
+    #[inline(always)]
+    fn guarded(&'static self, guard: BiasedGuard<'static, Lane>) -> LaneGuard {
+        let mut g = LaneGuard { guard };
+        if self.pending.count.load(Ordering::Acquire) != 0 {
+            self.pending.apply(&mut g);
+        }
+        g
+    }
+
+    /// Takes the lock as the lane's owner (see [`BiasedLocked::lock_as_owner`]).
+    #[inline(always)]
+    pub(crate) fn lock_as_owner(&'static self, may_bias: bool) -> LaneGuard {
+        self.guarded(self.lane.lock_as_owner(may_bias))
+    }
+
+    /// Takes the lock as any thread.
+    pub(crate) fn lock(&'static self) -> LaneGuard {
+        self.guarded(self.lane.lock())
+    }
+
+    /// Leaves the free of `addr` (at tick `now`) for whoever takes the lane
+    /// next, without taking it: false when there is no room (the caller
+    /// then takes the lock).
+    pub(crate) fn leave_free(&'static self, addr: usize, now: u32) -> bool {
+        self.pending.leave(addr, now)
+    }
+
+    /// Whether a free of `addr` is left for the lane.
+    pub(crate) fn free_left(&self, addr: usize) -> bool {
+        self.pending.count.load(Ordering::Acquire) != 0
+            && self
+                .pending
+                .addrs
+                .iter()
+                .any(|a| a.load(Ordering::Acquire) == addr)
+    }
+
+    /// Calls `f` with every address whose free is left for the lane.
+    pub(crate) fn for_each_free_left(&self, mut f: impl FnMut(usize)) {
+        if self.pending.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        for a in &self.pending.addrs {
+            let addr = a.load(Ordering::Acquire);
+            if addr > CLAIMED {
+                f(addr);
+            }
+        }
+    }
+
+    /// See [`BiasedLocked::unlocked`].
+    pub(crate) fn unlocked(&self) -> (&Version, *const Lane) {
+        self.lane.unlocked()
+    }
+
+    /// See [`BiasedLocked::longest_wait`].
+    pub(crate) fn longest_wait(&self) -> std::time::Duration {
+        self.lane.longest_wait()
+    }
+}
+
+/// How many frees other threads can leave for a lane at once.
+pub(super) const PENDING_SLOTS: usize = 64;
+
+/// Frees of a lane's blocks that other threads made without taking the
+/// lane (its holder may have lost its CPU, and its owner must never wait
+/// for them): left here, and applied by whoever takes the lane next,
+/// before anything else it does there. So a block allocated at the same
+/// address later is recorded after the old one is forgotten: the
+/// allocator hands an address out again only after the free that left it
+/// here returned. Readers that copy the lane leave these blocks out (see
+/// `snapshot`), so a free left for an idle lane is never a leak in a view.
+struct PendingFrees {
+    /// A freed address, or 0 (empty), or [`CLAIMED`] (being written).
+    addrs: [AtomicUsize; PENDING_SLOTS],
+    ticks: [AtomicU32; PENDING_SLOTS],
+    /// Addresses written and not yet applied.
+    count: AtomicUsize,
+}
+
+/// A slot a thread is writing a free into.
+const CLAIMED: usize = 1;
+
+impl PendingFrees {
+    fn new() -> Self {
+        PendingFrees {
+            addrs: [const { AtomicUsize::new(0) }; PENDING_SLOTS],
+            ticks: [const { AtomicU32::new(0) }; PENDING_SLOTS],
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Leaves a free (see [`LaneCell::leave_free`]).
+    fn leave(&self, addr: usize, now: u32) -> bool {
+        if self.count.load(Ordering::Relaxed) >= PENDING_SLOTS {
+            return false;
+        }
+        let Some(i) = self.addrs.iter().position(|a| {
+            a.load(Ordering::Relaxed) == 0
+                && a.compare_exchange(0, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+        }) else {
+            return false;
+        };
+        self.ticks[i].store(now, Ordering::Relaxed);
+        self.addrs[i].store(addr, Ordering::Release);
+        self.count.fetch_add(1, Ordering::Release);
+        true
+    }
+
+    /// Applies every free left (under the lane's lock).
+    #[cold]
+    #[inline(never)]
+    fn apply(&self, lane: &mut Lane) {
+        for (a, t) in self.addrs.iter().zip(&self.ticks) {
+            let addr = a.load(Ordering::Acquire);
+            if addr > CLAIMED {
+                // Forgotten first, then the slot freed: a thread that reads
+                // the lane meanwhile either sees the free still left or the
+                // record gone (see `free_in_other_lanes`).
+                lane.remove(addr, t.load(Ordering::Relaxed), true);
+                a.store(0, Ordering::Release);
+                self.count.fetch_sub(1, Ordering::Release);
+            }
+        }
+    }
+}
 
 /// Set in a thread's lane index when the lane is shared with other threads
 /// (past [`MAX_LANES`]): the thread then never takes it as its owner.
@@ -92,7 +257,7 @@ fn make_lane() -> Option<usize> {
     if i >= MAX_LANES {
         return None;
     }
-    let cell = Box::into_raw(Box::new(BiasedLocked::new(Lane::new())));
+    let cell = Box::into_raw(Box::new(LaneCell::new()));
     LANES[i].store(cell, Ordering::Release);
     MADE.store(i + 1, Ordering::Release);
     Some(i)
@@ -224,7 +389,7 @@ pub(super) fn lane_unfiltered(any: bool) {
 pub(crate) fn fork_prepare() {
     POOL.lock_for_fork();
     for i in 0..made() {
-        lane(i).lock_for_fork();
+        lane(i).lane.lock_for_fork();
     }
     STACKS.lock_for_fork();
     FLAGS.lock_for_fork();
@@ -237,7 +402,7 @@ pub(crate) fn fork_parent() {
         FLAGS.force_unlock();
         STACKS.force_unlock();
         for i in 0..made() {
-            lane(i).force_unlock();
+            lane(i).lane.force_unlock();
         }
         POOL.force_unlock();
     }
@@ -253,7 +418,7 @@ pub(crate) fn fork_child(kept: usize) {
         FLAGS.reset_in_child();
         STACKS.reset_in_child();
         for i in 0..made() {
-            lane(i).reset_in_child();
+            lane(i).lane.reset_in_child();
         }
         let pool = POOL.get_unchecked();
         pool.len = 0;
@@ -264,5 +429,91 @@ pub(crate) fn fork_child(kept: usize) {
             }
         }
         POOL.reset_in_child();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::NewBlock;
+    use super::*;
+
+    fn block(addr: usize) -> NewBlock {
+        NewBlock {
+            addr,
+            size: 40,
+            thread: 0,
+            epoch: 0,
+            scope: 0,
+        }
+    }
+
+    #[test]
+    fn a_free_left_for_a_held_lane_is_applied_by_the_next_taker() {
+        // A lane of its own (this binary's allocator is not leakscope's).
+        let cell: &'static LaneCell = Box::leak(Box::new(LaneCell::new()));
+        let addrs: Vec<usize> = (0..PENDING_SLOTS + 8)
+            .map(|i| 0x7b00_0000_0000 + i * 64)
+            .collect();
+        {
+            let mut lane = cell.lock();
+            for &a in &addrs {
+                lane.record_alloc(block(a), &[1, 2, 3], 0x5eed, 0, false);
+            }
+        }
+        let n = addrs.len();
+        let held = cell.lock();
+        // Another thread frees blocks of the lane while it is held: it
+        // does not wait, it leaves the frees (as many as there are slots).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for &a in &addrs[..PENDING_SLOTS] {
+                    assert!(!cell.free_left(a));
+                    assert!(cell.leave_free(a, 7));
+                    assert!(cell.free_left(a));
+                }
+                assert!(!cell.leave_free(addrs[PENDING_SLOTS], 7), "no room left");
+            });
+        });
+        assert_eq!(held.live.len, n, "not applied under the holder");
+        drop(held);
+        let mut left = Vec::new();
+        cell.for_each_free_left(|a| left.push(a));
+        left.sort();
+        assert_eq!(left, addrs[..PENDING_SLOTS], "left until the lane is taken");
+        let lane = cell.lock();
+        assert_eq!(
+            cell.pending.count.load(Ordering::Relaxed),
+            0,
+            "applied when taken"
+        );
+        assert!(!cell.free_left(addrs[0]));
+        assert_eq!(lane.live.len, n - PENDING_SLOTS);
+        for &a in &addrs[..PENDING_SLOTS] {
+            assert!(lane.live.get(a).is_none(), "{a:#x} forgotten");
+        }
+        for &a in &addrs[PENDING_SLOTS..] {
+            assert!(lane.live.get(a).is_some(), "{a:#x} kept");
+        }
+        assert_eq!(lane.curr_bytes, 8 * 40);
+    }
+
+    #[test]
+    fn a_free_left_for_a_lane_comes_before_a_block_recorded_there_later() {
+        // The address is freed (left, the lane held) and allocated again in
+        // the same lane: the new block's record must survive.
+        let cell: &'static LaneCell = Box::leak(Box::new(LaneCell::new()));
+        let a = 0x7c00_0000_0000;
+        cell.lock()
+            .record_alloc(block(a), &[1, 2, 3], 0x5eed, 0, false);
+        let held = cell.lock();
+        assert!(std::thread::scope(|s| s
+            .spawn(|| cell.leave_free(a, 3))
+            .join()
+            .unwrap()));
+        drop(held);
+        let mut lane = cell.lock();
+        lane.record_alloc(block(a), &[4, 5, 6], 0x6eed, 9, false);
+        assert_eq!(lane.live.len, 1);
+        assert_eq!(lane.live.get(a).map(|r| r.born), Some(9));
     }
 }

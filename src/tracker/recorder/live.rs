@@ -468,6 +468,39 @@ impl Shard {
         Ok(())
     }
 
+    /// The record at `addr`, read without the lane's lock: `Err` when a
+    /// writer was in the middle of a change ([`Retry::Busy`]) or made one
+    /// meanwhile ([`Retry::Torn`]).
+    ///
+    /// # Safety
+    /// As for [`Shard::copy_racy`].
+    pub(super) unsafe fn get_racy(this: *const Shard, addr: u64) -> Result<Option<LiveRec>, Retry> {
+        // SAFETY: the caller's promise: the shard outlives the call.
+        let version = unsafe { &*std::ptr::addr_of!((*this).version) };
+        let v = version.begin_read().ok_or(Retry::Busy)?;
+        // SAFETY: as above; the shift is read racily and only trusted once
+        // the version says it was whole, and every index is masked to the
+        // array read with it.
+        let shift = unsafe { crate::sys::published::read_racy(std::ptr::addr_of!((*this).shift)) };
+        let home = (addr.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> shift.min(63)) as usize;
+        let mut found = None;
+        // SAFETY: as above, inside a read section.
+        unsafe {
+            Published::scan_racy(std::ptr::addr_of!((*this).entries), home, |e: Entry| {
+                if e.addr == addr {
+                    found = Some(e.rec);
+                    return false;
+                }
+                e.addr != 0
+            })
+        };
+        if version.unchanged_since(v) {
+            Ok(found)
+        } else {
+            Err(Retry::Torn)
+        }
+    }
+
     /// Bytes the shard holds.
     pub(super) fn bytes(&self) -> u64 {
         self.entries.bytes()

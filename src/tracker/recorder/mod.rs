@@ -1,12 +1,15 @@
 //! What the allocator records: live blocks and per-stack totals.
 //!
 //! The recorder is split in lanes, one per thread that records (`lanes`):
-//! a thread records its blocks in its own lane, under a lock no other thread
-//! takes unless it frees or moves one of that lane's blocks (and which, in
-//! exact mode, is biased towards the owner: see `lanes`). Readers take no
-//! lock (see `snapshot`). Two
+//! a thread records its blocks in its own lane, under a lock that is biased
+//! towards it in exact mode (see `lanes`). Other threads rarely take it:
+//! readers copy lanes without it (see `snapshot`), a thread freeing a block
+//! of another's lane leaves the free there for the lane to apply (see
+//! `lanes`), and only moving such a block for a `realloc`, or a lane with
+//! too many frees left, takes it. Two
 //! threads recording at once then share no cache line on the common path.
-//! A free looks in the freeing thread's lane first, then in the others.
+//! A free looks in the freeing thread's lane first, then in the others
+//! (without their locks: see [`record_free`]).
 //!
 //! Every recorded block is one 24-byte entry (address → size, stack slot,
 //! birth time, thread, sampling epoch) in its lane's table; stacks are
@@ -99,6 +102,7 @@ pub(crate) fn record_alloc(
 #[inline(always)]
 fn in_holding_lane<R>(
     owner: &Cell<u32>,
+    addr: usize,
     mut f: impl FnMut(&mut lane::Lane, bool) -> Option<R>,
 ) -> Option<R> {
     let own = lanes::index_of(owner);
@@ -107,7 +111,7 @@ fn in_holding_lane<R>(
     {
         return Some(r);
     }
-    in_other_lanes(own, f)
+    in_other_lanes(own, addr, f)
 }
 
 /// [`in_holding_lane`] past the thread's own lane (every lane, the shared
@@ -116,21 +120,96 @@ fn in_holding_lane<R>(
 #[inline(never)]
 fn in_other_lanes<R>(
     own: usize,
+    addr: usize,
     mut f: impl FnMut(&mut lane::Lane, bool) -> Option<R>,
 ) -> Option<R> {
-    (0..lanes::made())
+    // Lanes that surely do not hold the block are passed without their
+    // locks (a free filter's false alarm would otherwise take every one).
+    let reading = crate::sys::published::ReadSection::enter();
+    let found = (0..lanes::made())
         .filter(|&i| own == 0 || i != own)
-        .find_map(|i| f(&mut lanes::lane(i).lock(), true))
+        .filter(|&i| holds_racy(lanes::lane(i), addr) != Some(false))
+        .find_map(|i| f(&mut lanes::lane(i).lock(), true));
+    drop(reading);
+    found
 }
 
-/// Forgets a freed block; returns whether it was recorded. The thread is
-/// busy. Allocates nothing.
-#[inline(always)]
-pub(crate) fn record_free(owner: &Cell<u32>, addr: usize, now: u32) -> bool {
-    in_holding_lane(owner, |lane, remote| {
+/// Forgets a freed block; returns whether it was recorded (waiting for
+/// any lane it may be in: for frees that must know). The thread is busy.
+/// Allocates nothing.
+pub(crate) fn record_free_known(owner: &Cell<u32>, addr: usize, now: u32) -> bool {
+    in_holding_lane(owner, addr, |lane, remote| {
         lane.remove(addr, now, remote).then_some(())
     })
     .is_some()
+}
+
+/// Forgets a freed block. The thread is busy. Allocates nothing.
+///
+/// A block of another thread's lane is looked for there without the
+/// lane's lock, and its free is left for the lane (see `lanes`): a thread
+/// freeing another's block never waits for that lane, nor makes its owner
+/// wait (in exact mode, whose figures are exact at every moment, the free
+/// is also applied at once when the lane is free).
+#[inline(always)]
+pub(crate) fn record_free(owner: &Cell<u32>, addr: usize, now: u32) {
+    let own = lanes::index_of(owner);
+    if own != 0 && lanes::lock_index(owner.get()).remove(addr, now, false) {
+        return;
+    }
+    free_in_other_lanes(own, addr, now);
+}
+
+/// Whether lane `cell` holds a live record of `addr` (one whose free is not
+/// left for it), read without its lock: `None` while its owner is in the
+/// middle of a change.
+fn holds_racy(cell: &lanes::LaneCell, addr: usize) -> Option<bool> {
+    let (_, lane) = cell.unlocked();
+    let shard = live::LiveTable::shard_of(addr);
+    let probe = || {
+        for _ in 0..4 {
+            // SAFETY: lanes are never freed; the caller is in a read
+            // section.
+            match unsafe {
+                live::Shard::get_racy(std::ptr::addr_of!((*lane).live.shards[shard]), addr as u64)
+            } {
+                Ok(found) => return Some(found.is_some()),
+                Err(live::Retry::Torn) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    // A free applied meanwhile forgets the record before it frees its slot:
+    // found, then not left, then still found, the record is live.
+    Some(probe()? && !cell.free_left(addr) && probe()?)
+}
+
+/// [`record_free`] past the thread's own lane.
+#[cold]
+#[inline(never)]
+fn free_in_other_lanes(own: usize, addr: usize, now: u32) {
+    let reading = crate::sys::published::ReadSection::enter();
+    for i in (0..lanes::made()).filter(|&i| own == 0 || i != own) {
+        let cell = lanes::lane(i);
+        // A lane whose owner is mid-change gets the free left as well: a
+        // free of a block it does not hold is applied as nothing.
+        let held = holds_racy(cell, addr);
+        if held == Some(false) {
+            continue;
+        }
+        if !cell.leave_free(addr, now) {
+            // No room left: the lane is taken after all.
+            if cell.lock().remove(addr, now, true) {
+                break;
+            }
+            continue;
+        }
+        if held == Some(true) {
+            break;
+        }
+    }
+    drop(reading);
 }
 
 /// Takes a recorded block out for a `realloc`: its weight leaves the live
@@ -138,7 +217,9 @@ pub(crate) fn record_free(owner: &Cell<u32>, addr: usize, now: u32) -> bool {
 /// back. The allocator calls jemalloc's realloc between the two without
 /// holding a lock, so a large copy never stalls other threads.
 pub(crate) fn take_for_realloc(owner: &Cell<u32>, addr: usize) -> Option<TakenBlock> {
-    in_holding_lane(owner, |lane, remote| lane.take_for_realloc(addr, remote))
+    in_holding_lane(owner, addr, |lane, remote| {
+        lane.take_for_realloc(addr, remote)
+    })
 }
 
 /// Puts a block taken by [`take_for_realloc`] back, in the calling

@@ -440,13 +440,54 @@ impl RawCopy {
         }
         // Slots after blocks: a lane's slots only grow, so every copied
         // block's slot is in the copy (but across a reset).
-        self.lane_starts.last_mut().expect("pushed above").1 = self.sites.len();
-        self.copy_figures(cell)
+        let (first_block, first_site) = (
+            self.lane_starts.last().expect("pushed above").0,
+            self.sites.len(),
+        );
+        self.lane_starts.last_mut().expect("pushed above").1 = first_site;
+        self.copy_figures(cell)?;
+        self.leave_out_freed(cell, first_block, first_site);
+        Ok(())
+    }
+
+    /// Leaves out of the lane just copied the blocks whose frees other
+    /// threads left for it (see `lanes`): freed, though the lane has not
+    /// forgotten them yet.
+    fn leave_out_freed(&mut self, cell: &LaneCell, first_block: usize, first_site: usize) {
+        let mut left = [0usize; lanes::PENDING_SLOTS];
+        let mut n = 0;
+        cell.for_each_free_left(|addr| {
+            if n < left.len() {
+                left[n] = addr;
+                n += 1;
+            }
+        });
+        if n == 0 {
+            return;
+        }
+        let left = &left[..n];
+        let mut i = first_block;
+        while i < self.blocks.len() {
+            let (addr, rec) = self.blocks[i];
+            if !left.contains(&(addr as usize)) {
+                i += 1;
+                continue;
+            }
+            let (bytes, units) = weight(rec.size(), rec.epoch());
+            if let Some(s) = self.sites.get_mut(first_site + rec.stack as usize) {
+                s.acc.curr_bytes = s.acc.curr_bytes.saturating_sub(bytes);
+                s.acc.curr_blocks = s.acc.curr_blocks.saturating_sub(units);
+                self.heap.live_bytes = self.heap.live_bytes.saturating_sub(bytes);
+                self.heap.live_blocks = self.heap.live_blocks.saturating_sub(units);
+            }
+            // This lane's blocks are the last ones copied.
+            self.blocks.swap_remove(i);
+        }
     }
 
     /// Copies a lane's per-stack figures and totals, without its lock when
     /// writers let a copy through (inside the caller's read section).
-    fn copy_figures(&mut self, cell: &LaneCell) -> Result<(), OutOfMemory> {
+    fn copy_figures(&mut self, cell: &'static LaneCell) -> Result<(), OutOfMemory> {
         let (version, lane) = cell.unlocked();
         let first_site = self.sites.len();
         // SAFETY: lanes are never freed.
@@ -516,7 +557,11 @@ impl RawCopy {
 
     /// Copies a shard of a lane under the lane's lock.
     #[cold]
-    fn copy_shard_locked(&mut self, cell: &LaneCell, shard: usize) -> Result<(), OutOfMemory> {
+    fn copy_shard_locked(
+        &mut self,
+        cell: &'static LaneCell,
+        shard: usize,
+    ) -> Result<(), OutOfMemory> {
         count_locked_copy();
         loop {
             let lane = cell.lock();
@@ -533,7 +578,7 @@ impl RawCopy {
 
     /// Copies a lane's per-stack figures and totals under its lock.
     #[cold]
-    fn copy_sites_locked(&mut self, cell: &LaneCell) -> Result<(), OutOfMemory> {
+    fn copy_sites_locked(&mut self, cell: &'static LaneCell) -> Result<(), OutOfMemory> {
         count_locked_copy();
         let first_site = self.sites.len();
         loop {
@@ -741,8 +786,26 @@ pub fn snapshot_totals() -> HeapTotals {
         // Without the memory for the per-stack figures, the totals alone
         // (the peak is then unknown).
         let copied = (0..lanes::made()).try_for_each(|i| raw.copy_figures(lanes::lane(i)));
+        // Blocks whose frees are left for their lanes are freed.
+        let mut left = (0, 0);
+        for i in 0..lanes::made() {
+            let cell = lanes::lane(i);
+            let (_, lane) = cell.unlocked();
+            cell.for_each_free_left(|addr| {
+                let shard = super::live::LiveTable::shard_of(addr);
+                // SAFETY: lanes are never freed; inside a read section.
+                let rec =
+                    unsafe { Shard::get_racy(addr_of!((*lane).live.shards[shard]), addr as u64) };
+                if let Ok(Some(rec)) = rec {
+                    let (b, k) = weight(rec.size(), rec.epoch());
+                    left = (left.0 + b, left.1 + k);
+                }
+            });
+        }
         drop(reading);
         let mut h = raw.heap;
+        h.live_bytes = h.live_bytes.saturating_sub(left.0);
+        h.live_blocks = h.live_blocks.saturating_sub(left.1);
         if copied.is_ok() {
             let (b, k) = raw
                 .sites
