@@ -115,6 +115,38 @@ impl<T> BiasedLocked<T> {
         }
     }
 
+    /// Takes the lock as any thread but its owner if that costs no wait:
+    /// `None` when another thread holds it, or when its owner is inside on
+    /// its biased path (the bias is then left as it was).
+    pub(crate) fn try_lock(&self) -> Option<BiasedGuard<'_, T>> {
+        let guard = self.lock.try_lock()?;
+        let bias = &self.bias;
+        if bias.biased.load(Ordering::Relaxed) {
+            if bias.owner_inside.load(Ordering::Relaxed) {
+                return None;
+            }
+            bias.biased.store(false, Ordering::Relaxed);
+            heavy_barrier();
+            if bias.owner_inside.load(Ordering::Acquire) {
+                // The owner went in before it could see the bias gone: give
+                // the bias back rather than wait for it. It either finishes
+                // on its biased path or, having seen the bias gone, queues
+                // for the ordinary lock, which is still a valid way in.
+                bias.biased.store(true, Ordering::Release);
+                return None;
+            }
+        }
+        if bias.quiet.load(Ordering::Relaxed) != 0 {
+            bias.quiet.store(0, Ordering::Relaxed);
+        }
+        bias.version.begin_write();
+        Some(BiasedGuard {
+            cell: self,
+            locked: Some(guard),
+            may_bias: false,
+        })
+    }
+
     /// Under the ordinary lock: takes the bias away, if the lock has it,
     /// and waits for the owner to leave.
     #[inline(always)]
@@ -325,6 +357,64 @@ mod tests {
         *l.lock() += 1;
         assert!(!l.is_biased(), "revoked");
         assert_eq!(*l.lock(), REBIAS_AFTER as u64 + 2);
+    }
+
+    #[test]
+    fn try_lock_takes_a_biased_lock_whose_owner_is_out_and_never_waits() {
+        let l = BiasedLocked::new(0u64);
+        for _ in 0..=REBIAS_AFTER {
+            *l.lock_as_owner(true) += 1;
+        }
+        assert_eq!(l.is_biased(), barrier_available());
+        let inside = l.lock_as_owner(true);
+        assert!(l.try_lock().is_none(), "the owner is inside");
+        assert_eq!(l.is_biased(), barrier_available(), "bias kept");
+        drop(inside);
+        *l.try_lock().expect("the owner is out") += 1;
+        assert!(!l.is_biased(), "revoked");
+        let held = l.lock();
+        assert!(l.try_lock().is_none());
+        drop(held);
+        assert_eq!(*l.lock(), REBIAS_AFTER as u64 + 2);
+    }
+
+    #[test]
+    fn an_owner_on_its_biased_path_and_threads_trying_the_lock_lose_no_update() {
+        let l = BiasedLocked::new(0u64);
+        let others_done = AtomicU32::new(0);
+        let (owner_ops, taken) = std::thread::scope(|s| {
+            let owner = s.spawn(|| {
+                let mut n = 0u64;
+                while others_done.load(Ordering::Relaxed) < 2 {
+                    add_one(l.lock_as_owner(true));
+                    n += 1;
+                }
+                n
+            });
+            let others: Vec<_> = (0..2)
+                .map(|_| {
+                    let (l, others_done) = (&l, &others_done);
+                    s.spawn(move || {
+                        let mut taken = 0u64;
+                        for i in 0..20_000 {
+                            if let Some(g) = l.try_lock() {
+                                add_one(g);
+                                taken += 1;
+                            }
+                            if i % 64 == 0 {
+                                std::thread::sleep(Duration::from_micros(100));
+                            }
+                        }
+                        others_done.fetch_add(1, Ordering::Relaxed);
+                        taken
+                    })
+                })
+                .collect();
+            let taken: u64 = others.into_iter().map(|t| t.join().unwrap()).sum();
+            (owner.join().unwrap(), taken)
+        });
+        assert!(taken > 0, "no try succeeded");
+        assert_eq!(*l.lock(), owner_ops + taken);
     }
 
     /// Adds one to the value, reading and writing it a little apart, so

@@ -16,7 +16,9 @@
 //!
 //! A thread that frees a block of another's lane does not take that lane's
 //! lock: it leaves the free in the lane's slots for frees (`PendingFrees`),
-//! and whoever takes the lane next applies it first. A thread holding a
+//! and whoever takes the lane next applies it first (or the freeing thread,
+//! when the slots are three quarters full and the lane is free to take
+//! without waiting: an idle owner applies nothing). A thread holding a
 //! lock can lose its CPU on a loaded machine, and every thread waiting for
 //! that lock then waits for the scheduler: with frees left, a thread freeing
 //! another's block never waits for that lane, and the lane's owner never
@@ -97,6 +99,22 @@ impl LaneCell {
         self.pending.leave(addr, now)
     }
 
+    /// Applies the frees left for the lane when they fill three quarters of
+    /// its slots, if the lane can be taken without waiting. A lane whose
+    /// owner is idle has nobody else to apply them, and a free that finds
+    /// every slot taken must take the lane (waiting for it, if a thread
+    /// holding it has lost its CPU). An active owner applies them at its
+    /// next record, long before: a lane is taken here, and its owner may
+    /// have to wait for this thread, only when it is idle or has lost its
+    /// CPU itself.
+    pub(crate) fn apply_left_if_crowded(&'static self) {
+        if self.pending.count.load(Ordering::Relaxed) >= PENDING_SLOTS / 4 * 3
+            && let Some(guard) = self.lane.try_lock()
+        {
+            drop(self.guarded(guard));
+        }
+    }
+
     /// Whether a free of `addr` is left for the lane.
     pub(crate) fn free_left(&self, addr: usize) -> bool {
         self.pending.count.load(Ordering::Acquire) != 0
@@ -132,7 +150,7 @@ impl LaneCell {
 }
 
 /// How many frees other threads can leave for a lane at once.
-pub(super) const PENDING_SLOTS: usize = 64;
+pub(super) const PENDING_SLOTS: usize = 256;
 
 /// Frees of a lane's blocks that other threads made without taking the
 /// lane (its holder may have lost its CPU, and its owner must never wait
@@ -180,7 +198,10 @@ impl PendingFrees {
         true
     }
 
-    /// Applies every free left (under the lane's lock).
+    /// Applies every free left (under the lane's lock). Every slot is read:
+    /// a free counted before the lane was taken must be applied before its
+    /// owner records a block at the same address, and slots are not filled
+    /// in the order they are counted.
     #[cold]
     #[inline(never)]
     fn apply(&self, lane: &mut Lane) {

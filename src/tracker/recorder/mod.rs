@@ -186,30 +186,64 @@ fn holds_racy(cell: &lanes::LaneCell, addr: usize) -> Option<bool> {
 }
 
 /// [`record_free`] past the thread's own lane.
+///
+/// The lane that holds the block gets the free. A lane whose owner stays in
+/// the middle of a change while it is probed (it may have lost its CPU) is
+/// unsure; only when no lane surely holds the block is the free left for
+/// every unsure lane (a free of a block a lane does not hold is applied as
+/// nothing), so that a busy lane's slots do not fill with other lanes'
+/// frees.
 #[cold]
 #[inline(never)]
 fn free_in_other_lanes(own: usize, addr: usize, now: u32) {
     let reading = crate::sys::published::ReadSection::enter();
+    let mut unsure = [0u64; lanes::MAX_LANES / 64];
+    let mut held_by = None;
     for i in (0..lanes::made()).filter(|&i| own == 0 || i != own) {
-        let cell = lanes::lane(i);
-        // A lane whose owner is mid-change gets the free left as well: a
-        // free of a block it does not hold is applied as nothing.
-        let held = holds_racy(cell, addr);
-        if held == Some(false) {
-            continue;
-        }
-        if !cell.leave_free(addr, now) {
-            // No room left: the lane is taken after all.
-            if cell.lock().remove(addr, now, true) {
+        match holds_patiently(lanes::lane(i), addr) {
+            Some(true) => {
+                held_by = Some(i);
                 break;
             }
-            continue;
+            Some(false) => {}
+            None => unsure[i / 64] |= 1 << (i % 64),
         }
-        if held == Some(true) {
-            break;
+    }
+    match held_by {
+        Some(i) => leave_free(lanes::lane(i), addr, now),
+        None => {
+            for i in (0..lanes::made()).filter(|&i| unsure[i / 64] & (1 << (i % 64)) != 0) {
+                leave_free(lanes::lane(i), addr, now);
+            }
         }
     }
     drop(reading);
+}
+
+/// [`holds_racy`], probed again for a moment while the lane's owner is in
+/// the middle of a change (which takes well under a microsecond unless the
+/// owner has lost its CPU).
+fn holds_patiently(cell: &lanes::LaneCell, addr: usize) -> Option<bool> {
+    for _ in 0..BUSY_PROBES {
+        if let Some(held) = holds_racy(cell, addr) {
+            return Some(held);
+        }
+        std::hint::spin_loop();
+    }
+    None
+}
+
+/// How many times a lane whose owner is mid-change is probed.
+const BUSY_PROBES: u32 = 32;
+
+/// Leaves the free of `addr` for lane `cell`, or, with no room left, takes
+/// the lane and applies it there.
+fn leave_free(cell: &'static lanes::LaneCell, addr: usize, now: u32) {
+    if cell.leave_free(addr, now) {
+        cell.apply_left_if_crowded();
+    } else {
+        cell.lock().remove(addr, now, true);
+    }
 }
 
 /// Takes a recorded block out for a `realloc`: its weight leaves the live
