@@ -169,11 +169,15 @@ impl<T> BiasedLocked<T> {
         #[cfg(test)]
         tests::REVOKED.fetch_add(1, Ordering::Relaxed);
         heavy_barrier();
-        let mut spins = 0u32;
+        let mut start = None;
         while self.bias.owner_inside.load(Ordering::Acquire) {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
+            let now = crate::sys::clock::monotonic_ns(libc::CLOCK_MONOTONIC);
+            // As a waiter for the lock does (see `lock`): spin while the
+            // owner may be running, yield once it has surely lost its CPU.
+            if now - *start.get_or_insert(now) < super::lock::SPIN_NS {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
             } else {
                 // SAFETY: sched_yield has no preconditions and does not
                 // allocate.

@@ -4,10 +4,10 @@
 //! in the `fork` handlers and *reset* it in the child (where the thread that
 //! held it no longer exists), which a std mutex cannot do; and it must never
 //! allocate (parking_lot's lock did, and deadlocked dhat-rs). Critical
-//! sections under it are short (a hash-map insert or remove), so spinning a
-//! little and then yielding the CPU is enough; a waiter that has yielded for
-//! 0.2 ms makes the others stand aside, so that a thread taking the lock in
-//! a tight loop cannot starve it.
+//! sections under it are short (a hash-map insert or remove), so spinning
+//! for up to 50 µs and then yielding the CPU is enough; a waiter that has
+//! waited 0.2 ms makes the others stand aside, so that a thread taking the
+//! lock in a tight loop cannot starve it.
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
@@ -15,10 +15,17 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How many times a thread that finds the lock taken spins before it starts
-/// yielding the CPU (and measuring its wait): 64 pause instructions, from a
-/// fraction of a microsecond to a few depending on the CPU, longer than a
-/// critical section whose holder keeps its CPU.
+/// measuring its wait: 64 pause instructions, from a fraction of a
+/// microsecond to a few depending on the CPU, as long as most critical
+/// sections take.
 const SPINS: u32 = 64;
+
+/// How long a thread that found the lock taken spins on, reading the
+/// clock, before it yields the CPU: longer than any critical section under
+/// these locks takes while its holder keeps its CPU (applying a lane's
+/// left frees, the longest, takes a few microseconds), and short next to
+/// a holder that lost its CPU, for which a spinning waiter only delays it.
+pub(crate) const SPIN_NS: u64 = 50_000;
 
 /// How long a thread waits for the lock, yielding, before it asks the others
 /// to stand aside (see [`RawLocked::acquire_contended`]).
@@ -30,8 +37,8 @@ pub(crate) struct RawLocked<T> {
     /// over and over, and must not pull in the line the holder is writing.
     word: CacheLine<LockWord>,
     /// The longest any thread has waited for the lock, in nanoseconds
-    /// (measured only when spinning for it failed, from the end of the
-    /// spin: the few microseconds spent spinning are not counted).
+    /// (measured only when the first [`SPINS`] spins failed, from then
+    /// on: the few microseconds they take are not counted).
     longest_wait_ns: AtomicU64,
     value: UnsafeCell<T>,
 }
@@ -82,8 +89,8 @@ impl<T> RawLocked<T> {
                 .is_ok()
     }
 
-    /// The lock was taken (or a starving thread wants it): spin a little,
-    /// then wait yielding the CPU, and keep the longest wait.
+    /// The lock was taken (or a starving thread wants it): spin for up to
+    /// [`SPIN_NS`], then wait yielding the CPU, and keep the longest wait.
     ///
     /// The lock is not fair, which keeps it cheap: a thread that lets it go
     /// and wants it again a moment later usually gets it back with its
@@ -111,6 +118,20 @@ impl<T> RawLocked<T> {
             }
         }
         let start = crate::sys::clock::monotonic_ns(libc::CLOCK_MONOTONIC);
+        // Spin on while the holder may still be running: a thread that
+        // yields on a loaded machine gets its CPU back only after every
+        // other runnable thread had its turn, milliseconds later, however
+        // soon the lock was let go.
+        while crate::sys::clock::monotonic_ns(libc::CLOCK_MONOTONIC) - start < SPIN_NS {
+            for _ in 0..SPINS {
+                std::hint::spin_loop();
+                if may_take(false) && self.try_acquire() {
+                    let waited = crate::sys::clock::monotonic_ns(libc::CLOCK_MONOTONIC) - start;
+                    self.longest_wait_ns.fetch_max(waited, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
         let mut starving = false;
         loop {
             // SAFETY: sched_yield has no preconditions and does not allocate.
