@@ -32,7 +32,7 @@
 //!     assert!(v.name().starts_with("LEAKSCOPE_"));
 //!     assert!(!v.meaning().is_empty());
 //! }
-//! assert_eq!(leakscope::config::MODE.default_value(), "sampled");
+//! assert_eq!(leakscope::config::MODE.default_text(), "sampled");
 //! assert_eq!(leakscope::config::parse_flag(" Off "), Some(false));
 //! assert_eq!(leakscope::config::parse_flag("disabled"), None);
 //! ```
@@ -58,8 +58,9 @@ impl Variable {
         }
     }
 
-    /// What applies when it is not set.
-    pub const fn default_value(&self) -> &'static str {
+    /// What applies when it is not set, as the tables say it: a value
+    /// (`sampled`), or what happens instead (`unset`, `probed`).
+    pub const fn default_text(&self) -> &'static str {
         self.default
     }
 

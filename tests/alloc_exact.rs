@@ -621,8 +621,8 @@ fn allocations_before_main_are_tracked() {
     let p = BEFORE_MAIN.load(Ordering::Relaxed);
     assert!(!p.is_null(), "the constructor ran before main");
     assert_eq!(BEFORE_MAIN_LEN.load(Ordering::Relaxed), 333);
-    // SAFETY: the constructor leaked 333 initialised bytes at p.
     assert!(
+        // SAFETY: the constructor leaked 333 initialised bytes at p.
         unsafe { std::slice::from_raw_parts(p, 333) }
             .iter()
             .all(|&b| b == 42)

@@ -80,7 +80,7 @@ struct ConsoleResponse {
 }
 
 #[test]
-fn login_and_the_seed_commands() {
+fn login_and_the_scrapy_session_commands() {
     // Exact mode, so this small program's heap has rows to index.
     leakscope::set_mode(leakscope::Mode::Exact);
     let c = console();

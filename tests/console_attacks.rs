@@ -109,6 +109,7 @@ fn rss() -> u64 {
 
 /// This process's CPU time so far.
 fn cpu() -> Duration {
+    // SAFETY: rusage is plain integers, for which all zeroes is valid.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage fills the struct we own.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };

@@ -423,8 +423,8 @@ fn a_sampled_spider_switched_to_exact_names_who_holds_the_responses() {
 }
 
 #[test]
-fn every_seed_session_runs_verbatim_through_the_real_telnet() {
-    let test = "every_seed_session_runs_verbatim_through_the_real_telnet";
+fn every_scrapy_and_guppy_session_runs_verbatim_through_telnet() {
+    let test = "every_scrapy_and_guppy_session_runs_verbatim_through_telnet";
     if !common::have("telnet", "inetutils-telnet", test)
         || !common::have("script", "bsdutils", test)
     {

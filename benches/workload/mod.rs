@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 /// Sizes drawn once: a fixed, mixed sequence from 16 B to 4 KiB.
-pub fn sizes() -> Vec<usize> {
+pub(crate) fn sizes() -> Vec<usize> {
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     (0..4096)
         .map(|_| {
@@ -31,7 +31,7 @@ pub fn sizes() -> Vec<usize> {
 
 /// `ops` alloc+free pairs through `a`, sizes taken in turn from `sizes`.
 #[inline(never)]
-pub fn churn(a: &dyn GlobalAlloc, sizes: &[usize], ops: usize) {
+pub(crate) fn churn(a: &dyn GlobalAlloc, sizes: &[usize], ops: usize) {
     let mut ring: [(*mut u8, usize); 64] = [(std::ptr::null_mut(), 0); 64];
     for i in 0..ops {
         let size = sizes[i % sizes.len()];
@@ -56,7 +56,7 @@ pub fn churn(a: &dyn GlobalAlloc, sizes: &[usize], ops: usize) {
 
 /// Runs `f` under `depth` extra frames.
 #[inline(never)]
-pub fn deep(depth: usize, f: &mut dyn FnMut()) {
+pub(crate) fn deep(depth: usize, f: &mut dyn FnMut()) {
     if depth == 0 {
         f();
     } else {
@@ -68,7 +68,7 @@ pub fn deep(depth: usize, f: &mut dyn FnMut()) {
 /// Pins the calling thread to CPU `k` (modulo the CPUs there are): worker
 /// `k` of every run then runs on the same CPU, so the two runs of a pair
 /// meet the same caches and the same neighbours on a shared host.
-pub fn pin_to_cpu(k: usize) {
+pub(crate) fn pin_to_cpu(k: usize) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside
     // it, and sched_setaffinity only reads it.
@@ -80,7 +80,7 @@ pub fn pin_to_cpu(k: usize) {
 }
 
 /// The median of `v` (NaN when empty).
-pub fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -95,7 +95,7 @@ pub fn median(v: &[f64]) -> f64 {
 /// warmed up first. Each worker times itself: with 2 cores and 2 busy
 /// workers, a timing thread would not even be scheduled until a worker
 /// finished.
-pub fn time_threads<F>(threads: usize, sizes: &Arc<Vec<usize>>, run: F, ops: usize) -> f64
+pub(crate) fn time_threads<F>(threads: usize, sizes: &Arc<Vec<usize>>, run: F, ops: usize) -> f64
 where
     F: Fn(&[usize], usize) + Copy + Send + 'static,
 {

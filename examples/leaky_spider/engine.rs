@@ -47,9 +47,9 @@ impl Scheduler {
 }
 
 /// Scrapy's `SCRAPER_SLOT_MAX_ACTIVE_SIZE`.
-pub const MAX_ACTIVE_SIZE: usize = 5_000_000;
+pub(crate) const MAX_ACTIVE_SIZE: usize = 5_000_000;
 
-pub struct Settings {
+pub(crate) struct Settings {
     pub concurrency: usize,
     pub max_pages: Option<u64>,
     /// A pipeline step that blocks its worker thread this long, then lets it
@@ -59,7 +59,7 @@ pub struct Settings {
     pub rate: Option<f64>,
 }
 
-pub struct Engine {
+pub(crate) struct Engine {
     client: reqwest::Client,
     spiders: Vec<Box<dyn Spider>>,
     scheduler: Mutex<Scheduler>,
@@ -87,7 +87,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(
+    pub(crate) fn new(
         server: SocketAddr,
         spiders: Vec<Box<dyn Spider>>,
         settings: Settings,
@@ -151,7 +151,7 @@ impl Engine {
         }))
     }
 
-    pub fn needs_backout(&self) -> bool {
+    pub(crate) fn needs_backout(&self) -> bool {
         self.active_size.load(Ordering::Relaxed) > MAX_ACTIVE_SIZE
     }
 
@@ -165,23 +165,23 @@ impl Engine {
             .is_some_and(|m| self.dispatched.load(Ordering::Relaxed) >= m)
     }
 
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.paused.store(true, Ordering::Relaxed);
     }
 
-    pub fn unpause(&self) {
+    pub(crate) fn unpause(&self) {
         self.paused.store(false, Ordering::Relaxed);
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
     }
 
-    pub fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
     }
 
-    pub fn finished(&self) -> bool {
+    pub(crate) fn finished(&self) -> bool {
         self.done()
             && self.downloading.load(Ordering::Relaxed) == 0
             && self.slot_active.load(Ordering::Relaxed) == 0
@@ -189,7 +189,7 @@ impl Engine {
 
     /// Takes requests from the scheduler while there is capacity, the
     /// scraper does not need to back out, and nobody paused or stopped it.
-    pub async fn run(self: Arc<Self>) {
+    pub(crate) async fn run(self: Arc<Self>) {
         let mut next_at = Instant::now();
         while !self.stopped() {
             if self.paused.load(Ordering::Relaxed)
@@ -274,7 +274,7 @@ impl Engine {
     }
 
     /// Pages crawled per spider, by name.
-    pub fn spider_pages(&self) -> serde_json::Value {
+    pub(crate) fn spider_pages(&self) -> serde_json::Value {
         self.spiders
             .iter()
             .zip(&self.spider_pages)
@@ -301,7 +301,7 @@ impl Engine {
     }
 
     /// Scrapy's `est()`: the engine status, one check per line.
-    pub fn status(&self) -> String {
+    pub(crate) fn status(&self) -> String {
         let b = |v: bool| if v { "True" } else { "False" }.to_string();
         let queued = self
             .scheduler
@@ -365,7 +365,7 @@ impl Engine {
 }
 
 /// The engine as the console sees it: `engine.pause()`, `engine.pages` …
-pub struct Handle(pub Arc<Engine>);
+pub(crate) struct Handle(pub Arc<Engine>);
 
 impl HostObject for Handle {
     fn type_name(&self) -> &str {

@@ -18,13 +18,13 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
 /// The words pages are made of.
-pub struct Catalogue {
+pub(crate) struct Catalogue {
     words: Vec<String>,
 }
 
 impl Catalogue {
     /// Reads the fixture.
-    pub fn load() -> std::io::Result<Catalogue> {
+    pub(crate) fn load() -> std::io::Result<Catalogue> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/site/catalogue.txt");
         let text = std::fs::read_to_string(path)?;
         let words: Vec<String> = text
@@ -87,7 +87,7 @@ impl Catalogue {
     }
 
     /// The page at `host` `path`, or `None` for 404.
-    pub fn render(&self, host: &str, path: &str) -> Option<String> {
+    pub(crate) fn render(&self, host: &str, path: &str) -> Option<String> {
         let parts: Vec<&str> = path
             .trim_matches('/')
             .split('/')
@@ -162,7 +162,7 @@ async fn serve(
 }
 
 /// Starts the server on an ephemeral loopback port; returns its address.
-pub async fn start(cat: Arc<Catalogue>) -> std::io::Result<SocketAddr> {
+pub(crate) async fn start(cat: Arc<Catalogue>) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

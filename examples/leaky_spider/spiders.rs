@@ -5,7 +5,7 @@ use leakscope::trackref::{ObjectRef, Tracked};
 use serde::Serialize;
 
 /// A request to download; `meta` carries anything along to the callback.
-pub struct Request {
+pub(crate) struct Request {
     pub url: String,
     /// Which spider asked for it (index into the engine's spiders).
     pub spider: usize,
@@ -16,7 +16,7 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(url: String, spider: usize, meta: Option<Tracked<HtmlResponse>>) -> Self {
+    pub(crate) fn new(url: String, spider: usize, meta: Option<Tracked<HtmlResponse>>) -> Self {
         Request {
             url,
             spider,
@@ -29,7 +29,7 @@ impl Request {
 /// A downloaded page. As in Scrapy, it keeps the request that produced it,
 /// so a response in a request's meta keeps the whole chain before it alive.
 #[derive(Serialize)]
-pub struct HtmlResponse {
+pub(crate) struct HtmlResponse {
     pub url: String,
     pub status: u16,
     pub length: usize,
@@ -41,7 +41,7 @@ pub struct HtmlResponse {
 
 /// A scraped product.
 #[derive(Serialize)]
-pub struct Product {
+pub(crate) struct Product {
     pub name: String,
     pub price: String,
     pub url: String,
@@ -53,13 +53,13 @@ pub struct Product {
 }
 
 /// What a callback yields.
-pub enum Output {
+pub(crate) enum Output {
     Request(Request),
     Item(Product),
 }
 
 /// A spider: where to start and how to parse what comes back.
-pub trait Spider: Send + Sync {
+pub(crate) trait Spider: Send + Sync {
     fn name(&self) -> &'static str;
     fn start_urls(&self) -> Vec<String>;
     fn parse(&self, index: usize, response: &Tracked<HtmlResponse>) -> Vec<Output>;
@@ -103,13 +103,13 @@ fn absolute(host: &str, path: &str) -> String {
 /// Follows the product chain, and (unless fixed) carries each response
 /// into the next request's meta, "to compare prices with the previous
 /// page": every response stays alive, forever.
-pub struct NastySpider {
+pub(crate) struct NastySpider {
     pub fixed: bool,
     _ref: ObjectRef<()>,
 }
 
 impl NastySpider {
-    pub fn new(fixed: bool) -> Self {
+    pub(crate) fn new(fixed: bool) -> Self {
         NastySpider {
             fixed,
             _ref: ObjectRef::with_class("SomeNastySpider", &["Spider"]),
@@ -157,12 +157,12 @@ impl Spider for NastySpider {
 
 /// A well-behaved spider: categories, their pages, their products; nothing
 /// kept in meta.
-pub struct GoodSpider {
+pub(crate) struct GoodSpider {
     _ref: ObjectRef<()>,
 }
 
 impl GoodSpider {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         GoodSpider {
             _ref: ObjectRef::with_class("GoodSpider", &["Spider"]),
         }

@@ -10,17 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Connections that may wait at the login prompts at once.
-pub const DEFAULT_MAX_WAITING: usize = 8;
-
-/// Wrong passwords one source address may give per [`GUESS_WINDOW`].
-pub const GUESSES_PER_WINDOW: u32 = 10;
-
-/// The window wrong passwords are counted over.
-pub const GUESS_WINDOW: Duration = Duration::from_secs(60);
-
-/// Addresses whose wrong passwords are remembered at most.
-const MAX_SOURCES: usize = 4096;
+use super::limits::{GUESS_WINDOW, GUESSES_PER_WINDOW, MAX_GUESS_SOURCES};
 
 struct Waiting {
     id: u64,
@@ -113,7 +103,7 @@ impl Admission {
     /// Counts a wrong password from `source`.
     pub(super) fn wrong_guess(&self, source: IpAddr) {
         let mut guesses = self.guesses.lock().unwrap_or_else(|e| e.into_inner());
-        if guesses.len() >= MAX_SOURCES {
+        if guesses.len() >= MAX_GUESS_SOURCES {
             guesses.retain(|_, g| g.since.elapsed() < GUESS_WINDOW);
         }
         let g = guesses.entry(source).or_insert(Guesses {

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::eval::{Error, PyError, Value};
+use super::eval::{Error, ExceptionKind, Value};
 
 /// Something reachable from the console by name (`engine`), or a value a
 /// call returned (a heap, a partition). Every method has a default, so an
@@ -158,7 +158,7 @@ impl Call<'_> {
     pub fn no_kwargs(&self) -> Result<(), Error> {
         match self.kwargs.first() {
             Some((k, _)) => Err(Error::new(
-                PyError::TypeError,
+                ExceptionKind::TypeError,
                 format!("{}() got an unexpected keyword argument '{k}'", self.name),
             )),
             None => Ok(()),
@@ -171,7 +171,7 @@ impl Call<'_> {
         self.no_kwargs()?;
         if self.args.len() != n {
             return Err(Error::new(
-                PyError::TypeError,
+                ExceptionKind::TypeError,
                 format!(
                     "{}() takes {n} positional argument(s) ({} given)",
                     self.name,
@@ -187,7 +187,7 @@ impl Call<'_> {
         match self.args.get(i) {
             Some(Value::Str(s)) => Ok(s),
             _ => Err(Error::new(
-                PyError::TypeError,
+                ExceptionKind::TypeError,
                 format!("{}() takes a string as argument {}", self.name, i + 1),
             )),
         }
@@ -279,7 +279,7 @@ impl IntoOutput for u64 {
 
 impl<T: IntoOutput, E: std::fmt::Display> IntoOutput for Result<T, E> {
     fn into_output(self) -> Result<Value, Error> {
-        self.map_err(|e| Error::new(PyError::RuntimeError, e.to_string()))
+        self.map_err(|e| Error::new(ExceptionKind::RuntimeError, e.to_string()))
             .and_then(IntoOutput::into_output)
     }
 }
@@ -304,7 +304,7 @@ pub(crate) struct Entry {
 /// Every name a console knows, shared by its sessions: the built-ins first,
 /// in the order `help()` lists them, then the program's.
 #[derive(Default)]
-pub struct Host {
+pub(crate) struct Host {
     entries: Vec<(String, Entry)>,
     index: HashMap<String, usize>,
 }

@@ -31,7 +31,7 @@
 //! and the line loop), `telnet` (the protocol), `attach` (attach by PID),
 //! `client` (the CLI's side of a session), `lang` (parsing), `eval`
 //! (evaluation and values), `host` (the names), `builtins` (leakscope's
-//! own names).
+//! own names), and [`limits`], every bound the console keeps.
 
 mod admission;
 mod attach;
@@ -40,6 +40,7 @@ mod client;
 mod eval;
 mod host;
 mod lang;
+pub mod limits;
 mod server;
 mod session;
 mod telnet;
@@ -47,24 +48,19 @@ mod telnet;
 #[cfg(test)]
 mod fuzz;
 
-pub use admission::{DEFAULT_MAX_WAITING, GUESS_WINDOW, GUESSES_PER_WINDOW};
 pub use attach::{
     ATTACH_SIGNAL, ATTACH_SIGNALS, accept_attached, attach_signal, catches_signal, enable_attach,
     enable_attach_on, new_token, read_rendezvous, rendezvous_dir, rendezvous_file,
     write_rendezvous,
 };
 pub use client::{Client, Prompt};
-pub use eval::{Error, PyError, Value};
+pub use eval::{Error, ExceptionKind, Value};
 pub use host::{Call, Function, HostObject, IntoOutput};
-pub use lang::{MAX_CHAIN, MAX_DEPTH, SyntaxError, SyntaxErrorKind};
-pub use server::{
-    Builder, Console, DEFAULT_IDLE_TIMEOUT, DEFAULT_LAST_PORT, DEFAULT_LINE_TIMEOUT,
-    DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_SESSIONS, DEFAULT_PORT, DEFAULT_SESSION_MEMORY,
-    DEFAULT_USERNAME, DEFAULT_WRITE_TIMEOUT, SpawnError,
+pub use lang::{SyntaxError, SyntaxErrorKind};
+pub use limits::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LINE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_WAITING, DEFAULT_SESSION_MEMORY, DEFAULT_WRITE_TIMEOUT, MAX_LINE,
 };
-pub use telnet::MAX_SUBNEGOTIATION;
-
-/// Longest input line accepted (bytes).
-pub const MAX_LINE: usize = 64 * 1024;
+pub use server::{Builder, Console, DEFAULT_LAST_PORT, DEFAULT_PORT, DEFAULT_USERNAME, SpawnError};
 /// The prompt.
 pub const PROMPT: &str = ">>> ";

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::admission::{Admission, DEFAULT_MAX_WAITING};
+use super::admission::Admission;
 use super::eval::{Error, Limits, Value};
 use super::host::{Call, Entry, Function, Host, HostObject, IntoOutput, Origin, ProgramObject};
 use super::session::{Entry as SessionEntry, Session};
@@ -18,18 +18,10 @@ pub const DEFAULT_PORT: u16 = 6023;
 pub const DEFAULT_LAST_PORT: u16 = 6073;
 /// The username sessions give.
 pub const DEFAULT_USERNAME: &str = "leakscope";
-/// Sessions idle this long are closed.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Connections that have not logged in this soon are closed.
-pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// A client that has not taken output this long is dropped.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// At most this many sessions at once.
-pub const DEFAULT_MAX_SESSIONS: usize = 8;
-/// Wall time one console line may run before it is stopped.
-pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes one session's values may take, written out.
-pub const DEFAULT_SESSION_MEMORY: usize = 64 << 20;
+use super::limits::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LINE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_WAITING, DEFAULT_SESSION_MEMORY, DEFAULT_WRITE_TIMEOUT,
+};
 
 /// Why a console could not start.
 #[derive(Debug, thiserror::Error)]
@@ -186,11 +178,11 @@ impl Builder {
     /// Makes `f` callable as `name(…)`, with the call's arguments.
     ///
     /// ```
-    /// use leakscope::console::{Console, Error, PyError, Value};
+    /// use leakscope::console::{Console, Error, ExceptionKind, Value};
     ///
     /// let builder = Console::builder().function("double", |call| match call.args() {
     ///     [Value::Int(n)] => Ok(Value::from(n.saturating_mul(2))),
-    ///     _ => Err(Error::new(PyError::TypeError, "double(n) takes an integer")),
+    ///     _ => Err(Error::new(ExceptionKind::TypeError, "double(n) takes an integer")),
     /// });
     /// # drop(builder);
     /// ```
@@ -251,13 +243,14 @@ impl Builder {
         self
     }
 
-    /// Listens on the first free port of this range.
+    /// Listens on the first free port of this range (default
+    /// [`DEFAULT_PORT`] to [`DEFAULT_LAST_PORT`]).
     pub fn port_range(mut self, first: u16, last: u16) -> Self {
         self.ports = (first, last.max(first));
         self
     }
 
-    /// The username sessions must give.
+    /// The username sessions must give (default [`DEFAULT_USERNAME`]).
     pub fn username(mut self, username: &str) -> Self {
         self.username = username.to_string();
         self
@@ -271,45 +264,49 @@ impl Builder {
         self
     }
 
-    /// Closes sessions idle this long (default 30 minutes).
+    /// Closes sessions idle this long (default [`DEFAULT_IDLE_TIMEOUT`]).
     pub fn idle_timeout(mut self, t: Duration) -> Self {
         self.idle_timeout = t;
         self
     }
 
-    /// Closes connections that have not logged in this soon (default 30 s).
+    /// Closes connections that have not logged in this soon (default
+    /// [`DEFAULT_LOGIN_TIMEOUT`]).
     pub fn login_timeout(mut self, t: Duration) -> Self {
         self.login_timeout = t;
         self
     }
 
-    /// Drops a client that has not taken our output this long (default 10 s).
+    /// Drops a client that has not taken our output this long (default
+    /// [`DEFAULT_WRITE_TIMEOUT`]).
     pub fn write_timeout(mut self, t: Duration) -> Self {
         self.write_timeout = t;
         self
     }
 
-    /// At most this many logged-in sessions at once (default 8).
+    /// At most this many logged-in sessions at once (default
+    /// [`DEFAULT_MAX_SESSIONS`]).
     pub fn max_sessions(mut self, n: usize) -> Self {
         self.max_sessions = n.max(1);
         self
     }
 
     /// At most this many connections waiting at the login prompts (default
-    /// 8); when one more comes, the one that has waited longest is closed.
+    /// [`DEFAULT_MAX_WAITING`]); when one more comes, the one that has waited longest is closed.
     pub fn max_waiting(mut self, n: usize) -> Self {
         self.max_waiting = n.max(1);
         self
     }
 
-    /// Stops a console line that runs longer than this (default 10 s) with
-    /// `TimeoutError`.
+    /// Stops a console line that runs longer than this (default
+    /// [`DEFAULT_LINE_TIMEOUT`]) with `TimeoutError`.
     pub fn line_timeout(mut self, t: Duration) -> Self {
         self.limits.line_time = t;
         self
     }
 
-    /// Bytes one session's values may take, written out (default 64 MiB);
+    /// Bytes one session's values may take, written out (default
+    /// [`DEFAULT_SESSION_MEMORY`]);
     /// beyond, a line fails with `MemoryError`.
     pub fn session_memory(mut self, bytes: usize) -> Self {
         self.limits.session_bytes = bytes;

@@ -13,11 +13,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::PROMPT;
 use super::admission::{SessionSlot, WaitTicket};
 use super::eval::{Poll, Shell, Stop};
+use super::limits::MAX_LINE;
 use super::server::SessionConfig;
 use super::telnet::{Decoder, Event, IAC, IP, OPT_ECHO, encode};
-use super::{MAX_LINE, PROMPT};
 
 /// How a session came to be.
 pub(super) enum Entry {
@@ -35,9 +36,7 @@ const ECHO_ANSWER: Duration = Duration::from_millis(250);
 const MIN_WIDTH: usize = 40;
 const MAX_WIDTH: usize = 400;
 
-/// Bytes a client may send while a line runs before it is read no more
-/// until the line ends.
-const MAX_HELD: usize = 1 << 20;
+use super::limits::MAX_HELD;
 
 #[derive(PartialEq, Eq)]
 enum Phase {

@@ -25,11 +25,7 @@ pub(crate) const OPT_TM: u8 = 6;
 pub(crate) const OPT_NAWS: u8 = 31;
 /// Escape: starts a terminal's key sequence (arrow keys and the like).
 const ESC: u8 = 0x1b;
-/// The longest key sequence skipped.
-const MAX_ESCAPE: usize = 32;
-
-/// The longest subnegotiation skipped before the input is called bad.
-pub const MAX_SUBNEGOTIATION: usize = 4096;
+use super::limits::{MAX_ESCAPE, MAX_SUBNEGOTIATION};
 
 /// What the client did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use crate::tracker::Snapshot;
 
 /// What the graph views say in sampled mode, where a block's referrers are
 /// known only when they were sampled too.
-pub const SAMPLED_NOTE: &str = "Sampled mode: a block's referrers are known only when they \
+pub(crate) const SAMPLED_NOTE: &str = "Sampled mode: a block's referrers are known only when they \
      were sampled too; the others are under [referrers not in the sample]. For every block: \
      set_mode('exact'), let the program run, and ask again.";
 
@@ -96,9 +96,9 @@ pub struct PathRow {
 }
 
 /// Paths kept in [`Paths::rows`] at most.
-pub const MAX_PATHS: usize = 10;
+pub(crate) const MAX_PATHS: usize = 10;
 /// Steps shown of a long path at most (its first and last ones).
-pub const MAX_STEPS: usize = 12;
+pub(crate) const MAX_STEPS: usize = 12;
 
 /// Wrappers the naming looks through: a field of theirs names nothing the
 /// user wrote.
@@ -679,7 +679,7 @@ impl Heap {
     }
 
     /// Guppy's `sp`: the shortest path from a root to each block, as a
-    /// chain of reference names, grouped; the [`MAX_PATHS`] most common.
+    /// chain of reference names, grouped; the 10 most common.
     pub fn sp(&self) -> Result<Paths, GraphError> {
         // Sampled blocks have no known path: the exact ones are answered,
         // and the others counted.

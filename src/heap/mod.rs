@@ -35,10 +35,10 @@ mod partition;
 mod watch;
 
 pub use diff::{DiffRow, HeapDiff};
-pub use holders::{GraphError, MAX_PATHS, MAX_STEPS, PathRow, Paths, SAMPLED_NOTE};
+pub use holders::{GraphError, PathRow, Paths};
 pub use hpy::{Hpy, hpy};
 pub use partition::{Partition, Row, age_bucket, size_class};
-pub use watch::{Suspect, Suspects, WATCH_POINTS};
+pub use watch::{Suspect, Suspects};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -49,7 +49,7 @@ use crate::symbols::{self, BlockType, Frame};
 use crate::tracker::{LiveBlock, Snapshot};
 
 /// Rows shown per page of a partition (as Guppy).
-pub const PAGE_ROWS: usize = 10;
+pub(crate) const PAGE_ROWS: usize = 10;
 
 /// The ways a heap can be partitioned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use super::{Hpy, Kind, Partition, hpy};
 use crate::sys::fork::{ForkSafe, InChild};
 
 /// Points the growth watch keeps.
-pub const WATCH_POINTS: usize = 240;
+pub(crate) const WATCH_POINTS: usize = 240;
 
 struct Point {
     at: Instant,
@@ -162,7 +162,7 @@ fn suspects(history: &VecDeque<Point>) -> Vec<Suspect> {
 impl Hpy {
     /// Starts (or restarts with a new interval) the growth watch: a
     /// background thread that takes a heap every `interval` and keeps the
-    /// live size per type and per site, for the last [`WATCH_POINTS`]
+    /// live size per type and per site, for the last 240
     /// intervals. It waits at least nine times as long as a heap took
     /// between two heaps, so that it takes at most a tenth of one core
     /// however short the interval. It runs until [`Hpy::unwatch`] (or a

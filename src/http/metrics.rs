@@ -6,9 +6,9 @@ use std::fmt::Write;
 use crate::heap::Kind;
 
 /// Tracked classes given a series each, at most (sorted by name).
-pub const MAX_CLASSES: usize = 100;
+pub(crate) const MAX_CLASSES: usize = 100;
 /// The longest label value (characters); longer ones are cut with `…`.
-pub const MAX_LABEL: usize = 120;
+pub(crate) const MAX_LABEL: usize = 120;
 
 /// One metric family: its help, type and samples.
 struct Family<'a> {

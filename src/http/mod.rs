@@ -21,8 +21,8 @@
 //! `503`), reads a request within [`DEFAULT_READ_TIMEOUT`] and at most
 //! [`MAX_REQUEST`] bytes of it, and changes nothing in the process: every
 //! endpoint only reads. Labels are bounded: the top [`DEFAULT_TOP`] types
-//! and sites, the first [`MAX_CLASSES`] classes, values cut to
-//! [`MAX_LABEL`] characters.
+//! and sites, the first 100 classes, values cut to
+//! 120 characters.
 
 mod metrics;
 mod server;
@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use metrics::{MAX_CLASSES, MAX_LABEL, render as metrics};
+pub use metrics::render as metrics;
 
 /// The address the endpoint listens on unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";

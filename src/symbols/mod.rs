@@ -20,8 +20,8 @@
 //! ## Memory
 //! Resolution parses the program's debug information (tens to hundreds of
 //! MiB for a large program); it is given back once resolution has been idle
-//! for [`DEBUG_INFO_IDLE`] (or at once with [`release_debug_info`]), and
-//! the cache of resolved frames holds at most [`MAX_CACHED_ADDRESSES`]
+//! for 30 s (or at once with [`release_debug_info`]), and
+//! the cache of resolved frames holds at most 16 384
 //! addresses. `stats()` shows what leakscope holds.
 
 mod build;
@@ -35,9 +35,10 @@ mod types;
 pub use build::{BuildInfo, build_info};
 pub use layout::{Layouts, Step, layouts};
 pub use names::{plain_name, short_function, short_site, short_type};
-pub use site::{NO_PROGRAM_FRAME, allocation_site, site_label};
+pub(crate) use site::NO_PROGRAM_FRAME;
+pub use site::{allocation_site, site_label};
 pub(crate) use trim::in_tracker;
-pub use trim::tool_owned;
+pub(crate) use trim::tool_owned;
 pub use types::{BlockType, TypeSource, block_type};
 
 use std::collections::HashMap;
@@ -143,11 +144,11 @@ impl Resolved {
 
 /// The most return addresses whose frames are kept; past it the cache
 /// starts again empty (a few hundred bytes an address: ~5 MiB at most).
-pub const MAX_CACHED_ADDRESSES: usize = 1 << 14;
+pub(crate) const MAX_CACHED_ADDRESSES: usize = 1 << 14;
 
 /// How long symbol resolution may be idle before the index of the debug
 /// information (and the type layouts) is given back.
-pub const DEBUG_INFO_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const DEBUG_INFO_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The symbols' state, made on first use. A forked child keeps it, unless
 /// a thread was resolving at the fork (then it starts without).

@@ -95,7 +95,7 @@ pub fn allocation_site(frames: &[Frame]) -> Option<&Frame> {
 }
 
 /// How a site label starts when no frame of the stack is the program's.
-pub const NO_PROGRAM_FRAME: &str = "[no program frame] ";
+pub(crate) const NO_PROGRAM_FRAME: &str = "[no program frame] ";
 
 /// The allocation site as a view labels it: the program's frame, and the
 /// dependency it allocated through (`fetch (engine.rs:220) via

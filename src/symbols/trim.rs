@@ -114,7 +114,7 @@ pub(crate) fn in_tracker(function: &str) -> bool {
 /// Whether a (resolved, trimmed) stack allocated the tool's own analysis
 /// data: heap views and exports leave such blocks out, as Guppy leaves out
 /// heapy's own objects.
-pub fn tool_owned(frames: &[Frame]) -> bool {
+pub(crate) fn tool_owned(frames: &[Frame]) -> bool {
     frames
         .iter()
         .any(|f| own_module(&f.function).is_some_and(|m| !PROGRAM_FACING.contains(&m)))

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Length of one recorder tick (the clock used for ages and lifetimes).
-pub const TICK: Duration = Duration::from_millis(4);
+pub(crate) const TICK: Duration = Duration::from_millis(4);
 
 static START_NS: AtomicU64 = AtomicU64::new(0);
 

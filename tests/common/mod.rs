@@ -9,7 +9,7 @@
 
 #![allow(dead_code)]
 
-pub mod shapes;
+pub(crate) mod shapes;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 /// which leaves no frame for the site function: its blocks would be
 /// attributed to its caller, as in any stack-based profiler.
 #[inline(always)]
-pub fn keep_frame<T>(value: T) -> T {
+pub(crate) fn keep_frame<T>(value: T) -> T {
     std::hint::black_box(value)
 }
 
@@ -28,7 +28,7 @@ pub fn keep_frame<T>(value: T) -> T {
 /// under CI (`CI=true`) the test fails, since CI must install it; locally
 /// the test says in one line what it skipped and how to install it, and
 /// passes.
-pub fn have(program: &str, package: &str, test: &str) -> bool {
+pub(crate) fn have(program: &str, package: &str, test: &str) -> bool {
     let found = std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|dir| {
             use std::os::unix::fs::PermissionsExt;
@@ -40,7 +40,7 @@ pub fn have(program: &str, package: &str, test: &str) -> bool {
 }
 
 /// [`have`] for a file, not a program.
-pub fn have_file(path: &std::path::Path, package: &str, test: &str) -> bool {
+pub(crate) fn have_file(path: &std::path::Path, package: &str, test: &str) -> bool {
     missing_unless(path.is_file(), &path.display().to_string(), package, test)
 }
 
@@ -63,7 +63,7 @@ fn missing_unless(found: bool, what: &str, package: &str, test: &str) -> bool {
 /// Runs `tests` in order (those whose name contains a command-line filter,
 /// if any), prints one line per test and libtest's summary line, and exits
 /// with 101 when any failed.
-pub fn run(tests: &[(&str, fn())]) {
+pub(crate) fn run(tests: &[(&str, fn())]) {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -114,7 +114,7 @@ pub fn run(tests: &[(&str, fn())]) {
 
 /// Sums the totals of the stacks whose allocation site is `function`
 /// (closures of `function` included).
-pub fn site_totals(
+pub(crate) fn site_totals(
     snap: &leakscope::tracker::Snapshot,
     function: &str,
 ) -> leakscope::tracker::SiteStats {
@@ -135,7 +135,7 @@ pub fn site_totals(
 
 /// A telnet client for the console's tests: reads until a pattern, within
 /// a deadline, keeping what came after it.
-pub struct Client {
+pub(crate) struct Client {
     /// The connection.
     pub stream: std::net::TcpStream,
     got: Vec<u8>,
@@ -143,12 +143,12 @@ pub struct Client {
 
 impl Client {
     /// Connects to `addr`.
-    pub fn connect(addr: std::net::SocketAddr) -> Client {
+    pub(crate) fn connect(addr: std::net::SocketAddr) -> Client {
         Client::from_stream(std::net::TcpStream::connect(addr).expect("connect"))
     }
 
     /// A client over a connected stream.
-    pub fn from_stream(stream: std::net::TcpStream) -> Client {
+    pub(crate) fn from_stream(stream: std::net::TcpStream) -> Client {
         stream
             .set_read_timeout(Some(std::time::Duration::from_millis(100)))
             .unwrap();
@@ -159,13 +159,13 @@ impl Client {
     }
 
     /// Sends bytes.
-    pub fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         std::io::Write::write_all(&mut self.stream, bytes).expect("send");
     }
 
     /// Reads until `pat` arrives (or 10 s pass); returns everything read up
     /// to and including it, and keeps the rest.
-    pub fn expect(&mut self, pat: &[u8]) -> Vec<u8> {
+    pub(crate) fn expect(&mut self, pat: &[u8]) -> Vec<u8> {
         self.expect_where(pat, 10, |_, _| true)
     }
 
@@ -174,7 +174,7 @@ impl Client {
     /// heap may take a while); returns everything read up to and including
     /// it. A `>>> ` inside a line, as in a table row naming
     /// `Arc<Mutex<Vec<u8>>> `, is output, not the prompt.
-    pub fn prompt(&mut self) -> Vec<u8> {
+    pub(crate) fn prompt(&mut self) -> Vec<u8> {
         self.expect_where(b">>> ", 30, |got, i| i == 0 || got[i - 1] == b'\n')
     }
 
@@ -214,7 +214,7 @@ impl Client {
     }
 
     /// Reads until the server closes (or 10 s pass); returns what came.
-    pub fn until_closed(&mut self) -> Vec<u8> {
+    pub(crate) fn until_closed(&mut self) -> Vec<u8> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             assert!(
@@ -234,7 +234,7 @@ impl Client {
         }
     }
 
-    pub fn login(&mut self, password: &str) {
+    pub(crate) fn login(&mut self, password: &str) {
         self.expect(b"Username: ");
         self.send(b"leakscope\r\n");
         // Echo is switched off before the password prompt (so that nothing
@@ -248,7 +248,7 @@ impl Client {
 
     /// Runs a command; returns its output (between the line and the next
     /// prompt) as text.
-    pub fn run(&mut self, line: &str) -> String {
+    pub(crate) fn run(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes());
         let out = self.prompt();
         String::from_utf8_lossy(&out[..out.len() - 4]).into_owned()
@@ -267,7 +267,7 @@ macro_rules! tests {
 
 /// A command run under script(1), so that it has a terminal: type into it,
 /// wait for what it prints, wait for it to leave; every wait bounded.
-pub struct Terminal {
+pub(crate) struct Terminal {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
     output: std::sync::mpsc::Receiver<Vec<u8>>,
@@ -281,7 +281,7 @@ pub struct Terminal {
 impl Terminal {
     /// Starts `command` (a shell command line) on a terminal. Check first
     /// with [`have`]`("script", "bsdutils", …)`.
-    pub fn start(command: &str) -> Terminal {
+    pub(crate) fn start(command: &str) -> Terminal {
         let mut child = std::process::Command::new("script")
             .args(["-q", "-e", "-c", command, "/dev/null"])
             .stdin(std::process::Stdio::piped())
@@ -310,19 +310,19 @@ impl Terminal {
     }
 
     /// Types bytes (`\r` is Enter, 4 is Ctrl-D).
-    pub fn type_bytes(&mut self, bytes: &[u8]) {
+    pub(crate) fn type_bytes(&mut self, bytes: &[u8]) {
         std::io::Write::write_all(&mut self.stdin, bytes).unwrap();
     }
 
     /// What it printed, as text.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.seen).into_owned()
     }
 
     /// Waits (10 s at most) until it prints `pat` after the previous
     /// match: a pattern met earlier (a prompt, a number inside a PID) does
     /// not answer for output still to come.
-    pub fn wait_for(&mut self, pat: &str) {
+    pub(crate) fn wait_for(&mut self, pat: &str) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let found = self.seen[self.matched..]
@@ -351,7 +351,7 @@ impl Terminal {
     /// for the next prompt and returns what was printed between them, the
     /// echoed line left out, with telnet's CRs taken out.
     #[allow(dead_code)]
-    pub fn run(&mut self, line: &str) -> String {
+    pub(crate) fn run(&mut self, line: &str) -> String {
         // The prompt is the one at the start of a line: `>>> ` inside a
         // line, as in a table row naming `Arc<Mutex<Vec<u8>>> `, is output.
         let prompts = self.text().matches("\n>>> ").count();
@@ -381,7 +381,7 @@ impl Terminal {
     }
 
     /// Waits (10 s at most) for it to exit; kills it and fails otherwise.
-    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             while let Ok(b) = self.output.try_recv() {
@@ -401,7 +401,7 @@ impl Terminal {
 
 /// The ids of the stacks whose allocation site is `function` (closures of
 /// `function` included).
-pub fn site_stacks(snap: &leakscope::tracker::Snapshot, function: &str) -> Vec<u32> {
+pub(crate) fn site_stacks(snap: &leakscope::tracker::Snapshot, function: &str) -> Vec<u32> {
     (0..snap.stacks.len() as u32)
         .filter(|&id| {
             let frames = leakscope::symbols::resolve_stack(&snap.stacks[id as usize].frames);
@@ -413,7 +413,7 @@ pub fn site_stacks(snap: &leakscope::tracker::Snapshot, function: &str) -> Vec<u
 
 /// Waits at most 20 s for child `pid` to exit with status 0; kills it and
 /// fails if it hangs.
-pub fn wait_child(pid: libc::pid_t, what: &str) {
+pub(crate) fn wait_child(pid: libc::pid_t, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut status = 0;
     loop {

@@ -137,7 +137,7 @@ fn shape_big(scale: usize) -> [Vec<u64>; 4] {
 
 /// One growth shape: its site (the function that builds it), and a run of
 /// it at a scale that keeps what it made alive while `inside` runs.
-pub struct Shape {
+pub(crate) struct Shape {
     /// The allocation site of its blocks.
     pub site: &'static str,
     /// Builds it at a scale, runs `inside`, frees it.
@@ -158,7 +158,7 @@ macro_rules! shape {
 }
 
 /// Every shape.
-pub fn all() -> Vec<Shape> {
+pub(crate) fn all() -> Vec<Shape> {
     vec![
         shape!(shape_once),
         shape!(shape_pushed),
@@ -175,7 +175,7 @@ pub fn all() -> Vec<Shape> {
 /// The standard deviation theory gives a sampled estimate of blocks of
 /// these sizes at mean `r`: a block of `z` bytes is in the sample with
 /// probability `p = 1 - e^(-z/r)` and then weighs `z / p`.
-pub fn theory_sd(sizes: &[u64], r: f64) -> f64 {
+pub(crate) fn theory_sd(sizes: &[u64], r: f64) -> f64 {
     sizes
         .iter()
         .map(|&z| {
@@ -189,7 +189,7 @@ pub fn theory_sd(sizes: &[u64], r: f64) -> f64 {
 
 /// One shape measured: the truth from an exact run, and `runs` sampled
 /// estimates of its live bytes, each from a fresh recorder.
-pub struct Measured {
+pub(crate) struct Measured {
     /// The site.
     pub site: &'static str,
     /// Its live bytes in exact mode.
@@ -204,13 +204,13 @@ pub struct Measured {
 
 impl Measured {
     /// The mean of the estimates.
-    pub fn mean(&self) -> f64 {
+    pub(crate) fn mean(&self) -> f64 {
         self.estimates.iter().sum::<f64>() / self.estimates.len() as f64
     }
 
     /// The mean's distance from the truth, in standard errors (theory's
     /// spread over the square root of the runs).
-    pub fn bias_in_se(&self) -> f64 {
+    pub(crate) fn bias_in_se(&self) -> f64 {
         let n = self.estimates.len() as f64;
         let off = self.mean() - self.truth;
         if off == 0.0 {
@@ -221,7 +221,7 @@ impl Measured {
     }
 
     /// The estimates' sample standard deviation.
-    pub fn spread(&self) -> f64 {
+    pub(crate) fn spread(&self) -> f64 {
         let n = self.estimates.len() as f64;
         let mean = self.mean();
         (self
@@ -235,7 +235,7 @@ impl Measured {
 
     /// One line: truth, mean error, its distance in standard errors, and
     /// the spread against theory's.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!(
             "{:<14} {:>10.0} B {:>5} blocks  mean {:+6.2}% ({:+5.1} SE)  spread {:6.2}% (theory {:6.2}%)",
             self.site.rsplit("::").next().unwrap_or(self.site),
@@ -251,7 +251,7 @@ impl Measured {
 
 /// The shapes together, run by run (each run's estimates summed): the
 /// whole heap's estimate.
-pub fn whole(measured: &[Measured]) -> Measured {
+pub(crate) fn whole(measured: &[Measured]) -> Measured {
     let runs = measured.first().map_or(0, |m| m.estimates.len());
     Measured {
         site: "whole heap",
@@ -271,7 +271,7 @@ pub fn whole(measured: &[Measured]) -> Measured {
 /// Measures `shape` at `scale`: one exact run for the truth, then `runs`
 /// sampled runs at mean `r`. Leaves the process in sampled mode at mean
 /// `r`.
-pub fn measure(shape: &Shape, scale: usize, r: u64, runs: usize) -> Measured {
+pub(crate) fn measure(shape: &Shape, scale: usize, r: u64, runs: usize) -> Measured {
     leakscope::set_mode(Mode::Exact);
     tracker::reset();
     let mut sizes = Vec::new();

@@ -1,6 +1,6 @@
 //! The allocator's figures: `stats()`, `purge()`.
 
-use crate::console::eval::{Error, PyError, Value};
+use crate::console::eval::{Error, ExceptionKind, Value};
 use crate::console::host::Host;
 
 pub(super) fn register(host: &mut Host) {
@@ -13,7 +13,7 @@ pub(super) fn register(host: &mut Host) {
             c.arity(0)?;
             crate::stats()
                 .map(|s| Value::Text(s.to_string()))
-                .map_err(|e| Error::new(PyError::OSError, e.to_string()))
+                .map_err(|e| Error::new(ExceptionKind::OSError, e.to_string()))
         },
     );
     host.builtin_function(
@@ -23,7 +23,7 @@ pub(super) fn register(host: &mut Host) {
             c.arity(0)?;
             crate::purge()
                 .map(|r| Value::Text(r.to_string()))
-                .map_err(|e| Error::new(PyError::OSError, e.to_string()))
+                .map_err(|e| Error::new(ExceptionKind::OSError, e.to_string()))
         },
     );
 }

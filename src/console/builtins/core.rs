@@ -1,6 +1,6 @@
 //! The language's own functions: `p`, `len`, `help`.
 
-use crate::console::eval::{Error, PyError, Value, pretty};
+use crate::console::eval::{Error, ExceptionKind, Value, pretty};
 use crate::console::host::{Call, Host, Origin};
 use crate::render::table::wrap;
 
@@ -24,7 +24,7 @@ pub(super) fn register(host: &mut Host) {
             };
             n.map(Value::from).ok_or_else(|| {
                 Error::new(
-                    PyError::TypeError,
+                    ExceptionKind::TypeError,
                     format!("object of type '{}' has no len()", c.args()[0].type_name()),
                 )
             })

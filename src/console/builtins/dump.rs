@@ -1,7 +1,7 @@
 //! Files for the viewers, written mid-run: `dump_dhat`, `dump_flamegraph`,
 //! `dump_pprof`.
 
-use crate::console::eval::{Error, PyError, Value};
+use crate::console::eval::{Error, ExceptionKind, Value};
 use crate::console::host::{Call, Host};
 use crate::export;
 
@@ -53,9 +53,9 @@ fn path(c: &Call<'_>) -> Result<String, Error> {
     let given = c.str_arg(0)?;
     std::path::absolute(given)
         .map(|p| p.display().to_string())
-        .map_err(|e| Error::new(PyError::OSError, format!("{given}: {e}")))
+        .map_err(|e| Error::new(ExceptionKind::OSError, format!("{given}: {e}")))
 }
 
 fn os_error(e: export::Error) -> Error {
-    Error::new(PyError::OSError, e.to_string())
+    Error::new(ExceptionKind::OSError, e.to_string())
 }

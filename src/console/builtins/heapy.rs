@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::console::eval::{Error, PyError, Value};
+use crate::console::eval::{Error, ExceptionKind, Value};
 use crate::console::host::{Call, Host, HostObject};
 use crate::heap::{Heap, HeapDiff, Hpy, Kind, Partition, Paths};
 
@@ -69,7 +69,7 @@ impl HostObject for HpyObject {
                     [] => 10.0,
                     _ => {
                         return Err(Error::new(
-                            PyError::TypeError,
+                            ExceptionKind::TypeError,
                             "watch(seconds) takes a positive number",
                         ));
                     }
@@ -110,7 +110,7 @@ impl HostObject for HpyObject {
 /// limit (the program runs on).
 fn heap(h: &crate::heap::Hpy) -> Result<crate::heap::Heap, Error> {
     h.try_heap()
-        .map_err(|e| Error::new(PyError::MemoryError, e.to_string()))
+        .map_err(|e| Error::new(ExceptionKind::MemoryError, e.to_string()))
 }
 
 /// A heap: `hpy().heap()`, or a row of a partition (with the row's full
@@ -281,13 +281,13 @@ impl HostObject for PartitionObject {
             ([], [(k, v)]) if k == "full" => v.truthy(),
             ([], [(k, _)]) => {
                 return Some(Err(Error::new(
-                    PyError::TypeError,
+                    ExceptionKind::TypeError,
                     format!("a partition takes no keyword argument '{k}' (only full=True)"),
                 )));
             }
             _ => {
                 return Some(Err(Error::new(
-                    PyError::TypeError,
+                    ExceptionKind::TypeError,
                     "a partition takes one keyword argument: full=True",
                 )));
             }

@@ -3,7 +3,7 @@
 //! what now happens, so that nobody has to restart a leaking process (and
 //! lose the leak) to see more of it.
 
-use crate::console::eval::{Error, PyError, Value};
+use crate::console::eval::{Error, ExceptionKind, Value};
 use crate::console::host::{Call, Host};
 use crate::render::table::{bytes, wrap};
 
@@ -32,7 +32,7 @@ pub(super) fn register(host: &mut Host) {
             let name = c.str_arg(0)?;
             let Some(mode) = Mode::parse(name) else {
                 return Err(Error::new(
-                    PyError::ValueError,
+                    ExceptionKind::ValueError,
                     format!("unknown mode '{name}': one of 'off', 'counters', 'sampled', 'exact'"),
                 ));
             };
@@ -53,7 +53,7 @@ pub(super) fn register(host: &mut Host) {
                 Some(Value::Int(n)) if *n > 0 => *n as u64,
                 _ => {
                     return Err(Error::new(
-                        PyError::ValueError,
+                        ExceptionKind::ValueError,
                         "set_sample_bytes() takes a positive whole number of bytes",
                     ));
                 }

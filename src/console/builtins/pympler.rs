@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::console::eval::{Error, PyError, Value};
+use crate::console::eval::{Error, ExceptionKind, Value};
 use crate::console::host::{Call, Host, HostObject};
 use crate::heap::Heap;
 
@@ -56,7 +56,7 @@ fn limit(c: &Call<'_>) -> Result<usize, Error> {
         (None, [(k, v)]) if k == "limit" => v,
         _ => {
             return Err(Error::new(
-                PyError::TypeError,
+                ExceptionKind::TypeError,
                 format!("{}() takes one keyword argument: limit", c.name),
             ));
         }
@@ -64,7 +64,7 @@ fn limit(c: &Call<'_>) -> Result<usize, Error> {
     match given {
         Value::Int(n) if *n > 0 => Ok(*n as usize),
         _ => Err(Error::new(
-            PyError::ValueError,
+            ExceptionKind::ValueError,
             "limit must be a positive integer",
         )),
     }
@@ -135,7 +135,10 @@ impl HostObject for Summary {
             "summarize" => {
                 c.arity(1)?;
                 let objects = as_object::<Objects>(c.arg(0)).ok_or_else(|| {
-                    Error::new(PyError::TypeError, "summarize() takes muppy.get_objects()")
+                    Error::new(
+                        ExceptionKind::TypeError,
+                        "summarize() takes muppy.get_objects()",
+                    )
                 })?;
                 Ok(Value::object(SummaryRows(
                     summarize(&objects.0),
@@ -144,7 +147,10 @@ impl HostObject for Summary {
             }
             "print_" => {
                 let rows = as_object::<SummaryRows>(c.arg(0)).ok_or_else(|| {
-                    Error::new(PyError::TypeError, "print_() takes summary.summarize(…)")
+                    Error::new(
+                        ExceptionKind::TypeError,
+                        "print_() takes summary.summarize(…)",
+                    )
                 })?;
                 let limit = limit(c)?;
                 let table = crate::render::pympler::summary(&rows.0, limit, c.width());
@@ -244,7 +250,7 @@ impl HostObject for SummaryTracker {
             limit(c)?
         } else {
             return Err(Error::new(
-                PyError::TypeError,
+                ExceptionKind::TypeError,
                 format!("{method}() takes one keyword argument: limit"),
             ));
         };

@@ -1,8 +1,8 @@
-//! The few Python modules the seeds' sessions use, as the allocator's
+//! The few Python modules the Scrapy and Guppy sessions use, as the allocator's
 //! analogues: `os` (the process, read-only) and `gc` (counts and a
 //! collection, which for Rust means giving pages back).
 
-use crate::console::eval::{Error, PyError, Seq, Value};
+use crate::console::eval::{Error, ExceptionKind, Seq, Value};
 use crate::console::host::{Call, Host, HostObject};
 
 pub(super) fn register(host: &mut Host) {
@@ -43,7 +43,7 @@ impl HostObject for Os {
             "getpid" => Ok(Value::from(u64::from(std::process::id()))),
             "getcwd" => std::env::current_dir()
                 .map(|d| Value::from(d.display().to_string()))
-                .map_err(|e| Error::new(PyError::OSError, e.to_string())),
+                .map_err(|e| Error::new(ExceptionKind::OSError, e.to_string())),
             _ => Err(Error::no_attribute("module", method)),
         }
     }
@@ -72,7 +72,7 @@ impl HostObject for Environ {
         c.no_kwargs()?;
         if c.args().is_empty() || c.args().len() > 2 {
             return Err(Error::new(
-                PyError::TypeError,
+                ExceptionKind::TypeError,
                 "get() takes a name and an optional default",
             ));
         }
@@ -102,7 +102,7 @@ impl HostObject for Gc {
 
     fn call(&self, method: &str, c: &Call<'_>) -> Result<Value, Error> {
         c.arity(0)?;
-        let os_error = |e: crate::stats::Error| Error::new(PyError::OSError, e.to_string());
+        let os_error = |e: crate::stats::Error| Error::new(ExceptionKind::OSError, e.to_string());
         match method {
             "get_count" => {
                 let s = crate::stats().map_err(os_error)?;

@@ -1,7 +1,7 @@
 //! trackref in the console: `prefs`, `get_oldest`, `iter_all`, and
 //! Scrapy's names for them (`print_live_refs`, the `trackref` module).
 
-use crate::console::eval::{Error, PyError, Value};
+use crate::console::eval::{Error, ExceptionKind, Value};
 use crate::console::host::{Call, Host, HostObject};
 use crate::trackref::{self, LiveObject};
 
@@ -34,7 +34,7 @@ fn prefs(c: &Call<'_>) -> Result<Value, Error> {
     for (k, v) in c.kwargs() {
         if k != "ignore" {
             return Err(Error::new(
-                PyError::TypeError,
+                ExceptionKind::TypeError,
                 format!("prefs() got an unexpected keyword argument '{k}'"),
             ));
         }
@@ -79,7 +79,7 @@ fn collect_names(v: &Value, out: &mut Vec<String>) -> Result<(), Error> {
             items.iter().try_for_each(|i| collect_names(i, out))
         }
         other => Err(Error::new(
-            PyError::TypeError,
+            ExceptionKind::TypeError,
             format!(
                 "ignore= takes classes, names or tuples of them, not '{}'",
                 other.type_name()
@@ -92,7 +92,7 @@ fn class_arg(v: &Value) -> Result<String, Error> {
     match v {
         Value::Str(s) | Value::Class(s) => Ok(s.clone()),
         other => Err(Error::new(
-            PyError::TypeError,
+            ExceptionKind::TypeError,
             format!("expected a class name, not '{}'", other.type_name()),
         )),
     }

@@ -6,7 +6,7 @@ use std::fmt;
 /// The exception a console line raises, by Python's name for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum PyError {
+pub enum ExceptionKind {
     /// A line that does not parse.
     SyntaxError,
     /// A name that is not defined.
@@ -41,7 +41,7 @@ pub enum PyError {
     RuntimeError,
 }
 
-impl fmt::Display for PyError {
+impl fmt::Display for ExceptionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
     }
@@ -52,7 +52,7 @@ impl fmt::Display for PyError {
 #[non_exhaustive]
 pub struct Error {
     /// Which exception.
-    pub kind: PyError,
+    pub kind: ExceptionKind,
     /// What happened (may be empty).
     pub message: String,
     /// The column (0-based, in characters) of the expression that raised
@@ -62,7 +62,7 @@ pub struct Error {
 
 impl Error {
     /// An exception of `kind`.
-    pub fn new(kind: PyError, message: impl Into<String>) -> Self {
+    pub fn new(kind: ExceptionKind, message: impl Into<String>) -> Self {
         Error {
             kind,
             message: message.into(),
@@ -73,7 +73,7 @@ impl Error {
     /// `AttributeError: '<type>' object has no attribute '<name>'`.
     pub fn no_attribute(type_name: &str, name: &str) -> Self {
         Error::new(
-            PyError::AttributeError,
+            ExceptionKind::AttributeError,
             format!("'{type_name}' object has no attribute '{name}'"),
         )
     }

@@ -11,27 +11,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use error::{Error, PyError};
-pub use value::{Seq, Value};
+pub use error::{Error, ExceptionKind};
+pub(crate) use value::Seq;
+pub use value::Value;
 
 pub(crate) use repr::pretty;
 
 use super::host::{Call, Host, SessionState};
 use super::lang::{self, BinOp, Expr, ExprKind, Statement};
 
-/// The most items a comprehension or list may build (the session's byte
-/// budget usually comes first).
-pub(crate) const MAX_ITEMS: usize = 4_000_000;
-
-/// The longest string a session may build by concatenation (bytes).
-pub(crate) const MAX_STRING: usize = super::MAX_LINE * 16;
-
-/// The deepest lists and tuples may nest.
-pub(crate) const MAX_VALUE_DEPTH: usize = 64;
-
-/// The deepest evaluation may recurse (operator chains are evaluated in a
-/// loop, so only brackets, attributes and calls nest).
-pub(crate) const MAX_EVAL_DEPTH: usize = 256;
+use super::limits::{MAX_EVAL_DEPTH, MAX_ITEMS, MAX_STRING, MAX_VALUE_DEPTH};
 
 /// Steps between two looks at the clock and the client.
 const CHECK_EVERY: u32 = 1024;
@@ -122,7 +111,7 @@ impl Shell {
 
     fn run_value(&mut self, line: &str) -> R<Option<Value>> {
         let stmt = lang::parse(line)
-            .map_err(|e| Error::new(PyError::SyntaxError, e.message()).at(e.column))?;
+            .map_err(|e| Error::new(ExceptionKind::SyntaxError, e.message()).at(e.column))?;
         match stmt {
             Statement::Empty => Ok(None),
             Statement::Assign(name, e) => {
@@ -135,7 +124,7 @@ impl Shell {
                     .sum();
                 if kept.saturating_add(v.size()) > self.limits.session_bytes {
                     return Err(Error::new(
-                        PyError::MemoryError,
+                        ExceptionKind::MemoryError,
                         format!(
                             "this session's values would take more than {} bytes; \
                              assign None to names you no longer need",
@@ -151,7 +140,7 @@ impl Shell {
                 for (n, col) in names {
                     if self.host.get(&n).is_none() {
                         return Err(Error::new(
-                            PyError::ImportError,
+                            ExceptionKind::ImportError,
                             format!("cannot import name '{n}'"),
                         )
                         .at(col));
@@ -180,7 +169,7 @@ impl Shell {
             return Ok(Value::Class(name.to_string()));
         }
         Err(Error::new(
-            PyError::NameError,
+            ExceptionKind::NameError,
             format!("name '{name}' is not defined"),
         ))
     }
@@ -189,7 +178,7 @@ impl Shell {
         self.step().map_err(|err| err.at(e.col))?;
         if self.depth >= MAX_EVAL_DEPTH {
             return Err(Error::new(
-                PyError::RecursionError,
+                ExceptionKind::RecursionError,
                 format!("expression nested deeper than {MAX_EVAL_DEPTH} levels"),
             )
             .at(e.col));
@@ -209,7 +198,7 @@ impl Shell {
         }
         if Instant::now() > self.deadline {
             return Err(Error::new(
-                PyError::TimeoutError,
+                ExceptionKind::TimeoutError,
                 format!(
                     "the line ran longer than {} s",
                     self.limits.line_time.as_secs_f64()
@@ -220,7 +209,7 @@ impl Shell {
             None => Ok(()),
             Some(stop) => {
                 self.gone |= stop == Stop::Gone;
-                Err(Error::new(PyError::KeyboardInterrupt, ""))
+                Err(Error::new(ExceptionKind::KeyboardInterrupt, ""))
             }
         }
     }
@@ -230,7 +219,7 @@ impl Shell {
         let s = Seq::new(items);
         if s.depth() > MAX_VALUE_DEPTH {
             return Err(Error::new(
-                PyError::MemoryError,
+                ExceptionKind::MemoryError,
                 format!("lists nested deeper than {MAX_VALUE_DEPTH} levels"),
             ));
         }
@@ -241,7 +230,7 @@ impl Shell {
     fn within_budget(&self, size: usize) -> R<()> {
         if size > self.limits.session_bytes {
             return Err(Error::new(
-                PyError::MemoryError,
+                ExceptionKind::MemoryError,
                 format!(
                     "a value of more than {} bytes (this session's budget)",
                     self.limits.session_bytes
@@ -271,10 +260,10 @@ impl Shell {
                 Value::Int(n) => n
                     .checked_neg()
                     .map(Value::Int)
-                    .ok_or_else(|| Error::new(PyError::OverflowError, "")),
+                    .ok_or_else(|| Error::new(ExceptionKind::OverflowError, "")),
                 Value::Float(f) => Ok(Value::Float(-f)),
                 v => Err(Error::new(
-                    PyError::TypeError,
+                    ExceptionKind::TypeError,
                     format!("bad operand type for unary -: '{}'", v.type_name()),
                 )),
             },
@@ -298,7 +287,7 @@ impl Shell {
                             Value::Int(n) => Ok(Some(n)),
                             Value::None => Ok(None),
                             other => Err(Error::new(
-                                PyError::TypeError,
+                                ExceptionKind::TypeError,
                                 format!(
                                     "slice indices must be integers, not '{}'",
                                     other.type_name()
@@ -359,7 +348,7 @@ impl Shell {
                 out.push(v);
                 if out.len() > MAX_ITEMS {
                     return Err(Error::new(
-                        PyError::MemoryError,
+                        ExceptionKind::MemoryError,
                         format!("more than {MAX_ITEMS} items"),
                     ));
                 }
@@ -414,14 +403,14 @@ impl Shell {
             BinOp::Add => match (&left, &right) {
                 (Value::Str(a), Value::Str(b)) => {
                     if a.len() + b.len() > MAX_STRING {
-                        return Err(Error::new(PyError::MemoryError, "string too long"));
+                        return Err(Error::new(ExceptionKind::MemoryError, "string too long"));
                     }
                     Ok(Value::Str(format!("{a}{b}")))
                 }
                 (Value::List(a), Value::List(b)) => {
                     if a.len() + b.len() > MAX_ITEMS {
                         return Err(Error::new(
-                            PyError::MemoryError,
+                            ExceptionKind::MemoryError,
                             format!("more than {MAX_ITEMS} items"),
                         ));
                     }
@@ -455,13 +444,13 @@ impl Shell {
                     result
                 } else {
                     Err(Error::new(
-                        PyError::TypeError,
+                        ExceptionKind::TypeError,
                         format!("'{}' object takes no arguments", o.type_name()),
                     ))
                 }
             }
             other => Err(Error::new(
-                PyError::TypeError,
+                ExceptionKind::TypeError,
                 format!("'{}' object is not callable", other.type_name()),
             )),
         }

@@ -1,6 +1,6 @@
 //! Operators, equality, iteration and indexing.
 
-use super::error::{Error, PyError};
+use super::error::{Error, ExceptionKind};
 use super::value::Value;
 use crate::console::lang::BinOp;
 
@@ -8,7 +8,7 @@ type R<T> = Result<T, Error>;
 
 fn unsupported(a: &Value, b: &Value) -> Error {
     Error::new(
-        PyError::TypeError,
+        ExceptionKind::TypeError,
         format!(
             "unsupported operand types: '{}' and '{}'",
             a.type_name(),
@@ -36,13 +36,19 @@ pub(super) fn arith(op: BinOp, a: &Value, b: &Value) -> R<Value> {
             BinOp::Mul => x.checked_mul(y),
             BinOp::Div => {
                 if y == 0 {
-                    return Err(Error::new(PyError::ZeroDivisionError, "division by zero"));
+                    return Err(Error::new(
+                        ExceptionKind::ZeroDivisionError,
+                        "division by zero",
+                    ));
                 }
                 return Ok(Value::Float(x as f64 / y as f64));
             }
             BinOp::Rem => {
                 if y == 0 {
-                    return Err(Error::new(PyError::ZeroDivisionError, "modulo by zero"));
+                    return Err(Error::new(
+                        ExceptionKind::ZeroDivisionError,
+                        "modulo by zero",
+                    ));
                 }
                 x.checked_rem_euclid(y)
             }
@@ -50,7 +56,7 @@ pub(super) fn arith(op: BinOp, a: &Value, b: &Value) -> R<Value> {
         };
         return r
             .map(Value::Int)
-            .ok_or_else(|| Error::new(PyError::OverflowError, "integer overflow"));
+            .ok_or_else(|| Error::new(ExceptionKind::OverflowError, "integer overflow"));
     }
     if let (Some(x), Some(y)) = (as_float(a), as_float(b)) {
         return Ok(Value::Float(match op {
@@ -59,13 +65,13 @@ pub(super) fn arith(op: BinOp, a: &Value, b: &Value) -> R<Value> {
             BinOp::Mul => x * y,
             BinOp::Div if y == 0.0 => {
                 return Err(Error::new(
-                    PyError::ZeroDivisionError,
+                    ExceptionKind::ZeroDivisionError,
                     "float division by zero",
                 ));
             }
             BinOp::Div => x / y,
             BinOp::Rem if y == 0.0 => {
-                return Err(Error::new(PyError::ZeroDivisionError, "float modulo"));
+                return Err(Error::new(ExceptionKind::ZeroDivisionError, "float modulo"));
             }
             _ => x.rem_euclid(y),
         }));
@@ -139,7 +145,7 @@ pub(super) fn iterate(v: Value) -> R<Vec<Value>> {
             Ok((0..n).filter_map(|i| o.item(i)).collect())
         }
         other => Err(Error::new(
-            PyError::TypeError,
+            ExceptionKind::TypeError,
             format!("'{}' object is not iterable", other.type_name()),
         )),
     }
@@ -154,17 +160,17 @@ pub(super) fn index(v: Value, i: Value) -> R<Value> {
                 .get(k)
                 .cloned()
                 .map(Value::from)
-                .ok_or_else(|| Error::new(PyError::KeyError, format!("'{k}'")));
+                .ok_or_else(|| Error::new(ExceptionKind::KeyError, format!("'{k}'")));
         }
         return Err(Error::new(
-            PyError::TypeError,
+            ExceptionKind::TypeError,
             format!("indices must be integers, not '{}'", i.type_name()),
         ));
     };
     let pick = |len: usize| -> R<usize> {
         let idx = if n < 0 { len as i64 + n } else { n };
         if idx < 0 || idx as usize >= len {
-            Err(Error::new(PyError::IndexError, "index out of range"))
+            Err(Error::new(ExceptionKind::IndexError, "index out of range"))
         } else {
             Ok(idx as usize)
         }
@@ -179,10 +185,10 @@ pub(super) fn index(v: Value, i: Value) -> R<Value> {
         Value::Object(o) if o.length().is_some() => {
             let i = pick(o.length().unwrap_or(0))?;
             o.item(i)
-                .ok_or_else(|| Error::new(PyError::IndexError, "index out of range"))
+                .ok_or_else(|| Error::new(ExceptionKind::IndexError, "index out of range"))
         }
         other => Err(Error::new(
-            PyError::TypeError,
+            ExceptionKind::TypeError,
             format!("'{}' object is not subscriptable", other.type_name()),
         )),
     }
@@ -219,7 +225,7 @@ pub(super) fn slice(
             Ok(Value::List(seq(items)?))
         }
         other => Err(Error::new(
-            PyError::TypeError,
+            ExceptionKind::TypeError,
             format!("'{}' object is not subscriptable", other.type_name()),
         )),
     }
@@ -235,7 +241,7 @@ mod tests {
         let e = arith(BinOp::Rem, &min, &Value::Int(-1)).unwrap_err();
         assert_eq!(e.to_string(), "OverflowError: integer overflow");
         let e = arith(BinOp::Mul, &min, &Value::Int(-1)).unwrap_err();
-        assert_eq!(e.kind, PyError::OverflowError);
+        assert_eq!(e.kind, ExceptionKind::OverflowError);
         assert!(matches!(
             arith(BinOp::Rem, &Value::Int(-7), &Value::Int(3)),
             Ok(Value::Int(2))

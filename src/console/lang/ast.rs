@@ -2,7 +2,7 @@
 
 /// A binary operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinOp {
+pub(crate) enum BinOp {
     /// `+`
     Add,
     /// `-`
@@ -37,7 +37,7 @@ pub enum BinOp {
 
 /// An expression, with the column it starts at.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Expr {
+pub(crate) struct Expr {
     /// Where it starts.
     pub col: usize,
     /// What it is.
@@ -46,7 +46,7 @@ pub struct Expr {
 
 /// The kinds of expressions.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ExprKind {
+pub(crate) enum ExprKind {
     /// `None`
     None,
     /// `True`, `False`
@@ -92,7 +92,7 @@ pub enum ExprKind {
 
 /// One line of input.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Statement {
+pub(crate) enum Statement {
     /// An expression to evaluate and show.
     Expr(Expr),
     /// `name = expr`

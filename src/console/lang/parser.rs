@@ -449,7 +449,7 @@ impl Parser {
 }
 
 /// Parses one line.
-pub fn parse(src: &str) -> Result<Statement, SyntaxError> {
+pub(crate) fn parse(src: &str) -> Result<Statement, SyntaxError> {
     let toks = lex(src)?;
     let mut p = Parser {
         toks,
@@ -468,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn every_line_of_the_seeds_parses() {
+    fn every_line_of_the_scrapy_and_guppy_sessions_parses() {
         for line in [
             "prefs()",
             "prefs(ignore=Spider)",

@@ -49,8 +49,9 @@ pub(crate) use lanes::{
 pub(crate) use snapshot::collect_stacks;
 pub use snapshot::{
     HeapTotals, LiveBlock, OutOfMemory, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory,
-    locked_copies, reset, snapshot, snapshot_totals, tracker_memory, try_snapshot,
+    locked_copies, snapshot, try_snapshot,
 };
+pub(crate) use snapshot::{reset, snapshot_totals, tracker_memory};
 pub use stacks::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use weight::epoch_for_mean;
 

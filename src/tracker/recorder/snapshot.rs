@@ -732,7 +732,7 @@ impl RawCopy {
 /// Drops every record (live blocks, stacks, totals): tracking starts
 /// afresh. Blocks allocated before stay allocated; they are simply no
 /// longer known.
-pub fn reset() {
+pub(crate) fn reset() {
     untracked(|| {
         // Every lane at once, then the stacks (the order the recording
         // paths take them in): no lane can keep a stack id of the old store.
@@ -779,7 +779,7 @@ pub(crate) fn collect_stacks(now: u32) {
 
 /// The recorder's heap totals alone (cheap: no copy of blocks or stacks),
 /// read without the lanes' locks as [`snapshot`] reads them.
-pub fn snapshot_totals() -> HeapTotals {
+pub(crate) fn snapshot_totals() -> HeapTotals {
     untracked(|| {
         let mut raw = RawCopy::default();
         let reading = ReadSection::enter();
@@ -853,7 +853,7 @@ impl TrackerMemory {
 }
 
 /// What the tracker's own data structures take now.
-pub fn tracker_memory() -> TrackerMemory {
+pub(crate) fn tracker_memory() -> TrackerMemory {
     let mut m = TrackerMemory {
         fixed: (std::mem::size_of_val(&FILTER)
             + std::mem::size_of_val(&SAMPLE_MEANS)
