@@ -149,13 +149,13 @@ fn the_checker_catches_what_the_viewer_refuses() {
     let pp = repeated["pps"][0].clone();
     repeated["pps"].as_array_mut().unwrap().push(pp);
     assert_eq!(
-        dhat::check(&repeated),
+        dhat::check(&repeated).map_err(|e| e.to_string()),
         Err("data file contains a repeated location".into())
     );
     let mut missing = good.clone();
     missing["pps"][0].as_object_mut().unwrap().remove("gbk");
     assert_eq!(
-        dhat::check(&missing),
+        dhat::check(&missing).map_err(|e| e.to_string()),
         Err("data file is missing a field: gbk".into())
     );
     let mut version = good.clone();
@@ -163,6 +163,7 @@ fn the_checker_catches_what_the_viewer_refuses() {
     assert!(
         dhat::check(&version)
             .unwrap_err()
+            .to_string()
             .contains("version number 1")
     );
     let mut root = good.clone();
@@ -171,7 +172,7 @@ fn the_checker_catches_what_the_viewer_refuses() {
     let mut range = good;
     range["pps"][0]["fs"] = serde_json::json!([7]);
     assert_eq!(
-        dhat::check(&range),
+        dhat::check(&range).map_err(|e| e.to_string()),
         Err("frame index 7 out of range".into())
     );
 }

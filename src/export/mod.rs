@@ -85,7 +85,8 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// The first problem found.
-        reason: String,
+        #[source]
+        reason: dhat::Refusal,
     },
     /// The bytes are not a pprof profile.
     #[error("not a pprof profile: {0}")]
