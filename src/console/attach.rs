@@ -10,8 +10,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::admission::Admission;
-use super::server::{Builder, SessionConfig, random_hex};
-use super::session::{Entry, Session, same};
+use super::server::{Builder, random_hex};
+use super::session::{Entry, Session, SessionConfig, same};
 use crate::sys::operator::announce;
 
 /// Whether process `pid` catches `signal` (its `SigCgt` mask in

@@ -10,7 +10,11 @@ use std::time::Duration;
 use super::admission::Admission;
 use super::eval::{Error, Limits, Value};
 use super::host::{Call, Entry, Function, Host, HostObject, IntoOutput, Origin, ProgramObject};
-use super::session::{Entry as SessionEntry, Session};
+use super::limits::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LINE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_WAITING, DEFAULT_SESSION_MEMORY, DEFAULT_WRITE_TIMEOUT,
+};
+use super::session::{Entry as SessionEntry, Session, SessionConfig};
 
 /// The first port tried (Scrapy's).
 pub const DEFAULT_PORT: u16 = 6023;
@@ -18,10 +22,6 @@ pub const DEFAULT_PORT: u16 = 6023;
 pub const DEFAULT_LAST_PORT: u16 = 6073;
 /// The username sessions give.
 pub const DEFAULT_USERNAME: &str = "leakscope";
-use super::limits::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_LINE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_SESSIONS,
-    DEFAULT_MAX_WAITING, DEFAULT_SESSION_MEMORY, DEFAULT_WRITE_TIMEOUT,
-};
 
 /// Why a console could not start.
 #[derive(Debug, thiserror::Error)]
@@ -375,19 +375,6 @@ impl Builder {
             listener: Some(thread),
         })
     }
-}
-
-/// What every session of one console shares.
-pub(super) struct SessionConfig {
-    pub(super) host: Arc<Host>,
-    pub(super) username: String,
-    pub(super) password: String,
-    pub(super) idle_timeout: Duration,
-    pub(super) login_timeout: Duration,
-    pub(super) write_timeout: Duration,
-    pub(super) limits: Limits,
-    pub(super) admission: Arc<Admission>,
-    pub(super) stop: Arc<AtomicBool>,
 }
 
 fn listen(listener: TcpListener, config: Arc<SessionConfig>) {

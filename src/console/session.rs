@@ -9,16 +9,29 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::PROMPT;
-use super::admission::{SessionSlot, WaitTicket};
-use super::eval::{Poll, Shell, Stop};
-use super::limits::MAX_LINE;
-use super::server::SessionConfig;
+use super::admission::{Admission, SessionSlot, WaitTicket};
+use super::eval::{Limits, Poll, Shell, Stop};
+use super::host::Host;
+use super::limits::{MAX_HELD, MAX_LINE};
 use super::telnet::{Decoder, Event, IAC, IP, OPT_ECHO, encode};
+
+/// What every session of one console shares.
+pub(super) struct SessionConfig {
+    pub(super) host: Arc<Host>,
+    pub(super) username: String,
+    pub(super) password: String,
+    pub(super) idle_timeout: Duration,
+    pub(super) login_timeout: Duration,
+    pub(super) write_timeout: Duration,
+    pub(super) limits: Limits,
+    pub(super) admission: Arc<Admission>,
+    pub(super) stop: Arc<AtomicBool>,
+}
 
 /// How a session came to be.
 pub(super) enum Entry {
@@ -35,8 +48,6 @@ const ECHO_ANSWER: Duration = Duration::from_millis(250);
 /// Narrowest and widest terminal tables are fitted to.
 const MIN_WIDTH: usize = 40;
 const MAX_WIDTH: usize = 400;
-
-use super::limits::MAX_HELD;
 
 #[derive(PartialEq, Eq)]
 enum Phase {
