@@ -117,19 +117,40 @@
 //!
 //! ## Layers
 //!
-//! Each folder is one stage of the data flow, and a module uses only the
-//! layers below it:
+//! Each folder is one stage of the data flow, from the allocation up to the
+//! person reading the console, and a module uses only the layers below it:
 //!
 //! ```text
-//!  console/  telnet, sessions, attach; lang → eval → builtins
-//!  http/     /debug/pprof/heap, /metrics                          testing
-//!  render/   text for people: views of the types below; table (the helpers)
-//!  heap/  trackref  stats  export/      what the program's memory is
-//!  graph/                               which block refers to which
-//!  symbols/                             addresses → functions, files, types, fields
-//!  tracker/  GlobalAlloc: alloc thread mode init registry stack recorder/ scope
-//!  sys/  config                         clocks, a lock, the environment
+//!  console/   server, session, telnet, attach, client, limits;
+//!             lang/ (parsing) → eval/ (values) → builtins/ (leakscope's names)
+//!  http/      /debug/pprof/heap and /metrics, for go tool pprof and Prometheus
+//!  testing    measure and the assertion macros
+//!  render/    text for people: every view of the types below; table (helpers
+//!             that know no domain type)
+//!  export/    DHAT JSON (checker, report, diff, viewer page), flamegraph, pprof
+//!  heap/      hpy(): heaps, partitions, diffs, relheap, holders (byvia, sp,
+//!             unreachable), the growth watch
+//!  trackref   ObjectRef, Tracked: live instances per class
+//!  stats      counters plus jemalloc's figures; purge()
+//!  graph/     which block refers to which: the roots, the scan, its memory
+//!  symbols/   addresses → frames (cached), allocation site, block type,
+//!             field layouts from DWARF, build info
+//!  tracker/   the GlobalAlloc over jemalloc, in the order an allocation
+//!             meets it: gate (one global byte), alloc (the paths), thread
+//!             (counters, countdown), mode, init (environment, fork),
+//!             registry, stack (frame-pointer walk), recorder/ (a lane per
+//!             recording thread; the global stacks and peak; snapshot),
+//!             scope (measuring scopes)
+//!  sys/       clocks, the lock that never allocates and the one biased
+//!             towards its owner thread, copies without locks (published),
+//!             fork handlers, mapped files, the environment
+//!  config     every LEAKSCOPE_* variable, with its default
 //! ```
+//!
+//! Tests of the global allocator live in their own binaries
+//! (`tests/alloc_*.rs`, `dhat_oracle.rs`, `heap_views.rs`, `export.rs`,
+//! `cli/tests/*.rs`), which run their tests one at a time on the main
+//! thread since they check process-wide figures.
 //!
 //! The `leakscope` command (attach, connect, report, diff, view) is a crate
 //! of its own in `cli/`, so a program's build of this library carries no

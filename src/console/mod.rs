@@ -33,6 +33,8 @@
 //! (evaluation and values), `host` (the names), `builtins` (leakscope's
 //! own names), and [`limits`], every bound the console keeps.
 
+#![doc = include_str!("../../docs/console.md")]
+
 mod admission;
 mod attach;
 mod builtins;

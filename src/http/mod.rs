@@ -24,6 +24,8 @@
 //! and sites, the first 100 classes, values cut to
 //! 120 characters.
 
+#![doc = include_str!("../../docs/http.md")]
+
 mod metrics;
 mod server;
 

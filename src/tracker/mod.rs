@@ -27,6 +27,8 @@
 //! counters), `stack` (the frame-pointer walk), `recorder` (live blocks and
 //! per-stack totals, in one lane per recording thread) and `scope` (measuring scopes for `testing`).
 
+#![doc = include_str!("../../docs/modes.md")]
+
 mod alloc;
 mod gate;
 mod init;
