@@ -1,0 +1,263 @@
+//! Names of references: the field a pointer sits in, read from the
+//! executable's debug info and named by the innermost struct of the
+//! program's own (or a dependency's) on the way to it, through std's
+//! wrappers; roots by what they are (`static NAME`, `stack of thread N`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Heap;
+use crate::graph::{Graph, Referrer, RootKind};
+use crate::symbols::{self, Layouts, Step};
+
+/// Wrappers the naming looks through: a field of theirs names nothing the
+/// user wrote.
+fn is_std(owner: &str) -> bool {
+    let first = owner.split(['<', ':']).next().unwrap_or("");
+    matches!(
+        first,
+        "core"
+            | "alloc"
+            | "std"
+            | "hashbrown"
+            | "leakscope"
+            | "String"
+            | "Vec"
+            | "Box"
+            | "Arc"
+            | "Rc"
+            | "VecDeque"
+            | "BTreeMap"
+            | "HashMap"
+            | "HashSet"
+            | "Option"
+            | "RefCell"
+            | "Mutex"
+    ) || owner.starts_with('(')
+        || owner.starts_with('[')
+}
+
+/// The name of a reference from a block of type `ty` (its label) at
+/// `offset`, given the steps to that offset, if the debug info had them.
+fn via_label(ty: &str, offset: u32, steps: Option<&[Step]>) -> String {
+    let short = symbols::short_type(ty);
+    let Some(steps) = steps.filter(|s| !s.is_empty()) else {
+        return format!("{short}+{offset:#x}");
+    };
+    // The innermost struct of the program's on the way to the pointer.
+    let program = steps.iter().rev().find_map(|s| match s {
+        Step::Field { owner, field } if !is_std(owner) => Some((owner, field)),
+        _ => None,
+    });
+    if let Some((owner, field)) = program {
+        return format!("{}.{}", symbols::short_type(owner), field);
+    }
+    if let Step::Element = steps[0] {
+        return match steps.get(1) {
+            Some(Step::Field { field, owner }) if owner.starts_with('(') => {
+                format!("{short}[*].{field}")
+            }
+            _ => format!("{short}[*]"),
+        };
+    }
+    // Only std's types: the last field that is not a wrapper's own.
+    let last = steps.iter().enumerate().rev().find_map(|(k, s)| match s {
+        Step::Field { owner, field } if !is_wrapper(owner) => Some((k, owner, field)),
+        _ => None,
+    });
+    let Some((k, owner, field)) = last else {
+        return short;
+    };
+    let index = if matches!(steps.get(k + 1), Some(Step::Element)) {
+        "[*]"
+    } else {
+        ""
+    };
+    // A B-tree's nodes are the map's own: name the map.
+    let owner = if owner.starts_with("alloc::collections::btree::node::") {
+        short
+    } else {
+        symbols::short_type(owner)
+    };
+    format!("{owner}.{field}{index}")
+}
+
+/// Types that only wrap a value: their field is not what a user would
+/// name (`Arc`'s inner value, `RefCell`'s, a `MaybeUninit` slot's).
+fn is_wrapper(owner: &str) -> bool {
+    let head = owner.split('<').next().unwrap_or("");
+    let last = head.rsplit("::").next().unwrap_or("");
+    matches!(
+        last,
+        "ArcInner"
+            | "RcInner"
+            | "RcBox"
+            | "MaybeUninit"
+            | "ManuallyDrop"
+            | "MaybeDangling"
+            | "UnsafeCell"
+            | "Cell"
+            | "RefCell"
+            | "Mutex"
+            | "RwLock"
+            | "Option"
+            | "Some"
+            | "InternalNode"
+    )
+}
+
+/// Names references, caching by (stack, offset): blocks of one stack share
+/// a type.
+pub(super) struct Namer<'a> {
+    heap: &'a Heap,
+    layouts: Arc<Layouts>,
+    cache: HashMap<(u32, u32), Arc<str>>,
+    strides: HashMap<u32, Option<u64>>,
+    statics: HashMap<usize, Arc<str>>,
+}
+
+impl<'a> Namer<'a> {
+    pub(super) fn new(heap: &'a Heap) -> Self {
+        Namer {
+            heap,
+            layouts: symbols::layouts(),
+            cache: HashMap::new(),
+            strides: HashMap::new(),
+            statics: HashMap::new(),
+        }
+    }
+
+    /// The name of one reference into a block.
+    pub(super) fn name(&mut self, graph: &Graph, r: Referrer) -> Arc<str> {
+        match r {
+            Referrer::Block { block, offset } => {
+                if let Some(y) = graph.young(block) {
+                    let ty = y.ty.trim_end_matches(" (?)");
+                    let steps = self.layouts.block_field(ty, y.block.size, offset as u64);
+                    return via_label(ty, offset, steps.as_deref()).into();
+                }
+                let b = &self.heap.data.snapshot.blocks[block as usize];
+                let ty = self.heap.data.facts(b.stack).ty.name.clone();
+                let ty = ty.trim_end_matches(" (?)");
+                // Every element of an array block is named alike: one
+                // cache entry per field, not per element.
+                let layouts = &self.layouts;
+                let stride = *self
+                    .strides
+                    .entry(b.stack)
+                    .or_insert_with(|| layouts.block_stride(ty, b.size));
+                let offset = match stride {
+                    Some(s) if s <= u64::from(u32::MAX) => offset % s as u32,
+                    _ => offset,
+                };
+                let key = (b.stack, offset);
+                if let Some(n) = self.cache.get(&key) {
+                    return n.clone();
+                }
+                let steps = self.layouts.block_field(ty, b.size, offset as u64);
+                let n: Arc<str> = via_label(ty, offset, steps.as_deref()).into();
+                self.cache.insert(key, n.clone());
+                n
+            }
+            Referrer::Root(i) => {
+                let rr = graph.root_ref(i);
+                match &graph.regions()[rr.region as usize].kind {
+                    RootKind::Statics(file) => {
+                        if let Some(n) = self.statics.get(&rr.addr) {
+                            return n.clone();
+                        }
+                        let n: Arc<str> = match symbols::static_name(rr.addr) {
+                            Some(s) => format!("static {}", symbols::short_type(&s)).into(),
+                            None => format!("static data of {file}").into(),
+                        };
+                        self.statics.insert(rr.addr, n.clone());
+                        n
+                    }
+                    RootKind::MainStack => "stack of the main thread".into(),
+                    RootKind::Thread(t) => format!("stack of thread {t}").into(),
+                    RootKind::OtherThread => "stack of a thread".into(),
+                    RootKind::Brk => "the C library's brk heap".into(),
+                }
+            }
+        }
+    }
+
+    /// The referrers' type (`byrcs`): a block's type, or what root it is.
+    pub(super) fn kind_of(&mut self, graph: &Graph, r: Referrer) -> String {
+        match r {
+            Referrer::Block { block, .. } => match graph.young(block) {
+                Some(y) => symbols::short_type(&y.ty),
+                None => {
+                    let b = &self.heap.data.snapshot.blocks[block as usize];
+                    symbols::short_type(&self.heap.data.facts(b.stack).ty.name)
+                }
+            },
+            Referrer::Root(i) => {
+                let rr = graph.root_ref(i);
+                match &graph.regions()[rr.region as usize].kind {
+                    RootKind::Statics(_) => "static".into(),
+                    RootKind::Brk => "the C library's brk heap".into(),
+                    _ => "stack".into(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(owner: &str, field: &str) -> Step {
+        Step::Field {
+            owner: owner.into(),
+            field: field.into(),
+        }
+    }
+
+    #[test]
+    fn the_innermost_program_struct_names_a_reference() {
+        let steps = [
+            field(
+                "alloc::sync::ArcInner<leakscope::trackref::tracked::TrackedInner<app::HtmlResponse>>",
+                "data",
+            ),
+            field(
+                "leakscope::trackref::tracked::TrackedInner<app::HtmlResponse>",
+                "value",
+            ),
+            field("app::HtmlResponse", "request"),
+            field("app::Request", "meta"),
+            field(
+                "core::option::Option<leakscope::trackref::Tracked<app::HtmlResponse>>",
+                "Some",
+            ),
+        ];
+        assert_eq!(via_label("Arc<x>", 0x40, Some(&steps)), "Request.meta");
+        let buffer = [Step::Element];
+        assert_eq!(
+            via_label("Vec<Box<app::Plugin>>", 8, Some(&buffer)),
+            "Vec<Box<Plugin>>[*]"
+        );
+        let node = [
+            field(
+                "alloc::collections::btree::node::LeafNode<u64, Box<app::Session>>",
+                "vals",
+            ),
+            Step::Element,
+        ];
+        assert_eq!(
+            via_label("BTreeMap<u64, Box<app::Session>>", 0x60, Some(&node)),
+            "BTreeMap<u64, Box<Session>>.vals[*]"
+        );
+        let mutex = [
+            field("alloc::sync::ArcInner<Mutex<Vec<u8>>>", "data"),
+            field("Mutex<Vec<u8>>", "data"),
+        ];
+        assert_eq!(
+            via_label("Arc<Mutex<Vec<u8>>>", 0x18, Some(&mutex)),
+            "Arc<Mutex<Vec<u8>>>"
+        );
+        assert_eq!(via_label("fn app::load", 0x28, None), "fn load+0x28");
+    }
+}
