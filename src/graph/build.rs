@@ -175,25 +175,108 @@ impl Graph {
         later: &dyn Fn() -> Vec<Young>,
     ) -> Graph {
         let began = Instant::now();
-        let n = blocks.len();
-        let index = Index::new(blocks, node);
-        let mut reader = Reader::new();
-        let mut stats = GraphStats::default();
-        // Memory where younger blocks may be: anonymous mappings that are
-        // not roots.
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-        let heapish = roots::anonymous(&maps);
-        let may_be_block = |w: usize| {
-            w.is_multiple_of(WORD) && {
-                let k = heapish.partition_point(|&(_, end)| end <= w);
-                k < heapish.len() && heapish[k].0 <= w
-            }
-        };
+        let mut scan = Scan::new(blocks, node, &maps);
+        scan.read_blocks();
+        // Any address of this frame tells this thread's stack apart.
+        let here = &began as *const Instant as usize;
+        let regions = scan.read_roots(&maps, here, stack_mark);
+        scan.follow_young(later);
+        let mut g = scan.into_graph(regions);
+        g.stats.memory = g.memory() as u64;
+        g.stats.took = began.elapsed();
+        g
+    }
 
-        // Edges (from, to, offset), and words that missed.
-        let mut edges: Vec<(u32, u32, u32)> = Vec::new();
-        let mut misses: Vec<Miss> = Vec::new();
-        let mut pieces = Vec::with_capacity(4096);
+    /// Bytes the graph holds.
+    fn memory(&self) -> usize {
+        4 * (self.out_start.len()
+            + self.out_to.len()
+            + self.out_at.len()
+            + self.in_start.len()
+            + self.in_edge.len()
+            + self.root_start.len()
+            + self.root_in.len()
+            + self.parent.len())
+            + self.root_refs.len() * size_of::<RootRef>()
+            + self.young.len() * size_of::<Young>()
+            + self.young.iter().map(|y| y.ty.len()).sum::<usize>()
+    }
+}
+
+/// Memory where blocks younger than the snapshot may be: the anonymous
+/// mappings that are not roots, sorted.
+struct Heapish(Vec<(usize, usize)>);
+
+impl Heapish {
+    /// Whether `w` is an aligned address in that memory: a word worth
+    /// trying against the young blocks once they are known.
+    fn may_be_block(&self, w: usize) -> bool {
+        w.is_multiple_of(WORD) && {
+            let k = self.0.partition_point(|&(_, end)| end <= w);
+            k < self.0.len() && self.0[k].0 <= w
+        }
+    }
+}
+
+/// One build of the graph, phase by phase: the snapshot's blocks are read,
+/// then the roots, then the blocks allocated meanwhile; what was found
+/// becomes the graph.
+struct Scan<'a> {
+    blocks: &'a [LiveBlock],
+    node: &'a dyn Fn(usize) -> Node,
+    index: Index,
+    heapish: Heapish,
+    reader: Reader,
+    stats: GraphStats,
+    pieces: Vec<Piece>,
+    /// Edges (from, to, offset).
+    edges: Vec<(u32, u32, u32)>,
+    /// Words of blocks that missed every block, to try on the young ones.
+    misses: Vec<Miss>,
+    root_refs: Vec<RootRef>,
+    /// The block each of `root_refs` points into.
+    root_to: Vec<u32>,
+    /// Words of roots that missed every block.
+    root_misses: Vec<Miss>,
+    young: Vec<Young>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(blocks: &'a [LiveBlock], node: &'a dyn Fn(usize) -> Node, maps: &str) -> Self {
+        Scan {
+            blocks,
+            node,
+            index: Index::new(blocks, node),
+            heapish: Heapish(roots::anonymous(maps)),
+            reader: Reader::new(),
+            stats: GraphStats::default(),
+            pieces: Vec::with_capacity(4096),
+            edges: Vec::new(),
+            misses: Vec::new(),
+            root_refs: Vec::new(),
+            root_to: Vec::new(),
+            root_misses: Vec::new(),
+            young: Vec::new(),
+        }
+    }
+
+    /// Reads every scanned block of the snapshot for references, a batch
+    /// of pieces at a time.
+    fn read_blocks(&mut self) {
+        let Scan {
+            blocks,
+            node,
+            index,
+            heapish,
+            reader,
+            stats,
+            pieces,
+            edges,
+            misses,
+            ..
+        } = self;
+        let n = blocks.len();
         let mut next = 0usize;
         while next < n {
             pieces.clear();
@@ -201,13 +284,13 @@ impl Graph {
             while next < n && pieces.len() < 4096 && bytes < 4 * BATCH_BYTES {
                 let b = &blocks[next];
                 if node(next) == Node::Scanned && b.addr.is_multiple_of(WORD) {
-                    pieces_of(b.addr, b.size as usize, next as u32, &mut pieces);
+                    pieces_of(b.addr, b.size as usize, next as u32, pieces);
                     bytes += b.size as usize;
                     stats.blocks += 1;
                 }
                 next += 1;
             }
-            reader.read_all(&pieces, |p, data| {
+            reader.read_all(pieces, |p, data| {
                 stats.bytes_read += data.len() as u64;
                 for (at, w) in words(data) {
                     match index.find(w) {
@@ -215,21 +298,36 @@ impl Graph {
                             edges.push((p.owner, t, (p.offset + at) as u32));
                         }
                         Some(_) => {}
-                        None if misses.len() < MAX_MISSES && may_be_block(w) => misses.push(Miss {
-                            owner: p.owner,
-                            at: p.offset + at,
-                            value: w,
-                        }),
+                        None if misses.len() < MAX_MISSES && heapish.may_be_block(w) => misses
+                            .push(Miss {
+                                owner: p.owner,
+                                at: p.offset + at,
+                                value: w,
+                            }),
                         None => {}
                     }
                 }
             });
         }
+    }
 
-        // References from the roots; of this thread's stack, the caller's part.
-        let here = &began as *const Instant as usize;
+    /// Reads the root regions (statics, stacks, thread-locals, `brk`) for
+    /// references; of this thread's stack (the one holding `here`), only
+    /// the caller's part, above `stack_mark`. Returns the regions.
+    fn read_roots(&mut self, maps: &str, here: usize, stack_mark: usize) -> Vec<Region> {
+        let Scan {
+            index,
+            heapish,
+            reader,
+            stats,
+            pieces,
+            root_refs,
+            root_to,
+            root_misses,
+            ..
+        } = self;
         let threads = tracker::thread_local_addresses();
-        let mut regions: Vec<Region> = roots::regions(&maps, &threads)
+        let mut regions: Vec<Region> = roots::regions(maps, &threads)
             .into_iter()
             .filter(|r| !index.any_block_in(r.start, r.end))
             .collect();
@@ -238,16 +336,13 @@ impl Graph {
                 r.start = stack_mark.clamp(r.start, r.end) & !(WORD - 1);
             }
         }
-        let mut root_refs: Vec<RootRef> = Vec::new();
-        let mut root_to: Vec<u32> = Vec::new();
-        let mut root_misses: Vec<Miss> = Vec::new();
         pieces.clear();
         for (k, r) in regions.iter().enumerate() {
-            pieces_of(r.start, r.end - r.start, k as u32, &mut pieces);
+            pieces_of(r.start, r.end - r.start, k as u32, pieces);
         }
         // The recorder's own addresses of blocks are not references.
         let own = tracker::own_static_ranges();
-        reader.read_all(&pieces, |p, data| {
+        reader.read_all(pieces, |p, data| {
             stats.bytes_read += data.len() as u64;
             for (at, w) in words(data) {
                 let addr = p.addr + at;
@@ -262,7 +357,7 @@ impl Graph {
                         });
                         root_to.push(t);
                     }
-                    None if root_misses.len() < MAX_MISSES && may_be_block(w) => {
+                    None if root_misses.len() < MAX_MISSES && heapish.may_be_block(w) => {
                         root_misses.push(Miss {
                             owner: p.owner,
                             at: addr,
@@ -273,11 +368,29 @@ impl Graph {
                 }
             }
         });
+        regions
+    }
 
-        // The blocks allocated meanwhile: what missed may lead through them,
-        // and what they refer to may be younger still. A few rounds, each
-        // with a shorter window than the last.
-        let mut young: Vec<Young> = Vec::new();
+    /// Takes in the blocks allocated meanwhile: what missed may lead
+    /// through them, and what they refer to may be younger still. A few
+    /// rounds, each with a shorter window than the last.
+    fn follow_young(&mut self, later: &dyn Fn() -> Vec<Young>) {
+        let Scan {
+            blocks,
+            index,
+            heapish,
+            reader,
+            stats,
+            pieces,
+            edges,
+            misses,
+            root_refs,
+            root_to,
+            root_misses,
+            young,
+            ..
+        } = self;
+        let n = blocks.len();
         let mut indexes: Vec<(u32, Index)> = Vec::new();
         for round in 0..YOUNG_ROUNDS {
             if misses.is_empty() && root_misses.is_empty() {
@@ -311,10 +424,10 @@ impl Graph {
             pieces.clear();
             for (k, y) in fresh.iter().enumerate() {
                 if y.node == Node::Scanned && y.block.addr.is_multiple_of(WORD) {
-                    pieces_of(y.block.addr, y.block.size as usize, k as u32, &mut pieces);
+                    pieces_of(y.block.addr, y.block.size as usize, k as u32, pieces);
                 }
             }
-            reader.read_all(&pieces, |p, data| {
+            reader.read_all(pieces, |p, data| {
                 stats.bytes_read += data.len() as u64;
                 let owner = base + p.owner;
                 for (at, w) in words(data) {
@@ -324,26 +437,44 @@ impl Graph {
                     match to {
                         Some(t) if t != owner => edges.push((owner, t, (p.offset + at) as u32)),
                         Some(_) => {}
-                        None if misses.len() < MAX_MISSES && may_be_block(w) => misses.push(Miss {
-                            owner,
-                            at: p.offset + at,
-                            value: w,
-                        }),
+                        None if misses.len() < MAX_MISSES && heapish.may_be_block(w) => misses
+                            .push(Miss {
+                                owner,
+                                at: p.offset + at,
+                                value: w,
+                            }),
                         None => {}
                     }
                 }
             });
             young.extend(fresh);
         }
-        let m = young.len();
-        drop(indexes);
-        drop((misses, root_misses));
+    }
+
+    /// The graph of what was found: the edges grouped by referrer and by
+    /// referent, and every block's shortest path from the roots.
+    fn into_graph(self, regions: Vec<Region>) -> Graph {
+        let Scan {
+            blocks,
+            node,
+            index,
+            heapish,
+            reader,
+            mut stats,
+            pieces,
+            edges,
+            misses,
+            mut root_refs,
+            root_to,
+            root_misses,
+            young,
+        } = self;
+        stats.unreadable = reader.unreadable;
+        // What only the reading needed goes before the graph is laid out.
+        drop((index, heapish, reader, pieces, misses, root_misses));
+        let (n, m) = (blocks.len(), young.len());
         stats.edges = edges.len() as u64;
         stats.root_refs = root_refs.len() as u64;
-        stats.unreadable = reader.unreadable;
-        drop(index);
-        drop(reader);
-
         // Edges grouped by referrer.
         let total = n + m;
         let (out_start, order) = reverse(total, &edges.iter().map(|e| e.0).collect::<Vec<_>>());
@@ -353,53 +484,13 @@ impl Graph {
         let (in_start, in_edge) = reverse(total, &out_to);
         let (root_start, root_in) = reverse(total, &root_to);
         drop(root_to);
-
-        // Breadth first from the roots: every block's shortest path. First
-        // through the snapshot's blocks alone; then the young ones join, for
-        // what only they lead to (a reference read from a young block may be
-        // a stale one its memory held before).
-        let mut parent = vec![UNREACHED; total];
-        let mut queue: VecDeque<u32> = VecDeque::new();
-        let mut reached: Vec<u32> = Vec::new();
-        for with_young in [false, true] {
-            if with_young {
-                if m == 0 {
-                    break;
-                }
-                queue.extend(reached.iter().copied());
-            }
-            for j in 0..total {
-                if parent[j] == UNREACHED
-                    && (with_young || j < n)
-                    && root_start[j] < root_start[j + 1]
-                {
-                    parent[j] = FROM_ROOT | root_in[root_start[j] as usize];
-                    queue.push_back(j as u32);
-                    reached.push(j as u32);
-                }
-            }
-            while let Some(i) = queue.pop_front() {
-                let (a, b) = (
-                    out_start[i as usize] as usize,
-                    out_start[i as usize + 1] as usize,
-                );
-                for (e, &t) in out_to.iter().enumerate().take(b).skip(a) {
-                    let t = t as usize;
-                    if parent[t] == UNREACHED && (with_young || t < n) {
-                        parent[t] = e as u32;
-                        queue.push_back(t as u32);
-                        reached.push(t as u32);
-                    }
-                }
-            }
-        }
-        drop(reached);
+        let parent = shortest_paths(n, m, &out_start, &out_to, &root_start, &root_in);
         stats.unreachable = (0..n)
             .filter(|&j| node(j) != Node::Left && parent[j] == UNREACHED)
             .count() as u64;
         stats.young = m as u64;
-
-        let mut g = Graph {
+        root_refs.shrink_to_fit();
+        Graph {
             out_start,
             out_to,
             out_at,
@@ -413,24 +504,58 @@ impl Graph {
             snapshot_blocks: n as u32,
             young,
             stats,
-        };
-        g.root_refs.shrink_to_fit();
-        let held = 4
-            * (g.out_start.len()
-                + g.out_to.len()
-                + g.out_at.len()
-                + g.in_start.len()
-                + g.in_edge.len()
-                + g.root_start.len()
-                + g.root_in.len()
-                + g.parent.len())
-            + g.root_refs.len() * size_of::<RootRef>()
-            + g.young.len() * size_of::<Young>()
-            + g.young.iter().map(|y| y.ty.len()).sum::<usize>();
-        g.stats.memory = held as u64;
-        g.stats.took = began.elapsed();
-        g
+        }
     }
+}
+
+/// Breadth first from the roots: every block's shortest path, as the edge
+/// (or `FROM_ROOT` and the root reference) it is reached by. First through
+/// the snapshot's `n` blocks alone; then the `m` young ones join, for what
+/// only they lead to (a reference read from a young block may be a stale
+/// one its memory held before).
+fn shortest_paths(
+    n: usize,
+    m: usize,
+    out_start: &[u32],
+    out_to: &[u32],
+    root_start: &[u32],
+    root_in: &[u32],
+) -> Vec<u32> {
+    let total = n + m;
+    let mut parent = vec![UNREACHED; total];
+    let mut queue: VecDeque<u32> = VecDeque::new();
+    let mut reached: Vec<u32> = Vec::new();
+    for with_young in [false, true] {
+        if with_young {
+            if m == 0 {
+                break;
+            }
+            queue.extend(reached.iter().copied());
+        }
+        for j in 0..total {
+            if parent[j] == UNREACHED && (with_young || j < n) && root_start[j] < root_start[j + 1]
+            {
+                parent[j] = FROM_ROOT | root_in[root_start[j] as usize];
+                queue.push_back(j as u32);
+                reached.push(j as u32);
+            }
+        }
+        while let Some(i) = queue.pop_front() {
+            let (a, b) = (
+                out_start[i as usize] as usize,
+                out_start[i as usize + 1] as usize,
+            );
+            for (e, &t) in out_to.iter().enumerate().take(b).skip(a) {
+                let t = t as usize;
+                if parent[t] == UNREACHED && (with_young || t < n) {
+                    parent[t] = e as u32;
+                    queue.push_back(t as u32);
+                    reached.push(t as u32);
+                }
+            }
+        }
+    }
+    parent
 }
 
 /// The reverse of a list of edge targets, as (start per target, edge
