@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 use super::filter::{filter_add, filter_remove};
-use super::lanes::{lane_emptied, lane_filled, lane_unfiltered};
+use super::flags::{lane_emptied, lane_filled, lane_unfiltered};
 use super::live::{AddrMap, LiveRec, LiveTable, map_bytes};
 use super::peak::{self, PUBLISH_BYTES, PUBLISH_OPS};
 use super::stacks::{self, STACKS, STORE_FULL_FRAME, STORE_FULL_HASH, StackTable};

@@ -1,6 +1,4 @@
-//! The lanes: where they live, which thread owns which, and the global
-//! flags that say whether any lane holds a block (the gate's live flag) or
-//! a block the free filter does not know (its unfiltered flag).
+//! The lanes: where they live and which thread owns which.
 //!
 //! A thread takes a lane at its first record and gives it back when it
 //! exits; the next thread to need one takes it over, with its records and
@@ -29,7 +27,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-use super::super::gate::{GATE_LIVE, GATE_UNFILTERED, set_flag};
+use super::flags::FLAGS;
 use super::lane::Lane;
 use super::stacks::STACKS;
 use crate::sys::biased::{BiasedGuard, BiasedLocked, forget_barrier_in_child};
@@ -245,18 +243,6 @@ static POOL: RawLocked<Pool> = RawLocked::new(Pool {
     len: 0,
 });
 
-/// How many lanes hold a live block, and how many hold one the filter does
-/// not know: the gate's flags follow them.
-struct Flags {
-    nonempty: u32,
-    unfiltered: u32,
-}
-
-static FLAGS: RawLocked<Flags> = RawLocked::new(Flags {
-    nonempty: 0,
-    unfiltered: 0,
-});
-
 /// Lane `i`, which exists.
 #[inline]
 pub(crate) fn lane(i: usize) -> &'static LaneCell {
@@ -377,32 +363,6 @@ pub(crate) fn longest_wait() -> std::time::Duration {
         .chain([STACKS.longest_wait()])
         .max()
         .unwrap_or_default()
-}
-
-/// A lane got its first live block.
-pub(super) fn lane_filled() {
-    let mut f = FLAGS.lock();
-    f.nonempty += 1;
-    set_flag(GATE_LIVE, true);
-}
-
-/// A lane lost its last live block.
-pub(super) fn lane_emptied() {
-    let mut f = FLAGS.lock();
-    f.nonempty = f.nonempty.saturating_sub(1);
-    set_flag(GATE_LIVE, f.nonempty > 0);
-}
-
-/// A lane got its first record the filter does not know (`true`), or lost
-/// its last one.
-pub(super) fn lane_unfiltered(any: bool) {
-    let mut f = FLAGS.lock();
-    if any {
-        f.unfiltered += 1;
-    } else {
-        f.unfiltered = f.unfiltered.saturating_sub(1);
-    }
-    set_flag(GATE_UNFILTERED, f.unfiltered > 0);
 }
 
 /// Before `fork`: holds every lock of the recorder, in the order the

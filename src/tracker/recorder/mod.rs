@@ -29,6 +29,7 @@
 //! flag set, so it is never tracked; readers copy out into buffers they
 //! reserved beforehand.
 mod filter;
+mod flags;
 mod lane;
 mod lanes;
 mod live;
@@ -150,8 +151,7 @@ pub(crate) fn record_free_known(owner: &Cell<u32>, addr: usize, now: u32) -> boo
 /// A block of another thread's lane is looked for there without the
 /// lane's lock, and its free is left for the lane (see `lanes`): a thread
 /// freeing another's block never waits for that lane, nor makes its owner
-/// wait (in exact mode, whose figures are exact at every moment, the free
-/// is also applied at once when the lane is free).
+/// wait. Views count a free left as done (see `snapshot`).
 #[inline(always)]
 pub(crate) fn record_free(owner: &Cell<u32>, addr: usize, now: u32) {
     let own = lanes::index_of(owner);
