@@ -27,11 +27,11 @@ use tikv_jemallocator::Jemalloc;
 
 use super::gate::{GATE_LIVE, gate};
 use super::init::init;
-use super::mode::{
-    MODE, MODE_EXACT, MODE_OFF, MODE_SAMPLED, MODE_UNINIT, Mode, SAMPLE_EPOCH, sample_bytes,
-};
 use super::recorder;
 use super::registry::{count_own, count_shared_alloc, count_shared_free, flush_live};
+use super::settings::{
+    MODE, MODE_EXACT, MODE_OFF, MODE_SAMPLED, MODE_UNINIT, Mode, SAMPLE_EPOCH, sample_bytes,
+};
 use super::stack::{self, MAX_FRAMES};
 use super::thread::{
     Admit, BUSY, OWN, STATE_LIVE, STATE_NEW, THREAD, ThreadState, next_gap, next_uniform,

@@ -4,9 +4,9 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::mode::{DEFAULT_SAMPLE_BYTES, Mode, SAMPLE_BYTES, SAMPLE_EPOCH, store_mode};
 use super::recorder;
 use super::registry::{fork_child, fork_parent, fork_prepare};
+use super::settings::{DEFAULT_SAMPLE_BYTES, Mode, SAMPLE_BYTES, SAMPLE_EPOCH, store_mode};
 use super::stack::{self, Unwinder};
 use crate::config::{self, Variable};
 use crate::sys::clock;

@@ -22,7 +22,8 @@
 //!
 //! The modules, in the order an allocation meets them: `alloc` (the
 //! `GlobalAlloc` paths), `thread` (each thread's counters and countdown),
-//! `mode` (the global settings), `init` (the environment, read once without
+//! `settings` (the global mode and sampling mean), `mode` (switching
+//! them), `init` (the environment, read once without
 //! allocating, and the `fork` handlers), `registry` (the live threads'
 //! counters), `stack` (the frame-pointer walk), `recorder` (live blocks and
 //! per-stack totals, in one lane per recording thread) and `scope` (measuring scopes for `testing`).
@@ -36,19 +37,21 @@ mod mode;
 pub(crate) mod recorder;
 mod registry;
 pub(crate) mod scope;
+mod settings;
 pub(crate) mod stack;
 mod thread;
 
 use std::time::Duration;
 
 pub use alloc::Alloc;
-pub use mode::{DEFAULT_SAMPLE_BYTES, Mode, mode, sample_bytes, set_mode, set_sample_bytes};
+pub use mode::{mode, set_mode, set_sample_bytes};
 pub use recorder::{
     HeapTotals, LiveBlock, OutOfMemory, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory,
     locked_copies, snapshot, try_snapshot,
 };
 pub use recorder::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use registry::thread_local_addresses;
+pub use settings::{DEFAULT_SAMPLE_BYTES, Mode, sample_bytes};
 pub use stack::{
     DEFAULT_MAX_FRAMES, Unwinder, has_frame_pointers, max_frames, set_max_frames, unwinder,
 };

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::gate::count_scoped_thread;
 use super::init::ensure_init;
-use super::mode::MODE_SAMPLED;
+use super::settings::MODE_SAMPLED;
 pub(crate) use super::thread::ScopeFigures;
 use super::thread::{STATE_NEW, THREAD, register_thread};
 

@@ -6,9 +6,9 @@ use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU64, Ordering};
 
-use super::mode::{MODE, MODE_OFF, counting, sample_bytes};
 use super::recorder;
 use super::registry::{EXITED, REGISTRY, SharedThread, THREAD_COUNT, flush_live};
+use super::settings::{MODE, MODE_OFF, counting, sample_bytes};
 use crate::sys::clock::now_tick;
 
 /// Counters of one thread (or of threads that have exited). Written only by
@@ -550,7 +550,7 @@ pub(super) fn growth(old_size: usize, new_size: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::mode::MODE_COUNTERS;
+    use crate::tracker::settings::MODE_COUNTERS;
 
     /// Counts down `size`-byte allocations as the allocation paths do (the
     /// fast path while the countdown covers one, the event otherwise) and

@@ -59,7 +59,7 @@ pub(crate) use weight::epoch_for_mean;
 use live::{AddrMap, LiveRec};
 use stacks::STACKS;
 
-use super::mode::{MODE, MODE_EXACT};
+use super::settings::{MODE, MODE_EXACT};
 use crate::tracker::untracked;
 
 /// A block to record, as the allocator describes it.
