@@ -6,6 +6,8 @@
 //! Run: `cargo bench --bench spider`.
 
 // The example's own modules; not every item is used here.
+#[path = "../tests/common/chosen.rs"]
+mod chosen;
 #[allow(dead_code)]
 #[path = "../examples/leaky_spider/engine.rs"]
 mod engine;
@@ -14,80 +16,20 @@ mod site;
 #[path = "../examples/leaky_spider/spiders.rs"]
 mod spiders;
 
-use std::alloc::{GlobalAlloc, Layout};
+use chosen::Chosen;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-const UNKNOWN: u8 = 0;
-const LEAKSCOPE: u8 = 1;
-const JEMALLOC: u8 = 2;
-static CHOICE: AtomicU8 = AtomicU8::new(UNKNOWN);
-static TRACKED: leakscope::Alloc = leakscope::Alloc::new();
-
-fn choice() -> u8 {
-    let c = CHOICE.load(Ordering::Relaxed);
-    if c != UNKNOWN {
-        return c;
-    }
-    // SAFETY: a NUL-terminated name; getenv does not allocate.
-    let v = unsafe { libc::getenv(c"SPIDER_BENCH_ALLOCATOR".as_ptr()) };
-    // SAFETY: getenv returned a valid C string or null.
-    let plain = !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == b"jemalloc";
-    let c = if plain { JEMALLOC } else { LEAKSCOPE };
-    CHOICE.store(c, Ordering::Relaxed);
-    c
-}
-
-/// One allocator for the whole process, chosen before the first allocation.
-struct Chosen;
-
-// SAFETY: forwards every call to one allocator, the same for the whole run.
-unsafe impl GlobalAlloc for Chosen {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if choice() == JEMALLOC {
-                tikv_jemallocator::Jemalloc.alloc(l)
-            } else {
-                TRACKED.alloc(l)
-            }
-        }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if choice() == JEMALLOC {
-                tikv_jemallocator::Jemalloc.alloc_zeroed(l)
-            } else {
-                TRACKED.alloc_zeroed(l)
-            }
-        }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: forwarded.
-        unsafe {
-            if choice() == JEMALLOC {
-                tikv_jemallocator::Jemalloc.dealloc(p, l)
-            } else {
-                TRACKED.dealloc(p, l)
-            }
-        }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if choice() == JEMALLOC {
-                tikv_jemallocator::Jemalloc.realloc(p, l, n)
-            } else {
-                TRACKED.realloc(p, l, n)
-            }
-        }
-    }
-}
-
+/// leakscope (sampled, the default), or plain jemalloc when
+/// `SPIDER_BENCH_ALLOCATOR=jemalloc`.
 #[global_allocator]
-static ALLOC: Chosen = Chosen;
+static ALLOC: Chosen<leakscope::Alloc, tikv_jemallocator::Jemalloc> = Chosen::new(
+    c"SPIDER_BENCH_ALLOCATOR",
+    b"jemalloc",
+    leakscope::Alloc::new(),
+    tikv_jemallocator::Jemalloc,
+);
 
 const PAGES: u64 = 20_000;
 

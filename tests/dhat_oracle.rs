@@ -13,84 +13,22 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU8, Ordering};
 
+use common::chosen::Chosen;
 use leakscope::{Mode, symbols, tracker};
 
-const UNKNOWN: u8 = 0;
-const LEAKSCOPE: u8 = 1;
-const DHAT: u8 = 2;
-static CHOICE: AtomicU8 = AtomicU8::new(UNKNOWN);
-static LEAKSCOPE_ALLOC: leakscope::Alloc = leakscope::Alloc::with_default_mode(Mode::Exact);
-
-fn choice() -> u8 {
-    let c = CHOICE.load(Ordering::Relaxed);
-    if c != UNKNOWN {
-        return c;
-    }
-    // SAFETY: a NUL-terminated name; getenv does not allocate.
-    let v = unsafe { libc::getenv(c"ORACLE_ALLOCATOR".as_ptr()) };
-    // SAFETY: getenv returned a valid C string or null.
-    let dhat = !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == b"dhat";
-    let c = if dhat { DHAT } else { LEAKSCOPE };
-    CHOICE.store(c, Ordering::Relaxed);
-    c
-}
-
-/// The process's allocator: leakscope or dhat, fixed for the whole run.
-struct Chosen;
-
-// SAFETY: forwards every call to one allocator, the same for the whole run.
-unsafe impl GlobalAlloc for Chosen {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if choice() == DHAT {
-                dhat::Alloc.alloc(l)
-            } else {
-                LEAKSCOPE_ALLOC.alloc(l)
-            }
-        }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if choice() == DHAT {
-                dhat::Alloc.alloc_zeroed(l)
-            } else {
-                LEAKSCOPE_ALLOC.alloc_zeroed(l)
-            }
-        }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: forwarded.
-        unsafe {
-            if choice() == DHAT {
-                dhat::Alloc.dealloc(p, l)
-            } else {
-                LEAKSCOPE_ALLOC.dealloc(p, l)
-            }
-        }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        // SAFETY: forwarded.
-        unsafe {
-            if choice() == DHAT {
-                dhat::Alloc.realloc(p, l, n)
-            } else {
-                LEAKSCOPE_ALLOC.realloc(p, l, n)
-            }
-        }
-    }
-}
-
+/// leakscope in exact mode, or dhat when `ORACLE_ALLOCATOR=dhat`.
 #[global_allocator]
-static ALLOC: Chosen = Chosen;
+static ALLOC: Chosen<leakscope::Alloc, dhat::Alloc> = Chosen::new(
+    c"ORACLE_ALLOCATOR",
+    b"dhat",
+    leakscope::Alloc::with_default_mode(Mode::Exact),
+    dhat::Alloc,
+);
 
 fn main() {
-    if choice() == DHAT {
+    if ALLOC.second_chosen() {
         run_under_dhat();
         return;
     }

@@ -6,9 +6,11 @@
 //!   measures. So each such binary has `harness = false` and runs its tests
 //!   one after another on the main thread, reporting like libtest does.
 //! - Per-site totals of a snapshot, and a telnet client for the console.
+//! - `chosen`: one of two global allocators, chosen by a variable.
 
 #![allow(dead_code)]
 
+pub(crate) mod chosen;
 pub(crate) mod shapes;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
