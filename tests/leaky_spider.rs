@@ -596,8 +596,11 @@ fn the_spider_can_be_attached_to_and_answers_scrapys_older_names() {
     // `leakscope attach PID` checks this before it sends anything (the
     // handler comes just after the console's first line).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !leakscope::console::catches_signal(spider.child.id(), leakscope::console::ATTACH_SIGNAL)
-        .unwrap()
+    while !leakscope::console::attach::protocol::catches_signal(
+        spider.child.id(),
+        leakscope::console::ATTACH_SIGNAL,
+    )
+    .unwrap()
     {
         assert!(
             Instant::now() < deadline,

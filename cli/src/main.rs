@@ -107,7 +107,7 @@ struct ReadLimit {
 
 /// `--signal`'s value: one attach may use.
 fn parse_signal(name: &str) -> Result<i32, String> {
-    console::attach_signal(name).ok_or_else(|| {
+    console::attach::protocol::attach_signal(name).ok_or_else(|| {
         format!(
             "{name} is not a signal attach may use: one of USR1, USR2, WINCH, URG \
              (a program may stop on any other it handles)"
@@ -117,7 +117,7 @@ fn parse_signal(name: &str) -> Result<i32, String> {
 
 /// The name attach's signal number goes by.
 fn signal_name(number: i32) -> &'static str {
-    console::ATTACH_SIGNALS
+    console::attach::protocol::ATTACH_SIGNALS
         .iter()
         .find(|&&(_, n)| n == number)
         .map_or("?", |&(name, _)| name)
@@ -295,7 +295,7 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 fn attach(pid: u32, sig: i32, timeout: Duration) -> Result<(), Failure> {
     let signal = signal_name(sig);
     // A process that does not handle the signal would die of it.
-    match console::catches_signal(pid, sig) {
+    match console::attach::protocol::catches_signal(pid, sig) {
         Ok(true) => {}
         Ok(false) => {
             return Err(format!(
@@ -309,8 +309,9 @@ fn attach(pid: u32, sig: i32, timeout: Duration) -> Result<(), Failure> {
         Err(e) => return Err(format!("cannot inspect process {pid}: {e}").into()),
     }
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    let token = console::new_token();
-    let path = console::write_rendezvous(pid, listener.local_addr()?.port(), &token)?;
+    let token = console::attach::protocol::new_token();
+    let path =
+        console::attach::protocol::write_rendezvous(pid, listener.local_addr()?.port(), &token)?;
     let result = (|| {
         // SAFETY: kill with a pid and a signal number; errors come back.
         if unsafe { libc::kill(pid as i32, sig) } != 0 {
@@ -319,7 +320,7 @@ fn attach(pid: u32, sig: i32, timeout: Duration) -> Result<(), Failure> {
                 io::Error::last_os_error()
             )));
         }
-        console::accept_attached(&listener, &token, timeout)
+        console::attach::protocol::accept_attached(&listener, &token, timeout)
     })();
     let _ = std::fs::remove_file(&path);
     let stream = result?;

@@ -156,7 +156,11 @@ fn attach_opens_a_console_in_a_running_process() {
     assert!(out.contains("Live References"), "{out}");
     assert!(out.contains("SyntaxError"), "{out}");
     // The rendezvous file is gone, and attaching again works.
-    assert!(!console::rendezvous_file(t.pid()).unwrap().exists());
+    assert!(
+        !console::attach::protocol::rendezvous_file(t.pid())
+            .unwrap()
+            .exists()
+    );
     let (ok, out) = run_cli(&["attach", &t.pid().to_string()], "answer() + 1\n");
     assert!(ok && out.contains("43\n"), "{out}");
 }
@@ -229,7 +233,7 @@ fn connect_on_a_terminal_hides_the_password_and_edits_lines() {
 fn a_wrong_token_is_refused_and_the_right_one_accepted() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let token = console::new_token();
+    let token = console::attach::protocol::new_token();
     let right = token.clone();
     let peers = std::thread::spawn(move || {
         let mut impostor = std::net::TcpStream::connect(addr).unwrap();
@@ -247,22 +251,29 @@ fn a_wrong_token_is_refused_and_the_right_one_accepted() {
         real
     });
     let mut s =
-        console::accept_attached(&listener, &token, Duration::from_secs(10)).expect("the real one");
+        console::attach::protocol::accept_attached(&listener, &token, Duration::from_secs(10))
+            .expect("the real one");
     let mut buf = [0u8; 5];
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"hello");
     drop(peers.join().unwrap());
-    let none = console::accept_attached(&listener, &token, Duration::from_millis(300));
+    let none =
+        console::attach::protocol::accept_attached(&listener, &token, Duration::from_millis(300));
     assert_eq!(none.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
 }
 
 fn rendezvous_files_others_can_read_or_own_are_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let path = console::write_rendezvous(4_000_000_001, 1234, &console::new_token()).unwrap();
-    let (port, token) = console::read_rendezvous(&path).unwrap();
+    let path = console::attach::protocol::write_rendezvous(
+        4_000_000_001,
+        1234,
+        &console::attach::protocol::new_token(),
+    )
+    .unwrap();
+    let (port, token) = console::attach::protocol::read_rendezvous(&path).unwrap();
     assert_eq!((port, token.len()), (1234, 32));
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = console::read_rendezvous(&path).unwrap_err();
+    let e = console::attach::protocol::read_rendezvous(&path).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     // SAFETY: geteuid has no preconditions.
@@ -271,7 +282,7 @@ fn rendezvous_files_others_can_read_or_own_are_refused() {
         let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: chown on a path we own.
         assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
-        let e = console::read_rendezvous(&path).unwrap_err();
+        let e = console::attach::protocol::read_rendezvous(&path).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
     }
     std::fs::remove_file(&path).unwrap();
@@ -281,13 +292,17 @@ fn a_process_ignores_a_rendezvous_file_that_is_not_private() {
     use std::os::unix::fs::PermissionsExt;
     let t = Target::start();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let token = console::new_token();
-    let path =
-        console::write_rendezvous(t.pid(), listener.local_addr().unwrap().port(), &token).unwrap();
+    let token = console::attach::protocol::new_token();
+    let path = console::attach::protocol::write_rendezvous(
+        t.pid(),
+        listener.local_addr().unwrap().port(),
+        &token,
+    )
+    .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(t.pid() as i32, libc::SIGUSR2) }, 0);
-    let r = console::accept_attached(&listener, &token, Duration::from_secs(2));
+    let r = console::attach::protocol::accept_attached(&listener, &token, Duration::from_secs(2));
     assert_eq!(
         r.unwrap_err().kind(),
         std::io::ErrorKind::TimedOut,
@@ -317,12 +332,16 @@ fn attach_refuses_a_process_that_would_die_of_the_signal() {
     );
     std::thread::sleep(Duration::from_millis(200));
     assert!(victim.try_wait().unwrap().is_none(), "the process died");
-    assert!(!console::rendezvous_file(victim.id()).unwrap().exists());
+    assert!(
+        !console::attach::protocol::rendezvous_file(victim.id())
+            .unwrap()
+            .exists()
+    );
     let _ = victim.kill();
     let _ = victim.wait();
     // The target that did call enable_attach shows it handles the signal.
     let t = Target::start();
-    assert!(console::catches_signal(t.pid(), console::ATTACH_SIGNAL).unwrap());
+    assert!(console::attach::protocol::catches_signal(t.pid(), console::ATTACH_SIGNAL).unwrap());
 }
 
 fn a_dribbling_peer_cannot_hold_attach_past_its_timeout() {
@@ -339,7 +358,11 @@ fn a_dribbling_peer_cannot_hold_attach_past_its_timeout() {
         }
     });
     let started = Instant::now();
-    let r = console::accept_attached(&listener, &console::new_token(), Duration::from_secs(2));
+    let r = console::attach::protocol::accept_attached(
+        &listener,
+        &console::attach::protocol::new_token(),
+        Duration::from_secs(2),
+    );
     let took = started.elapsed();
     assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
     assert!(took < Duration::from_millis(2600), "held for {took:?}");

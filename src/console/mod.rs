@@ -36,7 +36,7 @@
 #![doc = include_str!("../../docs/console.md")]
 
 mod admission;
-mod attach;
+pub mod attach;
 mod builtins;
 mod client;
 mod eval;
@@ -50,11 +50,7 @@ mod telnet;
 #[cfg(test)]
 mod fuzz;
 
-pub use attach::{
-    ATTACH_SIGNAL, ATTACH_SIGNALS, accept_attached, attach_signal, catches_signal, enable_attach,
-    enable_attach_on, new_token, read_rendezvous, rendezvous_dir, rendezvous_file,
-    write_rendezvous,
-};
+pub use attach::{ATTACH_SIGNAL, enable_attach, enable_attach_on};
 pub use client::{Client, Prompt};
 pub use eval::{Error, ExceptionKind, Value};
 pub use host::{Call, Function, HostObject, IntoOutput};

@@ -1,18 +1,20 @@
-//! Attach by PID: `leakscope attach PID` opens the console in a process
-//! that opened no port. The CLI leaves a private rendezvous file (port and
-//! one-time token) and signals the process, which checks the file and
-//! connects back (diesel's `dconsole`, made safe).
+//! The wire protocol of attach, the CLI's side of it and what both sides
+//! share: which signals may be sent, the rendezvous file (`PORT TOKEN`,
+//! private to the user, in a 0700 per-user directory) and the greeting the
+//! process presents when it connects back (`LEAKSCOPE-ATTACH TOKEN`).
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::admission::Admission;
-use super::server::{Builder, random_hex};
-use super::session::{Entry, Session, SessionConfig, same};
-use crate::sys::operator::announce;
+use crate::console::server::random_hex;
+use crate::console::session::same;
+
+/// The line the process sends first when it connects back, without its
+/// line end.
+pub(crate) fn greeting(token: &str) -> String {
+    format!("LEAKSCOPE-ATTACH {token}")
+}
 
 /// Whether process `pid` catches `signal` (its `SigCgt` mask in
 /// `/proc/PID/status`): a process that does not would be killed by it.
@@ -30,9 +32,6 @@ pub fn catches_signal(pid: u32, signal: i32) -> io::Result<bool> {
         })?;
     Ok((1..=64).contains(&signal) && mask & (1 << (signal - 1)) != 0)
 }
-
-/// The signal `leakscope attach` sends by default.
-pub const ATTACH_SIGNAL: i32 = libc::SIGUSR2;
 
 /// The signals attach may use, by name: those no program takes as an
 /// order to stop (`TERM`, `INT`, `HUP`, `QUIT` are often handled by
@@ -136,65 +135,6 @@ pub fn new_token() -> String {
     random_hex(16)
 }
 
-/// Lets `leakscope attach PID` open a console in this process: a signal
-/// handler (signal-hook; nothing allocates in the handler) wakes a thread
-/// that reads this process's rendezvous file (it must belong to this user
-/// and be private), connects to the port it names on 127.0.0.1, presents
-/// the token and serves one session with `host`'s names.
-pub fn enable_attach(host: Builder) -> io::Result<()> {
-    enable_attach_on(ATTACH_SIGNAL, host)
-}
-
-/// [`enable_attach`] with another signal, one of [`ATTACH_SIGNALS`]
-/// (others are refused with [`io::ErrorKind::InvalidInput`]).
-pub fn enable_attach_on(signal: i32, mut host: Builder) -> io::Result<()> {
-    if !ATTACH_SIGNALS.iter().any(|&(_, s)| s == signal) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("signal {signal} is not one attach may use (USR1, USR2, WINCH or URG)"),
-        ));
-    }
-    let mut signals = signal_hook::iterator::Signals::new([signal])?;
-    let config = Arc::new(SessionConfig {
-        host: Arc::new(std::mem::take(&mut host.host)),
-        username: String::new(),
-        password: String::new(),
-        idle_timeout: host.idle_timeout,
-        login_timeout: host.login_timeout,
-        write_timeout: host.write_timeout,
-        limits: host.limits,
-        admission: Admission::new(1, 1),
-        stop: Arc::new(AtomicBool::new(false)),
-    });
-    crate::tracker::spawn_own(
-        std::thread::Builder::new()
-            .name("leakscope-attach".into())
-            .stack_size(8 << 20),
-        move || {
-            for _ in signals.forever() {
-                if let Err(e) = attach_once(&config) {
-                    announce(&format!("leakscope: attach refused: {e}"));
-                }
-            }
-        },
-    )?;
-    Ok(())
-}
-
-fn attach_once(config: &Arc<SessionConfig>) -> io::Result<()> {
-    let path = rendezvous_file(std::process::id())?;
-    let (port, token) = read_rendezvous(&path)?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(format!("LEAKSCOPE-ATTACH {token}\r\n").as_bytes())?;
-    let Some(slot) = config.admission.session() else {
-        stream.write_all(b"An attached console is open already.\r\n")?;
-        return Ok(());
-    };
-    Session::new(stream, config.clone(), Entry::Attached(slot)).run()
-}
-
 /// The CLI's side of attach: waits on `listener` (up to `timeout`) for the
 /// process to connect and present `token`. A peer with a wrong or missing
 /// token is dropped and waiting goes on, so nobody who merely saw the port
@@ -206,7 +146,7 @@ pub fn accept_attached(
 ) -> io::Result<TcpStream> {
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + timeout;
-    let expected = format!("LEAKSCOPE-ATTACH {token}");
+    let expected = greeting(token);
     while Instant::now() < deadline {
         match listener.accept() {
             Ok((mut stream, _)) => {
