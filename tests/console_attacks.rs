@@ -24,7 +24,18 @@ const PASSWORD: &str = "s3cret";
 /// Work the process goes on doing, attack or not.
 static WORK: AtomicU64 = AtomicU64::new(0);
 
+/// What the host's deliberately buggy function panics with.
+const DELIBERATE: &str = "a bug in the host's function";
+
 fn main() {
+    // The deliberate panics are the point of some attacks: they are not
+    // printed (with a backtrace, under RUST_BACKTRACE=1); any other panic is.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<&str>() != Some(&DELIBERATE) {
+            report(info);
+        }
+    }));
     std::thread::spawn(|| {
         loop {
             let v: Vec<u64> = (0..1000).collect();
@@ -75,7 +86,7 @@ fn console() -> Console {
         .line_timeout(Duration::from_secs(2))
         // A host function with a bug, to show that a panic in a line stays
         // in that line.
-        .function("buggy", |_| panic!("a bug in the host's function"))
+        .function("buggy", |_| std::panic::panic_any(DELIBERATE))
         .spawn()
         .expect("console")
 }

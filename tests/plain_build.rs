@@ -5,6 +5,7 @@
 //! target directory of its own (the first run builds leakscope again,
 //! about a minute and a half on two cores; later runs reuse it).
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,15 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> String {
 fn a_build_without_the_flags_prints_the_note() {
     let root = env!("CARGO_MANIFEST_DIR");
     let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plain");
+    // Without the repository's flags every dependency builds again: minutes
+    // the first time, on 2 cores. Said on stderr itself, which the test
+    // harness does not capture (it captures `eprintln!`).
+    let _ = writeln!(
+        std::io::stderr(),
+        "a_build_without_the_flags_prints_the_note: building fixtures/plain without the \
+         flags into {} (every dependency again, once)",
+        target.display()
+    );
     run_bounded(
         Command::new(env!("CARGO"))
             .args(["build", "--locked", "-j2", "--manifest-path"])

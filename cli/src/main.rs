@@ -402,14 +402,26 @@ fn session(stream: TcpStream, login: Option<(String, Option<String>)>) -> io::Re
         }
     };
     let mut stdout = io::stdout();
+    // A password given on the command line or in the environment is sent
+    // once: asked again, it was wrong, and sending it again only spends
+    // the console's tries.
+    let mut given_sent = false;
     loop {
         let prompt = client.read_until_prompt(&mut stdout)?;
         prompted |= prompt == Prompt::Line;
+        let given = login.as_ref().and_then(|(_, p)| p.clone());
+        if given_sent && matches!(prompt, Prompt::Username | Prompt::Password) {
+            let _ = client.end(&mut stdout);
+            return Ok(false);
+        }
         let line = match prompt {
             Prompt::Closed => return Ok(prompted),
             Prompt::Username => login.as_ref().map_or_else(String::new, |(u, _)| u.clone()),
-            Prompt::Password => match login.as_ref().and_then(|(_, p)| p.clone()) {
-                Some(p) => p,
+            Prompt::Password => match given {
+                Some(p) => {
+                    given_sent = true;
+                    p
+                }
                 None if interactive => read_hidden("Password: ")?,
                 None => next_piped()?.unwrap_or_default(),
             },

@@ -49,7 +49,7 @@ impl BuildInfo {
             [rest @ .., last] => format!("{} and without {last}", rest.join(", without ")),
         };
         Some(format!(
-            "note: built without {list}; see README.md, \"Building your program\"."
+            "note: built without {list}; see README.md, \"Using it in your program\"."
         ))
     }
 }
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(
             no_fp.note().unwrap(),
             "note: built without frame pointers (stacks are taken by the slower unwinder); \
-             see README.md, \"Building your program\"."
+             see README.md, \"Using it in your program\"."
         );
         let none = BuildInfo {
             v0_mangling: false,
