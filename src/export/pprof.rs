@@ -261,12 +261,23 @@ pub fn from_snapshot(snap: &Snapshot) -> Profile {
     let mut location_ids: HashMap<usize, u64> = HashMap::new();
     let mut samples = Vec::new();
     for mut pp in super::program_stacks(snap) {
+        // The leaf is the code that asked for memory: past the allocator's
+        // entry, and past the standard library's containers that grew
+        // (`RawVec::grow_one`, `Vec::push`), whose names would otherwise
+        // fill a flat `-top` ahead of every program function. A stack of
+        // the runtime only keeps its frames.
         let entry = pp
             .frames
             .iter()
             .take_while(|f| allocator_entry(&f.function))
             .count();
-        if entry < pp.frames.len() {
+        let runtime = pp.frames[entry.min(pp.frames.len())..]
+            .iter()
+            .take_while(|f| crate::symbols::is_runtime_function(&f.function))
+            .count();
+        if entry + runtime < pp.frames.len() {
+            pp.frames.drain(..entry + runtime);
+        } else if entry < pp.frames.len() {
             pp.frames.drain(..entry);
         }
         let mut ids = Vec::new();

@@ -33,7 +33,10 @@ pub(super) fn crate_of(function: &str) -> &str {
     }
 }
 
-pub(super) fn is_runtime_function(function: &str) -> bool {
+/// Whether a function is the runtime's: leakscope's, the allocator shim's,
+/// the standard library's (`alloc`, `core`, `std`, `hashbrown`), or
+/// process and thread start-up.
+pub(crate) fn is_runtime_function(function: &str) -> bool {
     is_allocator_internal(function)
         || function == "main"
         || function.starts_with("__libc_start")
