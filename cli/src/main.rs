@@ -308,6 +308,19 @@ fn attach(pid: u32, sig: i32, timeout: Duration) -> Result<(), Failure> {
         }
         Err(e) => return Err(format!("cannot inspect process {pid}: {e}").into()),
     }
+    // One that handles it without leakscope's attach thread would act on it
+    // in its own way (a script's trap, a server reopening its logs).
+    match console::attach::protocol::listens_for_attach(pid) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "process {pid} handles SIG{signal} but runs no leakscope attach thread (it \
+                 never called leakscope::console::enable_attach); nothing was sent"
+            )
+            .into());
+        }
+        Err(e) => return Err(format!("cannot inspect process {pid}: {e}").into()),
+    }
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let token = console::attach::protocol::new_token();
     let path =

@@ -52,6 +52,10 @@ fn main() {
             attach_refuses_a_process_that_would_die_of_the_signal,
         ),
         (
+            "attach_refuses_a_process_that_handles_the_signal_itself",
+            attach_refuses_a_process_that_handles_the_signal_itself,
+        ),
+        (
             "a_dribbling_peer_cannot_hold_attach_past_its_timeout",
             a_dribbling_peer_cannot_hold_attach_past_its_timeout,
         ),
@@ -367,4 +371,50 @@ fn a_dribbling_peer_cannot_hold_attach_past_its_timeout() {
     assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
     assert!(took < Duration::from_millis(2600), "held for {took:?}");
     peer.join().unwrap();
+}
+
+fn attach_refuses_a_process_that_handles_the_signal_itself() {
+    // A shell script that traps USR2 (as servers that reopen their logs or
+    // upgrade themselves on it do): it would run its trap, not a console.
+    let dir = std::env::temp_dir().join(format!("leakscope-trap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ran = dir.join("trap-ran");
+    let mut script = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap 'touch {}' USR2; echo ready; while :; do sleep 0.05; done",
+            ran.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("bash");
+    // Wait for the trap to be set: the script says so.
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(script.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    let pid = script.id();
+    assert!(console::attach::protocol::catches_signal(pid, console::ATTACH_SIGNAL).unwrap());
+    let (ok, out) = run_cli(&["attach", &pid.to_string()], "");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "leakscope: process {pid} handles SIGUSR2 but runs no leakscope attach thread"
+        )) && out.contains("nothing was sent"),
+        "{out}"
+    );
+    // Had the signal gone, the trap would have run within a few of the
+    // script's 50 ms sleeps.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!ran.exists(), "the script got the signal");
+    assert!(script.try_wait().unwrap().is_none(), "the script ended");
+    let _ = script.kill();
+    let _ = script.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    // The target that did call enable_attach runs the thread.
+    let t = Target::start();
+    assert!(console::attach::protocol::listens_for_attach(t.pid()).unwrap());
 }

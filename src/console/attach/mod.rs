@@ -53,11 +53,16 @@ pub fn enable_attach_on(signal: i32, mut host: Builder) -> io::Result<()> {
         admission: Admission::new(1, 1),
         stop: Arc::new(AtomicBool::new(false)),
     });
+    // Returns once the thread runs under its name, which the thread itself
+    // sets as it starts: `leakscope attach` looks for that name before it
+    // sends the signal.
+    let (started, running) = std::sync::mpsc::sync_channel::<()>(1);
     crate::tracker::spawn_own(
         std::thread::Builder::new()
-            .name("leakscope-attach".into())
+            .name(protocol::ATTACH_THREAD.into())
             .stack_size(8 << 20),
         move || {
+            let _ = started.send(());
             for _ in signals.forever() {
                 if let Err(e) = attach_once(&config) {
                     announce(&format!("leakscope: attach refused: {e}"));
@@ -65,6 +70,7 @@ pub fn enable_attach_on(signal: i32, mut host: Builder) -> io::Result<()> {
             }
         },
     )?;
+    let _ = running.recv();
     Ok(())
 }
 

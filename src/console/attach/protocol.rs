@@ -57,6 +57,29 @@ pub fn attach_signal(name: &str) -> Option<i32> {
         .map(|&(_, number)| number)
 }
 
+/// The name of the thread [`enable_attach`](super::enable_attach) starts
+/// to wait for the signal.
+pub const ATTACH_THREAD: &str = "leakscope-attach";
+
+/// Whether process `pid` runs leakscope's attach thread, which only
+/// [`enable_attach`](super::enable_attach) starts: a process that merely
+/// catches the signal (a shell script's `trap`, a server that reopens its
+/// logs or upgrades itself on `USR2`) would act on it instead.
+pub fn listens_for_attach(pid: u32) -> io::Result<bool> {
+    // The kernel keeps 15 bytes of a thread's name.
+    let name = &ATTACH_THREAD.as_bytes()[..ATTACH_THREAD.len().min(15)];
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(task) = task else { continue };
+        // A thread that ended meanwhile has no name to read.
+        if let Ok(comm) = std::fs::read(task.path().join("comm"))
+            && comm.strip_suffix(b"\n").unwrap_or(&comm) == name
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The per-user directory holding rendezvous files: `$XDG_RUNTIME_DIR/
 /// leakscope` when set, else `/tmp/leakscope-<uid>`; created 0700.
 pub fn rendezvous_dir() -> io::Result<std::path::PathBuf> {
