@@ -114,7 +114,15 @@ fn facts(addrs: &[usize]) -> StackFacts {
         ty.name.push_str(" (?)");
     }
     let site = symbols::site_label(&frames);
-    let own: Vec<&Frame> = frames.iter().filter(|f| !f.is_runtime()).take(4).collect();
+    // A stack reads as the program's own frames when it has any (a tokio
+    // poll between them is not what the user looks for), else as the
+    // frames past the runtime's.
+    let program: Vec<&Frame> = frames.iter().filter(|f| f.is_program()).take(4).collect();
+    let own: Vec<&Frame> = if program.is_empty() {
+        frames.iter().filter(|f| !f.is_runtime()).take(4).collect()
+    } else {
+        program
+    };
     let stack_label = if own.is_empty() {
         site.clone()
     } else {
