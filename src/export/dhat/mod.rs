@@ -163,7 +163,10 @@ pub fn from_snapshot(snap: &Snapshot) -> DhatFile {
         bkacc: false,
         tu: "µs".into(),
         Mtu: "s".into(),
-        tuth: 10,
+        // Lifetimes are counted in the recorder's ticks: "short-lived" is
+        // under one of them on average (a threshold below a tick would
+        // never be met by blocks that cross one).
+        tuth: crate::sys::clock::TICK.as_micros() as u64,
         cmd: std::env::args().collect::<Vec<_>>().join(" "),
         pid: std::process::id(),
         tg: (snap.heap.peak_at.as_micros() as u64).min(te),
