@@ -649,10 +649,13 @@ fn the_console_reads_as_a_newcomer_expects() {
     let rel = format!("leakscope-console-test-{}.json", std::process::id());
     let out = cl.run(&format!("dump_dhat('{rel}')"));
     let abs = std::env::current_dir().unwrap().join(&rel);
+    // Wrapped to the window (80 columns without a window size).
+    let words = out.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        out.contains(&format!("to {}; open it", abs.display())),
+        words.contains(&format!("to {}; open it", abs.display())),
         "{out}"
     );
+    assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
     std::fs::remove_file(&abs).unwrap();
     // Arrow keys are not text.
     assert_eq!(cl.run("1 +\x1b[A 1\x1b[D"), "2\r\n");

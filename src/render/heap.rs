@@ -323,9 +323,12 @@ pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
 /// The growth watch's suspects.
 pub(crate) fn suspects(all: &Suspects, width: usize) -> String {
     if !all.watching {
-        return "No growth watch is running: hpy().watch(10) starts one (a heap every 10 s); \
-                suspects() then names what keeps growing.\n"
-            .to_string();
+        return wrap(
+            "No growth watch is running: hpy().watch(10) starts one (a heap every 10 s); \
+             suspects() then names what keeps growing.",
+            width,
+            0,
+        ) + "\n";
     }
     let list: &[Suspect] = all;
     if list.is_empty() {

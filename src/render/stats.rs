@@ -108,11 +108,12 @@ fn stats(s: &Stats) -> String {
 }
 
 fn purge(r: &PurgeReport) -> String {
-    format!(
-        "Purged: resident {} -> {} ({} returned to the OS); allocated {}.\n",
+    let text = format!(
+        "Purged: resident {} -> {} ({} returned to the OS); allocated {}.",
         bytes(r.before.resident),
         bytes(r.after.resident),
         bytes(r.freed_resident()),
         bytes(r.after.allocated)
-    )
+    );
+    super::table::wrap(&text, super::table::WIDTH, 0) + "\n"
 }

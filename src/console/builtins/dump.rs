@@ -14,11 +14,14 @@ pub(super) fn register(host: &mut Host) {
         |c| {
             let path = path(c)?;
             let f = export::dhat::write(&path).map_err(os_error)?;
-            Ok(Value::Text(format!(
-                "Wrote {} program points to {path}; open it with Valgrind's dh_view.html \
-                 (leakscope view {path}).",
-                f.pps.len()
-            )))
+            Ok(said(
+                &format!(
+                    "Wrote {} program points to {path}; open it with Valgrind's dh_view.html \
+                     (leakscope view {path}).",
+                    f.pps.len()
+                ),
+                c.width(),
+            ))
         },
     );
     host.builtin_function(
@@ -27,9 +30,10 @@ pub(super) fn register(host: &mut Host) {
         |c| {
             let path = path(c)?;
             export::flamegraph::write(&path).map_err(os_error)?;
-            Ok(Value::Text(format!(
-                "Wrote a flamegraph of live bytes to {path}."
-            )))
+            Ok(said(
+                &format!("Wrote a flamegraph of live bytes to {path}."),
+                c.width(),
+            ))
         },
     );
     host.builtin_function(
@@ -38,12 +42,20 @@ pub(super) fn register(host: &mut Host) {
         |c| {
             let path = path(c)?;
             let p = export::pprof::write(&path).map_err(os_error)?;
-            Ok(Value::Text(format!(
-                "Wrote {} samples to {path}; go tool pprof {path}",
-                p.sample.len()
-            )))
+            Ok(said(
+                &format!(
+                    "Wrote {} samples to {path}; go tool pprof {path}",
+                    p.sample.len()
+                ),
+                c.width(),
+            ))
         },
     );
+}
+
+/// A sentence for the session, wrapped to its window.
+fn said(text: &str, width: usize) -> Value {
+    Value::Text(crate::render::table::wrap(text, width, 0))
 }
 
 /// The one path argument of a dump, made absolute (what is written is

@@ -115,8 +115,13 @@ impl HostObject for Gc {
             "collect" => {
                 let report = crate::purge().map_err(os_error)?;
                 Ok(Value::Text(format!(
-                    "Rust frees a block when its owner drops it: there is no garbage to \
-                     collect. Unused pages were given back instead, as purge() does.\n{report}"
+                    "{}\n{report}",
+                    crate::render::table::wrap(
+                        "Rust frees a block when its owner drops it: there is no garbage to \
+                         collect. Unused pages were given back instead, as purge() does.",
+                        c.width(),
+                        0
+                    )
                 )))
             }
             _ => Err(Error::no_attribute("module", method)),
