@@ -363,24 +363,44 @@ pub(crate) fn suspects(all: &Suspects, width: usize) -> String {
 
 /// The top `n` stacks of a heap, frame by frame: the program's frames
 /// whole, runs of other frames folded (`… 41 frames in tokio, std`); at
-/// the top, the frame the program called (`Vec::push`) stays.
-pub(crate) fn stacks(list: &[(Vec<Frame>, Totals)], n: usize) -> String {
-    let mut out = build_note(WIDTH);
+/// the top, the frame the program called (`Vec::push`) stays. A frame too
+/// long for `width` has its place on a line of its own and its name
+/// shortened inside its generics.
+pub(crate) fn stacks(list: &[(Vec<Frame>, Totals)], n: usize, width: usize) -> String {
+    let mut out = build_note(width);
     for (i, (frames, t)) in list.iter().take(n).enumerate() {
         out.push_str(&format!(
             "Stack {i}: {} objects, {} bytes\n",
             t.count, t.size
         ));
         for line in folded(frames) {
-            out.push_str("    ");
-            out.push_str(&line);
-            out.push('\n');
+            fit_frame(&mut out, &line, width);
         }
     }
     if list.len() > n {
         out.push_str(&format!("<{} more stacks>\n", list.len() - n));
     }
     out
+}
+
+/// One frame line of [`stacks`], indented, within `width` where it can
+/// be: `function (place)`, else the function (shortened inside its
+/// generics) and the place below it.
+fn fit_frame(out: &mut String, line: &str, width: usize) {
+    const INDENT: &str = "    ";
+    let room = width.saturating_sub(INDENT.len()).max(MIN_LABEL);
+    if line.chars().count() <= room {
+        out.push_str(&format!("{INDENT}{line}\n"));
+        return;
+    }
+    let (function, place) = match line.rfind(" (") {
+        Some(i) if line.ends_with(')') => (&line[..i], Some(&line[i + 1..])),
+        _ => (line, None),
+    };
+    out.push_str(&format!("{INDENT}{}\n", shorten_inside(function, room)));
+    if let Some(place) = place {
+        out.push_str(&format!("{INDENT}    {}\n", shorten_left(place, room - 4)));
+    }
 }
 
 /// The shortest run of frames outside the program that is folded.

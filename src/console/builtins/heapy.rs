@@ -167,7 +167,11 @@ impl HostObject for HeapObject {
     fn call(&self, method: &str, c: &Call<'_>) -> Result<Value, Error> {
         c.arity(0)?;
         match method {
-            "stacks" => Ok(Value::Text(crate::render::stacks(&self.0.stacks(), 10))),
+            "stacks" => Ok(Value::Text(crate::render::stacks(
+                &self.0.stacks(),
+                10,
+                c.width(),
+            ))),
             _ => Err(Error::no_attribute(self.type_name(), method)),
         }
     }
