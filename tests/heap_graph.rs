@@ -27,6 +27,7 @@ tests!(
     sp_of_a_long_chain_names_each_link_once,
     an_rc_cycle_is_unreachable_and_nothing_else_is,
     scans_while_16_threads_allocate_free_and_purge,
+    numbers_that_spell_an_address_are_not_references,
 );
 
 #[allow(dead_code)]
@@ -116,6 +117,47 @@ fn register_plugins(n: u64) {
 
 /// Overwrites the dead part of the stack below the caller, where earlier
 /// calls left addresses that a conservative scan would take for references.
+/// Two numbers whose bytes, read as one word, are the address of a
+/// [`Target`]: a conservative scan sees a reference at offset 0.
+#[allow(dead_code)]
+struct Spelled {
+    low: u32,
+    high: u32,
+}
+
+#[allow(dead_code)]
+struct Target {
+    value: [u64; 5],
+}
+
+/// What really holds the targets.
+#[allow(dead_code)]
+struct Keeper {
+    target: Box<Target>,
+}
+
+#[inline(never)]
+fn keepers(n: u64) -> (Vec<Box<Keeper>>, Vec<Box<Spelled>>) {
+    let keepers: Vec<Box<Keeper>> = (0..n)
+        .map(|i| {
+            Box::new(Keeper {
+                target: Box::new(Target { value: [i; 5] }),
+            })
+        })
+        .collect();
+    let spelled = keepers
+        .iter()
+        .map(|k| {
+            let addr = &*k.target as *const Target as usize as u64;
+            Box::new(Spelled {
+                low: addr as u32,
+                high: (addr >> 32) as u32,
+            })
+        })
+        .collect();
+    common::keep_frame((keepers, spelled))
+}
+
 #[inline(never)]
 fn scrub_stack() {
     let junk = [0u8; 256 << 10];
@@ -266,6 +308,55 @@ fn sp_of_a_long_chain_names_each_link_once() {
         .unwrap_or_else(|| panic!("{sp}"));
     assert!(through.count >= 59_000, "{sp}");
     drop(black_box(head));
+}
+
+fn numbers_that_spell_an_address_are_not_references() {
+    // A u32 (or a bool, a u16) cannot hold a pointer: a word read where the
+    // referrer's layout has one is not a reference, in byvia, byrcs,
+    // referrers or sp, however much it looks like an address.
+    scrub_stack();
+    let (keepers, spelled) = keepers(50);
+    let heap = hpy().heap();
+    let targets = of_type(&heap, "Box<heap_graph::Target>");
+    assert_eq!(targets.count(), 50);
+    // (A stale copy of an address on a stack is a root, as ever: the
+    // scan is conservative.)
+    let via = targets.byvia();
+    let shown = via.all().render(200);
+    assert_eq!(row(&via, "Keeper.target").count, 50, "{shown}");
+    assert!(
+        via.rows().iter().all(|r| !r.label.starts_with("Spelled")),
+        "{shown}"
+    );
+    let up = targets.referrers();
+    assert_eq!(of_type(&up, "Box<heap_graph::Keeper>").count(), 50);
+    assert!(
+        up.bytype()
+            .rows()
+            .iter()
+            .all(|r| !r.label.contains("Spelled")),
+        "{}",
+        up.bytype()
+    );
+    let rcs = targets.byrcs();
+    assert!(
+        rcs.rows().iter().all(|r| !r.label.contains("Spelled")),
+        "{rcs}"
+    );
+    let sp = targets.sp().unwrap();
+    assert!(
+        sp.rows
+            .iter()
+            .all(|r| r.steps.iter().all(|s| !s.starts_with("Spelled"))),
+        "{sp}"
+    );
+    assert!(
+        sp.rows
+            .iter()
+            .any(|r| r.steps.iter().any(|s| s == "Keeper.target")),
+        "{sp}"
+    );
+    drop(black_box((keepers, spelled)));
 }
 
 #[inline(never)]

@@ -484,7 +484,15 @@ impl<'a> Scan<'a> {
         let (in_start, in_edge) = reverse(total, &out_to);
         let (root_start, root_in) = reverse(total, &root_to);
         drop(root_to);
-        let parent = shortest_paths(n, m, &out_start, &out_to, &root_start, &root_in);
+        let parent = shortest_paths(
+            n,
+            m,
+            &out_start,
+            &out_to,
+            &root_start,
+            &root_in,
+            &mut |_, _| true,
+        );
         stats.unreachable = (0..n)
             .filter(|&j| node(j) != Node::Left && parent[j] == UNREACHED)
             .count() as u64;
@@ -512,14 +520,16 @@ impl<'a> Scan<'a> {
 /// (or `FROM_ROOT` and the root reference) it is reached by. First through
 /// the snapshot's `n` blocks alone; then the `m` young ones join, for what
 /// only they lead to (a reference read from a young block may be a stale
-/// one its memory held before).
-fn shortest_paths(
+/// one its memory held before). Only edges `keep(referrer, edge)` accepts
+/// are followed.
+pub(super) fn shortest_paths(
     n: usize,
     m: usize,
     out_start: &[u32],
     out_to: &[u32],
     root_start: &[u32],
     root_in: &[u32],
+    keep: &mut dyn FnMut(u32, u32) -> bool,
 ) -> Vec<u32> {
     let total = n + m;
     let mut parent = vec![UNREACHED; total];
@@ -547,7 +557,7 @@ fn shortest_paths(
             );
             for (e, &t) in out_to.iter().enumerate().take(b).skip(a) {
                 let t = t as usize;
-                if parent[t] == UNREACHED && (with_young || t < n) {
+                if parent[t] == UNREACHED && (with_young || t < n) && keep(i, e as u32) {
                     parent[t] = e as u32;
                     queue.push_back(t as u32);
                     reached.push(t as u32);

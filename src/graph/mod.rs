@@ -202,7 +202,29 @@ impl Graph {
     /// root reference, or the block reference, that reaches it; `None` when
     /// no root reaches it.
     pub fn parent_of(&self, j: u32) -> Option<Referrer> {
-        let p = self.parent[j as usize];
+        self.parent_in(&self.parent, j)
+    }
+
+    /// The shortest paths again, through only the block references that
+    /// `keep(referrer, offset)` accepts (every root reference is kept): a
+    /// parent table for [`Graph::parent_in`]. Views that name each step use
+    /// it to leave out words that the referrer's layout says cannot be
+    /// references.
+    pub fn parents_through(&self, mut keep: impl FnMut(u32, u32) -> bool) -> Vec<u32> {
+        build::shortest_paths(
+            self.snapshot_blocks as usize,
+            self.young.len(),
+            &self.out_start,
+            &self.out_to,
+            &self.root_start,
+            &self.root_in,
+            &mut |from, e| keep(from, self.out_at[e as usize]),
+        )
+    }
+
+    /// [`Graph::parent_of`] in a parent table of [`Graph::parents_through`].
+    pub fn parent_in(&self, parents: &[u32], j: u32) -> Option<Referrer> {
+        let p = *parents.get(j as usize)?;
         if p == UNREACHED {
             None
         } else if p & FROM_ROOT != 0 {

@@ -584,7 +584,21 @@ impl Types<'_, '_> {
     }
 
     fn path_to(&mut self, name: &str, repeated: bool, offset: u64) -> Option<Vec<Step>> {
+        self.field_at(name, repeated, offset)
+            .map(|(steps, _)| steps)
+    }
+
+    /// [`Types::path_to`], and whether a pointer can sit at `offset`:
+    /// `Some(false)` when the path ends in a value with no inner fields
+    /// (a number, a `bool`) too small to hold a whole word there.
+    fn field_at(
+        &mut self,
+        name: &str,
+        repeated: bool,
+        offset: u64,
+    ) -> Option<(Vec<Step>, Option<bool>)> {
         let mut t = self.lookup(name)?;
+        let mut leaf = None;
         let mut off = offset;
         let mut steps = Vec::new();
         if repeated {
@@ -597,7 +611,10 @@ impl Types<'_, '_> {
         }
         for _ in 0..64 {
             match self.read.types[t as usize].shape.clone() {
-                Shape::Leaf => break,
+                Shape::Leaf => {
+                    leaf = Some((self.read.types[t as usize].size, off));
+                    break;
+                }
                 Shape::Array { elem } => {
                     let Some(e) = self.id(elem) else {
                         break;
@@ -673,7 +690,11 @@ impl Types<'_, '_> {
                 }
             }
         }
-        Some(steps)
+        // A value of size 0 says nothing (it covers what follows it).
+        let may_point = leaf
+            .filter(|&(size, _)| size > 0)
+            .map(|(size, off)| off + size_of::<usize>() as u64 <= size);
+        Some((steps, may_point))
     }
 
     /// What a block of type `block` holds: the type's name and whether it
@@ -888,6 +909,18 @@ impl Layouts {
         self.with(|t| {
             let (content, repeated) = t.block_content(block, size)?;
             t.path_to(&content, repeated, offset)
+        })
+    }
+
+    /// Whether the word at `offset` of a block of type `block` (as for
+    /// [`Layouts::block_field`]) can be a reference: `Some(false)` when the
+    /// field there is a number or a `bool` too small to hold a pointer (a
+    /// word read there is stale data, never a reference); `None` when the
+    /// layout does not say.
+    pub fn block_may_point(&self, block: &str, size: u64, offset: u64) -> Option<bool> {
+        self.with(|t| {
+            let (content, repeated) = t.block_content(block, size)?;
+            t.field_at(&content, repeated, offset)?.1
         })
     }
 

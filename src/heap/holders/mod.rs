@@ -269,7 +269,7 @@ impl Heap {
         let mut names: HashSet<Arc<str>> = HashSet::new();
         for &j in self.members.iter() {
             names.clear();
-            for r in graph.referrers(j) {
+            for r in namer.referrers(&graph, j) {
                 names.insert(namer.name(&graph, r));
             }
             if names.is_empty() {
@@ -290,8 +290,9 @@ impl Heap {
         let mut namer = Namer::new(self);
         let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
         for &j in self.members.iter() {
-            let kinds: BTreeSet<String> = graph
-                .referrers(j)
+            let kinds: BTreeSet<String> = namer
+                .referrers(&graph, j)
+                .into_iter()
                 .map(|r| namer.kind_of(&graph, r))
                 .collect();
             let label = if kinds.is_empty() {
@@ -319,10 +320,11 @@ impl Heap {
         let mark = 0u8;
         let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
         let mine: HashSet<u32> = self.members.iter().copied().collect();
+        let mut namer = Namer::new(self);
         let up = self
             .members
             .iter()
-            .flat_map(|&j| graph.referrers(j))
+            .flat_map(|&j| namer.referrers(&graph, j))
             .filter_map(|r| match r {
                 Referrer::Block { block, .. }
                     if !mine.contains(&block) && graph.young(block).is_none() =>

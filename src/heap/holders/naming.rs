@@ -112,6 +112,8 @@ pub(super) struct Namer<'a> {
     heap: &'a Heap,
     layouts: Arc<Layouts>,
     cache: HashMap<(u32, u32), Arc<str>>,
+    /// Whether a word can be a reference, by (stack, offset).
+    pointers: HashMap<(u32, u32), bool>,
     strides: HashMap<u32, Option<u64>>,
     statics: HashMap<usize, Arc<str>>,
 }
@@ -122,8 +124,64 @@ impl<'a> Namer<'a> {
             heap,
             layouts: symbols::layouts(),
             cache: HashMap::new(),
+            pointers: HashMap::new(),
             strides: HashMap::new(),
             statics: HashMap::new(),
+        }
+    }
+
+    /// Whether the word at `offset` of block `block` can be a reference:
+    /// false when the referrer's layout has a number or a `bool` there,
+    /// too small to hold a pointer (what the scan read there is stale data
+    /// or a value that happens to look like an address). True when the
+    /// layout does not say.
+    pub(super) fn may_point(&mut self, graph: &Graph, block: u32, offset: u32) -> bool {
+        if let Some(y) = graph.young(block) {
+            let ty = y.ty.trim_end_matches(" (?)");
+            return self
+                .layouts
+                .block_may_point(ty, y.block.size, offset as u64)
+                != Some(false);
+        }
+        let b = &self.heap.data.snapshot.blocks[block as usize];
+        let (stack, size) = (b.stack, b.size);
+        let offset = self.in_element(block, offset);
+        if let Some(&may) = self.pointers.get(&(stack, offset)) {
+            return may;
+        }
+        let ty = self.heap.data.facts(stack).ty.name.clone();
+        let ty = ty.trim_end_matches(" (?)");
+        let may = self.layouts.block_may_point(ty, size, offset as u64) != Some(false);
+        self.pointers.insert((stack, offset), may);
+        may
+    }
+
+    /// The referrers of block `j` that can be references (see
+    /// [`Namer::may_point`]).
+    pub(super) fn referrers(&mut self, graph: &Graph, j: u32) -> Vec<Referrer> {
+        graph
+            .referrers(j)
+            .filter(|&r| match r {
+                Referrer::Block { block, offset } => self.may_point(graph, block, offset),
+                Referrer::Root(_) => true,
+            })
+            .collect()
+    }
+
+    /// `offset` in block `block` of the snapshot, taken modulo its element
+    /// size when the block holds an array: every element is named alike.
+    fn in_element(&mut self, block: u32, offset: u32) -> u32 {
+        let b = &self.heap.data.snapshot.blocks[block as usize];
+        let ty = self.heap.data.facts(b.stack).ty.name.clone();
+        let ty = ty.trim_end_matches(" (?)");
+        let layouts = &self.layouts;
+        let stride = *self
+            .strides
+            .entry(b.stack)
+            .or_insert_with(|| layouts.block_stride(ty, b.size));
+        match stride {
+            Some(s) if s <= u64::from(u32::MAX) => offset % s as u32,
+            _ => offset,
         }
     }
 
@@ -136,20 +194,12 @@ impl<'a> Namer<'a> {
                     let steps = self.layouts.block_field(ty, y.block.size, offset as u64);
                     return via_label(ty, offset, steps.as_deref()).into();
                 }
+                // Every element of an array block is named alike: one
+                // cache entry per field, not per element.
+                let offset = self.in_element(block, offset);
                 let b = &self.heap.data.snapshot.blocks[block as usize];
                 let ty = self.heap.data.facts(b.stack).ty.name.clone();
                 let ty = ty.trim_end_matches(" (?)");
-                // Every element of an array block is named alike: one
-                // cache entry per field, not per element.
-                let layouts = &self.layouts;
-                let stride = *self
-                    .strides
-                    .entry(b.stack)
-                    .or_insert_with(|| layouts.block_stride(ty, b.size));
-                let offset = match stride {
-                    Some(s) if s <= u64::from(u32::MAX) => offset % s as u32,
-                    _ => offset,
-                };
                 let key = (b.stack, offset);
                 if let Some(n) = self.cache.get(&key) {
                     return n.clone();

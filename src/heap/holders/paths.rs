@@ -58,6 +58,9 @@ struct PathTrie {
     /// Each graph node's path, once known (`UNKNOWN`; `NO_PATH` when no
     /// root reaches it).
     of_block: Vec<u32>,
+    /// The graph's shortest paths through the words that can be references
+    /// (see `Namer::may_point`): a `bool` or a `u16` field is never a step.
+    parents: Vec<u32>,
 }
 
 /// The empty path's id (a root's name follows it).
@@ -66,11 +69,12 @@ const UNKNOWN: u32 = u32::MAX - 1;
 const NO_PATH: u32 = u32::MAX - 2;
 
 impl PathTrie {
-    fn new(blocks: usize) -> PathTrie {
+    fn new(namer: &mut Namer<'_>, graph: &Graph) -> PathTrie {
         PathTrie {
             nodes: Vec::new(),
             index: HashMap::new(),
-            of_block: vec![UNKNOWN; blocks],
+            of_block: vec![UNKNOWN; graph.nodes()],
+            parents: graph.parents_through(|block, offset| namer.may_point(graph, block, offset)),
         }
     }
 
@@ -108,7 +112,7 @@ impl PathTrie {
                     break;
                 }
             }
-            match graph.parent_of(cur) {
+            match graph.parent_in(&self.parents, cur) {
                 None => {
                     base = NO_PATH;
                     break;
@@ -186,7 +190,7 @@ impl Heap {
         let mut missing = Vec::new();
         {
             let mut namer = Namer::new(self);
-            let mut trie = PathTrie::new(graph.nodes());
+            let mut trie = PathTrie::new(&mut namer, &graph);
             let mut by_path: HashMap<u32, Vec<u32>> = HashMap::new();
             for &j in self.members.iter() {
                 if self.data.snapshot.blocks[j as usize].sampled {
@@ -214,7 +218,7 @@ impl Heap {
             let at: HashMap<BlockKey, u32> =
                 again.members.iter().map(|&k| (again.key(k), k)).collect();
             let mut namer = Namer::new(&again);
-            let mut trie = PathTrie::new(graph2.nodes());
+            let mut trie = PathTrie::new(&mut namer, &graph2);
             for j in missing {
                 let path = at
                     .get(&self.key(j))
