@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::table::{bytes, finish, table};
+use super::table::{WIDTH, bytes, finish, table, wrap};
 use crate::stats::{PurgeReport, Stats};
 
 /// `stats()`: leakscope's counters and jemalloc's figures.
@@ -22,35 +22,55 @@ impl fmt::Display for PurgeReport {
 fn stats(s: &Stats) -> String {
     let mut t = table(&["Figure", "Bytes", "", "Blocks"], &[1, 3]);
     let mode = s.mode.map_or("?", |m| m.name());
+    // `n`: the figure in bytes, shown again with a unit (none when 0 and
+    // `shown` is not a number).
     let mut row = |name: &str, shown: String, n: u64, blocks: Option<u64>| {
+        let unit = if n == 0 && shown.parse::<u64>().is_err() {
+            String::new()
+        } else {
+            bytes(n)
+        };
         t.add_row(vec![
             name.to_string(),
             shown,
-            bytes(n),
+            unit,
             blocks.map_or_else(String::new, |b| b.to_string()),
         ]);
     };
-    row(
-        "live",
-        s.live_bytes.to_string(),
-        s.live_bytes,
-        Some(s.live_blocks),
-    );
-    let peak = s.peak_live_bytes;
-    let approx = if s.peak_tolerance == 0 { "" } else { "~" };
-    row("peak live", format!("{approx}{peak}"), peak, None);
-    row(
-        "allocated since start",
-        s.total_bytes.to_string(),
-        s.total_bytes,
-        Some(s.total_blocks),
-    );
-    row(
-        "freed since start",
-        s.freed_bytes.to_string(),
-        s.freed_bytes,
-        Some(s.freed_blocks),
-    );
+    // Off counts nothing: zeros there would read as an empty heap.
+    let off = s.mode == Some(crate::Mode::Off);
+    if off {
+        for name in [
+            "live",
+            "peak live",
+            "allocated since start",
+            "freed since start",
+        ] {
+            row(name, "not counted".to_string(), 0, None);
+        }
+    } else {
+        row(
+            "live",
+            s.live_bytes.to_string(),
+            s.live_bytes,
+            Some(s.live_blocks),
+        );
+        let peak = s.peak_live_bytes;
+        let approx = if s.peak_tolerance == 0 { "" } else { "~" };
+        row("peak live", format!("{approx}{peak}"), peak, None);
+        row(
+            "allocated since start",
+            s.total_bytes.to_string(),
+            s.total_bytes,
+            Some(s.total_blocks),
+        );
+        row(
+            "freed since start",
+            s.freed_bytes.to_string(),
+            s.freed_bytes,
+            Some(s.freed_blocks),
+        );
+    }
     row(
         "leakscope itself",
         s.own_bytes.to_string(),
@@ -89,6 +109,27 @@ fn stats(s: &Stats) -> String {
     let mut out = format!("Allocator ({mode} mode, {} threads)\n", s.threads);
     out.push_str(&finish(&t));
     out.push('\n');
+    if off {
+        out.push_str(&wrap(
+            "Mode off counts nothing: set_mode('counters') counts from now on, \
+             set_mode('sampled') also records where blocks were allocated.",
+            WIDTH,
+            0,
+        ));
+        out.push('\n');
+    } else if s.peak_tolerance > 0 {
+        out.push_str(&wrap(
+            &format!(
+                "~: each thread's counters join the peak as the thread allocates, not at \
+                 every allocation, so the peak may be up to {} low; live, allocated and \
+                 freed are exact.",
+                bytes(s.peak_tolerance)
+            ),
+            WIDTH,
+            0,
+        ));
+        out.push('\n');
+    }
     out.push_str(&format!(
         "Longest wait for leakscope's lock: {:.3} ms\n",
         s.longest_tracker_wait.as_secs_f64() * 1e3
@@ -115,5 +156,5 @@ fn purge(r: &PurgeReport) -> String {
         bytes(r.freed_resident()),
         bytes(r.after.allocated)
     );
-    super::table::wrap(&text, super::table::WIDTH, 0) + "\n"
+    wrap(&text, WIDTH, 0) + "\n"
 }
