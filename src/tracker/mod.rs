@@ -50,7 +50,7 @@ pub use recorder::{
     locked_copies, snapshot, try_snapshot,
 };
 pub use recorder::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
-pub(crate) use registry::thread_local_addresses;
+pub(crate) use registry::{thread_local_addresses, thread_name};
 pub use settings::{DEFAULT_SAMPLE_BYTES, Mode, sample_bytes};
 pub use stack::{
     DEFAULT_MAX_FRAMES, Unwinder, has_frame_pointers, max_frames, set_max_frames, unwinder,

@@ -17,6 +17,8 @@ pub(super) struct SharedThread {
     /// The thread's index (as in [`crate::tracker::LiveBlock::thread`]),
     /// set before it is registered.
     pub(super) index: AtomicU16,
+    /// The thread's id in the kernel, set before it is registered.
+    pub(super) os_id: AtomicU32,
 }
 
 pub(super) struct Registry {
@@ -122,6 +124,28 @@ pub(crate) fn thread_local_addresses() -> Vec<(usize, u16)> {
         drop(reg);
         out
     })
+}
+
+/// The name the kernel keeps for the registered thread of index `index`
+/// (its first 15 bytes), if it has one and is still registered.
+pub(crate) fn thread_name(index: u16) -> Option<String> {
+    let os_id = untracked(|| {
+        let reg = REGISTRY.lock();
+        let mut cur = reg.head;
+        while !cur.is_null() {
+            // SAFETY: registered entries are live while the lock is held.
+            unsafe {
+                if (*cur).index.load(Ordering::Relaxed) == index {
+                    return Some((*cur).os_id.load(Ordering::Relaxed));
+                }
+                cur = (*cur).next.load(Ordering::Relaxed);
+            }
+        }
+        None
+    })?;
+    let comm = std::fs::read_to_string(format!("/proc/self/task/{os_id}/comm")).ok()?;
+    let name = comm.trim_end_matches('\n');
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// The counters-mode estimate of the peak of live bytes.

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 use super::recorder;
 use super::registry::{EXITED, REGISTRY, SharedThread, THREAD_COUNT, flush_live};
@@ -219,6 +219,7 @@ impl ThreadState {
                 counters: Counters::new(),
                 next: AtomicPtr::new(ptr::null_mut()),
                 index: AtomicU16::new(0),
+                os_id: AtomicU32::new(0),
             },
             countdown: Cell::new(-1),
             parked: Cell::new(0),
@@ -518,6 +519,9 @@ pub(super) fn register_thread(t: &ThreadState) {
     t.index
         .set(THREAD_COUNT.fetch_add(1, Ordering::Relaxed) as u16);
     t.shared.index.store(t.index.get(), Ordering::Relaxed);
+    // SAFETY: gettid has no preconditions (one system call, once a thread).
+    let os_id = unsafe { libc::gettid() };
+    t.shared.os_id.store(os_id as u32, Ordering::Relaxed);
     {
         let me = &t.shared as *const SharedThread as *mut SharedThread;
         let mut reg = REGISTRY.lock();

@@ -112,6 +112,8 @@ pub(super) struct Namer<'a> {
     heap: &'a Heap,
     layouts: Arc<Layouts>,
     cache: HashMap<(u32, u32), Arc<str>>,
+    /// The kernel's names of threads, by index.
+    thread_names: HashMap<u16, Option<String>>,
     /// Whether a word can be a reference, by (stack, offset).
     pointers: HashMap<(u32, u32), bool>,
     strides: HashMap<u32, Option<u64>>,
@@ -125,6 +127,7 @@ impl<'a> Namer<'a> {
             layouts: symbols::layouts(),
             cache: HashMap::new(),
             pointers: HashMap::new(),
+            thread_names: HashMap::new(),
             strides: HashMap::new(),
             statics: HashMap::new(),
         }
@@ -224,7 +227,14 @@ impl<'a> Namer<'a> {
                         n
                     }
                     RootKind::MainStack => "stack of the main thread".into(),
-                    RootKind::Thread(t) => format!("stack of thread {t}").into(),
+                    &RootKind::Thread(t) => match self
+                        .thread_names
+                        .entry(t)
+                        .or_insert_with(|| crate::tracker::thread_name(t))
+                    {
+                        Some(name) => format!("stack of thread {t} ({name})").into(),
+                        None => format!("stack of thread {t}").into(),
+                    },
                     RootKind::OtherThread => "stack of a thread".into(),
                     RootKind::Brk => "the C library's brk heap".into(),
                 }
