@@ -50,12 +50,12 @@ fn via_label(ty: &str, offset: u32, steps: Option<&[Step]>) -> String {
         _ => None,
     });
     if let Some((owner, field)) = program {
-        return format!("{}.{}", symbols::short_type(owner), field);
+        return format!("{}.{}", symbols::short_type(owner), field_name(field));
     }
     if let Step::Element = steps[0] {
         return match steps.get(1) {
             Some(Step::Field { field, owner }) if owner.starts_with('(') => {
-                format!("{short}[*].{field}")
+                format!("{short}[*].{}", field_name(field))
             }
             _ => format!("{short}[*]"),
         };
@@ -79,7 +79,16 @@ fn via_label(ty: &str, offset: u32, steps: Option<&[Step]>) -> String {
     } else {
         symbols::short_type(owner)
     };
-    format!("{owner}.{field}{index}")
+    format!("{owner}.{}{index}", field_name(field))
+}
+
+/// A field as Rust code names it: DWARF names a tuple's fields (and a
+/// tuple struct's) `__0`, `__1` …, Rust `0`, `1` ….
+fn field_name(field: &str) -> &str {
+    match field.strip_prefix("__") {
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => field,
+    }
 }
 
 /// Types that only wrap a value: their field is not what a user would
@@ -319,5 +328,17 @@ mod tests {
             "Arc<Mutex<Vec<u8>>>"
         );
         assert_eq!(via_label("fn app::load", 0x28, None), "fn load+0x28");
+        // Tuple fields read as Rust writes them.
+        let tuple = [
+            Step::Element,
+            field("(alloc::string::String, app::Entry)", "__1"),
+        ];
+        assert_eq!(
+            via_label("HashMap<String, Entry>", 0x40, Some(&tuple)),
+            "HashMap<String, Entry>[*].1"
+        );
+        assert_eq!(field_name("__12"), "12");
+        assert_eq!(field_name("__"), "__");
+        assert_eq!(field_name("__x"), "__x");
     }
 }
