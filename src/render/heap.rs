@@ -173,6 +173,15 @@ fn partition_labelled(p: &Partition, width: usize, full: bool) -> String {
     out.push_str(&text);
     out.push('\n');
     out.push_str(&legend(&text, width));
+    if p.kind() == Kind::Site
+        && page
+            .iter()
+            .any(|(_, r)| r.label.starts_with(symbols::NO_PROGRAM_FRAME))
+        && !symbols::app_crates_named()
+    {
+        out.push_str(&wrap(NO_PROGRAM_LEGEND, width, 0));
+        out.push('\n');
+    }
     let more = p.rows_after_page();
     if more > 0 {
         out.push_str(&format!(
@@ -261,6 +270,12 @@ pub(crate) fn paths(p: &Paths, width: usize) -> String {
 /// What ` (?)` after a type means.
 pub(crate) const AMBIGUOUS_LEGEND: &str = "(?): the type comes from a generic function that \
      the compiler may have merged with other instantiations; it may stand for several types.";
+
+/// Under a table of sites with a row that has no program frame, while
+/// `LEAKSCOPE_APP_CRATES` is unset.
+const NO_PROGRAM_LEGEND: &str = "[no program frame]: no frame of the stack is the program's own \
+     code. When the program's code comes from the cargo registry or a git checkout (a published \
+     crate's main), name its crates: LEAKSCOPE_APP_CRATES=crate_a,crate_b.";
 
 /// The legend line for `text` (a rendered table) when a row in it has a
 /// ` (?)` type; empty otherwise.

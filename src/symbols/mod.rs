@@ -35,7 +35,7 @@ mod types;
 pub use build::{BuildInfo, build_info};
 pub use layout::{Layouts, Step, layouts};
 pub use names::{plain_name, short_function, short_site, short_type};
-pub(crate) use site::{NO_PROGRAM_FRAME, is_runtime_function};
+pub(crate) use site::{NO_PROGRAM_FRAME, app_crates_named, is_runtime_function};
 pub use site::{allocation_site, site_label};
 pub(crate) use trim::in_tracker;
 pub(crate) use trim::tool_owned;

@@ -60,6 +60,11 @@ fn is_dependency_file(file: &str) -> bool {
         || file.contains("/cargo/git/checkouts/")
 }
 
+/// Whether `LEAKSCOPE_APP_CRATES` names the program's crates.
+pub(crate) fn app_crates_named() -> bool {
+    app_crates().is_some()
+}
+
 /// The crates `LEAKSCOPE_APP_CRATES` names as the program's own, if set.
 fn app_crates() -> Option<&'static [String]> {
     static CRATES: std::sync::OnceLock<Option<Vec<String>>> = std::sync::OnceLock::new();
