@@ -743,3 +743,41 @@ fn each_session_has_its_own_change_column() {
     assert_eq!(change(&b.run("prefs()")), "+2");
     assert_eq!(first.len() + more.len(), 5);
 }
+
+#[test]
+fn heaps_kept_in_names_count_against_the_session_budget() {
+    // In exact mode a heap's snapshot holds every live block: 200 000
+    // boxes take at least 200 000 entries of it.
+    leakscope::set_mode(leakscope::Mode::Exact);
+    let kept: Vec<Box<u64>> = (0..200_000).map(Box::new).collect();
+    let unit = 200_000 * size_of::<leakscope::tracker::LiveBlock>();
+    let c = Console::builder()
+        .port(0)
+        .password("s3cret")
+        .session_memory(3 * unit)
+        .spawn()
+        .expect("console");
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.login("s3cret");
+    assert_eq!(cl.run("h0 = hpy().heap()"), "");
+    // Partitions and rows of one heap share its snapshot: counted once.
+    assert_eq!(cl.run("p = h0.bytype"), "");
+    assert_eq!(cl.run("r = h0.bytype[0]"), "");
+    // Each new heap is a snapshot of its own: the third cannot be kept.
+    let mut refused = None;
+    for i in 1..10 {
+        let out = cl.run(&format!("h{i} = hpy().heap()"));
+        if out.contains("MemoryError: this session's values would take more than") {
+            refused = Some(i);
+            break;
+        }
+        assert_eq!(out, "", "h{i}");
+    }
+    assert!(matches!(refused, Some(1..=2)), "refused at {refused:?}");
+    // Giving a name back makes room again.
+    assert_eq!(cl.run("h0 = None"), "");
+    assert_eq!(cl.run("p = None"), "");
+    assert_eq!(cl.run("r = None"), "");
+    assert_eq!(cl.run("h9 = hpy().heap()"), "");
+    drop(kept);
+}

@@ -89,6 +89,15 @@ pub trait HostObject: Any + Send + Sync {
         None
     }
 
+    /// Bytes this object keeps alive, counted against the session's
+    /// budget while a name holds it: its own, and a part it may share with
+    /// other objects (a heap's snapshot, shared by every row and partition
+    /// cut from it) as `(an id of that part, its bytes)`, counted once
+    /// however many names hold it.
+    fn memory(&self) -> (usize, Option<(usize, usize)>) {
+        (0, None)
+    }
+
     /// `self - other`, when defined.
     fn subtract(&self, other: &Value) -> Option<Result<Value, Error>> {
         let _ = other;
@@ -405,6 +414,9 @@ macro_rules! forward_host_object {
         }
         fn item(&self, index: usize) -> Option<Value> {
             $run(|| self.$inner().item(index))
+        }
+        fn memory(&self) -> (usize, Option<(usize, usize)>) {
+            self.$inner().memory()
         }
         fn subtract(&self, other: &Value) -> Option<Result<Value, Error>> {
             $run(|| self.$inner().subtract(other))

@@ -149,6 +149,40 @@ struct HeapData {
 }
 
 impl HeapData {
+    /// Bytes the snapshot, the facts resolved so far and the graph (once
+    /// built) take.
+    fn memory(&self) -> usize {
+        let snap = &self.snapshot;
+        let blocks = snap.blocks.capacity() * size_of::<crate::tracker::LiveBlock>();
+        let stacks: usize = snap
+            .stacks
+            .iter()
+            .map(|s| size_of::<crate::tracker::StackRecord>() + s.frames.capacity() * 8)
+            .sum();
+        let facts: usize = self
+            .facts
+            .iter()
+            .map(|f| {
+                size_of::<OnceLock<StackFacts>>()
+                    + f.get().map_or(0, |f| {
+                        f.frames
+                            .iter()
+                            .map(|fr| {
+                                size_of::<Frame>()
+                                    + fr.function.len()
+                                    + fr.file.as_ref().map_or(0, String::len)
+                            })
+                            .sum::<usize>()
+                            + f.ty.name.len()
+                            + f.site.len()
+                            + f.stack_label.len()
+                    })
+            })
+            .sum();
+        let graph = self.graph.get().map_or(0, |g| g.stats().memory as usize);
+        blocks + stacks + facts + graph
+    }
+
     fn facts(&self, stack: u32) -> &StackFacts {
         self.facts[stack as usize]
             .get_or_init(|| facts(&self.snapshot.stacks[stack as usize].frames))
@@ -175,6 +209,16 @@ pub struct Totals {
 }
 
 impl Heap {
+    /// What this heap keeps alive: its own list of blocks, and the
+    /// snapshot it shares with every heap cut from it, as (an id of the
+    /// snapshot, its bytes). For the console's budget.
+    pub(crate) fn memory(&self) -> (usize, (usize, usize)) {
+        (
+            self.members.len() * size_of::<u32>(),
+            (Arc::as_ptr(&self.data) as usize, self.data.memory()),
+        )
+    }
+
     fn from_snapshot(snapshot: Snapshot, keep: impl Fn(&LiveBlock) -> bool) -> Heap {
         // Every live block's stack resolved in one batch.
         symbols::prefetch(

@@ -65,6 +65,18 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// What this partition keeps alive, as [`Heap::memory`] says it: its
+    /// rows and its heap's blocks, and the snapshot it shares.
+    pub(crate) fn memory(&self) -> (usize, (usize, usize)) {
+        let (own, shared) = self.heap.memory();
+        let rows: usize = self
+            .rows
+            .iter()
+            .map(|r| size_of::<Row>() + r.label.len() + r.members.len() * size_of::<u32>())
+            .sum();
+        (own + rows, shared)
+    }
+
     /// How the heap was split.
     pub fn kind(&self) -> Kind {
         self.kind

@@ -137,6 +137,11 @@ impl HostObject for HeapObject {
         "heap"
     }
 
+    fn memory(&self) -> (usize, Option<(usize, usize)>) {
+        let (own, shared) = self.0.memory();
+        (own, Some(shared))
+    }
+
     fn attribute(&self, name: &str) -> Option<Value> {
         let h = &self.0;
         match name {
@@ -231,6 +236,11 @@ impl PartitionObject {
 impl HostObject for PartitionObject {
     fn type_name(&self) -> &str {
         "partition"
+    }
+
+    fn memory(&self) -> (usize, Option<(usize, usize)>) {
+        let (own, shared) = self.partition.memory();
+        (own, Some(shared))
     }
 
     fn attribute(&self, name: &str) -> Option<Value> {

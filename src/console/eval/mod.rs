@@ -116,13 +116,16 @@ impl Shell {
             Statement::Empty => Ok(None),
             Statement::Assign(name, e) => {
                 let v = self.eval(&e)?;
-                let kept: usize = self
-                    .vars
-                    .iter()
-                    .filter(|(n, _)| **n != name)
-                    .map(|(_, v)| v.size())
-                    .sum();
-                if kept.saturating_add(v.size()) > self.limits.session_bytes {
+                // What the names would hold: values, and what objects keep
+                // alive (a heap's snapshot once, however many rows of it
+                // are kept).
+                let mut shared = std::collections::HashMap::new();
+                let mut kept = v.held(&mut shared);
+                for (_, other) in self.vars.iter().filter(|(n, _)| **n != name) {
+                    kept = kept.saturating_add(other.held(&mut shared));
+                }
+                let kept = kept.saturating_add(shared.values().sum::<usize>());
+                if kept > self.limits.session_bytes {
                     return Err(Error::new(
                         ExceptionKind::MemoryError,
                         format!(

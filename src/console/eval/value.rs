@@ -104,6 +104,32 @@ impl Value {
         }
     }
 
+    /// [`Value::size`], plus what objects keep alive (see
+    /// [`HostObject::memory`](crate::console::HostObject::memory)): their
+    /// own bytes, and their shared parts entered in `shared` by id, to be
+    /// counted once.
+    pub(crate) fn held(&self, shared: &mut std::collections::HashMap<usize, usize>) -> usize {
+        match self {
+            Value::Object(o) => {
+                let (own, part) = o.memory();
+                if let Some((id, bytes)) = part {
+                    shared.insert(id, bytes);
+                }
+                self.size().saturating_add(own)
+            }
+            Value::List(s) | Value::Tuple(s) => {
+                let mut n = s.size();
+                for v in s.items() {
+                    if matches!(v, Value::Object(_) | Value::List(_) | Value::Tuple(_)) {
+                        n = n.saturating_add(v.held(shared).saturating_sub(v.size()));
+                    }
+                }
+                n
+            }
+            _ => self.size(),
+        }
+    }
+
     /// About how many bytes the value would take written out: what a
     /// session's budget counts.
     pub fn size(&self) -> usize {
