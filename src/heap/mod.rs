@@ -189,6 +189,22 @@ impl HeapData {
     }
 }
 
+/// Rows from (label → estimated blocks, bytes, members), largest first
+/// (ties by label, so that a partition reads the same every time).
+fn largest_first(groups: HashMap<String, (f64, u64, Vec<u32>)>) -> Vec<Row> {
+    let mut rows: Vec<Row> = groups
+        .into_iter()
+        .map(|(label, (c, s, members))| Row {
+            label,
+            count: c.round() as u64,
+            size: s,
+            members: members.into(),
+        })
+        .collect();
+    rows.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.label.cmp(&b.label)));
+    rows
+}
+
 /// A set of live blocks: the whole recorded heap (without leakscope's own
 /// analysis data), or a row selected from a partition of one.
 #[derive(Clone)]
@@ -352,17 +368,7 @@ impl Heap {
                 e.2.push(i);
             }
         }
-        let mut rows: Vec<Row> = groups
-            .into_iter()
-            .map(|(label, (c, s, members))| Row {
-                label,
-                count: c.round() as u64,
-                size: s,
-                members: members.into(),
-            })
-            .collect();
-        rows.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.label.cmp(&b.label)));
-        self.partition_of(kind, rows)
+        self.partition_of(kind, largest_first(groups))
     }
 
     /// By Rust type.

@@ -140,8 +140,9 @@ fn young_since(snapshot: &Snapshot, seen: &mut HashSet<BlockKey>) -> Vec<Young> 
         .collect()
 }
 
+/// The rows of (label → members), largest first.
 fn rows_from(groups: HashMap<String, Vec<u32>>, heap: &Heap) -> Vec<Row> {
-    let mut rows: Vec<Row> = groups
+    let groups = groups
         .into_iter()
         .map(|(label, members)| {
             let (c, s) = Heap::totals_of(
@@ -149,16 +150,10 @@ fn rows_from(groups: HashMap<String, Vec<u32>>, heap: &Heap) -> Vec<Row> {
                     .iter()
                     .map(|&i| &heap.data.snapshot.blocks[i as usize]),
             );
-            Row {
-                label,
-                count: c.round() as u64,
-                size: s,
-                members: members.into(),
-            }
+            (label, (c, s, members))
         })
         .collect();
-    rows.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.label.cmp(&b.label)));
-    rows
+    super::largest_first(groups)
 }
 
 impl Heap {
