@@ -164,6 +164,7 @@ pub mod export;
 pub mod graph;
 pub mod heap;
 pub mod http;
+pub mod leaks;
 mod render;
 mod stats;
 pub mod symbols;
@@ -173,6 +174,14 @@ pub mod tracker;
 pub mod trackref;
 
 pub use heap::hpy;
+
+/// The leak report now: the types and sites whose live bytes keep growing,
+/// with their site in the program's code and, in exact mode, what holds
+/// them. See the [`leaks`](mod@leaks) module; its `Display` is the
+/// console's `leaks()`.
+pub fn leaks() -> leaks::LeakReport {
+    leaks::report()
+}
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -1,6 +1,6 @@
 //! Heap views in exact mode, on workloads of known shape: bytype, drilling
 //! into a row, bysize, byage, setrelheap, diffs, paging, rendering widths,
-//! snapshots while threads allocate, and the growth watch.
+//! snapshots while threads allocate, and the leak report.
 
 // Boxes in vectors are the point: each box is one heap block to count.
 #![allow(clippy::vec_box)]
@@ -25,7 +25,7 @@ tests!(
     paging_shows_rows_11_to_20_on_more,
     rendering_fits_50_to_100_and_200_columns,
     snapshots_while_two_threads_allocate_are_consistent,
-    the_watch_names_the_growing_type,
+    the_leak_report_names_the_growing_type,
     leakscope_shows_and_gives_back_its_own_memory,
     the_consoles_work_is_leakscopes_memory_not_the_programs,
     a_child_forked_while_views_and_dumps_run_never_hangs,
@@ -341,39 +341,50 @@ fn grow(kept: &mut Vec<Box<Widget>>, n: u64) {
     kept.extend(make_widgets(n));
 }
 
-fn the_watch_names_the_growing_type() {
+fn the_leak_report_names_the_growing_type() {
     let mut kept = Vec::new();
-    // Growth every 40 ms, a look every 100 ms: every interval sees growth.
-    // The watch's first looks can be slow (symbols resolved the first time),
-    // so grow until it has seen enough, within a deadline.
-    hpy().watch(Duration::from_millis(100));
+    // Growth every 40 ms, a point every 100 ms. The first points can be
+    // slow (symbols resolved the first time), so grow until the report
+    // names the type, within a deadline.
+    leakscope::leaks::restart(Duration::from_millis(100));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let suspects = loop {
+    let report = loop {
         grow(&mut kept, 200);
         std::thread::sleep(Duration::from_millis(40));
-        let s = hpy().suspects();
-        if s.iter().any(|s| s.label == "Box<heap_views::Widget>")
+        let r = leakscope::leaks();
+        if r.suspects.iter().any(|s| s.type_name == "Box<heap_views::Widget>")
             || std::time::Instant::now() > deadline
         {
-            break s;
+            break r;
         }
     };
-    hpy().unwatch();
-    assert!(
-        suspects
-            .iter()
-            .any(|s| s.kind == Kind::Type && s.label == "Box<heap_views::Widget>"),
-        "{suspects:#?}"
-    );
-    let s = suspects
+    let history = leakscope::leaks::history();
+    leakscope::leaks::stop();
+    let s = report
+        .suspects
         .iter()
-        .find(|s| s.label == "Box<heap_views::Widget>")
-        .unwrap();
-    assert!(s.bytes_per_minute > 0.0 && s.grew * 3 >= s.intervals * 2);
-    // Shown without module paths; the suspect's label keeps the full name.
-    let shown = suspects.render(80);
-    assert!(shown.contains("Box<Widget>"), "{shown}");
+        .find(|s| s.type_name == "Box<heap_views::Widget>")
+        .unwrap_or_else(|| panic!("{report:#?}"));
+    assert!(s.site.contains("heap_views::make_widgets"), "{s:#?}");
+    // Exact figures: 40-byte widgets, no more than are kept, a history
+    // that only rose.
+    assert_eq!(report.mode, Mode::Exact);
+    assert_eq!(s.bytes, s.blocks * 40, "{s:#?}");
+    assert!(s.blocks > 0 && s.blocks <= kept.len() as u64, "{s:#?}");
+    assert!(s.history.windows(2).all(|w| w[0] <= w[1]), "{s:#?}");
+    assert!(s.bytes_per_minute > 0.0 && s.growing_seconds > 0.0, "{s:#?}");
+    // In exact mode the holder is named: the Vec the widgets are kept in.
+    let held = s.held_by.as_ref().unwrap_or_else(|| panic!("{s:#?}"));
+    assert_eq!(held.blocks, s.blocks, "{s:#?}");
+    // Shown without module paths, within 80 columns.
+    let shown = report.render(80);
+    assert!(shown.contains(": Box<Widget>\n"), "{shown}");
     assert!(!shown.contains("heap_views::Widget"), "{shown}");
+    assert!(shown.lines().all(|l| l.chars().count() <= 80), "{shown}");
+    let shown = history.render(80);
+    assert!(shown.starts_with("Growth history: "), "{shown}");
+    assert!(shown.contains("Box<Widget>"), "{shown}");
+    assert!(shown.lines().all(|l| l.chars().count() <= 80), "{shown}");
     drop(kept);
 }
 
@@ -684,7 +695,7 @@ fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
     assert!(answer.starts_with("  x = hpy().heap()\r\n"), "{answer:?}");
     let said = words(&answer);
     assert!(
-        said.contains("^ MemoryError: leakscope could not allocate 2")
+        said.contains("^ MemoryError: leakscope could not allocate ")
             && said.ends_with(
                 "bytes to copy the recorder's state (the process is at its memory \
                  limit); nothing was changed"

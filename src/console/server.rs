@@ -366,6 +366,9 @@ impl Builder {
             move || listen(listener, config),
         )
         .map_err(SpawnError::Thread)?;
+        // The history behind leaks(): watching from the start, it has
+        // something to judge by the time anyone asks.
+        crate::leaks::start();
         crate::sys::operator::announce(&format!("Telnet console listening on {addr}"));
         crate::sys::operator::announce(&format!("Telnet Password: {password}"));
         Ok(Console {

@@ -44,6 +44,13 @@ impl Hpy {
         })
     }
 
+    /// [`Hpy::try_heap`] without the relative-heap baseline: every block
+    /// the recorder knows (for the growth history, whose figures must not
+    /// jump when a user sets a baseline).
+    pub(crate) fn try_whole_heap(&self) -> Result<Heap, tracker::OutOfMemory> {
+        Ok(Heap::from_snapshot(tracker::try_snapshot()?, |_| true))
+    }
+
     /// The live blocks no root reaches: `Rc`/`Arc` cycles and
     /// `mem::forget` (exact mode only). See [`Heap::unreachable`].
     #[inline(never)]

@@ -5,8 +5,8 @@
 //! partitions it by Rust type, allocation site, whole stack, size class,
 //! age or thread. A row of a [`Partition`] selects a sub-[`Heap`] that can be
 //! partitioned again (type → the sites that allocate it → their stacks).
-//! Two heaps subtract into a [`HeapDiff`]; [`Hpy::watch`] keeps a bounded
-//! history of totals and [`Hpy::suspects`] names the kinds that keep growing.
+//! Two heaps subtract into a [`HeapDiff`]; the [leak report](mod@crate::leaks)
+//! keeps a bounded history of them and names the kinds that keep growing.
 //!
 //! ```
 //! # #[global_allocator]
@@ -32,13 +32,11 @@ mod diff;
 mod holders;
 mod hpy;
 mod partition;
-mod watch;
 
 pub use diff::{DiffRow, HeapDiff};
 pub use holders::{GraphError, PathRow, Paths};
 pub use hpy::{Hpy, hpy};
 pub use partition::{Partition, Row, age_bucket, size_class};
-pub use watch::{Suspect, Suspects};
 
 use std::collections::HashMap;
 use std::fmt;

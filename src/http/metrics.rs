@@ -159,6 +159,16 @@ pub fn render(top: usize) -> String {
     for c in crate::trackref::live_refs().iter().take(MAX_CLASSES) {
         f.sample(name, &[("class", c.name)], c.live);
     }
+    let name = "leakscope_leak_suspect_bytes";
+    let mut f = Family::start(
+        &mut out,
+        name,
+        "gauge",
+        "Live bytes of each suspect of the leak report (a type and site whose live bytes grew in a sustained way over the growth history); no sample when there is none.",
+    );
+    for s in crate::leaks().suspects {
+        f.sample(name, &[("type", &s.type_name), ("site", &s.site)], s.bytes);
+    }
     let heap = crate::hpy().heap();
     let estimated = if heap.estimated() { 1 } else { 0 };
     Family::start(

@@ -201,6 +201,7 @@ impl Builder {
             move || server::serve(listener, settings, thread_stop),
         )
         .map_err(SpawnError::Thread)?;
+        crate::leaks::start();
         Ok(Endpoint {
             addr: Some(addr),
             stop,

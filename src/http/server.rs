@@ -155,6 +155,18 @@ fn handle(stream: &mut TcpStream, settings: Settings) -> io::Result<()> {
                 head_only,
             )
         }
+        "/debug/leaks" => match leak_report(query) {
+            Ok((content_type, body)) => {
+                respond(stream, "200 OK", content_type, body.as_bytes(), head_only)
+            }
+            Err(why) => respond(
+                stream,
+                "400 Bad Request",
+                "text/plain; charset=utf-8",
+                why.as_bytes(),
+                head_only,
+            ),
+        },
         "/debug/pprof/heap" => match heap_profile(query) {
             Ok(body) => respond(
                 stream,
@@ -182,8 +194,31 @@ fn handle(stream: &mut TcpStream, settings: Settings) -> io::Result<()> {
 }
 
 const INDEX: &str = "leakscope\n\n\
+/debug/leaks       the leak report: what keeps growing, its site, growth and holder (?format=json)\n\
 /debug/pprof/heap  the live heap as Go's heap profile (gzipped pprof): go tool pprof http://HOST/debug/pprof/heap\n\
 /metrics           Prometheus text format: counters, jemalloc, leakscope's own memory, tracked classes, top types and sites\n";
+
+/// The leak report as text (80 columns, as the console's) or, with
+/// `format=json`, as JSON.
+fn leak_report(query: &str) -> Result<(&'static str, String), String> {
+    let mut json = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("format", "json") => json = true,
+            ("format", "text") => json = false,
+            ("format", other) => return Err(format!("format={other}: text or json\n")),
+            (key, _) => return Err(format!("unknown parameter {key}\n")),
+        }
+    }
+    let report = crate::leaks();
+    if json {
+        serde_json::to_string_pretty(&report)
+            .map(|body| ("application/json", body + "\n"))
+            .map_err(|e| format!("cannot encode: {e}\n"))
+    } else {
+        Ok(("text/plain; charset=utf-8", report.to_string()))
+    }
+}
 
 /// The heap profile, with Go's query parameters treated as Go treats them
 /// where that means anything here: `gc=1` asks for a collection first,

@@ -1,5 +1,5 @@
-//! Views of the heap: Guppy's partitions, diffs, the growth watch's
-//! suspects and stacks frame by frame.
+//! Views of the heap: Guppy's partitions, diffs and stacks frame by
+//! frame.
 
 use std::fmt;
 
@@ -7,7 +7,7 @@ use super::table::{
     MIN_LABEL, WIDTH, change, columns_width, finish, label_width, percent, shorten_inside,
     shorten_left, table, wrap,
 };
-use crate::heap::{Heap, HeapDiff, Kind, Partition, Paths, Suspect, Suspects, Totals};
+use crate::heap::{Heap, HeapDiff, Kind, Partition, Paths, Totals};
 use crate::symbols::{self, Frame};
 
 /// How a row's label reads in `width` columns: types without module paths
@@ -335,47 +335,6 @@ pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
     out
 }
 
-/// The growth watch's suspects.
-pub(crate) fn suspects(all: &Suspects, width: usize) -> String {
-    if !all.watching {
-        return wrap(
-            "No growth watch is running: hpy().watch(10) starts one (a heap every 10 s); \
-             suspects() then names what keeps growing.",
-            width,
-            0,
-        ) + "\n";
-    }
-    let list: &[Suspect] = all;
-    if list.is_empty() {
-        return "No suspects: nothing grew in most intervals (or the watch has fewer than 3 points).\n"
-            .to_string();
-    }
-    let cells: Vec<[String; 4]> = list
-        .iter()
-        .map(|s| {
-            [
-                format!("{:?}", s.kind).to_lowercase(),
-                format!("{}/{}", s.grew, s.intervals),
-                s.size.to_string(),
-                format!("{:+.0}", s.bytes_per_minute),
-            ]
-        })
-        .collect();
-    let header = ["Kind", "Grew", "Size", "Bytes/min", "Suspect"];
-    let label_width = label_width(&cells, &header, width);
-    let mut t = table(&header, &[1, 2, 3]);
-    for (s, c) in list.iter().zip(cells) {
-        let mut row: Vec<String> = c.into_iter().collect();
-        row.push(shown_label(s.kind, &s.label, label_width));
-        t.add_row(row);
-    }
-    let mut out = finish(&t);
-    out.push('\n');
-    let legend = legend(&out, width);
-    out.push_str(&legend);
-    out
-}
-
 /// The top `n` stacks of a heap, frame by frame: the program's frames
 /// whole, runs of other frames folded (`… 41 frames in tokio, std`); at
 /// the top, the frame the program called (`Vec::push`) stays. A frame too
@@ -516,19 +475,6 @@ impl fmt::Display for Partition {
 impl fmt::Display for HeapDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&diff(self, WIDTH))
-    }
-}
-
-impl Suspects {
-    /// The table for a terminal `width` columns wide.
-    pub fn render(&self, width: usize) -> String {
-        suspects(self, width)
-    }
-}
-
-impl fmt::Display for Suspects {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.render(WIDTH))
     }
 }
 

@@ -5,9 +5,10 @@
 
 mod dhat;
 mod heap;
+mod leaks;
 pub(crate) mod pympler;
 mod stats;
 pub(crate) mod table;
 mod trackref;
 
-pub(crate) use heap::{diff, stacks, suspects};
+pub(crate) use heap::{diff, stacks};

@@ -13,10 +13,21 @@ pub(super) fn register(host: &mut Host) {
         crate::hpy().clear_relheap();
         Ok(Value::text("Later heaps show every live block again."))
     });
+    host.builtin_function(
+        "leaks",
+        Some(
+            "leaks() — the leak report: what kept growing over the growth history, its site, growth and history; in exact mode what holds it",
+        ),
+        |c| {
+            c.arity(0)?;
+            c.no_kwargs()?;
+            Ok(Value::Text(crate::leaks().render(c.width())))
+        },
+    );
     host.builtin_object(
         "hpy",
         Some(
-            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all (full=True: names whole), [i].name; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); hpy().setrelheap(), .watch(secs), .suspects()",
+            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all (full=True: names whole), [i].name; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); hpy().setrelheap(); hpy().watch(): the growth history (watch(secs) restarts it every secs)",
         ),
         HpyObject(crate::hpy()),
     );
@@ -38,7 +49,6 @@ impl HostObject for HpyObject {
             "clear_relheap",
             "watch",
             "unwatch",
-            "suspects",
             "unreachable",
         ]
     }
@@ -66,27 +76,31 @@ impl HostObject for HpyObject {
                 let secs = match c.args() {
                     [Value::Int(n)] if *n > 0 => *n as f64,
                     [Value::Float(f)] if *f > 0.0 && f.is_finite() => *f,
-                    [] => 10.0,
+                    [] => return Ok(Value::Text(crate::leaks::history().render(c.width()))),
                     _ => {
                         return Err(Error::new(
                             ExceptionKind::TypeError,
-                            "watch(seconds) takes a positive number",
+                            "watch() shows the growth history; watch(seconds) restarts it, \
+                             taking the heap every seconds (a positive number)",
                         ));
                     }
                 };
-                h.watch(Duration::from_secs_f64(secs.min(86_400.0)));
+                let every = Duration::from_secs_f64(secs.min(86_400.0))
+                    .clamp(crate::leaks::MIN_INTERVAL, crate::leaks::MAX_INTERVAL);
+                crate::leaks::restart(every);
                 Ok(Value::Text(format!(
-                    "Watching the heap every {secs} s; suspects() lists what keeps growing.\n"
+                    "The growth history starts afresh, a heap every {} s; watch() shows it, \
+                     leaks() names what keeps growing.\n",
+                    every.as_secs_f64()
                 )))
             }
             "unwatch" => {
-                h.unwatch();
-                Ok(Value::text("The growth watch is stopped."))
+                crate::leaks::stop();
+                Ok(Value::text(
+                    "The growth history is stopped and its points dropped; leaks() has \
+                     nothing to judge until watch(secs) starts it again.",
+                ))
             }
-            "suspects" => Ok(Value::Text(crate::render::suspects(
-                &h.suspects(),
-                c.width(),
-            ))),
             "unreachable" => Ok(match heap(h)?.unreachable() {
                 Ok(lost) => Value::object(HeapObject(lost, None)),
                 Err(e) => {

@@ -1,0 +1,274 @@
+//! The leak report and the growth history: suspects with their site,
+//! growth and sparkline, and the history's largest rows as sparklines.
+
+use std::fmt;
+
+use super::heap::shown_label;
+use super::table::{WIDTH, bytes, wrap};
+use crate::heap::Kind;
+use crate::leaks::{GrowthHistory, GrowthRow, LeakReport, LeakSuspect};
+
+/// The bars of a sparkline, lowest first.
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// The widest sparkline.
+const SPARK: usize = 32;
+
+/// `values` as at most `width` bars from the lowest to the highest (each
+/// bar the mean of the points it stands for).
+pub(crate) fn sparkline(values: &[u64], width: usize) -> String {
+    if values.is_empty() || width == 0 {
+        return String::new();
+    }
+    let bars = values.len().min(width);
+    let means: Vec<f64> = (0..bars)
+        .map(|i| {
+            let (a, b) = (i * values.len() / bars, (i + 1) * values.len() / bars);
+            values[a..b.max(a + 1)].iter().map(|&v| v as f64).sum::<f64>() / (b.max(a + 1) - a) as f64
+        })
+        .collect();
+    let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    means
+        .iter()
+        .map(|&m| {
+            if hi <= lo {
+                BARS[0]
+            } else {
+                BARS[(((m - lo) / (hi - lo)) * 7.0).round() as usize]
+            }
+        })
+        .collect()
+}
+
+/// A span of seconds for people: `45 s`, `3 min 20 s`, `2 h 5 min`.
+fn span(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 if s % 60 == 0 => format!("{} min", s / 60),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// `10 s`, or `0.5 s` for intervals under ten seconds with a fraction.
+fn interval(seconds: f64) -> String {
+    if seconds < 10.0 && seconds.fract() != 0.0 {
+        format!("{seconds:.1} s")
+    } else {
+        span(seconds)
+    }
+}
+
+fn watched(r: &LeakReport) -> String {
+    format!(
+        "{} point{} every {}, {} mode",
+        r.points,
+        if r.points == 1 { "" } else { "s" },
+        interval(r.interval_seconds),
+        r.mode.name()
+    )
+}
+
+/// The leak report for a terminal `width` columns wide.
+pub(crate) fn report(r: &LeakReport, width: usize) -> String {
+    let para = |text: &str| wrap(text, width, 0) + "\n";
+    if !r.running {
+        return para(
+            "No growth history runs, so there is nothing to judge: the console and the HTTP \
+             endpoint start one; a program with neither calls leakscope::leaks::start().",
+        );
+    }
+    if r.points < r.points_needed {
+        let wait = (r.points_needed - r.points) as f64 * r.interval_seconds;
+        return para(&format!(
+            "Watched {} ({}): the report needs {} points; ask again in {}.",
+            span(r.watched_seconds),
+            watched(r),
+            r.points_needed,
+            span(wait)
+        ));
+    }
+    if r.suspects.is_empty() {
+        return para(&format!(
+            "No suspects: nothing grew in a sustained way over {} ({}).",
+            span(r.watched_seconds),
+            watched(r)
+        ));
+    }
+    let mut out = para(&format!(
+        "{} suspect{} over {} ({}), fastest growth first:",
+        r.suspects.len(),
+        if r.suspects.len() == 1 { "" } else { "s" },
+        span(r.watched_seconds),
+        watched(r)
+    ));
+    let approx = if r.estimated { "~" } else { "" };
+    for (i, s) in r.suspects.iter().enumerate() {
+        out.push('\n');
+        suspect(&mut out, i, s, approx, width);
+    }
+    out.push('\n');
+    if r.mode == crate::Mode::Exact {
+        out.push_str(&para(
+            "held by: the reference that holds most of the suspect's blocks (byvia); \
+             x.bytype[i].sp shows the path from a root.",
+        ));
+    } else {
+        out.push_str(&para(&format!(
+            "{approx}: estimated from samples. Exact mode adds what holds each suspect \
+             (byvia): set_mode('exact'), then leaks() again after {} more points (the \
+             report starts afresh at a switch).",
+            r.points_needed
+        )));
+    }
+    out
+}
+
+fn suspect(out: &mut String, i: usize, s: &LeakSuspect, approx: &str, width: usize) {
+    const INDENT: usize = 4;
+    let room = width.saturating_sub(INDENT + 9).max(20);
+    let ty = if s.type_name.is_empty() {
+        "(type unknown)".to_string()
+    } else {
+        shown_label(Kind::Type, &s.type_name, room)
+    };
+    out.push_str(&format!("Suspect {i}: {ty}\n"));
+    let pad = " ".repeat(INDENT);
+    if !s.site.is_empty() {
+        out.push_str(&format!(
+            "{pad}site     {}\n",
+            shown_label(Kind::Site, &s.site, room)
+        ));
+    }
+    let now = format!(
+        "{pad}now      {approx}{} in {approx}{} blocks",
+        bytes(s.bytes),
+        s.blocks
+    );
+    out.push_str(&now);
+    out.push('\n');
+    out.push_str(&format!(
+        "{pad}growth   {approx}+{}/min for {}\n",
+        bytes(s.bytes_per_minute.max(0.0) as u64),
+        span(s.growing_seconds)
+    ));
+    out.push_str(&format!("{pad}history  {}\n", sparkline(&s.history, SPARK.min(room))));
+    if let Some(h) = &s.held_by {
+        out.push_str(&format!(
+            "{pad}held by  {} ({} of {} blocks)\n",
+            shown_label(Kind::Via, &h.via, room.saturating_sub(22).max(20)),
+            h.blocks,
+            s.blocks
+        ));
+    }
+}
+
+/// The growth history for a terminal `width` columns wide.
+pub(crate) fn history(h: &GrowthHistory, width: usize) -> String {
+    if !h.running {
+        return wrap(
+            "No growth history runs: hpy().watch(10) starts one (a heap every 10 s).",
+            width,
+            0,
+        ) + "\n";
+    }
+    let n = h.times.len();
+    let watched = match (h.times.first(), h.times.last()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
+    let mut out = wrap(
+        &format!(
+            "Growth history: {n} point{} every {} over {} (it keeps {}); {} in memory.",
+            if n == 1 { "" } else { "s" },
+            interval(h.interval_seconds),
+            span(watched),
+            crate::leaks::POINTS,
+            bytes(h.history_bytes as u64)
+        ),
+        width,
+        0,
+    );
+    out.push('\n');
+    let spark = SPARK.min(width / 3);
+    let label_room = width.saturating_sub(spark + 12).max(16);
+    let line = |out: &mut String, kind: Option<Kind>, r: &GrowthRow| {
+        let now = r.bytes.last().copied().unwrap_or(0);
+        let label = match kind {
+            Some(kind) => shown_label(kind, &r.label, label_room),
+            None => r.label.clone(),
+        };
+        out.push_str(&format!(
+            "  {:<spark$} {:>9}  {label}\n",
+            sparkline(&r.bytes, spark),
+            bytes(now)
+        ));
+    };
+    line(&mut out, None, &h.total);
+    for (kind, title, rows) in [
+        (Kind::Type, "Largest types now:", &h.types),
+        (Kind::Site, "Largest sites now:", &h.sites),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        out.push_str(title);
+        out.push('\n');
+        for r in rows {
+            line(&mut out, Some(kind), r);
+        }
+    }
+    out
+}
+
+impl LeakReport {
+    /// The report for a terminal `width` columns wide.
+    pub fn render(&self, width: usize) -> String {
+        report(self, width)
+    }
+}
+
+impl fmt::Display for LeakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(WIDTH))
+    }
+}
+
+impl GrowthHistory {
+    /// The history for a terminal `width` columns wide.
+    pub fn render(&self, width: usize) -> String {
+        history(self, width)
+    }
+}
+
+impl fmt::Display for GrowthHistory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(WIDTH))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparkline_spans_the_lowest_to_the_highest_bar() {
+        assert_eq!(sparkline(&[0, 1, 2, 3, 4, 5, 6, 7], 32), "▁▂▃▄▅▆▇█");
+        assert_eq!(sparkline(&[5, 5, 5], 32), "▁▁▁");
+        // Sixteen points in eight bars: each bar the mean of two.
+        let v: Vec<u64> = (0..16).collect();
+        assert_eq!(sparkline(&v, 8), "▁▂▃▄▅▆▇█");
+        assert_eq!(sparkline(&[], 8), "");
+    }
+
+    #[test]
+    fn spans_read_as_people_say_them() {
+        assert_eq!(span(45.4), "45 s");
+        assert_eq!(span(120.0), "2 min");
+        assert_eq!(span(200.0), "3 min 20 s");
+        assert_eq!(span(7500.0), "2 h 5 min");
+        assert_eq!(interval(0.5), "0.5 s");
+        assert_eq!(interval(10.0), "10 s");
+    }
+}
