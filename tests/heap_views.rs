@@ -352,7 +352,9 @@ fn the_leak_report_names_the_growing_type() {
         grow(&mut kept, 200);
         std::thread::sleep(Duration::from_millis(40));
         let r = leakscope::leaks();
-        if r.suspects.iter().any(|s| s.type_name == "Box<heap_views::Widget>")
+        if r.suspects
+            .iter()
+            .any(|s| s.type_name == "Box<heap_views::Widget>")
             || std::time::Instant::now() > deadline
         {
             break r;
@@ -372,7 +374,10 @@ fn the_leak_report_names_the_growing_type() {
     assert_eq!(s.bytes, s.blocks * 40, "{s:#?}");
     assert!(s.blocks > 0 && s.blocks <= kept.len() as u64, "{s:#?}");
     assert!(s.history.windows(2).all(|w| w[0] <= w[1]), "{s:#?}");
-    assert!(s.bytes_per_minute > 0.0 && s.growing_seconds > 0.0, "{s:#?}");
+    assert!(
+        s.bytes_per_minute > 0.0 && s.growing_seconds > 0.0,
+        "{s:#?}"
+    );
     // In exact mode the holder is named: the Vec the widgets are kept in.
     let held = s.held_by.as_ref().unwrap_or_else(|| panic!("{s:#?}"));
     assert_eq!(held.blocks, s.blocks, "{s:#?}");

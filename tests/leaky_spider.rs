@@ -39,11 +39,17 @@ struct Spider {
 
 impl Spider {
     fn start(args: &[&str], mode: &str) -> Spider {
+        Spider::start_with(args, mode, &[])
+    }
+
+    /// [`Spider::start`] with more environment variables.
+    fn start_with(args: &[&str], mode: &str, env: &[(&str, &str)]) -> Spider {
         let mut child = Command::new(example())
             .args(args)
             .args(["--console-port", "0"])
             .env("LEAKSCOPE_CONSOLE_PASSWORD", "pw")
             .env("LEAKSCOPE_MODE", mode)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -664,6 +670,106 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
     )
+}
+
+/// Asks `ask` every second until `done` accepts its answer, for at most
+/// `secs` seconds; the last answer either way.
+fn poll(secs: u64, mut ask: impl FnMut() -> String, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let answer = ask();
+        if done(&answer) || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn the_leak_report_names_the_bodies_the_crawl_site_and_request_meta() {
+    let _serial = serial();
+    let every_second = [("LEAKSCOPE_WATCH_INTERVAL", "1")];
+    // Sampled (the default), through the HTTP endpoint.
+    let mut spider = Spider::start_with(&["--http", "127.0.0.1:0"], "sampled", &every_second);
+    let addr = spider.http();
+    let bodies = |report: &serde_json::Value| {
+        report["suspects"].as_array().and_then(|all| {
+            all.iter()
+                .find(|s| {
+                    s["type"] == "Vec<u8>" && s["site"].as_str().unwrap().contains("Engine>::crawl")
+                })
+                .cloned()
+        })
+    };
+    let json = poll(
+        60,
+        || String::from_utf8(get(addr, "/debug/leaks?format=json").1).unwrap(),
+        |j| {
+            serde_json::from_str(j)
+                .ok()
+                .and_then(|r| bodies(&r))
+                .is_some()
+        },
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let suspect = bodies(&report).unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(report["mode"], "sampled");
+    assert_eq!(report["estimated"], true);
+    assert!(report["points"].as_u64().unwrap() >= 6, "{json}");
+    assert!(
+        suspect["bytes_per_minute"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
+    assert!(suspect["held_by"].is_null(), "{json}");
+    // The same report as text, and as a metric.
+    let (status, text) = get(addr, "/debug/leaks");
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        text.contains(": Vec<u8>\n    site     Engine::crawl"),
+        "{text}"
+    );
+    let metrics = String::from_utf8(get(addr, "/metrics").1).unwrap();
+    let site = suspect["site"].as_str().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "leakscope_leak_suspect_bytes{{type=\"Vec<u8>\",site=\"{site}\"}} "
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        get(addr, "/debug/leaks?format=xml"),
+        (
+            "HTTP/1.1 400 Bad Request".to_string(),
+            b"format=xml: text or json\n".to_vec()
+        )
+    );
+    run(&mut spider.console(), "engine.stop()");
+    drop(spider);
+    // Exact mode adds who holds the response: the next request's meta.
+    let spider = Spider::start_with(&[], "exact", &every_second);
+    let mut c = spider.console();
+    // (A point of an exact-mode heap takes a while in a debug build, and
+    // the history waits nine times that between points.)
+    let held = |r: &str| r.contains("held by  HtmlResponse.body (") && r.contains("← Request.meta");
+    let report = poll(150, || run(&mut c, "leaks()"), held);
+    assert!(held(&report), "{report}");
+    run(&mut c, "engine.stop()");
+    drop(spider);
+    // Without the leak, nothing is named once the report has 12 points.
+    let spider = Spider::start_with(&["--fixed"], "sampled", &every_second);
+    let mut c = spider.console();
+    let points = |r: &str| {
+        r.split(" points every ")
+            .next()
+            .and_then(|head| head.rsplit('(').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let report = poll(60, || run(&mut c, "leaks()"), |r| points(r) >= 12);
+    assert!(report.starts_with("No suspects: nothing grew"), "{report}");
+    run(&mut c, "engine.stop()");
 }
 
 #[test]

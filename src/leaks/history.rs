@@ -26,14 +26,16 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 /// The history waits at least this many times as long as a point took
 /// before the next: it takes at most a tenth of one core however short
 /// the interval asked (at the default interval, far less: see
-/// `benches/leaks.rs`). The first point's time, which includes reading
-/// the program's symbols once, does not count.
+/// `benches/leaks.rs`). A point's time includes resolving the stacks
+/// seen for the first time, once: the wait follows the cheaper of the
+/// last two points, and the first two points (the first reads the
+/// program's symbols) wait only the interval.
 const IDLE_FACTOR: u32 = 9;
 /// Labels the store holds at most: when points still name that many, a
 /// row with a new label is left out of the next point.
-const MAX_LABELS: usize = 4096;
+const MAX_LABELS: usize = 3072;
 /// The longest label kept (bytes); longer ones are cut.
-const MAX_LABEL_BYTES: usize = 160;
+const MAX_LABEL_BYTES: usize = 256;
 
 /// A point's figures other than its rows.
 struct Head {
@@ -287,6 +289,8 @@ pub(crate) fn store() -> Option<Arc<Mutex<Store>>> {
 }
 
 fn take_points(stop: &AtomicBool, store: &Mutex<Store>, interval: Duration) {
+    // The previous point's time; none before the second point.
+    let mut previous: Option<Duration> = None;
     let mut first = true;
     while !stop.load(Ordering::Relaxed) {
         let began = Instant::now();
@@ -303,7 +307,11 @@ fn take_points(stop: &AtomicBool, store: &Mutex<Store>, interval: Duration) {
             s.push_heap(&heap, mode, sample_bytes);
             s.last_cost = began.elapsed();
         }
-        let cost = if first { Duration::ZERO } else { began.elapsed() };
+        let cost = if first {
+            Duration::ZERO
+        } else {
+            began.elapsed()
+        };
         first = false;
         let until = Instant::now() + interval.max(cost * IDLE_FACTOR);
         while !stop.load(Ordering::Relaxed) {
@@ -328,7 +336,9 @@ mod tests {
         let long = "x".repeat(300);
         for p in 0..(POINTS * 3) {
             let names = |kind: usize| -> Vec<String> {
-                (0..ROWS_PER_KIND * 2).map(|r| format!("{kind}{p:08}{r:04}{long}")).collect()
+                (0..ROWS_PER_KIND * 2)
+                    .map(|r| format!("{kind}{p:08}{r:04}{long}"))
+                    .collect()
             };
             let (types, sites) = (names(0), names(1));
             let head = Head {

@@ -12,9 +12,12 @@ use crate::Mode;
 use crate::heap::{Heap, Kind, Partition, hpy};
 
 /// Suspects a report lists at most.
-pub const MAX_SUSPECTS: usize = 10;
+pub const MAX_SUSPECTS: usize = 12;
 /// Suspects whose holder exact mode looks up (each needs a `byvia`).
-const HOLDERS_LOOKED_UP: usize = 3;
+const HOLDERS_LOOKED_UP: usize = MAX_SUSPECTS;
+/// References named from a suspect's blocks up towards a root: the one
+/// that holds them, and what holds that.
+const HOLDER_STEPS: usize = 3;
 /// Rows per kind in [`GrowthHistory`].
 const HISTORY_ROWS: usize = 8;
 
@@ -57,10 +60,12 @@ pub struct LeakSuspect {
     /// The allocation site in the program's code; when it was found by its
     /// type, the site of most of the type's growing bytes.
     pub site: String,
-    /// Whether the growth was found in the type's figures or the site's
-    /// (`"type"` or `"site"`).
+    /// Whether the growth was found in the site's figures or the type's
+    /// (`"site"` or `"type"`): the figures below are that row's (a site's
+    /// blocks of every type, or a type's at every site).
     pub found_by: &'static str,
-    /// Live bytes now (an estimate in sampled mode).
+    /// Live bytes now, at the history's last point (an estimate in sampled
+    /// mode).
     pub bytes: u64,
     /// Live blocks now.
     pub blocks: u64,
@@ -87,6 +92,14 @@ pub struct Holder {
     pub blocks: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// The suspect's blocks in the heap the holder was looked up in (taken
+    /// when the report was asked for, a little after the history's last
+    /// point).
+    pub of_blocks: u64,
+    /// What holds the blocks that hold them, step by step up towards a
+    /// root (`Request.meta` above `HtmlResponse.body`): each step the
+    /// reference that holds most of the step below.
+    pub above: Vec<String>,
 }
 
 fn mode_name<S: serde::Serializer>(mode: &Mode, s: S) -> Result<S::Ok, S::Error> {
@@ -139,7 +152,9 @@ fn series(store: &Store, window: &[&Point], kind: Kind, label: &str) -> Vec<(u64
             p.cells(kind)
                 .iter()
                 .filter(|c| &**store.label(c) == label)
-                .fold((0, 0, false), |(b, n, _), c| (b + c.bytes, n + c.blocks, true))
+                .fold((0, 0, false), |(b, n, _), c| {
+                    (b + c.bytes, n + c.blocks, true)
+                })
         })
         .collect()
 }
@@ -211,7 +226,10 @@ fn growing_rows(store: &Store, window: &[&Point]) -> Vec<Found> {
 
 /// The row of `p` labelled `label`, as a heap.
 fn row_named(p: &Partition, label: &str) -> Option<Heap> {
-    p.rows().iter().position(|r| r.label == label).map(|i| p.row(i))
+    p.rows()
+        .iter()
+        .position(|r| r.label == label)
+        .map(|i| p.row(i))
 }
 
 /// The first row of `p` whose label is in `prefer`, else its first row:
@@ -225,13 +243,34 @@ fn preferred_row(p: &Partition, prefer: &[&str]) -> Option<(String, Heap)> {
     Some((rows[i].label.clone(), p.row(i)))
 }
 
-/// The reference that holds most of `blocks`.
+/// The reference that holds most of `blocks`, and the ones above it.
 fn holder(blocks: &Heap) -> Option<Holder> {
     let via = blocks.byvia();
-    via.rows().first().map(|r| Holder {
-        via: r.label.clone(),
-        blocks: r.count,
-        bytes: r.size,
+    let first = via.rows().first()?;
+    let mut above = Vec::new();
+    let mut held = via.row(0);
+    // A label in brackets is no reference (`[no reference]`): nothing
+    // above it.
+    let mut last = first.label.clone();
+    while above.len() + 1 < HOLDER_STEPS && !last.starts_with('[') {
+        let up = held.referrers();
+        if up.count() == 0 {
+            break;
+        }
+        let via = up.byvia();
+        let Some(r) = via.rows().first() else {
+            break;
+        };
+        last = r.label.clone();
+        above.push(last.clone());
+        held = via.row(0);
+    }
+    Some(Holder {
+        via: first.label.clone(),
+        blocks: first.count,
+        bytes: first.size,
+        of_blocks: blocks.count(),
+        above,
     })
 }
 
@@ -277,7 +316,7 @@ pub(super) fn build() -> LeakReport {
     // The other half of each suspect (the site of a type, the type of a
     // site) comes from the heap now.
     let Ok(heap) = hpy().try_whole_heap() else {
-        report.suspects = found.into_iter().map(|f| alone(f)).take(MAX_SUSPECTS).collect();
+        report.suspects = found.into_iter().map(alone).take(MAX_SUSPECTS).collect();
         return report;
     };
     let (bytype, bysite) = (heap.bytype(), heap.bysite());
@@ -291,8 +330,13 @@ pub(super) fn build() -> LeakReport {
         .filter(|f| f.kind == Kind::Type)
         .map(|f| &*f.label)
         .collect();
+    // Sites first: a site names the program's code, and a type that grows
+    // at a growing site is that site's suspect already. A type is listed
+    // on its own when no growing site explains it.
+    let mut order: Vec<&Found> = found.iter().collect();
+    order.sort_by_key(|f| f.kind != Kind::Site);
     let mut suspects: Vec<(LeakSuspect, Option<Heap>)> = Vec::new();
-    for f in &found {
+    for f in order {
         let (other, blocks) = match f.kind {
             Kind::Site => row_named(&bysite, &f.label)
                 .and_then(|h| preferred_row(&h.bytype(), &growing_types)),
@@ -310,16 +354,11 @@ pub(super) fn build() -> LeakReport {
         {
             continue;
         }
-        let mut s = alone_named(f, type_name, site);
-        if f.kind == Kind::Site {
-            // The site's own figures, not the type's.
-            s.found_by = "site";
-        }
+        let s = alone_named(f, type_name, site);
         suspects.push((s, blocks));
-        if suspects.len() == MAX_SUSPECTS {
-            break;
-        }
     }
+    suspects.sort_by(|a, b| b.0.bytes_per_minute.total_cmp(&a.0.bytes_per_minute));
+    suspects.truncate(MAX_SUSPECTS);
     if report.mode == Mode::Exact && !report.estimated {
         for (s, blocks) in suspects.iter_mut().take(HOLDERS_LOOKED_UP) {
             s.held_by = blocks.as_ref().and_then(holder);

@@ -67,7 +67,7 @@ pub(crate) fn growth(t: &[f64], y: &[f64], sample_bytes: f64) -> Option<Growth> 
     }
     let (t, y) = (&t[..n], &y[..n]);
     let (slope, se) = fit(t, y);
-    if !(slope > 0.0) || (se > 0.0 && slope < MIN_T * se) {
+    if slope.is_nan() || slope <= 0.0 || (se > 0.0 && slope < MIN_T * se) {
         return None;
     }
     let half = n / 2;
@@ -101,7 +101,10 @@ mod tests {
     impl Noise {
         /// A value in [-1, 1).
         fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         }
     }
@@ -123,7 +126,10 @@ mod tests {
             0.0,
         )
         .unwrap();
-        assert!((g.per_second / (100.0 * 1024.0) - 1.0).abs() < 0.05, "{g:?}");
+        assert!(
+            (g.per_second / (100.0 * 1024.0) - 1.0).abs() < 0.05,
+            "{g:?}"
+        );
         assert!(g.since < 6.0, "{g:?}");
     }
 

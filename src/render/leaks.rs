@@ -23,7 +23,11 @@ pub(crate) fn sparkline(values: &[u64], width: usize) -> String {
     let means: Vec<f64> = (0..bars)
         .map(|i| {
             let (a, b) = (i * values.len() / bars, (i + 1) * values.len() / bars);
-            values[a..b.max(a + 1)].iter().map(|&v| v as f64).sum::<f64>() / (b.max(a + 1) - a) as f64
+            values[a..b.max(a + 1)]
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / (b.max(a + 1) - a) as f64
         })
         .collect();
     let lo = means.iter().copied().fold(f64::INFINITY, f64::min);
@@ -45,7 +49,7 @@ fn span(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s} s"),
-        60..3600 if s % 60 == 0 => format!("{} min", s / 60),
+        60..3600 if s.is_multiple_of(60) => format!("{} min", s / 60),
         60..3600 => format!("{} min {} s", s / 60, s % 60),
         _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
     }
@@ -111,8 +115,8 @@ pub(crate) fn report(r: &LeakReport, width: usize) -> String {
     out.push('\n');
     if r.mode == crate::Mode::Exact {
         out.push_str(&para(
-            "held by: the reference that holds most of the suspect's blocks (byvia); \
-             x.bytype[i].sp shows the path from a root.",
+            "held by: the reference that holds most of the suspect's blocks (byvia), and \
+             below it (←) what holds that; x.bytype[i].sp shows whole paths from a root.",
         ));
     } else {
         out.push_str(&para(&format!(
@@ -142,9 +146,14 @@ fn suspect(out: &mut String, i: usize, s: &LeakSuspect, approx: &str, width: usi
         ));
     }
     let now = format!(
-        "{pad}now      {approx}{} in {approx}{} blocks",
+        "{pad}now      {approx}{} in {approx}{} blocks {}",
         bytes(s.bytes),
-        s.blocks
+        s.blocks,
+        if s.found_by == "site" {
+            "at this site"
+        } else {
+            "of this type"
+        }
     );
     out.push_str(&now);
     out.push('\n');
@@ -153,14 +162,23 @@ fn suspect(out: &mut String, i: usize, s: &LeakSuspect, approx: &str, width: usi
         bytes(s.bytes_per_minute.max(0.0) as u64),
         span(s.growing_seconds)
     ));
-    out.push_str(&format!("{pad}history  {}\n", sparkline(&s.history, SPARK.min(room))));
+    out.push_str(&format!(
+        "{pad}history  {}\n",
+        sparkline(&s.history, SPARK.min(room))
+    ));
     if let Some(h) = &s.held_by {
         out.push_str(&format!(
             "{pad}held by  {} ({} of {} blocks)\n",
             shown_label(Kind::Via, &h.via, room.saturating_sub(22).max(20)),
             h.blocks,
-            s.blocks
+            h.of_blocks
         ));
+        for step in &h.above {
+            out.push_str(&format!(
+                "{pad}         ← {}\n",
+                shown_label(Kind::Via, step, room.saturating_sub(2))
+            ));
+        }
     }
 }
 
@@ -191,8 +209,8 @@ pub(crate) fn history(h: &GrowthHistory, width: usize) -> String {
         0,
     );
     out.push('\n');
-    let spark = SPARK.min(width / 3);
-    let label_room = width.saturating_sub(spark + 12).max(16);
+    let spark = SPARK.min(width / 3).min(n.max(1));
+    let label_room = width.saturating_sub(spark + 14).max(16);
     let line = |out: &mut String, kind: Option<Kind>, r: &GrowthRow| {
         let now = r.bytes.last().copied().unwrap_or(0);
         let label = match kind {
