@@ -307,11 +307,9 @@ fn take_points(stop: &AtomicBool, store: &Mutex<Store>, interval: Duration) {
             s.push_heap(&heap, mode, sample_bytes);
             s.last_cost = began.elapsed();
         }
-        let cost = if first {
-            Duration::ZERO
-        } else {
-            began.elapsed()
-        };
+        let took = began.elapsed();
+        let cost = previous.map_or(Duration::ZERO, |p| p.min(took));
+        previous = (!first).then_some(took);
         first = false;
         let until = Instant::now() + interval.max(cost * IDLE_FACTOR);
         while !stop.load(Ordering::Relaxed) {
