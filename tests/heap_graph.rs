@@ -1,7 +1,8 @@
 //! Who holds it, in exact mode, on shapes known in advance: references
 //! named by field (`Order.customer`), a B-tree map's values, a static by
 //! name, the shortest path to a static, an `Rc` cycle found unreachable
-//! and nothing else; and scans while 16 threads allocate, free and purge.
+//! and nothing else; retained sizes and the dominator tree of bags of
+//! items; and scans while 16 threads allocate, free and purge.
 
 // Boxes in vectors are the point: each box is one heap block.
 #![allow(clippy::vec_box)]
@@ -28,6 +29,7 @@ tests!(
     an_rc_cycle_is_unreachable_and_nothing_else_is,
     scans_while_16_threads_allocate_free_and_purge,
     numbers_that_spell_an_address_are_not_references,
+    retained_sizes_and_dominators_of_bags_of_items,
 );
 
 #[allow(dead_code)]
@@ -284,6 +286,92 @@ fn chain(n: u64) -> Box<Link> {
         });
     }
     common::keep_frame(head)
+}
+
+/// An item of a bag: 1000 bytes of its own.
+#[allow(dead_code)]
+struct Item([u8; 1000]);
+
+/// A bag of items, and one item it shares with another bag.
+#[allow(dead_code)]
+struct Bag {
+    items: Vec<Box<Item>>,
+    shared: Arc<Item>,
+}
+
+#[inline(never)]
+fn bags(n: usize) -> Vec<Box<Bag>> {
+    let shared = Arc::new(Item([7; 1000]));
+    let bags = (0..2)
+        .map(|_| {
+            Box::new(Bag {
+                items: (0..n).map(|_| Box::new(Item([1; 1000]))).collect(),
+                shared: shared.clone(),
+            })
+        })
+        .collect();
+    common::keep_frame(bags)
+}
+
+fn retained_sizes_and_dominators_of_bags_of_items() {
+    scrub_stack();
+    let bags = bags(500);
+    let heap = hpy().heap();
+    let boxes = of_type(&heap, "Box<heap_graph::Bag>");
+    assert_eq!(boxes.count(), 2);
+    // A bag alone frees itself, its buffer and its 500 items; the shared
+    // item only with both bags.
+    let one_bag = (size_of::<Bag>() + 500 * size_of::<Box<Item>>() + 500 * 1000) as u64;
+    let shared = (2 * size_of::<usize>() + 1000) as u64;
+    let items = of_type(&heap, "Box<heap_graph::Item>");
+    assert_eq!(items.count(), 1000);
+    assert_eq!(items.retained().unwrap(), 1_000_000);
+    assert_eq!(boxes.retained().unwrap(), 2 * one_bag + shared);
+    // The tree of these blocks: each bag on top, retaining its own items.
+    let d = boxes.dominators().unwrap();
+    assert_eq!(d.rows().len(), 1, "{d}");
+    let r = &d.rows()[0];
+    assert_eq!(
+        (r.ty.as_str(), r.count, r.shallow, r.retained),
+        (
+            "Box<heap_graph::Bag>",
+            2,
+            2 * size_of::<Bag>() as u64,
+            2 * one_bag
+        ),
+        "{d}"
+    );
+    // One level down: the two buffers, each retaining its 500 items.
+    let below = d.row(0);
+    let buffers = below
+        .rows()
+        .iter()
+        .find(|r| r.ty.trim_end_matches(" (?)") == "Vec<Box<heap_graph::Item>>")
+        .unwrap_or_else(|| panic!("{below}"));
+    assert_eq!(buffers.count, 2, "{below}");
+    assert_eq!(buffers.retained, 2 * (500 * 8 + 500 * 1000), "{below}");
+    // Of the whole heap, the vector of bags is on top: it alone holds
+    // both, so it retains them and the item they share.
+    let whole = heap.dominators().unwrap();
+    let top = whole
+        .rows()
+        .iter()
+        .position(|r| r.ty.trim_end_matches(" (?)") == "Vec<Box<heap_graph::Bag>>")
+        .unwrap_or_else(|| panic!("{whole}"));
+    assert_eq!(
+        whole.rows()[top].retained,
+        (2 * size_of::<usize>()) as u64 + 2 * one_bag + shared,
+        "{whole}"
+    );
+    // The bags' items are found under their row.
+    assert_eq!(whole.dominating_row(&items), Some((top, 1000)));
+    let text = whole.render(80);
+    assert!(
+        text.starts_with("Dominator tree: the blocks that retain the most"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    drop(black_box(bags));
 }
 
 fn sp_of_a_long_chain_names_each_link_once() {

@@ -516,6 +516,47 @@ impl<'a> Scan<'a> {
     }
 }
 
+impl Graph {
+    /// A graph of `n` blocks, the references `edges` (referrer, referent)
+    /// between them and one root reference into each block of `roots`:
+    /// for tests of what is computed on a graph.
+    #[cfg(test)]
+    pub(crate) fn from_edges(n: usize, edges: &[(u32, u32)], roots: &[u32]) -> Graph {
+        let (out_start, order) = reverse(n, &edges.iter().map(|e| e.0).collect::<Vec<_>>());
+        let out_to: Vec<u32> = order.iter().map(|&e| edges[e as usize].1).collect();
+        let out_at: Vec<u32> = (0..out_to.len() as u32).map(|e| e * 8).collect();
+        let (in_start, in_edge) = reverse(n, &out_to);
+        let (root_start, root_in) = reverse(n, roots);
+        let parent = shortest_paths(
+            n,
+            0,
+            &out_start,
+            &out_to,
+            &root_start,
+            &root_in,
+            &mut |_, _| true,
+        );
+        Graph {
+            out_start,
+            out_to,
+            out_at,
+            in_start,
+            in_edge,
+            root_start,
+            root_in,
+            root_refs: roots
+                .iter()
+                .map(|_| RootRef { region: 0, addr: 0 })
+                .collect(),
+            regions: Vec::new(),
+            parent,
+            snapshot_blocks: n as u32,
+            young: Vec::new(),
+            stats: GraphStats::default(),
+        }
+    }
+}
+
 /// Breadth first from the roots: every block's shortest path, as the edge
 /// (or `FROM_ROOT` and the root reference) it is reached by. First through
 /// the snapshot's `n` blocks alone; then the `m` young ones join, for what

@@ -24,10 +24,12 @@
 //! second snapshot.
 
 mod build;
+mod dominators;
 mod memory;
 mod roots;
 
 pub use build::{Node, Young};
+pub use dominators::{Dominators, TOP};
 pub use roots::{Region, RootKind};
 
 use std::time::Duration;

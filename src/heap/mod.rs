@@ -34,7 +34,7 @@ mod hpy;
 mod partition;
 
 pub use diff::{DiffRow, HeapDiff};
-pub use holders::{GraphError, PathRow, Paths};
+pub use holders::{GraphError, MAX_RETAINER_ROWS, PathRow, Paths, RetainerRow, Retainers};
 pub use hpy::{Hpy, hpy};
 pub use partition::{Partition, Row, age_bucket, size_class};
 
@@ -144,6 +144,7 @@ struct HeapData {
     snapshot: Snapshot,
     facts: Vec<OnceLock<StackFacts>>,
     graph: OnceLock<Arc<crate::graph::Graph>>,
+    dominators: OnceLock<Arc<crate::graph::Dominators>>,
 }
 
 impl HeapData {
@@ -178,7 +179,8 @@ impl HeapData {
             })
             .sum();
         let graph = self.graph.get().map_or(0, |g| g.stats().memory as usize);
-        blocks + stacks + facts + graph
+        let tree = self.dominators.get().map_or(0, |d| d.memory() as usize);
+        blocks + stacks + facts + graph + tree
     }
 
     fn facts(&self, stack: u32) -> &StackFacts {
@@ -249,6 +251,7 @@ impl Heap {
             snapshot,
             facts,
             graph: OnceLock::new(),
+            dominators: OnceLock::new(),
         });
         let members: Arc<[u32]> = data
             .snapshot

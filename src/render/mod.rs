@@ -7,6 +7,7 @@ mod dhat;
 mod heap;
 mod leaks;
 pub(crate) mod pympler;
+mod retained;
 mod stats;
 pub(crate) mod table;
 mod trackref;

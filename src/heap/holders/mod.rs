@@ -13,12 +13,14 @@
 //!
 //! This file builds a heap's graph and partitions by referrer (`byvia`,
 //! `byrcs`, `referrers`, `referents`); `naming` names the references,
-//! `paths` finds the shortest paths from the roots (`sp`) and `lost` the
-//! blocks no root reaches (`unreachable`).
+//! `paths` finds the shortest paths from the roots (`sp`), `lost` the
+//! blocks no root reaches (`unreachable`) and `retained` what blocks keep
+//! alive (`retained`, `dominators`).
 
 mod lost;
 mod naming;
 mod paths;
+mod retained;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use crate::symbols::{self, BlockType};
 use crate::tracker::Snapshot;
 use naming::Namer;
 pub use paths::{PathRow, Paths};
+pub use retained::{MAX_RETAINER_ROWS, RetainerRow, Retainers};
 
 /// What the graph views say in sampled mode, where a block's referrers are
 /// known only when they were sampled too.
@@ -195,6 +198,19 @@ impl Heap {
                 }))
             })
             .clone()
+    }
+
+    /// The blocks of this heap recorded exactly, without the samples (a
+    /// heap taken in exact mode after a switch from sampled mode holds
+    /// both).
+    pub(crate) fn recorded_exactly(&self) -> Heap {
+        let exact = self
+            .members
+            .iter()
+            .copied()
+            .filter(|&j| !self.data.snapshot.blocks[j as usize].sampled)
+            .collect();
+        self.sub_heap(exact)
     }
 
     /// Whether the snapshot holds sampled blocks, which the graph knows no
