@@ -643,10 +643,7 @@ fn the_console_reads_as_a_newcomer_expects() {
     // The console started the growth history: the report waits for it.
     let report = cl.run("leaks()");
     assert!(report.starts_with("Watched "), "{report}");
-    assert!(
-        report.contains(": the report needs 6 points; ask again in "),
-        "{report}"
-    );
+    assert!(report.contains(": the report needs 6 points;"), "{report}");
     assert_eq!(cl.run("engine"), "<engine object>\r\n");
     // A relative dump path is reported as the absolute path written.
     let rel = format!("leakscope-console-test-{}.json", std::process::id());

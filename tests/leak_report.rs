@@ -157,12 +157,15 @@ const LEAKS: [&str; 8] = [
 
 // --- what grows and is not a leak ------------------------------------
 
-/// A cache bounded to 64 entries: full within three seconds.
+/// A cache bounded to 64 entries, filled over the first three seconds,
+/// then replacing its oldest entry.
 #[inline(never)]
-fn bounded_cache(cache: &mut VecDeque<Vec<u8>>) {
-    if cache.len() == 64 {
-        cache.pop_front();
+fn bounded_cache(cache: &mut VecDeque<Vec<u8>>, since_start: Duration) {
+    let filled = (since_start.as_secs_f64() / 3.0 * 64.0).min(64.0) as usize;
+    while cache.len() < filled.max(1) {
+        cache.push_back(vec![10; CHUNK]);
     }
+    cache.pop_front();
     cache.push_back(vec![10; CHUNK]);
 }
 
@@ -175,21 +178,20 @@ fn sawtooth_queue(queue: &mut VecDeque<Vec<u8>>, tick: u64) {
     queue.push_back(vec![11; CHUNK]);
 }
 
-/// Buffers made and freed, about 100 live.
+/// Buffers made and freed: 100 live from the start, one replaced a tick.
 #[inline(never)]
 fn churn(live: &mut Vec<Vec<u8>>, tick: u64) {
-    let slot = (tick.wrapping_mul(2654435761) % 100) as usize;
-    if live.len() < 100 {
+    while live.len() < 100 {
         live.push(vec![12; CHUNK]);
-    } else {
-        live[slot] = vec![12; CHUNK];
     }
+    let slot = (tick.wrapping_mul(2654435761) % 100) as usize;
+    live[slot] = vec![12; CHUNK];
 }
 
-/// Grows for its first three seconds, then holds.
+/// Grows for the first three seconds, then holds.
 #[inline(never)]
-fn warm_up(table: &mut Vec<Vec<u8>>, tick: u64) {
-    if tick < 3 * TICKS {
+fn warm_up(table: &mut Vec<Vec<u8>>, since_start: Duration) {
+    if since_start < Duration::from_secs(3) {
         table.push(vec![13; 2 * CHUNK]);
     }
 }
@@ -231,10 +233,10 @@ fn run_shapes(deadline: Duration) -> LeakReport {
         register_a_listener(&mut listeners);
         leak_a_box();
         open_a_connection(&mut connections, tick);
-        bounded_cache(&mut bounded);
+        bounded_cache(&mut bounded, started.elapsed());
         sawtooth_queue(&mut sawtooth, tick);
         churn(&mut live, tick);
-        warm_up(&mut table, tick);
+        warm_up(&mut table, started.elapsed());
         tick += 1;
         if !tick.is_multiple_of(TICKS) {
             continue;
@@ -349,7 +351,20 @@ fn exact_mode_names_every_leak_and_what_holds_it() {
         let s = at(&report, function).unwrap();
         assert!(s.held_by.is_some(), "{function}\n{report}");
     }
+    // Where each leak is kept alive from, in the dominator tree: the
+    // bodies under their responses' chain, the leaked boxes under none.
+    let bodies = report
+        .suspects
+        .iter()
+        .find(|s| {
+            s.site.contains("leak_report::response_kept_in_meta ") && s.type_name == "Vec<u8>"
+        })
+        .and_then(|s| s.held_by.as_ref())
+        .and_then(|h| h.kept_by.as_ref())
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(bodies.dominates > 0 && bodies.retained > 0, "{bodies:?}");
     let shown = report.render(80);
     assert!(shown.contains("    held by  Response.body ("), "{shown}");
+    assert!(shown.contains("    kept by  "), "{shown}");
     assert!(shown.lines().all(|l| l.chars().count() <= 80), "{shown}");
 }

@@ -745,14 +745,28 @@ fn the_leak_report_names_the_bodies_the_crawl_site_and_request_meta() {
             b"format=xml: text or json\n".to_vec()
         )
     );
-    run(&mut spider.console(), "engine.stop()");
+    // deep=True finds the holders in a few seconds of exact mode, then
+    // switches back.
+    let mut c = spider.console();
+    let deep = run(&mut c, "leaks(deep=True, secs=3)");
+    assert!(deep.contains("held by  HtmlResponse.body ("), "{deep}");
+    assert!(
+        words(&deep).contains("(switched on for this report, then back to sampled)"),
+        "{deep}"
+    );
+    assert!(run(&mut c, "mode()").starts_with("sampled: "));
+    run(&mut c, "engine.stop()");
     drop(spider);
     // Exact mode adds who holds the response: the next request's meta.
     let spider = Spider::start_with(&[], "exact", &every_second);
     let mut c = spider.console();
     // (A point of an exact-mode heap takes a while in a debug build, and
     // the history waits nine times that between points.)
-    let held = |r: &str| r.contains("held by  HtmlResponse.body (") && r.contains("← Request.meta");
+    let held = |r: &str| {
+        r.contains("held by  HtmlResponse.body (")
+            && r.contains("← Request.meta")
+            && r.contains("    kept by  ")
+    };
     let report = poll(150, || run(&mut c, "leaks()"), held);
     assert!(held(&report), "{report}");
     run(&mut c, "engine.stop()");

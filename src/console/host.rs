@@ -131,6 +131,8 @@ pub struct Call<'a> {
     pub(crate) args: Vec<Value>,
     pub(crate) kwargs: Vec<(String, Value)>,
     pub(crate) width: usize,
+    /// When the line's time runs out.
+    pub(crate) deadline: std::time::Instant,
     pub(crate) host: &'a Host,
     pub(crate) session: &'a SessionState,
 }
@@ -156,6 +158,13 @@ impl Call<'_> {
     /// The caller's terminal width, for tables.
     pub fn width(&self) -> usize {
         self.width
+    }
+
+    /// The time left before the line's limit: a built-in that waits
+    /// (`leaks(deep=True)`) waits no longer.
+    pub fn time_left(&self) -> std::time::Duration {
+        self.deadline
+            .saturating_duration_since(std::time::Instant::now())
     }
 
     /// The positional argument `i`.

@@ -31,6 +31,9 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 /// last two points, and the first two points (the first reads the
 /// program's symbols) wait only the interval.
 const IDLE_FACTOR: u32 = 9;
+/// Room under the address-space limit a point needs beyond twice its
+/// heap's size.
+const NEED_MARGIN: u64 = 64 << 20;
 /// Labels the store holds at most: when points still name that many, a
 /// row with a new label is left out of the next point.
 const MAX_LABELS: usize = 3072;
@@ -92,6 +95,8 @@ pub(crate) struct Store {
     pub(crate) interval: Duration,
     /// How long the last point took to take.
     pub(crate) last_cost: Duration,
+    /// Points skipped because the process was near its memory limit.
+    pub(crate) skipped: u64,
 }
 
 impl Store {
@@ -291,13 +296,22 @@ pub(crate) fn store() -> Option<Arc<Mutex<Store>>> {
 fn take_points(stop: &AtomicBool, store: &Mutex<Store>, interval: Duration) {
     // The previous point's time; none before the second point.
     let mut previous: Option<Duration> = None;
+    // The room a point needs under an address-space limit.
+    let mut need = NEED_MARGIN;
     let mut first = true;
     while !stop.load(Ordering::Relaxed) {
         let began = Instant::now();
         let mode = crate::tracker::mode();
-        // A heap that cannot be allocated (the process is at its memory
-        // limit) is a point missed, not a failure.
-        if let Ok(heap) = hpy().try_whole_heap() {
+        // A failed allocation here would abort the program: near its
+        // address-space limit a point is skipped, and a heap that cannot
+        // be copied is a point missed, not a failure.
+        let room = crate::sys::limit::address_space_room();
+        if room.is_some_and(|r| r < need) {
+            lock(store).skipped += 1;
+        } else if let Ok(heap) = hpy().try_whole_heap() {
+            // What the next point may need: its heap's snapshot and rows,
+            // and as much again for the partitions.
+            need = NEED_MARGIN + 2 * heap.memory().1.1 as u64;
             let sample_bytes = if heap.estimated() {
                 crate::tracker::sample_bytes()
             } else {

@@ -31,7 +31,7 @@ mod report;
 mod trend;
 
 pub use history::{DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL, POINTS, ROWS_PER_KIND};
-pub use report::{GrowthHistory, GrowthRow, Holder, LeakReport, LeakSuspect, MAX_SUSPECTS};
+pub use report::{GrowthHistory, GrowthRow, Holder, KeptBy, LeakReport, LeakSuspect, MAX_SUSPECTS};
 
 use std::time::Duration;
 
@@ -84,6 +84,21 @@ pub fn interval_from_env() -> Result<Duration, BadValue> {
 /// The leak report now (see the [module docs](self)).
 pub fn report() -> LeakReport {
     report::build()
+}
+
+/// How long [`deep_report`] keeps exact mode on when not told.
+pub const DEFAULT_DEEP_WINDOW: Duration = Duration::from_secs(30);
+/// The longest [`deep_report`] keeps exact mode on.
+pub const MAX_DEEP_WINDOW: Duration = Duration::from_secs(300);
+
+/// The leak report with what holds each suspect, from sampled mode: exact
+/// mode is switched on for `window` (at most [`MAX_DEEP_WINDOW`]), the
+/// suspects' blocks allocated meanwhile are looked up in the heap graph,
+/// and the mode before is switched back. The report says that it did so
+/// ([`LeakReport::deep_seconds`]). In exact mode, or with no suspect, it
+/// is [`report`].
+pub fn deep_report(window: Duration) -> LeakReport {
+    report::deep(window.min(MAX_DEEP_WINDOW))
 }
 
 /// The growth history as it stands: the whole heap and its largest rows,

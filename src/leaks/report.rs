@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::history::{self, Point, Store};
 use super::trend::{self, MIN_POINTS};
 use crate::Mode;
-use crate::heap::{Heap, Kind, Partition, hpy};
+use crate::heap::{Heap, Kind, Partition, Retainers, hpy};
 
 /// Suspects a report lists at most.
 pub const MAX_SUSPECTS: usize = 12;
@@ -36,8 +37,9 @@ pub struct LeakReport {
     pub estimated: bool,
     /// Seconds between points, as asked.
     pub interval_seconds: f64,
-    /// Points judged: those since the last switch of mode (figures from
-    /// two modes do not compare).
+    /// Points judged: in exact mode those since the switch to it, from
+    /// samples those at the current sampling mean (figures from two modes
+    /// do not compare).
     pub points: usize,
     /// Points needed before any row can be judged.
     pub points_needed: usize,
@@ -47,6 +49,9 @@ pub struct LeakReport {
     pub suspects: Vec<LeakSuspect>,
     /// Bytes the growth history takes.
     pub history_bytes: usize,
+    /// With [`deep`](super::deep_report): the seconds exact mode was on
+    /// to find the holders.
+    pub deep_seconds: Option<f64>,
 }
 
 /// A type and site whose live bytes grew in a sustained way.
@@ -100,6 +105,32 @@ pub struct Holder {
     /// root (`Request.meta` above `HtmlResponse.body`): each step the
     /// reference that holds most of the step below.
     pub above: Vec<String>,
+    /// Where the suspect's blocks are kept alive from, in the dominator
+    /// tree (for the first suspects, in exact mode with no samples left in
+    /// the heap).
+    pub kept_by: Option<KeptBy>,
+}
+
+/// The row of `dominators()` that dominates the most of a suspect's
+/// blocks: the blocks whose freeing would free them, and all they retain.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct KeptBy {
+    /// Its index in `hpy().heap().dominators()`.
+    pub row: usize,
+    /// The type of its blocks.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Their allocation site.
+    pub site: String,
+    /// How many blocks it has.
+    pub blocks: u64,
+    /// The bytes they retain.
+    pub retained: u64,
+    /// Of every block the roots reach, in bytes.
+    pub reachable: u64,
+    /// How many of the suspect's blocks it dominates.
+    pub dominates: u64,
 }
 
 fn mode_name<S: serde::Serializer>(mode: &Mode, s: S) -> Result<S::Ok, S::Error> {
@@ -130,6 +161,9 @@ pub struct GrowthHistory {
     pub history_bytes: usize,
     /// Seconds the last point took to take.
     pub last_point_seconds: f64,
+    /// Points skipped because the process was near its address-space
+    /// limit (taking one could have made it run out).
+    pub skipped_points: u64,
 }
 
 /// One row of the growth history: a label and its figures at each point.
@@ -159,11 +193,22 @@ fn series(store: &Store, window: &[&Point], kind: Kind, label: &str) -> Vec<(u64
         .collect()
 }
 
-/// The points since the last switch of mode (or of sampling mean).
+/// The points judged together: in exact mode those since the switch to
+/// it; from samples, those at the same sampling mean.
 fn window(store: &Store) -> Vec<&Point> {
     let Some(last) = store.points.back() else {
         return Vec::new();
     };
+    if last.sample_bytes > 0 {
+        // Estimates at one sampling mean compare across a switch to exact
+        // mode and back (blocks recorded exactly meanwhile count as they
+        // are): the points of a window in exact mode are left out.
+        return store
+            .points
+            .iter()
+            .filter(|p| p.sample_bytes == last.sample_bytes)
+            .collect();
+    }
     let mut w: Vec<&Point> = store
         .points
         .iter()
@@ -243,34 +288,51 @@ fn preferred_row(p: &Partition, prefer: &[&str]) -> Option<(String, Heap)> {
     Some((rows[i].label.clone(), p.row(i)))
 }
 
-/// The reference that holds most of `blocks`, and the ones above it.
-fn holder(blocks: &Heap) -> Option<Holder> {
+/// The reference that holds most of `blocks`, the ones above it, and
+/// (with the heap's dominator tree) where they are kept alive from.
+fn holder(blocks: &Heap, tree: Option<&Retainers>) -> Option<Holder> {
     let via = blocks.byvia();
     let first = via.rows().first()?;
     let mut above = Vec::new();
     let mut held = via.row(0);
+    let mut label = first.label.clone();
     // A label in brackets is no reference (`[no reference]`): nothing
     // above it.
-    let mut last = first.label.clone();
-    while above.len() + 1 < HOLDER_STEPS && !last.starts_with('[') {
+    while !label.starts_with('[') {
         let up = held.referrers();
-        if up.count() == 0 {
+        if up.count() == 0 || above.len() + 1 >= HOLDER_STEPS {
             break;
         }
         let via = up.byvia();
         let Some(r) = via.rows().first() else {
             break;
         };
-        last = r.label.clone();
-        above.push(last.clone());
+        label = r.label.clone();
+        above.push(label.clone());
         held = via.row(0);
     }
+    let kept_by = match tree {
+        Some(tree) => tree.dominating_row(blocks).map(|(row, dominates)| {
+            let r = &tree.rows()[row];
+            KeptBy {
+                row,
+                type_name: r.ty.clone(),
+                site: r.site.clone(),
+                blocks: r.count,
+                retained: r.retained,
+                reachable: tree.reachable,
+                dominates,
+            }
+        }),
+        None => None,
+    };
     Some(Holder {
         via: first.label.clone(),
         blocks: first.count,
         bytes: first.size,
         of_blocks: blocks.count(),
         above,
+        kept_by,
     })
 }
 
@@ -287,6 +349,7 @@ pub(super) fn build() -> LeakReport {
             watched_seconds: 0.0,
             suspects: Vec::new(),
             history_bytes: 0,
+            deep_seconds: None,
         };
     };
     let (mut report, found) = {
@@ -306,6 +369,7 @@ pub(super) fn build() -> LeakReport {
             watched_seconds: watched,
             suspects: Vec::new(),
             history_bytes: store.memory(),
+            deep_seconds: None,
         };
         let found = growing_rows(&store, &window);
         (report, found)
@@ -360,11 +424,42 @@ pub(super) fn build() -> LeakReport {
     suspects.sort_by(|a, b| b.0.bytes_per_minute.total_cmp(&a.0.bytes_per_minute));
     suspects.truncate(MAX_SUSPECTS);
     if report.mode == Mode::Exact && !report.estimated {
+        let tree = heap.dominators().ok();
         for (s, blocks) in suspects.iter_mut().take(HOLDERS_LOOKED_UP) {
-            s.held_by = blocks.as_ref().and_then(holder);
+            s.held_by = blocks.as_ref().and_then(|b| holder(b, tree.as_ref()));
         }
     }
     report.suspects = suspects.into_iter().map(|(s, _)| s).collect();
+    report
+}
+
+/// The report, with the holders of its suspects found in exact mode: on
+/// for `window`, then back to the mode before (see
+/// [`deep_report`](super::deep_report)).
+pub(super) fn deep(window: Duration) -> LeakReport {
+    let mut report = build();
+    if report.mode == Mode::Exact || report.suspects.is_empty() {
+        return report;
+    }
+    let before = crate::tracker::mode();
+    let started = Instant::now();
+    crate::tracker::set_mode(Mode::Exact);
+    std::thread::sleep(window);
+    let heap = hpy().try_whole_heap();
+    crate::tracker::set_mode(before);
+    report.deep_seconds = Some(started.elapsed().as_secs_f64());
+    let Ok(heap) = heap else {
+        return report;
+    };
+    // The suspects' blocks allocated in the window, and what holds them
+    // (blocks from before are known only by their samples).
+    let bytype = heap.recorded_exactly().bytype();
+    for s in report.suspects.iter_mut().take(HOLDERS_LOOKED_UP) {
+        let blocks = row_named(&bytype, &s.type_name)
+            .and_then(|h| row_named(&h.bysite(), &s.site))
+            .filter(|h| h.count() > 0);
+        s.held_by = blocks.as_ref().and_then(|b| holder(b, None));
+    }
     report
 }
 
@@ -406,6 +501,7 @@ pub(super) fn history() -> GrowthHistory {
             sites: Vec::new(),
             history_bytes: 0,
             last_point_seconds: 0.0,
+            skipped_points: 0,
         };
     };
     let store = history::lock(&store);
@@ -447,5 +543,6 @@ pub(super) fn history() -> GrowthHistory {
         sites: rows(Kind::Site),
         history_bytes: store.memory(),
         last_point_seconds: store.last_cost.as_secs_f64(),
+        skipped_points: store.skipped,
     }
 }

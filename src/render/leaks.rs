@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::heap::shown_label;
-use super::table::{WIDTH, bytes, wrap};
+use super::table::{WIDTH, bytes, percent, wrap};
 use crate::heap::Kind;
 use crate::leaks::{GrowthHistory, GrowthRow, LeakReport, LeakSuspect};
 
@@ -113,17 +113,24 @@ pub(crate) fn report(r: &LeakReport, width: usize) -> String {
         suspect(&mut out, i, s, approx, width);
     }
     out.push('\n');
-    if r.mode == crate::Mode::Exact {
+    if let Some(secs) = r.deep_seconds {
+        out.push_str(&para(&format!(
+            "held by: the reference that holds most of each suspect's blocks allocated in \
+             {} of exact mode (switched on for this report, then back to {}), and below it \
+             (←) what holds that.",
+            span(secs),
+            r.mode.name()
+        )));
+    } else if r.mode == crate::Mode::Exact {
         out.push_str(&para(
             "held by: the reference that holds most of the suspect's blocks (byvia), and \
              below it (←) what holds that; x.bytype[i].sp shows whole paths from a root.",
         ));
     } else {
         out.push_str(&para(&format!(
-            "{approx}: estimated from samples. Exact mode adds what holds each suspect \
-             (byvia): set_mode('exact'), then leaks() again after {} more points (the \
-             report starts afresh at a switch).",
-            r.points_needed
+            "{approx}: estimated from samples. leaks(deep=True) adds what holds each \
+             suspect: exact mode for 30 s, then back to {}.",
+            r.mode.name()
         )));
     }
     out
@@ -179,6 +186,20 @@ fn suspect(out: &mut String, i: usize, s: &LeakSuspect, approx: &str, width: usi
                 shown_label(Kind::Via, step, room.saturating_sub(2))
             ));
         }
+        if let Some(k) = &h.kept_by {
+            let ty = shown_label(Kind::Type, &k.type_name, room.saturating_sub(24).max(12));
+            out.push_str(&format!(
+                "{pad}kept by  {} {ty} block{}, retaining {} ({}%)\n",
+                k.blocks,
+                if k.blocks == 1 { "" } else { "s" },
+                bytes(k.retained),
+                percent(k.retained, k.reachable)
+            ));
+            out.push_str(&format!(
+                "{pad}         (dominators() row {}: {} of these blocks under it)\n",
+                k.row, k.dominates
+            ));
+        }
     }
 }
 
@@ -209,6 +230,17 @@ pub(crate) fn history(h: &GrowthHistory, width: usize) -> String {
         0,
     );
     out.push('\n');
+    if h.skipped_points > 0 {
+        out.push_str(&wrap(
+            &format!(
+                "{} points skipped: the process was near its address-space limit.",
+                h.skipped_points
+            ),
+            width,
+            0,
+        ));
+        out.push('\n');
+    }
     let spark = SPARK.min(width / 3).min(n.max(1));
     let label_room = width.saturating_sub(spark + 14).max(16);
     let line = |out: &mut String, kind: Option<Kind>, r: &GrowthRow| {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::console::eval::{Error, ExceptionKind, Value};
 use crate::console::host::{Call, Host, HostObject};
-use crate::heap::{Heap, HeapDiff, Hpy, Kind, Partition, Paths};
+use crate::heap::{Heap, HeapDiff, Hpy, Kind, Partition, Paths, Retainers};
 
 pub(super) fn register(host: &mut Host) {
     host.builtin_function("clear_relheap", None, |c| {
@@ -16,22 +16,66 @@ pub(super) fn register(host: &mut Host) {
     host.builtin_function(
         "leaks",
         Some(
-            "leaks() — the leak report: what kept growing over the growth history, its site, growth and history; in exact mode what holds it",
+            "leaks() — the leak report: what kept growing over the growth history, its site, growth and history; in exact mode what holds it; leaks(deep=True, secs=30): exact mode for secs to find the holders, then back",
         ),
         |c| {
-            c.arity(0)?;
-            c.no_kwargs()?;
-            Ok(Value::Text(crate::leaks().render(c.width())))
+            if !c.args().is_empty() {
+                return Err(Error::new(
+                    ExceptionKind::TypeError,
+                    "leaks() takes only keyword arguments: deep=True, secs=N",
+                ));
+            }
+            let (mut deep, mut secs) = (false, crate::leaks::DEFAULT_DEEP_WINDOW.as_secs_f64());
+            for (k, v) in c.kwargs() {
+                match (k.as_str(), v) {
+                    ("deep", v) => deep = v.truthy(),
+                    ("secs", Value::Int(n)) if *n > 0 => secs = *n as f64,
+                    ("secs", Value::Float(f)) if *f > 0.0 && f.is_finite() => secs = *f,
+                    _ => {
+                        return Err(Error::new(
+                            ExceptionKind::TypeError,
+                            "leaks() takes deep=True and secs=N (seconds of exact mode, a \
+                             positive number)",
+                        ));
+                    }
+                }
+            }
+            if !deep {
+                return Ok(Value::Text(crate::leaks().render(c.width())));
+            }
+            // The window ends in time for the graph within the line's
+            // limit.
+            let left = c.time_left().saturating_sub(DEEP_GRAPH_TIME);
+            let window = Duration::from_secs_f64(secs.min(86_400.0)).min(left);
+            let mut text = crate::leaks::deep_report(window).render(c.width());
+            if window.as_secs_f64() + 0.5 < secs {
+                text.push_str(&crate::render::table::wrap(
+                    &format!(
+                        "(Exact mode was on for {:.0} s, not {secs:.0}: the console's line \
+                         limit. Builder::line_timeout raises it; leakscope::leaks::deep_report \
+                         in the program has none.)",
+                        window.as_secs_f64()
+                    ),
+                    c.width(),
+                    0,
+                ));
+                text.push('\n');
+            }
+            Ok(Value::Text(text))
         },
     );
     host.builtin_object(
         "hpy",
         Some(
-            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all (full=True: names whole), [i].name; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); hpy().setrelheap(); hpy().watch(): the growth history (watch(secs) restarts it every secs)",
+            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all (full=True: names whole), [i].name; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); what it keeps alive: .retained, .dominators (d[i]: what row i retains); hpy().setrelheap(); hpy().watch(): the growth history (watch(secs) restarts it every secs)",
         ),
         HpyObject(crate::hpy()),
     );
 }
+
+/// The time `leaks(deep=True)` leaves for the graph within the line's
+/// limit.
+const DEEP_GRAPH_TIME: Duration = Duration::from_secs(3);
 
 /// `hpy` (and `hpy()`, the same object).
 struct HpyObject(Hpy);
@@ -127,6 +171,12 @@ fn heap(h: &crate::heap::Hpy) -> Result<crate::heap::Heap, Error> {
         .map_err(|e| Error::new(ExceptionKind::MemoryError, e.to_string()))
 }
 
+/// Why a graph view cannot answer, as the console shows it (attributes
+/// know no width: the console's default).
+fn graph_error(e: &crate::heap::GraphError) -> Value {
+    Value::Text(crate::render::table::wrap(&format!("{e}."), crate::render::table::WIDTH, 0) + "\n")
+}
+
 /// A heap: `hpy().heap()`, or a row of a partition (with the row's full
 /// label: `x[0].name`).
 struct HeapObject(Heap, Option<String>);
@@ -169,11 +219,15 @@ impl HostObject for HeapObject {
             "referents" => Some(Value::object(HeapObject(h.referents(), None))),
             "sp" => Some(match h.sp() {
                 Ok(paths) => Value::object(PathsObject(paths)),
-                // Attributes know no width: the console's default.
-                Err(e) => Value::Text(
-                    crate::render::table::wrap(&format!("{e}."), crate::render::table::WIDTH, 0)
-                        + "\n",
-                ),
+                Err(e) => graph_error(&e),
+            }),
+            "dominators" => Some(match h.dominators() {
+                Ok(d) => Value::object(RetainersObject(d)),
+                Err(e) => graph_error(&e),
+            }),
+            "retained" => Some(match h.retained() {
+                Ok(bytes) => Value::from(bytes),
+                Err(e) => graph_error(&e),
             }),
             _ => kind_named(name).map(|k| Value::object(PartitionObject::new(h.partition(k)))),
         }
@@ -385,5 +439,69 @@ impl HostObject for DiffObject {
 
     fn show(&self, width: usize) -> String {
         crate::render::diff(&self.0, width)
+    }
+}
+
+/// MAT's dominator tree of a heap (`x.dominators`), and `d[i]`, what row
+/// `i` retains.
+struct RetainersObject(Retainers);
+
+impl HostObject for RetainersObject {
+    fn type_name(&self) -> &str {
+        "dominators"
+    }
+
+    fn memory(&self) -> (usize, Option<(usize, usize)>) {
+        let (own, shared) = self.0.memory();
+        (own, Some(shared))
+    }
+
+    fn attribute(&self, name: &str) -> Option<Value> {
+        match name {
+            "count" => Some(Value::from(self.0.rows.len() as u64)),
+            _ => None,
+        }
+    }
+
+    fn methods(&self) -> Vec<&'static str> {
+        vec!["heap"]
+    }
+
+    fn call(&self, method: &str, c: &Call<'_>) -> Result<Value, Error> {
+        c.no_kwargs()?;
+        match (method, c.args()) {
+            ("heap", [Value::Int(i)]) if *i >= 0 && (*i as usize) < self.0.rows.len() => {
+                Ok(Value::object(HeapObject(self.0.heap(*i as usize), None)))
+            }
+            ("heap", _) => Err(Error::new(
+                ExceptionKind::IndexError,
+                format!(
+                    "heap(i) takes the index of a row, 0 to {}",
+                    self.0.rows.len().saturating_sub(1)
+                ),
+            )),
+            _ => Err(Error::no_attribute(self.type_name(), method)),
+        }
+    }
+
+    fn repr(&self) -> String {
+        format!("<dominator tree: {} rows>", self.0.rows.len())
+    }
+
+    fn show(&self, width: usize) -> String {
+        self.0.render(width)
+    }
+
+    fn length(&self) -> Option<usize> {
+        Some(self.0.rows.len())
+    }
+
+    /// `d[i]`: what row `i` retains, one level down the tree.
+    fn item(&self, index: usize) -> Option<Value> {
+        (index < self.0.rows.len()).then(|| Value::object(RetainersObject(self.0.row(index))))
+    }
+
+    fn call_returns_self(&self) -> bool {
+        true
     }
 }

@@ -433,6 +433,7 @@ impl Shell {
             args,
             kwargs,
             width: self.width,
+            deadline: self.deadline,
             host: &self.host,
             session: &self.state,
         };
