@@ -325,22 +325,24 @@ fn retained_sizes_and_dominators_of_bags_of_items() {
     let shared = (2 * size_of::<usize>() + 1000) as u64;
     let items = of_type(&heap, "Box<heap_graph::Item>");
     assert_eq!(items.count(), 1000);
+    // Freeing every item frees exactly them.
     assert_eq!(items.retained().unwrap(), 1_000_000);
-    assert_eq!(boxes.retained().unwrap(), 2 * one_bag + shared);
+    // The scan is conservative: a stale word elsewhere that happens to
+    // hold an item's address keeps that item out of what a bag retains
+    // (never in). Nearly all of them are in.
+    let near = |got: u64, exact: u64| got <= exact && got + 20 * 1000 >= exact;
+    let bags_retain = boxes.retained().unwrap();
+    assert!(near(bags_retain, 2 * one_bag + shared), "{bags_retain}");
     // The tree of these blocks: each bag on top, retaining its own items.
     let d = boxes.dominators().unwrap();
     assert_eq!(d.rows().len(), 1, "{d}");
     let r = &d.rows()[0];
     assert_eq!(
-        (r.ty.as_str(), r.count, r.shallow, r.retained),
-        (
-            "Box<heap_graph::Bag>",
-            2,
-            2 * size_of::<Bag>() as u64,
-            2 * one_bag
-        ),
+        (r.ty.as_str(), r.count, r.shallow),
+        ("Box<heap_graph::Bag>", 2, 2 * size_of::<Bag>() as u64),
         "{d}"
     );
+    assert!(near(r.retained, 2 * one_bag), "{d}");
     // One level down: the two buffers, each retaining its 500 items.
     let below = d.row(0);
     let buffers = below
@@ -349,7 +351,10 @@ fn retained_sizes_and_dominators_of_bags_of_items() {
         .find(|r| r.ty.trim_end_matches(" (?)") == "Vec<Box<heap_graph::Item>>")
         .unwrap_or_else(|| panic!("{below}"));
     assert_eq!(buffers.count, 2, "{below}");
-    assert_eq!(buffers.retained, 2 * (500 * 8 + 500 * 1000), "{below}");
+    assert!(
+        near(buffers.retained, 2 * (500 * 8 + 500 * 1000)),
+        "{below}"
+    );
     // Of the whole heap, the vector of bags is on top: it alone holds
     // both, so it retains them and the item they share.
     let whole = heap.dominators().unwrap();
@@ -358,13 +363,11 @@ fn retained_sizes_and_dominators_of_bags_of_items() {
         .iter()
         .position(|r| r.ty.trim_end_matches(" (?)") == "Vec<Box<heap_graph::Bag>>")
         .unwrap_or_else(|| panic!("{whole}"));
-    assert_eq!(
-        whole.rows()[top].retained,
-        (2 * size_of::<usize>()) as u64 + 2 * one_bag + shared,
-        "{whole}"
-    );
+    let exact = (2 * size_of::<usize>()) as u64 + 2 * one_bag + shared;
+    assert!(near(whole.rows()[top].retained, exact), "{whole}");
     // The bags' items are found under their row.
-    assert_eq!(whole.dominating_row(&items), Some((top, 1000)));
+    let (row, under) = whole.dominating_row(&items).unwrap();
+    assert!(row == top && under >= 980, "{row} {under}\n{whole}");
     let text = whole.render(80);
     assert!(
         text.starts_with("Dominator tree: the blocks that retain the most"),

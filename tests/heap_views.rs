@@ -30,6 +30,7 @@ tests!(
     the_consoles_work_is_leakscopes_memory_not_the_programs,
     a_child_forked_while_views_and_dumps_run_never_hangs,
     a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort,
+    the_growth_history_skips_points_near_the_memory_limit,
 );
 
 #[allow(dead_code)]
@@ -674,6 +675,9 @@ fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
             .arg(test)
             .env(CHILD, "1")
             .env("RUST_BACKTRACE", "0")
+            // No growth history: memory its heaps gave back would be room
+            // for the heap this test expects not to fit.
+            .env("LEAKSCOPE_WATCH_INTERVAL", "0")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -689,11 +693,6 @@ fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
     let kept = make_widgets(1_000_000);
     let (_console, mut c) = console_and_client();
     assert_eq!(c.run("1 + 1"), "2\r\n");
-    // The console started the growth history, whose thread skips points
-    // near the limit; one already under way when the limit drops could
-    // still need more. Stopped, so that the console's views alone are
-    // what is tried here.
-    leakscope::leaks::stop();
     // 8 MiB more address space than the process has now. Nothing is
     // checked until the limit is lifted: a failing check's report would
     // itself run out of memory.
@@ -703,24 +702,7 @@ fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
     let direct = hpy().try_heap().err();
     let dump = leakscope::export::dhat::write(std::env::temp_dir().join("leakscope-at-limit.json"));
     black_box(vec![1u8; 1000]);
-    // The growth history, started at the limit, skips its points rather
-    // than take a heap it may have no room for.
-    leakscope::leaks::restart(Duration::from_millis(100));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut history = leakscope::leaks::history();
-    while history.skipped_points < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        history = leakscope::leaks::history();
-    }
-    leakscope::leaks::stop();
     set_address_space_limit(libc::RLIM_INFINITY);
-    assert!(history.skipped_points >= 2, "{history:?}");
-    assert!(history.times.is_empty(), "{history:?}");
-    assert!(
-        history
-            .render(80)
-            .contains(" points skipped: the process was near its")
-    );
     // The line, a caret under the call, and the error.
     assert!(answer.starts_with("  x = hpy().heap()\r\n"), "{answer:?}");
     let said = words(&answer);
@@ -747,4 +729,45 @@ fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
     assert_eq!(c.run("x = hpy().heap()"), "");
     assert!(c.run("x.bytype").contains("Box<Widget>"));
     drop(kept);
+}
+
+fn the_growth_history_skips_points_near_the_memory_limit() {
+    const CHILD: &str = "LEAKSCOPE_TEST_HISTORY_AT_THE_LIMIT";
+    let test = "the_growth_history_skips_points_near_the_memory_limit";
+    if std::env::var_os(CHILD).is_none() {
+        // A fresh process, as above.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg(test)
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("test {test} ... ok")),
+            "{}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    // Room for the history's thread, not for a point (it asks for 64 MiB
+    // more than twice its last heap).
+    set_address_space_limit(address_space() + (32 << 20));
+    leakscope::leaks::restart(Duration::from_millis(100));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut history = leakscope::leaks::history();
+    while history.skipped_points < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        history = leakscope::leaks::history();
+    }
+    leakscope::leaks::stop();
+    set_address_space_limit(libc::RLIM_INFINITY);
+    assert!(history.skipped_points >= 2, "{history:?}");
+    assert!(history.times.is_empty(), "{history:?}");
+    let shown = history.render(80);
+    assert!(
+        shown.contains(" points skipped: the process was near its address-space"),
+        "{shown}"
+    );
 }

@@ -301,7 +301,7 @@ fn sampled_mode_names_every_leak_and_no_bounded_growth() {
     assert!(report.suspects.iter().all(|s| s.held_by.is_none()));
     let shown = report.render(80);
     assert!(
-        shown.contains("Exact mode adds what holds each suspect"),
+        shown.contains("leaks(deep=True) adds what holds each"),
         "{shown}"
     );
     assert!(shown.lines().all(|l| l.chars().count() <= 80), "{shown}");

@@ -38,17 +38,17 @@ impl Hpy {
     pub fn try_heap(&self) -> Result<Heap, tracker::OutOfMemory> {
         let snapshot = tracker::try_snapshot()?;
         let base = RELHEAP.lock();
-        Ok(match base.as_ref() {
+        match base.as_ref() {
             Some(old) => Heap::from_snapshot(snapshot, |b| !old.contains(&(b.addr, b.born))),
             None => Heap::from_snapshot(snapshot, |_| true),
-        })
+        }
     }
 
     /// [`Hpy::try_heap`] without the relative-heap baseline: every block
     /// the recorder knows (for the growth history, whose figures must not
     /// jump when a user sets a baseline).
     pub(crate) fn try_whole_heap(&self) -> Result<Heap, tracker::OutOfMemory> {
-        Ok(Heap::from_snapshot(tracker::try_snapshot()?, |_| true))
+        Heap::from_snapshot(tracker::try_snapshot()?, |_| true)
     }
 
     /// The live blocks no root reaches: `Rc`/`Arc` cycles and

@@ -235,7 +235,21 @@ impl Heap {
         )
     }
 
-    fn from_snapshot(snapshot: Snapshot, keep: impl Fn(&LiveBlock) -> bool) -> Heap {
+    /// The heap of `snapshot`'s blocks that `keep` accepts. Its two large
+    /// allocations (a fact per stack, an index per block) are made at
+    /// their exact size and may fail: [`crate::tracker::OutOfMemory`], as
+    /// for the copy, rather than an abort near the memory limit.
+    fn from_snapshot(
+        snapshot: Snapshot,
+        keep: impl Fn(&LiveBlock) -> bool,
+    ) -> Result<Heap, crate::tracker::OutOfMemory> {
+        let oom = |bytes: usize| crate::tracker::OutOfMemory { bytes };
+        let mut facts: Vec<OnceLock<StackFacts>> = Vec::new();
+        let stacks = snapshot.stacks.len();
+        facts
+            .try_reserve_exact(stacks)
+            .map_err(|_| oom(stacks * size_of::<OnceLock<StackFacts>>()))?;
+        facts.extend((0..stacks).map(|_| OnceLock::new()));
         // Every live block's stack resolved in one batch.
         symbols::prefetch(
             snapshot
@@ -244,24 +258,30 @@ impl Heap {
                 .filter(|s| s.stats.live_blocks > 0)
                 .map(|s| &s.frames[..]),
         );
-        let facts = (0..snapshot.stacks.len())
-            .map(|_| OnceLock::new())
-            .collect();
         let data = Arc::new(HeapData {
             snapshot,
             facts,
             graph: OnceLock::new(),
             dominators: OnceLock::new(),
         });
-        let members: Arc<[u32]> = data
-            .snapshot
-            .blocks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| keep(b) && !data.facts(b.stack).tool_owned)
-            .map(|(i, _)| i as u32)
-            .collect();
-        Heap { data, members }
+        let kept = |b: &LiveBlock| keep(b) && !data.facts(b.stack).tool_owned;
+        let count = data.snapshot.blocks.iter().filter(|b| kept(b)).count();
+        let mut members: Vec<u32> = Vec::new();
+        members
+            .try_reserve_exact(count)
+            .map_err(|_| oom(count * size_of::<u32>()))?;
+        members.extend(
+            data.snapshot
+                .blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| kept(b))
+                .map(|(i, _)| i as u32),
+        );
+        Ok(Heap {
+            data,
+            members: members.into(),
+        })
     }
 
     fn blocks(&self) -> impl Iterator<Item = &LiveBlock> + '_ {

@@ -38,15 +38,17 @@ use std::time::Duration;
 use crate::config::{self, BadValue};
 
 /// Starts the growth history, if none runs, at the interval
-/// `LEAKSCOPE_WATCH_INTERVAL` names (a value it cannot use is reported on
-/// stderr and [`DEFAULT_INTERVAL`] is kept). The console and the HTTP
-/// endpoint call it when they start.
+/// `LEAKSCOPE_WATCH_INTERVAL` names (`0`: none is started; a value it
+/// cannot use is reported on stderr and [`DEFAULT_INTERVAL`] is kept).
+/// The console and the HTTP endpoint call it when they start.
 pub fn start() {
     let interval = interval_from_env().unwrap_or_else(|e| {
         crate::sys::operator::warn(&format!("leakscope: {e}; the growth history keeps 10 s"));
-        DEFAULT_INTERVAL
+        Some(DEFAULT_INTERVAL)
     });
-    history::start(interval, false);
+    if let Some(interval) = interval {
+        history::start(interval, false);
+    }
 }
 
 /// Starts the growth history afresh at `interval` (within
@@ -67,15 +69,17 @@ pub fn running() -> bool {
 }
 
 /// The interval `LEAKSCOPE_WATCH_INTERVAL` asks for (seconds, fractions
-/// allowed), or [`DEFAULT_INTERVAL`] when it is not set.
-pub fn interval_from_env() -> Result<Duration, BadValue> {
-    const EXPECTED: &str = "a number of seconds from 0.1 to 86400";
+/// allowed): [`DEFAULT_INTERVAL`] when it is not set, `None` for `0` (no
+/// history).
+pub fn interval_from_env() -> Result<Option<Duration>, BadValue> {
+    const EXPECTED: &str = "0 (no history) or a number of seconds from 0.1 to 86400";
     let Some(text) = config::WATCH_INTERVAL.value() else {
-        return Ok(DEFAULT_INTERVAL);
+        return Ok(Some(DEFAULT_INTERVAL));
     };
     match text.trim().parse::<f64>() {
+        Ok(0.0) => Ok(None),
         Ok(s) if (MIN_INTERVAL.as_secs_f64()..=MAX_INTERVAL.as_secs_f64()).contains(&s) => {
-            Ok(Duration::from_secs_f64(s))
+            Ok(Some(Duration::from_secs_f64(s)))
         }
         _ => Err(config::WATCH_INTERVAL.bad(text, EXPECTED)),
     }

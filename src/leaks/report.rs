@@ -16,6 +16,11 @@ use crate::heap::{Heap, Kind, Partition, Retainers, hpy};
 pub const MAX_SUSPECTS: usize = 12;
 /// Suspects whose holder exact mode looks up (each needs a `byvia`).
 const HOLDERS_LOOKED_UP: usize = MAX_SUSPECTS;
+/// The most blocks of a suspect whose holders are looked up (an even
+/// spread of them).
+const LOOKED_AT: usize = 2000;
+/// Suspects whose path from a root and dominator row are looked up.
+const DEEPER_LOOKED_UP: usize = 3;
 /// References named from a suspect's blocks up towards a root: the one
 /// that holds them, and what holds that.
 const HOLDER_STEPS: usize = 3;
@@ -97,14 +102,18 @@ pub struct Holder {
     pub blocks: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// The suspect's blocks in the heap the holder was looked up in (taken
-    /// when the report was asked for, a little after the history's last
-    /// point).
+    /// The suspect's blocks looked at: all of them in the heap taken when
+    /// the report was asked for (a little after the history's last
+    /// point), or an even spread of 2000 of them.
     pub of_blocks: u64,
     /// What holds the blocks that hold them, step by step up towards a
     /// root (`Request.meta` above `HtmlResponse.body`): each step the
     /// reference that holds most of the step below.
     pub above: Vec<String>,
+    /// The most common shortest path from a root to the suspect's blocks
+    /// (`sp`'s first row: the root, each reference, the blocks' type), and
+    /// how many of them it leads to; for the first suspects in exact mode.
+    pub path: Option<(Vec<String>, u64)>,
     /// Where the suspect's blocks are kept alive from, in the dominator
     /// tree (for the first suspects, in exact mode with no samples left in
     /// the heap).
@@ -290,7 +299,13 @@ fn preferred_row(p: &Partition, prefer: &[&str]) -> Option<(String, Heap)> {
 
 /// The reference that holds most of `blocks`, the ones above it, and
 /// (with the heap's dominator tree) where they are kept alive from.
-fn holder(blocks: &Heap, tree: Option<&Retainers>) -> Option<Holder> {
+fn holder(all: &Heap, tree: Option<&Retainers>) -> Option<Holder> {
+    // What holds a few thousand of them says what holds them all, at a
+    // cost that does not grow with the leak.
+    let blocks = &all.spread(LOOKED_AT);
+    let path = tree
+        .and_then(|_| blocks.sp().ok())
+        .and_then(|sp| sp.rows.first().map(|r| (r.steps.clone(), r.count)));
     let via = blocks.byvia();
     let first = via.rows().first()?;
     let mut above = Vec::new();
@@ -312,7 +327,7 @@ fn holder(blocks: &Heap, tree: Option<&Retainers>) -> Option<Holder> {
         held = via.row(0);
     }
     let kept_by = match tree {
-        Some(tree) => tree.dominating_row(blocks).map(|(row, dominates)| {
+        Some(tree) => tree.dominating_row(all).map(|(row, dominates)| {
             let r = &tree.rows()[row];
             KeptBy {
                 row,
@@ -332,6 +347,7 @@ fn holder(blocks: &Heap, tree: Option<&Retainers>) -> Option<Holder> {
         bytes: first.size,
         of_blocks: blocks.count(),
         above,
+        path,
         kept_by,
     })
 }
@@ -425,8 +441,11 @@ pub(super) fn build() -> LeakReport {
     suspects.truncate(MAX_SUSPECTS);
     if report.mode == Mode::Exact && !report.estimated {
         let tree = heap.dominators().ok();
-        for (s, blocks) in suspects.iter_mut().take(HOLDERS_LOOKED_UP) {
-            s.held_by = blocks.as_ref().and_then(|b| holder(b, tree.as_ref()));
+        for (i, (s, blocks)) in suspects.iter_mut().take(HOLDERS_LOOKED_UP).enumerate() {
+            // Paths and the tree for the first suspects, references for
+            // all.
+            let tree = tree.as_ref().filter(|_| i < DEEPER_LOOKED_UP);
+            s.held_by = blocks.as_ref().and_then(|b| holder(b, tree));
         }
     }
     report.suspects = suspects.into_iter().map(|(s, _)| s).collect();

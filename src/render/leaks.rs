@@ -129,7 +129,7 @@ pub(crate) fn report(r: &LeakReport, width: usize) -> String {
     } else {
         out.push_str(&para(&format!(
             "{approx}: estimated from samples. leaks(deep=True) adds what holds each \
-             suspect: exact mode for 30 s, then back to {}.",
+             suspect: exact mode for a few seconds, then back to {}.",
             r.mode.name()
         )));
     }
@@ -174,16 +174,24 @@ fn suspect(out: &mut String, i: usize, s: &LeakSuspect, approx: &str, width: usi
         sparkline(&s.history, SPARK.min(room))
     ));
     if let Some(h) = &s.held_by {
+        let counts = format!(" ({} of {} blocks looked at)", h.blocks, h.of_blocks);
         out.push_str(&format!(
-            "{pad}held by  {} ({} of {} blocks)\n",
-            shown_label(Kind::Via, &h.via, room.saturating_sub(22).max(20)),
-            h.blocks,
-            h.of_blocks
+            "{pad}held by  {}{counts}\n",
+            shown_label(Kind::Via, &h.via, room.saturating_sub(counts.len()).max(20)),
         ));
         for step in &h.above {
             out.push_str(&format!(
                 "{pad}         ← {}\n",
                 shown_label(Kind::Via, step, room.saturating_sub(2))
+            ));
+        }
+        if let Some((steps, n)) = &h.path {
+            let line = format!("{} ({n} blocks)", steps.join(" → "));
+            let room = width.saturating_sub(INDENT + 9).max(20);
+            let under = format!("\n{}", " ".repeat(INDENT + 9));
+            out.push_str(&format!(
+                "{pad}path     {}\n",
+                wrap(&line, room, 0).replace('\n', &under)
             ));
         }
         if let Some(k) = &h.kept_by {

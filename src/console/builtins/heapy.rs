@@ -25,12 +25,12 @@ pub(super) fn register(host: &mut Host) {
                     "leaks() takes only keyword arguments: deep=True, secs=N",
                 ));
             }
-            let (mut deep, mut secs) = (false, crate::leaks::DEFAULT_DEEP_WINDOW.as_secs_f64());
+            let (mut deep, mut asked) = (false, None);
             for (k, v) in c.kwargs() {
                 match (k.as_str(), v) {
                     ("deep", v) => deep = v.truthy(),
-                    ("secs", Value::Int(n)) if *n > 0 => secs = *n as f64,
-                    ("secs", Value::Float(f)) if *f > 0.0 && f.is_finite() => secs = *f,
+                    ("secs", Value::Int(n)) if *n > 0 => asked = Some(*n as f64),
+                    ("secs", Value::Float(f)) if *f > 0.0 && f.is_finite() => asked = Some(*f),
                     _ => {
                         return Err(Error::new(
                             ExceptionKind::TypeError,
@@ -44,11 +44,12 @@ pub(super) fn register(host: &mut Host) {
                 return Ok(Value::Text(crate::leaks().render(c.width())));
             }
             // The window ends in time for the graph within the line's
-            // limit.
+            // limit (what is left of it, unless asked for less).
             let left = c.time_left().saturating_sub(DEEP_GRAPH_TIME);
+            let secs = asked.unwrap_or(crate::leaks::DEFAULT_DEEP_WINDOW.as_secs_f64());
             let window = Duration::from_secs_f64(secs.min(86_400.0)).min(left);
             let mut text = crate::leaks::deep_report(window).render(c.width());
-            if window.as_secs_f64() + 0.5 < secs {
+            if asked.is_some() && window.as_secs_f64() + 0.5 < secs {
                 text.push_str(&crate::render::table::wrap(
                     &format!(
                         "(Exact mode was on for {:.0} s, not {secs:.0}: the console's line \

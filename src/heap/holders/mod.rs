@@ -200,6 +200,18 @@ impl Heap {
             .clone()
     }
 
+    /// At most `n` of this heap's blocks, spread evenly over it (all of
+    /// them when it has no more): views that name what holds a set of
+    /// blocks look at this many, whatever the heap's size.
+    pub(crate) fn spread(&self, n: usize) -> Heap {
+        let len = self.members.len();
+        if len <= n {
+            return self.clone();
+        }
+        let picked = (0..n).map(|k| self.members[k * len / n]).collect();
+        self.sub_heap(picked)
+    }
+
     /// The blocks of this heap recorded exactly, without the samples (a
     /// heap taken in exact mode after a switch from sampled mode holds
     /// both).
@@ -376,7 +388,8 @@ impl Heap {
     /// have been moving: the views confirm it in this second one, matching
     /// blocks by [`Heap::key`].
     fn fresh_graph(mark: usize) -> (Heap, Arc<Graph>) {
-        let again = Heap::from_snapshot(crate::tracker::snapshot(), |_| true);
+        let again = Heap::from_snapshot(crate::tracker::snapshot(), |_| true)
+            .unwrap_or_else(|e| panic!("{e}"));
         let graph = again.graph_below(mark);
         (again, graph)
     }
