@@ -19,7 +19,8 @@ const HOLDERS_LOOKED_UP: usize = MAX_SUSPECTS;
 /// The most blocks of a suspect whose holders are looked up (an even
 /// spread of them).
 const LOOKED_AT: usize = 2000;
-/// Suspects whose path from a root and dominator row are looked up.
+/// Suspects whose dominator row is looked up (the first also gets its
+/// path from a root).
 const DEEPER_LOOKED_UP: usize = 3;
 /// References named from a suspect's blocks up towards a root: the one
 /// that holds them, and what holds that.
@@ -112,7 +113,8 @@ pub struct Holder {
     pub above: Vec<String>,
     /// The most common shortest path from a root to the suspect's blocks
     /// (`sp`'s first row: the root, each reference, the blocks' type), and
-    /// how many of them it leads to; for the first suspects in exact mode.
+    /// how many of those looked at it leads to; for the first suspect in
+    /// exact mode.
     pub path: Option<(Vec<String>, u64)>,
     /// Where the suspect's blocks are kept alive from, in the dominator
     /// tree (for the first suspects, in exact mode with no samples left in
@@ -298,13 +300,15 @@ fn preferred_row(p: &Partition, prefer: &[&str]) -> Option<(String, Heap)> {
 }
 
 /// The reference that holds most of `blocks`, the ones above it, and
-/// (with the heap's dominator tree) where they are kept alive from.
-fn holder(all: &Heap, tree: Option<&Retainers>) -> Option<Holder> {
+/// (with the heap's dominator tree) where they are kept alive from, and
+/// (`with_path`) the most common path from a root.
+fn holder(all: &Heap, tree: Option<&Retainers>, with_path: bool) -> Option<Holder> {
     // What holds a few thousand of them says what holds them all, at a
     // cost that does not grow with the leak.
     let blocks = &all.spread(LOOKED_AT);
-    let path = tree
-        .and_then(|_| blocks.sp().ok())
+    let path = with_path
+        .then(|| blocks.sp().ok())
+        .flatten()
         .and_then(|sp| sp.rows.first().map(|r| (r.steps.clone(), r.count)));
     let via = blocks.byvia();
     let first = via.rows().first()?;
@@ -322,6 +326,12 @@ fn holder(all: &Heap, tree: Option<&Retainers>) -> Option<Holder> {
         let Some(r) = via.rows().first() else {
             break;
         };
+        // A chain of the same reference (a list through `next`, requests
+        // through `meta`) is named once.
+        if r.label == label {
+            above.push(format!("{label} (repeated)"));
+            break;
+        }
         label = r.label.clone();
         above.push(label.clone());
         held = via.row(0);
@@ -445,7 +455,7 @@ pub(super) fn build() -> LeakReport {
             // Paths and the tree for the first suspects, references for
             // all.
             let tree = tree.as_ref().filter(|_| i < DEEPER_LOOKED_UP);
-            s.held_by = blocks.as_ref().and_then(|b| holder(b, tree));
+            s.held_by = blocks.as_ref().and_then(|b| holder(b, tree, i == 0));
         }
     }
     report.suspects = suspects.into_iter().map(|(s, _)| s).collect();
@@ -477,7 +487,7 @@ pub(super) fn deep(window: Duration) -> LeakReport {
         let blocks = row_named(&bytype, &s.type_name)
             .and_then(|h| row_named(&h.bysite(), &s.site))
             .filter(|h| h.count() > 0);
-        s.held_by = blocks.as_ref().and_then(|b| holder(b, None));
+        s.held_by = blocks.as_ref().and_then(|b| holder(b, None, false));
     }
     report
 }

@@ -195,14 +195,18 @@ fn suspect(out: &mut String, i: usize, s: &LeakSuspect, approx: &str, width: usi
             ));
         }
         if let Some(k) = &h.kept_by {
-            let ty = shown_label(Kind::Type, &k.type_name, room.saturating_sub(24).max(12));
-            out.push_str(&format!(
-                "{pad}kept by  {} {ty} block{}, retaining {} ({}%)\n",
-                k.blocks,
+            let tail = format!(
+                " block{}, retaining {} ({}%)",
                 if k.blocks == 1 { "" } else { "s" },
                 bytes(k.retained),
                 percent(k.retained, k.reachable)
-            ));
+            );
+            let head = format!("{} ", k.blocks);
+            let ty_room = room
+                .saturating_sub(head.len() + tail.chars().count())
+                .max(12);
+            let ty = shown_label(Kind::Type, &k.type_name, ty_room);
+            out.push_str(&format!("{pad}kept by  {head}{ty}{tail}\n"));
             out.push_str(&format!(
                 "{pad}         (dominators() row {}: {} of these blocks under it)\n",
                 k.row, k.dominates

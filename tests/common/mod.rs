@@ -251,8 +251,14 @@ impl Client {
     /// Runs a command; returns its output (between the line and the next
     /// prompt) as text.
     pub(crate) fn run(&mut self, line: &str) -> String {
+        self.run_within(line, 30)
+    }
+
+    /// [`Client::run`] for a line that may take up to `secs` seconds (the
+    /// graph views of a big heap in a debug build).
+    pub(crate) fn run_within(&mut self, line: &str, secs: u64) -> String {
         self.send(format!("{line}\r\n").as_bytes());
-        let out = self.prompt();
+        let out = self.expect_where(b">>> ", secs, |got, i| i == 0 || got[i - 1] == b'\n');
         String::from_utf8_lossy(&out[..out.len() - 4]).into_owned()
     }
 }
