@@ -57,7 +57,11 @@
 //!   of Scrapy's leak guide (Guppy's `hpy`), diesel's console (`os`, `gc`)
 //!   and Pympler (`muppy`, `summary`, `tracker`) run as printed.
 //! - [`export`]: DHAT files for Valgrind's viewer, flamegraphs, pprof.
-//! - [`http`]: `/debug/pprof/heap` and `/metrics` for `go tool pprof`,
+//! - [`leaks`](mod@leaks): [`leaks()`](fn@leaks) — the leak report: a
+//!   growth history (started with the console or the endpoint) and a trend
+//!   test name what keeps growing, its site, and in exact mode what holds
+//!   it and the row of the dominator tree that keeps it alive.
+//! - [`http`]: `/debug/leaks`, `/debug/pprof/heap` and `/metrics` for `go tool pprof`,
 //!   Pyroscope, Parca and Prometheus.
 //! - [`testing`]: `assert_allocs!`, `assert_max_bytes!`, `assert_no_leaks!`.
 //!
@@ -123,16 +127,20 @@
 //! ```text
 //!  console/   server, session, telnet, attach, client, limits;
 //!             lang/ (parsing) → eval/ (values) → builtins/ (leakscope's names)
-//!  http/      /debug/pprof/heap and /metrics, for go tool pprof and Prometheus
+//!  http/      /debug/leaks, /debug/pprof/heap and /metrics, for go tool pprof
+//!             and Prometheus
 //!  testing    measure and the assertion macros
 //!  render/    text for people: every view of the types below; table (helpers
 //!             that know no domain type)
 //!  export/    DHAT JSON (checker, report, diff, viewer page), flamegraph, pprof
+//!  leaks/     the growth history (a thread, a bounded store), the trend test,
+//!             the leak report
 //!  heap/      hpy(): heaps, partitions, diffs, relheap, holders (byvia, sp,
-//!             unreachable), the growth watch
+//!             unreachable, retained, dominators)
 //!  trackref   ObjectRef, Tracked: live instances per class
 //!  stats      counters plus jemalloc's figures; purge()
-//!  graph/     which block refers to which: the roots, the scan, its memory
+//!  graph/     which block refers to which: the roots, the scan, its memory;
+//!             the dominator tree
 //!  symbols/   addresses → frames (cached), allocation site, block type,
 //!             field layouts from DWARF, build info
 //!  tracker/   the GlobalAlloc over jemalloc, in the order an allocation
@@ -143,7 +151,8 @@
 //!             scope (measuring scopes)
 //!  sys/       clocks, the lock that never allocates and the one biased
 //!             towards its owner thread, copies without locks (published),
-//!             fork handlers, mapped files, the environment
+//!             fork handlers, mapped files, the environment, the room left
+//!             under the address-space limit
 //!  config     every LEAKSCOPE_* variable, with its default
 //! ```
 //!

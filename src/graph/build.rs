@@ -330,6 +330,7 @@ impl<'a> Scan<'a> {
         let mut regions: Vec<Region> = roots::regions(maps, &threads)
             .into_iter()
             .filter(|r| !index.any_block_in(r.start, r.end))
+            .filter(|r| !is_tools_stack(&r.kind))
             .collect();
         for r in &mut regions {
             if (r.start..r.end).contains(&here) {
@@ -556,6 +557,21 @@ impl Graph {
         }
     }
 }
+
+/// Whether a root region is the stack of one of leakscope's own threads
+/// (the console's, the growth history's …): what they hold is the tool's
+/// work on the program's blocks, not the program's hold on them.
+fn is_tools_stack(kind: &roots::RootKind) -> bool {
+    match kind {
+        roots::RootKind::Thread(index) => {
+            tracker::thread_name(*index).is_some_and(|n| n.starts_with(OWN_THREAD_PREFIX))
+        }
+        _ => false,
+    }
+}
+
+/// The name every thread leakscope starts begins with.
+const OWN_THREAD_PREFIX: &str = "leakscope-";
 
 /// Breadth first from the roots: every block's shortest path, as the edge
 /// (or `FROM_ROOT` and the root reference) it is reached by. First through

@@ -124,7 +124,9 @@ pub(crate) fn report(r: &LeakReport, width: usize) -> String {
     } else if r.mode == crate::Mode::Exact {
         out.push_str(&para(
             "held by: the reference that holds most of the suspect's blocks (byvia), and \
-             below it (←) what holds that; x.bytype[i].sp shows whole paths from a root.",
+             below it (←) what holds that. path: the most common path from a root (sp). \
+             kept by: the row of hpy().heap().dominators() that keeps most of them alive, \
+             and all it retains.",
         ));
     } else {
         out.push_str(&para(&format!(
