@@ -40,7 +40,11 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
         }
         let slot = Busy(busy.clone());
         let spawned = crate::tracker::spawn_own(
-            std::thread::Builder::new().name("leakscope-http-request".into()),
+            // The views a request runs (the heap, the leak report) are the
+            // console's: the same stack as a console session's.
+            std::thread::Builder::new()
+                .name("leakscope-http-request".into())
+                .stack_size(8 << 20),
             move || {
                 let _ = handle(&mut stream, settings);
                 // The place is given back before the client can see the
