@@ -677,27 +677,13 @@ fn set_address_space_limit(bytes: u64) {
 }
 
 fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
-    const CHILD: &str = "LEAKSCOPE_TEST_AT_THE_LIMIT";
-    if std::env::var_os(CHILD).is_none() {
-        // A fresh process: the limit is set just above what it holds, and
-        // a fork would share address space this test cannot account for.
-        let test = "a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort";
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg(test)
-            .env(CHILD, "1")
-            .env("RUST_BACKTRACE", "0")
-            // No growth history: memory its heaps gave back would be room
-            // for the heap this test expects not to fit.
-            .env("LEAKSCOPE_WATCH_INTERVAL", "0")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains(&format!("test {test} ... ok")),
-            "{}\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+    // A fresh process: the limit is set just above what it holds, and a
+    // fork would share address space this test cannot account for. No
+    // growth history: memory its heaps gave back would be room for the
+    // heap this test expects not to fit.
+    let test = "a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort";
+    let env = [("LEAKSCOPE_WATCH_INTERVAL", "0")];
+    if !common::in_fresh_process(test, "LEAKSCOPE_TEST_AT_THE_LIMIT", &env) {
         return;
     }
     // A million live blocks: a snapshot of them needs tens of MiB.
@@ -743,23 +729,8 @@ fn a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort() {
 }
 
 fn the_growth_history_skips_points_near_the_memory_limit() {
-    const CHILD: &str = "LEAKSCOPE_TEST_HISTORY_AT_THE_LIMIT";
     let test = "the_growth_history_skips_points_near_the_memory_limit";
-    if std::env::var_os(CHILD).is_none() {
-        // A fresh process, as above.
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg(test)
-            .env(CHILD, "1")
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains(&format!("test {test} ... ok")),
-            "{}\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if !common::in_fresh_process(test, "LEAKSCOPE_TEST_HISTORY_AT_THE_LIMIT", &[]) {
         return;
     }
     // Room for the history's thread, not for a point (it asks for 64 MiB

@@ -257,25 +257,11 @@ fn run_shapes(deadline: Duration) -> LeakReport {
 /// Runs `test` in a child process with `mode`, so that each mode has its
 /// own allocator state and history from the start.
 fn in_child(test: &str, mode: &str) -> bool {
-    const CHILD: &str = "LEAKSCOPE_TEST_LEAK_REPORT_CHILD";
-    if std::env::var_os(CHILD).is_some() {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg(test)
-        .env(CHILD, "1")
-        .env("LEAKSCOPE_MODE", mode)
-        .env("LEAKSCOPE_WATCH_INTERVAL", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(&format!("test {test} ... ok")),
-        "{}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
+    common::in_fresh_process(
+        test,
+        "LEAKSCOPE_TEST_LEAK_REPORT_CHILD",
+        &[("LEAKSCOPE_MODE", mode), ("LEAKSCOPE_WATCH_INTERVAL", "1")],
+    )
 }
 
 fn check_names(report: &LeakReport) {

@@ -476,7 +476,36 @@ impl<'a> Scan<'a> {
         let (n, m) = (blocks.len(), young.len());
         stats.edges = edges.len() as u64;
         stats.root_refs = root_refs.len() as u64;
-        // Edges grouped by referrer.
+        // Edges grouped by referrer and by referent; the shortest paths.
+        let layout = Layout::new(n, m, edges, root_to);
+        let parent = &layout.parent;
+        stats.unreachable = (0..n)
+            .filter(|&j| node(j) != Node::Left && parent[j] == UNREACHED)
+            .count() as u64;
+        stats.young = m as u64;
+        root_refs.shrink_to_fit();
+        layout.into_graph(n, young, root_refs, regions, stats)
+    }
+}
+
+/// A graph's edges grouped by referrer and by referent, its root
+/// references grouped by referent, and every block's shortest path.
+struct Layout {
+    out_start: Vec<u32>,
+    out_to: Vec<u32>,
+    out_at: Vec<u32>,
+    in_start: Vec<u32>,
+    in_edge: Vec<u32>,
+    root_start: Vec<u32>,
+    root_in: Vec<u32>,
+    parent: Vec<u32>,
+}
+
+impl Layout {
+    /// The layout of `n` snapshot blocks and `m` young ones, with `edges`
+    /// (referrer, referent, offset) and a root reference into each block
+    /// of `root_to`.
+    fn new(n: usize, m: usize, edges: Vec<(u32, u32, u32)>, root_to: Vec<u32>) -> Layout {
         let total = n + m;
         let (out_start, order) = reverse(total, &edges.iter().map(|e| e.0).collect::<Vec<_>>());
         let out_to: Vec<u32> = order.iter().map(|&e| edges[e as usize].1).collect();
@@ -494,12 +523,7 @@ impl<'a> Scan<'a> {
             &root_in,
             &mut |_, _| true,
         );
-        stats.unreachable = (0..n)
-            .filter(|&j| node(j) != Node::Left && parent[j] == UNREACHED)
-            .count() as u64;
-        stats.young = m as u64;
-        root_refs.shrink_to_fit();
-        Graph {
+        Layout {
             out_start,
             out_to,
             out_at,
@@ -507,9 +531,29 @@ impl<'a> Scan<'a> {
             in_edge,
             root_start,
             root_in,
+            parent,
+        }
+    }
+
+    fn into_graph(
+        self,
+        n: usize,
+        young: Vec<Young>,
+        root_refs: Vec<RootRef>,
+        regions: Vec<Region>,
+        stats: GraphStats,
+    ) -> Graph {
+        Graph {
+            out_start: self.out_start,
+            out_to: self.out_to,
+            out_at: self.out_at,
+            in_start: self.in_start,
+            in_edge: self.in_edge,
+            root_start: self.root_start,
+            root_in: self.root_in,
             root_refs,
             regions,
-            parent,
+            parent: self.parent,
             snapshot_blocks: n as u32,
             young,
             stats,
@@ -523,38 +567,22 @@ impl Graph {
     /// for tests of what is computed on a graph.
     #[cfg(test)]
     pub(crate) fn from_edges(n: usize, edges: &[(u32, u32)], roots: &[u32]) -> Graph {
-        let (out_start, order) = reverse(n, &edges.iter().map(|e| e.0).collect::<Vec<_>>());
-        let out_to: Vec<u32> = order.iter().map(|&e| edges[e as usize].1).collect();
-        let out_at: Vec<u32> = (0..out_to.len() as u32).map(|e| e * 8).collect();
-        let (in_start, in_edge) = reverse(n, &out_to);
-        let (root_start, root_in) = reverse(n, roots);
-        let parent = shortest_paths(
+        let edges = edges
+            .iter()
+            .enumerate()
+            .map(|(k, &(from, to))| (from, to, k as u32 * 8))
+            .collect();
+        let refs = roots
+            .iter()
+            .map(|_| RootRef { region: 0, addr: 0 })
+            .collect();
+        Layout::new(n, 0, edges, roots.to_vec()).into_graph(
             n,
-            0,
-            &out_start,
-            &out_to,
-            &root_start,
-            &root_in,
-            &mut |_, _| true,
-        );
-        Graph {
-            out_start,
-            out_to,
-            out_at,
-            in_start,
-            in_edge,
-            root_start,
-            root_in,
-            root_refs: roots
-                .iter()
-                .map(|_| RootRef { region: 0, addr: 0 })
-                .collect(),
-            regions: Vec::new(),
-            parent,
-            snapshot_blocks: n as u32,
-            young: Vec::new(),
-            stats: GraphStats::default(),
-        }
+            Vec::new(),
+            refs,
+            Vec::new(),
+            GraphStats::default(),
+        )
     }
 }
 

@@ -263,6 +263,32 @@ impl Client {
     }
 }
 
+/// Whether this process is the fresh child that runs `test` for itself:
+/// if not, runs this test binary again with only `test`, the variable
+/// `marker` set and `env`, checks that the test passed there, and returns
+/// false (the caller returns). For tests that need a process of their own:
+/// a mode chosen before the first allocation, a memory limit.
+pub(crate) fn in_fresh_process(test: &str, marker: &str, env: &[(&str, &str)]) -> bool {
+    if std::env::var_os(marker).is_some() {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg(test)
+        .env(marker, "1")
+        .env("RUST_BACKTRACE", "0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("test {test} ... ok")),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 /// `tests!(a, b, c)` runs the functions `a`, `b`, `c` with [`run`].
 #[macro_export]
 macro_rules! tests {
