@@ -58,6 +58,9 @@ pub struct LeakReport {
     /// With [`deep`](super::deep_report): the seconds exact mode was on
     /// to find the holders.
     pub deep_seconds: Option<f64>,
+    /// Whether a deep report was asked for while another was running (one
+    /// runs at a time: this one is the plain report).
+    pub deep_busy: bool,
 }
 
 /// A type and site whose live bytes grew in a sustained way.
@@ -376,6 +379,7 @@ pub(super) fn build() -> LeakReport {
             suspects: Vec::new(),
             history_bytes: 0,
             deep_seconds: None,
+            deep_busy: false,
         };
     };
     let (mut report, found) = {
@@ -396,6 +400,7 @@ pub(super) fn build() -> LeakReport {
             suspects: Vec::new(),
             history_bytes: store.memory(),
             deep_seconds: None,
+            deep_busy: false,
         };
         let found = growing_rows(&store, &window);
         (report, found)
@@ -466,7 +471,14 @@ pub(super) fn build() -> LeakReport {
 /// for `window`, then back to the mode before (see
 /// [`deep_report`](super::deep_report)).
 pub(super) fn deep(window: Duration) -> LeakReport {
+    // One deep report at a time: two would each switch back to what the
+    // other switched to.
+    static DEEP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let mut report = build();
+    let Ok(_one) = DEEP.try_lock() else {
+        report.deep_busy = true;
+        return report;
+    };
     if report.mode == Mode::Exact || report.suspects.is_empty() {
         return report;
     }

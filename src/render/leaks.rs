@@ -113,6 +113,12 @@ pub(crate) fn report(r: &LeakReport, width: usize) -> String {
         suspect(&mut out, i, s, approx, width);
     }
     out.push('\n');
+    if r.deep_busy {
+        out.push_str(&para(
+            "(Another deep=True report is running: this one is the plain report. Ask again \
+             when it is done.)",
+        ));
+    }
     if let Some(secs) = r.deep_seconds {
         out.push_str(&para(&format!(
             "held by: the reference that holds most of each suspect's blocks allocated in \
