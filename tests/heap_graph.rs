@@ -328,12 +328,16 @@ fn retained_sizes_and_dominators_of_bags_of_items() {
     // Freeing every item frees exactly them.
     assert_eq!(items.retained().unwrap(), 1_000_000);
     // The scan is conservative: a stale word elsewhere that happens to
-    // hold an item's address (earlier tests' blocks hold many old ones)
-    // keeps that item out of what a bag retains, never in: at least nine
-    // in ten are in.
-    let near = |got: u64, exact: u64| got <= exact && got * 10 >= exact * 9;
+    // hold an item's or a bag's buffer's address (on a stack, in an
+    // earlier test's block) keeps what it reaches out of what the bags
+    // retain, never in. So: no more than exact, and at least one bag's
+    // worth, nine in ten of it.
+    let near = |got: u64, exact: u64, least: u64| got <= exact && got * 10 >= least * 9;
     let bags_retain = boxes.retained().unwrap();
-    assert!(near(bags_retain, 2 * one_bag + shared), "{bags_retain}");
+    assert!(
+        near(bags_retain, 2 * one_bag + shared, one_bag),
+        "{bags_retain}"
+    );
     // The tree of these blocks: each bag on top, retaining its own items.
     let d = boxes.dominators().unwrap();
     assert_eq!(d.rows().len(), 1, "{d}");
@@ -343,17 +347,19 @@ fn retained_sizes_and_dominators_of_bags_of_items() {
         ("Box<heap_graph::Bag>", 2, 2 * size_of::<Bag>() as u64),
         "{d}"
     );
-    assert!(near(r.retained, 2 * one_bag), "{d}");
-    // One level down: the two buffers, each retaining its 500 items.
+    assert!(near(r.retained, 2 * one_bag, one_bag), "{d}");
+    // One level down: the buffers (two, unless a stale word holds one),
+    // each retaining its 500 items.
     let below = d.row(0);
     let buffers = below
         .rows()
         .iter()
         .find(|r| r.ty.trim_end_matches(" (?)") == "Vec<Box<heap_graph::Item>>")
         .unwrap_or_else(|| panic!("{below}"));
-    assert_eq!(buffers.count, 2, "{below}");
+    let one_buffer = 500 * 8 + 500 * 1000;
+    assert!(buffers.count >= 1 && buffers.count <= 2, "{below}");
     assert!(
-        near(buffers.retained, 2 * (500 * 8 + 500 * 1000)),
+        near(buffers.retained, buffers.count * one_buffer, one_buffer),
         "{below}"
     );
     // Of the whole heap, the vector of bags is on top: it alone holds
@@ -367,6 +373,7 @@ fn retained_sizes_and_dominators_of_bags_of_items() {
             "Box<heap_graph::Bag>",
             "Box<heap_graph::Item>",
             "Arc<heap_graph::Item>",
+            "Vec<Box<heap_graph::Item>>",
         ]
         .contains(&r.ty.trim_end_matches(" (?)"))
     };
