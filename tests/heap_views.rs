@@ -395,7 +395,8 @@ fn the_leak_report_names_the_growing_type() {
         "Vec<Box<heap_views::Widget>>",
         "{s:#?}"
     );
-    assert!(keeper.dominates >= s.blocks, "{s:#?}");
+    // (A stale word on a stack may hold a few widgets directly.)
+    assert!(keeper.dominates * 10 >= s.blocks * 9, "{s:#?}");
     // Shown without module paths, within 80 columns.
     let shown = report.render(80);
     assert!(shown.contains(": Box<Widget>\n"), "{shown}");
@@ -486,6 +487,10 @@ fn the_consoles_work_is_leakscopes_memory_not_the_programs() {
     // while the session works, in every mode that counts.
     let kept = make_widgets(20_000);
     let (_console, mut c) = console_and_client();
+    // The growth history the console started takes and drops heaps of its
+    // own in the background: stopped, so that leakscope's memory moves
+    // only with this session's work.
+    leakscope::leaks::stop();
     for mode in ["exact", "sampled", "counters"] {
         let switched = c.run(&format!("set_mode('{mode}')"));
         assert!(switched.contains(mode), "{switched}");
