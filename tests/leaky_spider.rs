@@ -92,7 +92,7 @@ impl Spider {
     fn http(&mut self) -> std::net::SocketAddr {
         let line = self.wait_line("pprof and metrics on http://");
         let addr = line
-            .split("http://")
+            .split("pprof and metrics on http://")
             .nth(1)
             .and_then(|s| s.split('/').next())
             .unwrap();
@@ -761,7 +761,8 @@ fn the_leak_report_names_the_bodies_the_crawl_site_and_request_meta() {
     run(&mut c, "engine.stop()");
     drop(spider);
     // Exact mode adds who holds the response: the next request's meta.
-    let spider = Spider::start_with(&[], "exact", &every_second);
+    let mut spider = Spider::start_with(&["--http", "127.0.0.1:0"], "exact", &every_second);
+    let addr = spider.http();
     let mut c = spider.console();
     // (A point of an exact-mode heap takes a while in a debug build, and
     // the history waits nine times that between points.)
@@ -774,6 +775,40 @@ fn the_leak_report_names_the_bodies_the_crawl_site_and_request_meta() {
     // suspects take seconds; the console's line limit is the program's.)
     let report = poll(150, || c.run_within("leaks()", 120).replace('\r', ""), held);
     assert!(held(&report), "{report}");
+    // The page drills down the same way: the bodies' row leads to them by
+    // site, and from there to what holds them, their paths from the roots
+    // and what retains them.
+    let (status, page) = get(addr, "/heap?by=type");
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let at = page
+        .find(">Vec&lt;u8&gt;</a>")
+        .unwrap_or_else(|| panic!("no Vec<u8> row: {page}"));
+    let bodies = page[..at]
+        .rsplit("href=\"")
+        .next()
+        .and_then(|h| h.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(
+        bodies.ends_with("&by=site") || bodies.ends_with("?type=Vec%3Cu8%3E&by=site"),
+        "{bodies}"
+    );
+    for (by, want) in [
+        ("via", "HtmlResponse.body"),
+        ("sp", "Request.meta"),
+        (
+            "dominators",
+            "<th scope=\"col\" class=\"num\">Retained</th>",
+        ),
+    ] {
+        let path = bodies.replace("by=site", &format!("by={by}"));
+        let (status, body) = get(addr, &path);
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
+        assert!(body.contains(want), "{path}: {body}");
+        assert!(!body.contains("class=\"refused\""), "{path}: {body}");
+    }
     run(&mut c, "engine.stop()");
     drop(spider);
     // Without the leak, nothing is named once the report has 12 points.
@@ -789,6 +824,187 @@ fn the_leak_report_names_the_bodies_the_crawl_site_and_request_meta() {
     let report = poll(60, || run(&mut c, "leaks()"), |r| points(r) >= 12);
     assert!(report.starts_with("No suspects: nothing grew"), "{report}");
     run(&mut c, "engine.stop()");
+}
+
+/// The page's text colours against what is behind them: the elements
+/// whose contrast is under WCAG's 4.5:1 for text (3:1 for large text),
+/// as `tag: text ratio`.
+const LOW_CONTRAST: &str = r#"(() => {
+  const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const ground = (e) => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || e.closest('svg')) continue;
+    const s = getComputedStyle(e);
+    const a = lum(rgb(s.color)), b = lum(ground(e));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const large = parseFloat(s.fontSize) >= 24 || (parseFloat(s.fontSize) >= 18.66 && +s.fontWeight >= 700);
+    if (ratio < (large ? 3 : 4.5)) low.push(e.tagName + ': ' + e.textContent.trim().slice(0, 40) + ' ' + ratio.toFixed(2));
+  }
+  return low;
+})()"#;
+
+/// What an accessibility check reads off the page: tables without column
+/// headers, images and pictures without a text alternative, links without
+/// text.
+const UNLABELLED: &str = r#"(() => {
+  const bad = [];
+  for (const t of document.querySelectorAll('table'))
+    if (!t.querySelector('thead th[scope=col]')) bad.push('table without headers: ' + t.textContent.slice(0, 40));
+  for (const i of document.querySelectorAll('img'))
+    if (!i.hasAttribute('alt')) bad.push('img without alt: ' + i.src);
+  for (const g of document.querySelectorAll('svg[role=img]')) {
+    const ids = (g.getAttribute('aria-labelledby') || '').split(' ').filter(Boolean);
+    const text = ids.map((id) => (document.getElementById(id) || {}).textContent || '').join('').trim();
+    if (!text && !g.getAttribute('aria-label')) bad.push('picture without text: ' + g.outerHTML.slice(0, 60));
+  }
+  for (const o of document.querySelectorAll('object'))
+    if (!o.getAttribute('aria-label')) bad.push('object without label');
+  for (const a of document.querySelectorAll('a'))
+    if (!a.textContent.trim()) bad.push('link without text: ' + a.href);
+  return bad;
+})()"#;
+
+/// The text of the section headed `id`.
+fn section_text(b: &mut common::browser::Browser, id: &str) -> String {
+    b.eval(&format!(
+        "document.querySelector('section[aria-labelledby={id}]').innerText"
+    ))
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+#[test]
+fn the_page_shows_memory_climbing_the_suspect_and_its_flamegraph() {
+    let test = "the_page_shows_memory_climbing_the_suspect_and_its_flamegraph";
+    if !common::have("chromium", "chromium", test) {
+        return;
+    }
+    let _serial = serial();
+    let every_second = [("LEAKSCOPE_WATCH_INTERVAL", "1")];
+    let mut spider = Spider::start_with(&["--http", "127.0.0.1:0"], "sampled", &every_second);
+    let addr = spider.http();
+    let base = format!("http://{addr}");
+    // Half a minute of history, and the leak judged.
+    poll(
+        120,
+        || String::from_utf8(get(addr, "/debug/leaks?format=json").1).unwrap(),
+        |j| {
+            serde_json::from_str::<serde_json::Value>(j).is_ok_and(|r| {
+                r["watched_seconds"].as_f64().unwrap_or(0.0) >= 31.0
+                    && r["suspects"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| s["type"] == "Vec<u8>"))
+            })
+        },
+    );
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let mut b = common::browser::Browser::start("chromium", 1280, 800);
+    b.open(&format!("{base}/"));
+    // The chart: drawn from the history, over at least 30 s.
+    b.wait_until(
+        "+document.getElementById('chart').dataset.spanSeconds >= 30",
+        Duration::from_secs(60),
+    );
+    let points = b.eval("+document.getElementById('chart').dataset.points");
+    assert!(points.as_u64().unwrap() >= 10, "{points}");
+    let areas = b.eval("document.querySelectorAll('#chart path').length");
+    assert!(
+        areas.as_u64().unwrap() >= 2,
+        "one area per row and the rest: {areas}"
+    );
+    let legend = b.eval("document.getElementById('chart-legend').innerText");
+    assert!(legend.as_str().unwrap().contains("Vec<u8>"), "{legend}");
+    let desc = b.eval("document.getElementById('chart-desc').textContent");
+    assert!(
+        desc.as_str().unwrap().starts_with("Live bytes went from "),
+        "{desc}"
+    );
+    // The leak report names the response bodies and where the crawl made
+    // them.
+    let leaks = section_text(&mut b, "leaks-h");
+    assert!(leaks.contains("suspect"), "{leaks}");
+    let first = b.eval(
+        "[...document.querySelectorAll('section[aria-labelledby=leaks-h] tbody tr')]\
+         .map((r) => r.innerText)",
+    );
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("Vec<u8>\tEngine::crawl")),
+        "{first}"
+    );
+    // The heap now: the bodies by type, the crawl by site.
+    let heap = section_text(&mut b, "heap-h");
+    assert!(heap.contains("\nVec<u8>\t"), "{heap}");
+    assert!(heap.contains("\nEngine::crawl"), "{heap}");
+    // The flamegraph, drawn in the page, has the crawl's frames.
+    b.wait_until(
+        "(() => { const d = document.getElementById('flamegraph').contentDocument; \
+         return d && [...d.querySelectorAll('#frames title')].some((t) => t.textContent.includes('crawl')); })()",
+        Duration::from_secs(60),
+    );
+    b.screenshot(&shots.join("page.png"));
+    // Nothing came from outside the endpoint, and nothing went wrong.
+    let outside: Vec<&String> = b
+        .requests
+        .iter()
+        .filter(|u| !u.starts_with(&format!("{base}/")) && !u.starts_with("data:"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "requests outside the endpoint: {outside:?}"
+    );
+    assert!(b.errors.is_empty(), "errors in the page: {:?}", b.errors);
+    assert_eq!(b.eval(LOW_CONTRAST), serde_json::json!([]));
+    assert_eq!(b.eval(UNLABELLED), serde_json::json!([]));
+    // A row of the heap leads to its blocks by site: a link, so a reload
+    // shows the same.
+    b.click("section[aria-labelledby=heap-h] tbody th a");
+    b.wait_until("location.pathname === '/heap'", Duration::from_secs(60));
+    b.wait_until(
+        "document.readyState === 'complete'",
+        Duration::from_secs(60),
+    );
+    let drilled = b.eval("document.querySelector('main').innerText");
+    let drilled = drilled.as_str().unwrap();
+    assert!(drilled.contains("type: Vec<u8>"), "{drilled}");
+    assert!(drilled.contains("By site"), "{drilled}");
+    assert!(drilled.contains("\nEngine::crawl"), "{drilled}");
+    b.screenshot(&shots.join("page-drilled.png"));
+    let again = b.eval("location.href");
+    b.open(again.as_str().unwrap());
+    let reloaded = b.eval("document.querySelector('main').innerText");
+    assert!(
+        reloaded.as_str().unwrap().contains("type: Vec<u8>"),
+        "{reloaded}"
+    );
+    // On a phone's width nothing runs off the side.
+    b.resize(390, 844, true);
+    b.open(&format!("{base}/"));
+    b.wait_until(
+        "+document.getElementById('chart').dataset.points > 0",
+        Duration::from_secs(60),
+    );
+    let overflow = b.eval("document.documentElement.scrollWidth");
+    assert!(overflow.as_u64().unwrap() <= 390, "{overflow} px wide");
+    b.screenshot(&shots.join("page-phone.png"));
+    assert!(b.errors.is_empty(), "errors in the page: {:?}", b.errors);
+    run(&mut spider.console(), "engine.stop()");
 }
 
 #[test]
@@ -971,7 +1187,7 @@ fn the_http_endpoint_survives_bad_clients() {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let (status, body) = get(addr, "/");
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(String::from_utf8_lossy(&body).contains("/debug/pprof/heap"));
+    assert!(String::from_utf8_lossy(&body).contains("href=\"/debug/pprof/heap\""));
     // Malformed, oversized, the wrong method, what Go asks that is not
     // served, an unknown path.
     for (request, want) in [
@@ -1001,6 +1217,46 @@ fn the_http_endpoint_survives_bad_clients() {
             "{:?}",
             String::from_utf8_lossy(&request[..40.min(request.len())])
         );
+    }
+    // The page's addresses refuse what they do not know, saying why, as a
+    // page (with the header).
+    for (path, want, why) in [
+        (
+            "/heap?by=nope",
+            "HTTP/1.1 400 Bad Request",
+            "by=nope: one of type, site, via",
+        ),
+        (
+            "/heap?colour=red",
+            "HTTP/1.1 400 Bad Request",
+            "unknown parameter colour",
+        ),
+        (
+            "/heap?type=no%20such%20type",
+            "HTTP/1.1 404 Not Found",
+            "No row no such type by type in the heap now",
+        ),
+        (
+            "/?chart=pie",
+            "HTTP/1.1 400 Bad Request",
+            "chart=pie: types or sites",
+        ),
+        (
+            "/debug/history?x=1",
+            "HTTP/1.1 400 Bad Request",
+            "unknown parameter x",
+        ),
+        (
+            &format!("/heap?{}", "type=a&".repeat(9)),
+            "HTTP/1.1 400 Bad Request",
+            "at most 8 rows",
+        ),
+    ] {
+        let (status, body) = get(addr, path);
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, want, "{path}");
+        assert!(body.contains("<dt>process</dt>"), "{path}: {body}");
+        assert!(body.contains(why), "{path}: {body}");
     }
     // gc=1 is accepted, as Go does.
     let (status, body) = get(addr, "/debug/pprof/heap?gc=1");

@@ -54,7 +54,7 @@ struct Args {
     /// The console's port (default: the first free of 6023..=6073).
     #[arg(long)]
     console_port: Option<u16>,
-    /// Serve /debug/pprof/heap and /metrics on this address (also
+    /// Serve the page (/), /debug/pprof/heap and /metrics on this address (also
     /// LEAKSCOPE_HTTP; port 0: any free port).
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<std::net::SocketAddr>,
@@ -126,7 +126,8 @@ fn crawl(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let http = http.spawn()?;
     if let Some(addr) = http.addr() {
         eprintln!(
-            "pprof and metrics on http://{addr}/ (go tool pprof http://{addr}/debug/pprof/heap)"
+            "The page: open http://{addr}/ in a browser; pprof and metrics on http://{addr}/ \
+             (go tool pprof http://{addr}/debug/pprof/heap)"
         );
     }
 

@@ -9,16 +9,42 @@ use crate::tracker::{self, Snapshot};
 /// The folded stacks of live bytes: `root;…;allocating frame BYTES`, one
 /// line per stack with live bytes, outermost frame first.
 pub fn folded(snap: &Snapshot) -> Vec<String> {
+    lines(snap, false)
+}
+
+/// As [`folded`], with each run of frames that are not the program's own
+/// (the standard library, dependencies, leakscope) drawn as one frame
+/// naming their crates, `[std, tokio]`: the program's frames stay whole and
+/// stand out.
+pub fn folded_to_program(snap: &Snapshot) -> Vec<String> {
+    lines(snap, true)
+}
+
+fn lines(snap: &Snapshot, fold_runtime: bool) -> Vec<String> {
     let mut lines: Vec<String> = super::program_stacks(snap)
         .into_iter()
         .filter(|pp| pp.stats.live_bytes > 0)
         .map(|pp| {
-            let names: Vec<String> = pp
-                .frames
-                .iter()
-                .rev()
-                .map(|f| f.function.replace(';', ":"))
-                .collect();
+            let mut names: Vec<String> = Vec::new();
+            // The crates of the run of non-program frames being folded.
+            let mut run: Vec<&str> = Vec::new();
+            for f in pp.frames.iter().rev() {
+                if fold_runtime && !f.is_program() {
+                    let name = f.crate_name();
+                    if !run.contains(&name) {
+                        run.push(name);
+                    }
+                    continue;
+                }
+                if !run.is_empty() {
+                    names.push(folded_run(&run));
+                    run.clear();
+                }
+                names.push(f.function.replace(';', ":"));
+            }
+            if !run.is_empty() {
+                names.push(folded_run(&run));
+            }
             format!("{} {}", names.join(";"), pp.stats.live_bytes)
         })
         .collect();
@@ -26,9 +52,37 @@ pub fn folded(snap: &Snapshot) -> Vec<String> {
     lines
 }
 
+/// The one frame a run of non-program frames is drawn as.
+fn folded_run(crates: &[&str]) -> String {
+    const SHOWN: usize = 3;
+    let mut names = crates
+        .iter()
+        .take(SHOWN)
+        .map(|c| if c.is_empty() { "?" } else { c })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if crates.len() > SHOWN {
+        names.push_str(", …");
+    }
+    format!("[{}]", names.replace(';', ":"))
+}
+
 /// The SVG of a snapshot.
 pub fn svg(snap: &Snapshot) -> Result<Vec<u8>, Error> {
-    let lines = folded(snap);
+    draw(snap, folded(snap), None)
+}
+
+/// The SVG of a snapshot with runs of non-program frames folded (see
+/// [`folded_to_program`]), as wide as the page it is shown in.
+pub fn svg_folded_to_program(snap: &Snapshot) -> Result<Vec<u8>, Error> {
+    draw(
+        snap,
+        folded_to_program(snap),
+        Some("Frames in [brackets]: runs of the standard library's and dependencies' code"),
+    )
+}
+
+fn draw(snap: &Snapshot, lines: Vec<String>, note: Option<&str>) -> Result<Vec<u8>, Error> {
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = if snap.estimated {
         format!(
@@ -40,6 +94,7 @@ pub fn svg(snap: &Snapshot) -> Result<Vec<u8>, Error> {
     };
     opts.count_name = "bytes".to_string();
     opts.min_width = 0.0;
+    opts.subtitle = note.map(str::to_string);
     let mut out = Vec::new();
     if lines.is_empty() {
         // inferno draws nothing from zero counts: one box, marked as

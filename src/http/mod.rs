@@ -27,6 +27,7 @@
 #![doc = include_str!("../../docs/http.md")]
 
 mod metrics;
+mod page;
 mod server;
 
 use std::io;

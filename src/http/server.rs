@@ -141,14 +141,17 @@ fn handle(stream: &mut TcpStream, settings: Settings) -> io::Result<()> {
         );
     }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    match path {
-        "/" => respond(
+    if let Some(a) = super::page::answer(path, query) {
+        return respond_with(
             stream,
-            "200 OK",
-            "text/plain; charset=utf-8",
-            INDEX.as_bytes(),
+            a.status,
+            a.content_type,
+            &a.body,
             head_only,
-        ),
+            super::page::security_headers(a.content_type),
+        );
+    }
+    match path {
         "/metrics" => {
             let body = super::metrics::render(settings.top);
             respond(
@@ -198,6 +201,11 @@ fn handle(stream: &mut TcpStream, settings: Settings) -> io::Result<()> {
 }
 
 const INDEX: &str = "leakscope\n\n\
+/                  the page: live memory over time, the leak report, the heap's top rows, the flamegraph\n\
+/heap              the heap's rows, to drill down into (?type=LABEL&site=LABEL&by=via …)\n\
+/debug/history     the growth history the chart draws, as JSON\n\
+/debug/flamegraph.svg  the live heap by stack, as an SVG flamegraph\n\
+/debug/dhat.json   the live heap as a DHAT file (Valgrind's dh_view.html)\n\
 /debug/leaks       the leak report: what keeps growing, its site, growth and holder (?format=json)\n\
 /debug/pprof/heap  the live heap as Go's heap profile (gzipped pprof): go tool pprof http://HOST/debug/pprof/heap\n\
 /metrics           Prometheus text format: counters, jemalloc, leakscope's own memory, tracked classes, top types and sites\n";
@@ -261,9 +269,21 @@ fn respond(
     body: &[u8],
     head_only: bool,
 ) -> io::Result<()> {
+    respond_with(stream, status, content_type, body, head_only, "")
+}
+
+/// Answers with `extra` header lines (each ending in CRLF) as well.
+fn respond_with(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+    extra: &str,
+) -> io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\nCache-Control: no-store\r\n\r\n",
+         Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

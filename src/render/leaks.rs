@@ -45,7 +45,7 @@ pub(crate) fn sparkline(values: &[u64], width: usize) -> String {
 }
 
 /// A span of seconds for people: `45 s`, `3 min 20 s`, `2 h 5 min`.
-fn span(seconds: f64) -> String {
+pub(super) fn span(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s} s"),
@@ -74,72 +74,94 @@ fn watched(r: &LeakReport) -> String {
     )
 }
 
-/// The leak report for a terminal `width` columns wide.
-pub(crate) fn report(r: &LeakReport, width: usize) -> String {
-    let para = |text: &str| wrap(text, width, 0) + "\n";
+/// The report's opening sentence: why there is nothing to show, or how
+/// many suspects over how long.
+pub(super) fn summary(r: &LeakReport) -> String {
     if !r.running {
-        return para(
-            "No growth history runs, so there is nothing to judge: the console and the HTTP \
-             endpoint start one; a program with neither calls leakscope::leaks::start().",
-        );
+        return "No growth history runs, so there is nothing to judge: the console and the \
+                HTTP endpoint start one; a program with neither calls \
+                leakscope::leaks::start()."
+            .to_string();
     }
     if r.points < r.points_needed {
         let wait = (r.points_needed - r.points) as f64 * r.interval_seconds;
-        return para(&format!(
+        return format!(
             "Watched {} ({}): the report needs {} points; ask again in {}.",
             span(r.watched_seconds),
             watched(r),
             r.points_needed,
             span(wait)
-        ));
+        );
     }
     if r.suspects.is_empty() {
-        return para(&format!(
+        return format!(
             "No suspects: nothing grew in a sustained way over {} ({}).",
             span(r.watched_seconds),
             watched(r)
-        ));
+        );
     }
-    let mut out = para(&format!(
+    format!(
         "{} suspect{} over {} ({}), fastest growth first:",
         r.suspects.len(),
         if r.suspects.len() == 1 { "" } else { "s" },
         span(r.watched_seconds),
         watched(r)
-    ));
+    )
+}
+
+/// What the report's columns mean in its mode, and what another mode
+/// would add (after the suspects).
+pub(super) fn notes(r: &LeakReport) -> Vec<String> {
+    let mut notes = Vec::new();
+    if r.deep_busy {
+        notes.push(
+            "(Another deep=True report is running: this one is the plain report. Ask again \
+             when it is done.)"
+                .to_string(),
+        );
+    }
+    if let Some(secs) = r.deep_seconds {
+        notes.push(format!(
+            "held by: the reference that holds most of each suspect's blocks allocated in \
+             {} of exact mode (switched on for this report, then back to {}), and below it \
+             (←) what holds that.",
+            span(secs),
+            r.mode.name()
+        ));
+    } else if r.mode == crate::Mode::Exact {
+        notes.push(
+            "held by: the reference that holds most of the suspect's blocks (byvia), and \
+             below it (←) what holds that. path: the most common path from a root (sp). \
+             kept by: the row of hpy().heap().dominators() that keeps most of them alive, \
+             and all it retains."
+                .to_string(),
+        );
+    } else {
+        let approx = if r.estimated { "~" } else { "" };
+        notes.push(format!(
+            "{approx}: estimated from samples. leaks(deep=True) adds what holds each \
+             suspect: exact mode for a few seconds, then back to {}.",
+            r.mode.name()
+        ));
+    }
+    notes
+}
+
+/// The leak report for a terminal `width` columns wide.
+pub(crate) fn report(r: &LeakReport, width: usize) -> String {
+    let para = |text: &str| wrap(text, width, 0) + "\n";
+    let mut out = para(&summary(r));
+    if !r.running || r.points < r.points_needed || r.suspects.is_empty() {
+        return out;
+    }
     let approx = if r.estimated { "~" } else { "" };
     for (i, s) in r.suspects.iter().enumerate() {
         out.push('\n');
         suspect(&mut out, i, s, approx, width);
     }
     out.push('\n');
-    if r.deep_busy {
-        out.push_str(&para(
-            "(Another deep=True report is running: this one is the plain report. Ask again \
-             when it is done.)",
-        ));
-    }
-    if let Some(secs) = r.deep_seconds {
-        out.push_str(&para(&format!(
-            "held by: the reference that holds most of each suspect's blocks allocated in \
-             {} of exact mode (switched on for this report, then back to {}), and below it \
-             (←) what holds that.",
-            span(secs),
-            r.mode.name()
-        )));
-    } else if r.mode == crate::Mode::Exact {
-        out.push_str(&para(
-            "held by: the reference that holds most of the suspect's blocks (byvia), and \
-             below it (←) what holds that. path: the most common path from a root (sp). \
-             kept by: the row of hpy().heap().dominators() that keeps most of them alive, \
-             and all it retains.",
-        ));
-    } else {
-        out.push_str(&para(&format!(
-            "{approx}: estimated from samples. leaks(deep=True) adds what holds each \
-             suspect: exact mode for a few seconds, then back to {}.",
-            r.mode.name()
-        )));
+    for note in notes(r) {
+        out.push_str(&para(&note));
     }
     out
 }
@@ -221,6 +243,26 @@ fn suspect(out: &mut String, i: usize, s: &LeakSuspect, approx: &str, width: usi
             ));
         }
     }
+}
+
+/// One line for `stats()`: the whole heap's live bytes over the growth
+/// history, as a sparkline from the first point to the last; empty without
+/// two points.
+pub(crate) fn live_over_time(h: &GrowthHistory, width: usize) -> String {
+    let b = &h.total.bytes;
+    let (Some(first), Some(last)) = (b.first(), b.last()) else {
+        return String::new();
+    };
+    if b.len() < 2 {
+        return String::new();
+    }
+    let secs = h.times.last().unwrap_or(&0.0) - h.times.first().unwrap_or(&0.0);
+    let head = format!("Live over the last {}: ", span(secs));
+    let tail = format!(" {} → {}", bytes(*first), bytes(*last));
+    let room = width
+        .saturating_sub(head.chars().count() + tail.chars().count())
+        .clamp(8, SPARK);
+    format!("{head}{}{tail}\n", sparkline(b, room))
 }
 
 /// The growth history for a terminal `width` columns wide.
@@ -330,6 +372,33 @@ mod tests {
         let v: Vec<u64> = (0..16).collect();
         assert_eq!(sparkline(&v, 8), "▁▂▃▄▅▆▇█");
         assert_eq!(sparkline(&[], 8), "");
+    }
+
+    #[test]
+    fn live_over_time_is_one_line_from_the_first_point_to_the_last() {
+        let mut h = GrowthHistory {
+            running: true,
+            interval_seconds: 10.0,
+            times: vec![0.0, 10.0, 20.0],
+            modes: Vec::new(),
+            total: GrowthRow {
+                label: "(all)".into(),
+                bytes: vec![1 << 20, 2 << 20, 4 << 20],
+                blocks: vec![1, 2, 3],
+            },
+            types: Vec::new(),
+            sites: Vec::new(),
+            history_bytes: 0,
+            last_point_seconds: 0.0,
+            skipped_points: 0,
+        };
+        assert_eq!(
+            live_over_time(&h, WIDTH),
+            "Live over the last 20 s: ▁▃█ 1.0 MiB → 4.0 MiB\n"
+        );
+        h.times.truncate(1);
+        h.total.bytes.truncate(1);
+        assert_eq!(live_over_time(&h, WIDTH), "");
     }
 
     #[test]

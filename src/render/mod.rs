@@ -5,6 +5,7 @@
 
 mod dhat;
 mod heap;
+pub(crate) mod html;
 mod leaks;
 pub(crate) mod pympler;
 mod retained;
@@ -13,3 +14,5 @@ pub(crate) mod table;
 mod trackref;
 
 pub(crate) use heap::{diff, stacks};
+pub(crate) use leaks::live_over_time;
+pub(crate) use table::WIDTH;

@@ -45,6 +45,16 @@ pub(crate) fn now_tick() -> u32 {
     (ns.saturating_sub(START_NS.load(Ordering::Relaxed)) / TICK.as_nanos() as u64) as u32
 }
 
+/// Time since the tick clock started (at the process's first allocation,
+/// so about the process's age).
+pub(crate) fn since_start() -> Duration {
+    let start = START_NS.load(Ordering::Relaxed);
+    if start == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(coarse_ns().saturating_sub(start))
+}
+
 /// A tick count as a duration.
 #[inline]
 pub(crate) fn ticks(t: u32) -> Duration {

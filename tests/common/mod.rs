@@ -7,9 +7,11 @@
 //!   one after another on the main thread, reporting like libtest does.
 //! - Per-site totals of a snapshot, and a telnet client for the console.
 //! - `chosen`: one of two global allocators, chosen by a variable.
+//! - `browser`: headless Chromium driven over the DevTools protocol.
 
 #![allow(dead_code)]
 
+pub(crate) mod browser;
 pub(crate) mod chosen;
 pub(crate) mod shapes;
 

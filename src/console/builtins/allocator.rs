@@ -7,12 +7,18 @@ pub(super) fn register(host: &mut Host) {
     host.builtin_function(
         "stats",
         Some(
-            "stats() — allocator counters and jemalloc's allocated/active/resident/mapped/retained/metadata",
+            "stats() — allocator counters, jemalloc's allocated/active/resident/mapped/retained/metadata, and live bytes over the growth history",
         ),
         |c| {
             c.arity(0)?;
             crate::stats()
-                .map(|s| Value::Text(s.to_string()))
+                .map(|s| {
+                    let history = crate::leaks::history();
+                    Value::Text(
+                        s.to_string()
+                            + &crate::render::live_over_time(&history, crate::render::WIDTH),
+                    )
+                })
                 .map_err(|e| Error::new(ExceptionKind::OSError, e.to_string()))
         },
     );
