@@ -13,7 +13,7 @@
 //! | `LEAKSCOPE_CONSOLE_PASSWORD` | random | the console's password (an empty one is refused) | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
 //! | `LEAKSCOPE_APP_CRATES` | unset | `a,b`: the crates that are the program's own code, at least one (default: what is not the standard library, leakscope or a dependency's source) | the views, when they name allocation sites |
 //! | `LEAKSCOPE_WATCH_INTERVAL` | `10` | seconds between points of the growth history behind `leaks()` (0.1 to 86400, fractions allowed; `0`: no history) | [`leaks::start`](crate::leaks::start), when the console or the endpoint starts |
-//! | `LEAKSCOPE_HTTP` | unset | `HOST:PORT`: serve `/debug/leaks`, `/debug/pprof/heap` and `/metrics` there (a warning names an address that is not loopback) | [`http::Builder::with_default_env`](crate::http::Builder::with_default_env) |
+//! | `LEAKSCOPE_HTTP` | unset | `HOST:PORT`: serve the page (`/`), `/debug/leaks`, `/debug/pprof/heap` and `/metrics` there (a warning names an address that is not loopback) | [`http::Builder::with_default_env`](crate::http::Builder::with_default_env) |
 //!
 //! A flag takes `0`, `1`, `false`, `true`, `no`, `yes`, `off` or `on`, in
 //! any case ([`parse_flag`]); anything else is refused with a message that
@@ -207,7 +207,7 @@ variables! {
     /// `LEAKSCOPE_WATCH_INTERVAL`: the growth history's interval.
     WATCH_INTERVAL = "LEAKSCOPE_WATCH_INTERVAL", default "10",
         "seconds between points of the growth history behind leaks() (0.1 to 86400, fractions allowed; 0: no history)";
-    /// `LEAKSCOPE_HTTP`: the pprof and metrics endpoint's address.
+    /// `LEAKSCOPE_HTTP`: the address of the page and the pprof and metrics endpoint.
     HTTP = "LEAKSCOPE_HTTP", default "unset",
         "HOST:PORT: serve /debug/pprof/heap and /metrics there";
 }

@@ -782,7 +782,7 @@ fn the_leak_report_names_the_bodies_the_crawl_site_and_request_meta() {
     let page = String::from_utf8(page).unwrap();
     assert_eq!(status, "HTTP/1.1 200 OK");
     let at = page
-        .find(">Vec&lt;u8&gt;</a>")
+        .find(">Vec&lt;<wbr>u8&gt;</a>")
         .unwrap_or_else(|| panic!("no Vec<u8> row: {page}"));
     let bodies = page[..at]
         .rsplit("href=\"")
@@ -998,6 +998,11 @@ fn the_page_shows_memory_climbing_the_suspect_and_its_flamegraph() {
     b.open(&format!("{base}/"));
     b.wait_until(
         "+document.getElementById('chart').dataset.points > 0",
+        Duration::from_secs(60),
+    );
+    b.wait_until(
+        "(() => { const d = document.getElementById('flamegraph').contentDocument; \
+         return d && d.querySelector('#frames'); })()",
         Duration::from_secs(60),
     );
     let overflow = b.eval("document.documentElement.scrollWidth");

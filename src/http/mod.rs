@@ -1,10 +1,11 @@
-//! An opt-in HTTP endpoint for the engines a fleet already runs:
+//! An opt-in HTTP endpoint for people and for the engines a fleet already
+//! runs: `GET /` is a page (live memory over time, the leak report, the
+//! heap's rows to drill into, the flamegraph; every asset embedded),
 //! `GET /debug/pprof/heap` serves the live heap as Go's heap profile
 //! (gzipped pprof: `go tool pprof http://HOST/debug/pprof/heap`, Pyroscope,
 //! Parca), `GET /metrics` serves Prometheus' text format (counters,
 //! jemalloc's figures, leakscope's own memory, live instances per tracked
-//! class, live bytes and blocks of the top types and sites), `GET /` lists
-//! both.
+//! class, live bytes and blocks of the top types and sites).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), leakscope::http::SpawnError> {

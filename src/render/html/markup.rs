@@ -19,6 +19,24 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// `text` escaped, with a place to break (`<wbr>`) after each `::`, `<`
+/// and `,`, and before each `(`.
+pub(crate) fn breakable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut colon = false;
+    for c in text.chars() {
+        if c == '(' {
+            out.push_str("<wbr>");
+        }
+        out.push_str(&escape(c.encode_utf8(&mut [0; 4])));
+        if matches!(c, '<' | ',') || (c == ':' && colon) {
+            out.push_str("<wbr>");
+        }
+        colon = c == ':' && !colon;
+    }
+    out
+}
+
 /// A link: `<a href="HREF">TEXT</a>`, both escaped.
 pub(crate) fn link(text: &str, href: &str) -> String {
     format!("<a href=\"{}\">{}</a>", escape(href), escape(text))
@@ -36,6 +54,9 @@ pub(crate) struct Cell {
     href: Option<String>,
     /// The whole text, shown on hover, when `text` is shortened.
     title: Option<String>,
+    /// Whether the text may break after `::`, `<` and `,`, and before `(`
+    /// (long type names have no spaces).
+    breakable: bool,
 }
 
 impl Cell {
@@ -61,6 +82,13 @@ impl Cell {
         self
     }
 
+    /// The text may break inside a name: after `::`, `<` and `,`, and
+    /// before `(`.
+    pub(crate) fn breakable(mut self) -> Cell {
+        self.breakable = true;
+        self
+    }
+
     /// Hovering the cell shows `title` (the whole of a shortened label).
     pub(crate) fn titled(mut self, title: impl Into<String>) -> Cell {
         let title = title.into();
@@ -78,6 +106,7 @@ impl Cell {
         out.push('>');
         let inner = match &self.markup {
             Some(m) => m.clone(),
+            None if self.breakable => breakable(&self.text),
             None => escape(&self.text),
         };
         match &self.href {
@@ -98,7 +127,7 @@ pub(crate) struct Table {
     caption: String,
     headings: Vec<String>,
     numeric: Vec<usize>,
-    rows: Vec<Vec<Cell>>,
+    rows: Vec<(Vec<Cell>, Option<String>)>,
 }
 
 impl Table {
@@ -114,7 +143,13 @@ impl Table {
 
     /// Adds a row.
     pub(crate) fn row(&mut self, cells: Vec<Cell>) {
-        self.rows.push(cells);
+        self.rows.push((cells, None));
+    }
+
+    /// Adds a row, and under it a row as wide as the table holding
+    /// `detail` (markup) about it.
+    pub(crate) fn row_with_detail(&mut self, cells: Vec<Cell>, detail: String) {
+        self.rows.push((cells, Some(detail)));
     }
 
     /// Rows added so far.
@@ -133,8 +168,12 @@ impl Table {
             let _ = write!(out, "<th scope=\"col\"{}>{}</th>", self.class(i), escape(h));
         }
         out.push_str("</tr></thead><tbody>");
-        for row in &self.rows {
-            out.push_str("<tr>");
+        for (row, detail) in &self.rows {
+            out.push_str(if detail.is_some() {
+                "<tr class=\"has-detail\">"
+            } else {
+                "<tr>"
+            });
             for (i, cell) in row.iter().enumerate() {
                 if i == 0 {
                     // The first cell heads its row for a screen reader.
@@ -147,6 +186,13 @@ impl Table {
                 }
             }
             out.push_str("</tr>");
+            if let Some(d) = detail {
+                let _ = write!(
+                    out,
+                    "<tr class=\"detail\"><td colspan=\"{}\">{d}</td></tr>",
+                    self.headings.len()
+                );
+            }
         }
         out.push_str("</tbody></table></div>");
         out
@@ -222,6 +268,15 @@ mod tests {
     }
 
     #[test]
+    fn long_names_may_break_after_their_separators() {
+        assert_eq!(
+            breakable("a::B<c::D, (E)>"),
+            "a::<wbr>B&lt;<wbr>c::<wbr>D,<wbr> <wbr>(E)&gt;"
+        );
+        assert_eq!(breakable(":::"), "::<wbr>:");
+    }
+
+    #[test]
     fn a_table_heads_its_rows_and_aligns_numbers() {
         let mut t = Table::new("Cap", &["Label", "Size"], &[1]);
         t.row(vec![
@@ -230,14 +285,16 @@ mod tests {
                 .titled("alloc::vec::Vec<u8>"),
             Cell::text("12"),
         ]);
-        assert_eq!(t.len(), 1);
+        t.row_with_detail(vec![Cell::text("a"), Cell::text("1")], "<b>held</b>".into());
+        assert_eq!(t.len(), 2);
         assert_eq!(
             t.draw(),
             "<div class=\"scroll\"><table><caption>Cap</caption><thead><tr>\
              <th scope=\"col\">Label</th><th scope=\"col\" class=\"num\">Size</th></tr></thead>\
              <tbody><tr><th scope=\"row\" title=\"alloc::vec::Vec&lt;u8&gt;\">\
              <a href=\"/x?a=1&amp;b=2\">Vec&lt;u8&gt;</a></th><td class=\"num\">12</td></tr>\
-             </tbody></table></div>"
+             <tr class=\"has-detail\"><th scope=\"row\">a</th><td class=\"num\">1</td></tr>\
+             <tr class=\"detail\"><td colspan=\"2\"><b>held</b></td></tr></tbody></table></div>"
         );
     }
 

@@ -318,13 +318,10 @@ fn leak_report(out: &mut String, r: &LeakReport) {
     }
     let approx = if r.estimated { "~" } else { "" };
     let exact = r.suspects.iter().any(|s| s.held_by.is_some());
-    let mut headings = vec!["Type", "Site", "Now", "Growth", "For", "History"];
-    if exact {
-        headings.push("Held by");
-    }
+    let headings = ["Type", "Site", "Now", "Growth", "For", "History"];
     let mut t = Table::new("Suspects, fastest growth first", &headings, &[2, 3, 4]);
     for s in &r.suspects {
-        let mut row = vec![
+        let row = vec![
             label_cell(Kind::Type, &s.type_name).linked(suspect_address(s, exact).href()),
             label_cell(Kind::Site, &s.site)
                 .linked(Address::top().and_row(Kind::Site, &s.site).href()),
@@ -347,10 +344,10 @@ fn leak_report(out: &mut String, r: &LeakReport) {
                 ),
             )),
         ];
-        if exact {
-            row.push(Cell::markup(holder(s)));
+        match &s.held_by {
+            Some(_) => t.row_with_detail(row, holder(s)),
+            None => t.row(row),
         }
-        t.row(row);
     }
     out.push_str(&t.draw());
     for note in notes(r) {
@@ -375,18 +372,15 @@ fn holder(s: &LeakSuspect) -> String {
         return String::new();
     };
     let mut out = format!(
-        "<span title=\"{}\">{}</span> <span class=\"dim\">({} of {} blocks)</span>",
+        "<span class=\"dim\">held by</span> <span title=\"{}\">{}</span> \
+         <span class=\"dim\">({} of {} blocks looked at)</span>",
         escape(&h.via),
         escape(&shown_label(Kind::Via, &h.via, LABEL)),
         h.blocks,
         h.of_blocks
     );
     for step in &h.above {
-        let _ = write!(
-            out,
-            "<br>← {}",
-            escape(&shown_label(Kind::Via, step, LABEL))
-        );
+        let _ = write!(out, " ← {}", escape(&shown_label(Kind::Via, step, LABEL)));
     }
     if let Some((steps, n)) = &h.path {
         let _ = write!(
@@ -429,12 +423,12 @@ fn heap_now(out: &mut String, heap: &Result<(Partition, Partition), String>) {
                 bytes(t.size),
                 link("the heap page", &Address::top().href())
             );
-            out.push_str(&rows_table(bytype, &Address::top(), TOP_ROWS));
-            out.push_str(&rows_table(
-                bysite,
-                &Address::top().shown(By::Kind(Kind::Site)),
-                TOP_ROWS,
-            ));
+            for (p, at) in [
+                (bytype, Address::top()),
+                (bysite, Address::top().shown(By::Kind(Kind::Site))),
+            ] {
+                let _ = write!(out, "<div>{}</div>", rows_table(p, &at, TOP_ROWS));
+            }
             out.push_str("</div>");
         }
     }
@@ -449,7 +443,8 @@ fn flamegraph(out: &mut String) {
          zoom in. The program's frames are whole; runs of the standard library's and \
          dependencies' frames are folded into one box in [brackets]. Download the same \
          moment as {} (go tool pprof) or as {} (Valgrind's dh_view.html).</p>\
-         <object id=\"flamegraph\" class=\"flame\" type=\"image/svg+xml\" data=\"{FLAMEGRAPH_PATH}\" \
+         <object id=\"flamegraph\" class=\"flame\" type=\"image/svg+xml\" \
+         data-src=\"{FLAMEGRAPH_PATH}\" \
          aria-label=\"Flamegraph of the live heap by stack\">{}</object></section>",
         link("a pprof profile", "/debug/pprof/heap"),
         link("a DHAT file", DHAT_PATH),
@@ -516,7 +511,9 @@ fn label_cell(kind: Kind, label: &str) -> Cell {
     if label.is_empty() {
         return Cell::text("(unknown)");
     }
-    Cell::text(shown_label(kind, label, LABEL)).titled(label)
+    Cell::text(shown_label(kind, label, LABEL))
+        .titled(label)
+        .breakable()
 }
 
 /// A partition's first `max` rows, each linking to its blocks.

@@ -149,7 +149,9 @@
       s.slice(0, 3).map((r) => short(r.label) + " " + bytes(r.bytes[n - 1] || 0)).join(", ") + ".";
   }
 
-  function follow(svg) {
+  // The page's requests one after another: the endpoint answers a few
+  // clients at once, and a browser opens several connections.
+  function follow(svg, then) {
     let interval = 10;
     const tick = () => {
       fetch(svg.dataset.source, { cache: "no-store" })
@@ -160,12 +162,17 @@
           svg.dataset.error = "";
         })
         .catch((e) => { svg.dataset.error = String(e); })
-        .finally(() => { setTimeout(tick, interval * 1000); });
+        .finally(() => {
+          if (then) { then(); then = null; }
+          setTimeout(tick, interval * 1000);
+        });
     };
     tick();
   }
 
-  function sizeFlamegraph() {
+  // Loads the flamegraph (once the chart has its figures) and sizes it to
+  // its drawing.
+  function loadFlamegraph() {
     const obj = document.getElementById("flamegraph");
     if (!obj) return;
     const fit = () => {
@@ -175,12 +182,12 @@
       if (h > 0) obj.style.height = h + "px";
     };
     obj.addEventListener("load", fit);
-    fit();
+    obj.data = obj.dataset.src;
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     const svg = document.getElementById("chart");
-    if (svg) follow(svg);
-    sizeFlamegraph();
+    if (svg) follow(svg, loadFlamegraph);
+    else loadFlamegraph();
   });
 })();
