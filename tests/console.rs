@@ -618,6 +618,32 @@ fn the_console_reads_as_a_newcomer_expects() {
         cl.run(&format!("h.bytype[{i}].name")),
         format!("'{label}'\r\n")
     );
+    // Rows chosen by name: the same blocks as by number, whichever place
+    // the row has in this run.
+    assert_eq!(
+        cl.run(&format!(
+            "len(h.bytype['Arc<TrackedInner<Many>>']) == len(h.bytype[{i}])"
+        )),
+        "True\r\n"
+    );
+    assert_eq!(
+        cl.run("h.bytype['TrackedInner<console::Many>'].name"),
+        format!("'{label}'\r\n")
+    );
+    let sites = cl.run("h['Arc<TrackedInner<Many>>'].bysite");
+    assert!(
+        sites.starts_with("Partition of a set of 150000 objects."),
+        "{sites}"
+    );
+    // A text that only part of a label is takes every row containing it.
+    assert!(
+        cl.run("len(h.bytype['Many']) > len(h.bytype['Arc<TrackedInner<Many>>'])") == "True\r\n"
+    );
+    assert_eq!(
+        cl.run("h.bytype['NoSuchType']"),
+        "  h.bytype['NoSuchType']\r\n          ^\r\n\
+         KeyError: no row of this partition is or contains 'NoSuchType'\r\n"
+    );
     assert_eq!(
         cl.run("h.bytype.all(wide=1)"),
         "  h.bytype.all(wide=1)\r\n              ^\r\n\

@@ -89,6 +89,13 @@ pub trait HostObject: Any + Send + Sync {
         None
     }
 
+    /// `obj['text']`, for objects whose items have names: `None` when
+    /// they have none (a `TypeError`), else the item or the error.
+    fn item_named(&self, key: &str) -> Option<Result<Value, Error>> {
+        let _ = key;
+        None
+    }
+
     /// Bytes this object keeps alive, counted against the session's
     /// budget while a name holds it: its own, and a part it may share with
     /// other objects (a heap's snapshot, shared by every row and partition

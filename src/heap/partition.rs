@@ -141,6 +141,46 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// The rows `text` names, and their blocks as one heap: the rows whose
+    /// label is `text` (whole, or without module paths, or without the
+    /// ` (?)` of a type guessed: `Arc<TrackedInner<Page>>` is
+    /// `Arc<leakscope::trackref::tracked::TrackedInner<app::Page>> (?)`'s
+    /// row) when there are such, else every row whose label contains it.
+    /// `None` when no row does.
+    pub fn rows_named(&self, text: &str) -> Option<(Vec<usize>, Heap)> {
+        let whole = |r: &Row| {
+            let label = r.label.strip_suffix(" (?)").unwrap_or(&r.label);
+            r.label == text
+                || label == text
+                || (self.kind == Kind::Type && crate::symbols::short_type(label) == text)
+        };
+        let mut picked: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| whole(&self.rows[i]))
+            .collect();
+        if picked.is_empty() {
+            picked = (0..self.rows.len())
+                .filter(|&i| self.rows[i].label.contains(text))
+                .collect();
+        }
+        if picked.is_empty() {
+            return None;
+        }
+        let mut members: Vec<u32> = picked
+            .iter()
+            .flat_map(|&i| self.rows[i].members.iter().copied())
+            .collect();
+        // A block under several rows (byvia) is one block of the set.
+        members.sort_unstable();
+        members.dedup();
+        let heap = Heap {
+            data: self.heap.data.clone(),
+            members: members.into(),
+        };
+        Some((picked, heap))
+    }
+}
+
 impl fmt::Debug for Partition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Partition({:?}, {} rows)", self.kind, self.rows.len())

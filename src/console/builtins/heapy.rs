@@ -68,7 +68,7 @@ pub(super) fn register(host: &mut Host) {
     host.builtin_object(
         "hpy",
         Some(
-            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], .more, .all (full=True: names whole), [i].name; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); what it keeps alive: .retained, .dominators (d[i]: what row i retains); hpy().setrelheap(); hpy().watch(): the growth history (watch(secs) restarts it every secs)",
+            "hpy().heap() — the live heap; .bytype .bysite .bystack .bysize .byage .bythread, [i], ['Name'] (rows by name), .more, .all (full=True: names whole), [i].name; who holds it: .byvia .byrcs .referrers .referents .sp, hpy().unreachable(); what it keeps alive: .retained, .dominators (d[i]: what row i retains); hpy().setrelheap(); hpy().watch(): the growth history (watch(secs) restarts it every secs)",
         ),
         HpyObject(crate::hpy()),
     );
@@ -271,6 +271,12 @@ impl HostObject for HeapObject {
         PartitionObject::new(self.0.bytype()).item(index)
     }
 
+    /// `heap['HtmlResponse']`: the rows of its partition by type that the
+    /// text names, as one set.
+    fn item_named(&self, key: &str) -> Option<Result<Value, Error>> {
+        PartitionObject::new(self.0.bytype()).item_named(key)
+    }
+
     fn subtract(&self, other: &Value) -> Option<Result<Value, Error>> {
         let Value::Object(o) = other else {
             return None;
@@ -380,6 +386,24 @@ impl HostObject for PartitionObject {
             past_end: self.past_end,
             full,
         })))
+    }
+
+    /// `p['HtmlResponse']`: the rows the text names, as one set (see
+    /// [`Partition::rows_named`]).
+    fn item_named(&self, key: &str) -> Option<Result<Value, Error>> {
+        Some(match self.partition.rows_named(key) {
+            Some((rows, heap)) => {
+                let label = match rows.as_slice() {
+                    [one] => self.partition.rows()[*one].label.clone(),
+                    _ => format!("{} rows containing '{key}'", rows.len()),
+                };
+                Ok(Value::object(HeapObject(heap, Some(label))))
+            }
+            None => Err(Error::new(
+                ExceptionKind::KeyError,
+                format!("no row of this partition is or contains '{key}'"),
+            )),
+        })
     }
 
     fn item(&self, index: usize) -> Option<Value> {

@@ -155,6 +155,11 @@ pub(super) fn iterate(v: Value) -> R<Vec<Value>> {
 /// strings index data.
 pub(super) fn index(v: Value, i: Value) -> R<Value> {
     let Value::Int(n) = i else {
+        if let (Value::Object(o), Value::Str(k)) = (&v, &i)
+            && let Some(found) = o.item_named(k)
+        {
+            return found;
+        }
         if let (Value::Json(serde_json::Value::Object(m)), Value::Str(k)) = (&v, &i) {
             return m
                 .get(k)
