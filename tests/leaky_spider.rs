@@ -927,6 +927,19 @@ fn the_page_shows_memory_climbing_the_suspect_and_its_flamegraph() {
     );
     let legend = b.eval("document.getElementById('chart-legend').innerText");
     assert!(legend.as_str().unwrap().contains("Vec<u8>"), "{legend}");
+    // It follows the history by itself, and hovering shows a point's
+    // figures.
+    b.wait_until(
+        &format!("+document.getElementById('chart').dataset.points > {points}"),
+        Duration::from_secs(30),
+    );
+    b.hover("#chart");
+    let tip = b.eval(
+        "(() => { const t = document.getElementById('chart-tip'); \
+         return t.hidden ? '' : t.innerText; })()",
+    );
+    let tip = tip.as_str().unwrap();
+    assert!(tip.contains(" live\n") && tip.contains("Vec<u8>"), "{tip}");
     let desc = b.eval("document.getElementById('chart-desc').textContent");
     assert!(
         desc.as_str().unwrap().starts_with("Live bytes went from "),

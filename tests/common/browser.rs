@@ -241,18 +241,32 @@ impl Browser {
 
     /// Clicks the middle of the element `selector` finds, as a mouse does.
     pub(crate) fn click(&mut self, selector: &str) {
-        let at = self.eval(&format!(
-            "(() => {{ const e = document.querySelector({s}); e.scrollIntoView({{block: 'center'}}); \
-             const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
-            s = json!(selector)
-        ));
-        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        let (x, y) = self.middle(selector);
         for kind in ["mousePressed", "mouseReleased"] {
             self.call(
                 "Input.dispatchMouseEvent",
                 json!({ "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 }),
             );
         }
+    }
+
+    /// Moves the mouse over the middle of the element `selector` finds.
+    pub(crate) fn hover(&mut self, selector: &str) {
+        let (x, y) = self.middle(selector);
+        self.call(
+            "Input.dispatchMouseEvent",
+            json!({ "type": "mouseMoved", "x": x, "y": y }),
+        );
+    }
+
+    /// The middle of an element, in the window, scrolled into view.
+    fn middle(&mut self, selector: &str) -> (f64, f64) {
+        let at = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({s}); e.scrollIntoView({{block: 'center'}}); \
+             const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
+            s = json!(selector)
+        ));
+        (at[0].as_f64().unwrap(), at[1].as_f64().unwrap())
     }
 
     /// A PNG of the whole page (beyond the window, down to its end).

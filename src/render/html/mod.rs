@@ -441,8 +441,9 @@ fn flamegraph(out: &mut String) {
         "<section aria-labelledby=\"flame-h\"><h2 id=\"flame-h\">The live heap by stack</h2>\
          <p>Each box is a function, as wide as the live bytes allocated under it; click one to \
          zoom in. The program's frames are whole; runs of the standard library's and \
-         dependencies' frames are folded into one box in [brackets]. Download the same \
-         moment as {} (go tool pprof) or as {} (Valgrind's dh_view.html).</p>\
+         dependencies' frames are folded into one box in [brackets]. Download the live \
+         heap, as it is when you click, as {} (go tool pprof) or as {} (Valgrind's \
+         dh_view.html).</p>\
          <object id=\"flamegraph\" class=\"flame\" type=\"image/svg+xml\" \
          data-src=\"{FLAMEGRAPH_PATH}\" \
          aria-label=\"Flamegraph of the live heap by stack\">{}</object></section>",

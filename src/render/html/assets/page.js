@@ -122,19 +122,33 @@
       cursor.setAttribute("x2", x(times[i]));
       cursor.setAttribute("visibility", "visible");
       tip.textContent = "";
-      const head = document.createElement("div");
-      head.textContent = span(t1 - times[i]) + " ago: " + bytes(history.total.bytes[i]) + " live";
-      tip.appendChild(head);
+      const when = document.createElement("div");
+      when.textContent = (i === n - 1 ? "now" : span(t1 - times[i]) + " ago") + ": " +
+        bytes(history.total.bytes[i]) + " live";
+      tip.appendChild(when);
       const table = document.createElement("table");
+      const head = table.createTHead().insertRow();
+      [by === "sites" ? "Site" : "Type", "Bytes"].forEach((h, k) => {
+        const th = document.createElement("th");
+        th.scope = "col";
+        th.textContent = h;
+        if (k === 1) th.className = "num";
+        head.appendChild(th);
+      });
+      const body = table.createTBody();
       s.slice().reverse().forEach((row) => {
         const tr = document.createElement("tr");
         const a = document.createElement("td");
-        a.textContent = short(row.label);
+        const sw = document.createElement("span");
+        sw.className = "swatch";
+        sw.style.background = row.colour;
+        a.appendChild(sw);
+        a.appendChild(document.createTextNode(" " + short(row.label)));
         const b = document.createElement("td");
         b.textContent = bytes(row.bytes[i] || 0);
         b.className = "num";
         tr.appendChild(a); tr.appendChild(b);
-        table.appendChild(tr);
+        body.appendChild(tr);
       });
       tip.appendChild(table);
       tip.hidden = false;
