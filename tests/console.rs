@@ -101,6 +101,29 @@ fn login_and_the_scrapy_session_commands() {
         cl.run("get_oldest('ConsoleResponse').url"),
         "'http://www.somenastyspider.com/product?id=1'\r\n"
     );
+    // An instance too wide for the terminal shows a field a line.
+    let long = Tracked::with_fields(ConsoleResponse {
+        url: format!("http://www.somenastyspider.com/{}", "p".repeat(100)),
+        status: 404,
+    });
+    let shown = cl.run("[r for r in iter_all('ConsoleResponse') if r.status == 404][0]");
+    let shown = format!(
+        "<ConsoleResponse 0s old{}",
+        shown.split_once("s old").unwrap().1
+    );
+    // 80 columns: the url's line breaks after its 80th character.
+    assert_eq!(
+        shown,
+        format!(
+            "<ConsoleResponse 0s old\r\n  status: 404\r\n  \
+             url: \"http://www.somenastyspider.com/{}\r\n    {}\">\r\n",
+            "p".repeat(41),
+            "p".repeat(59)
+        )
+    );
+    // `_` held it: a new result lets it go.
+    assert_eq!(cl.run("0"), "0\r\n");
+    drop(long);
     assert_eq!(
         cl.run("[r.status for r in iter_all('ConsoleResponse')]"),
         "[200]\r\n"

@@ -350,13 +350,26 @@ impl Engine {
                 "engine.pages",
                 self.pages.load(Ordering::Relaxed).to_string(),
             ),
-            ("engine.spider_pages", self.spider_pages().to_string()),
             (
                 "engine.items",
                 self.items.load(Ordering::Relaxed).to_string(),
             ),
         ];
         let mut out = String::from("Execution engine status\n\n");
+        // One line per spider: a map on one line outgrows an 80-column
+        // terminal as soon as the counts grow.
+        let per_spider = self.spiders.iter().zip(&self.spider_pages).map(|(s, n)| {
+            (
+                format!("engine.spider_pages['{}']", s.name()),
+                n.load(Ordering::Relaxed).to_string(),
+            )
+        });
+        let mut checks: Vec<(String, String)> = checks
+            .into_iter()
+            .map(|(e, v)| (e.to_string(), v))
+            .collect();
+        let at = checks.len().saturating_sub(1);
+        checks.splice(at..at, per_spider);
         for (expr, value) in checks {
             out.push_str(&format!("{expr:<47} : {value}\n"));
         }

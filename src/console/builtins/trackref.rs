@@ -125,6 +125,32 @@ impl HostObject for Live {
         }
     }
 
+    /// The repr when it fits the width; else the class and age, then a
+    /// field a line (a line still too long goes on under it, indented).
+    fn show(&self, width: usize) -> String {
+        let repr = self.repr();
+        if repr.chars().count() <= width {
+            return repr;
+        }
+        let o = &self.0;
+        let mut lines = vec![format!("<{} {}s old", o.class, o.age.as_secs())];
+        match o.fields() {
+            Some(serde_json::Value::Object(m)) => {
+                lines.extend(m.iter().map(|(k, v)| format!("  {k}: {v}")));
+            }
+            Some(other) => lines.push(format!("  {other}")),
+            None => {}
+        }
+        if let Some(last) = lines.last_mut() {
+            last.push('>');
+        }
+        lines
+            .iter()
+            .map(|l| fold(l, width.max(20), 4))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn pretty(&self, _width: usize) -> String {
         let o = &self.0;
         format!(
@@ -140,6 +166,24 @@ impl HostObject for Live {
     fn to_json(&self) -> Option<serde_json::Value> {
         Some(self.0.fields().unwrap_or(serde_json::Value::Null))
     }
+}
+
+/// `line` in pieces of at most `width` characters, each after the first
+/// indented by `indent`.
+fn fold(line: &str, width: usize, indent: usize) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut at = 0;
+    let mut room = width;
+    while chars.len() - at > room {
+        out.extend(&chars[at..at + room]);
+        out.push('\n');
+        out.push_str(&" ".repeat(indent));
+        at += room;
+        room = width - indent;
+    }
+    out.extend(&chars[at..]);
+    out
 }
 
 /// `trackref`, as `from scrapy.utils import trackref` gives it.
