@@ -999,6 +999,8 @@ fn the_page_shows_memory_climbing_the_suspect_and_its_flamegraph() {
     assert!(drilled.contains("By site"), "{drilled}");
     assert!(drilled.contains("\nEngine::crawl"), "{drilled}");
     b.screenshot(&shots.join("page-drilled.png"));
+    assert_eq!(b.eval(LOW_CONTRAST), serde_json::json!([]));
+    assert_eq!(b.eval(UNLABELLED), serde_json::json!([]));
     let again = b.eval("location.href");
     b.open(again.as_str().unwrap());
     let reloaded = b.eval("document.querySelector('main').innerText");

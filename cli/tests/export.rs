@@ -51,6 +51,23 @@ fn widgets(n: u64) -> Vec<Box<Widget>> {
     )
 }
 
+/// A type whose name is wider than the report's Type column.
+struct ShelvedForTheReportsTypeColumn<T>(#[allow(dead_code)] T);
+
+#[inline(never)]
+fn shelved(n: u64) -> Vec<Box<ShelvedForTheReportsTypeColumn<Widget>>> {
+    common::keep_frame(
+        (0..n)
+            .map(|id| {
+                Box::new(ShelvedForTheReportsTypeColumn(Widget {
+                    id,
+                    payload: [id; 4],
+                }))
+            })
+            .collect(),
+    )
+}
+
 fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("leakscope-cli-{}-{name}", std::process::id()))
 }
@@ -214,6 +231,7 @@ fn report_diff_and_view_from_the_command_line() {
     let b = tmp("cli-b.json");
     dhat::write(&a).unwrap();
     let kept = widgets(250);
+    let shelf = shelved(7);
     dhat::write(&b).unwrap();
     let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
     let report = cli(&["report", b_s]);
@@ -231,6 +249,22 @@ fn report_diff_and_view_from_the_command_line() {
         lines[rows[0] + 1].starts_with("    at widgets::{closure#0} (export.rs:"),
         "{report}"
     );
+    // A type too wide for its cell is shown whole under its row.
+    let long = "Box<ShelvedForTheReportsTypeColumn<Widget>>";
+    let at = lines
+        .iter()
+        .position(|l| *l == format!("    type {long}"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(lines[at - 1].contains("  Box<…"), "{report}");
+    assert!(
+        lines[at - 1].split_whitespace().nth(1) == Some("7"),
+        "{report}"
+    );
+    assert!(
+        lines[at + 1].starts_with("    at shelved::{closure#0} (export.rs:"),
+        "{report}"
+    );
+    drop(shelf);
     let diff = cli(&["diff", a_s, b_s]);
     assert!(
         diff.lines()

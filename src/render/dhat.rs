@@ -33,9 +33,15 @@ fn rows_with_sites<const N: usize>(
     let room = label_width(&cells, header, width);
     let right: Vec<usize> = (0..N).collect();
     let mut t = table(header, &right);
+    // A type shortened to fit its cell is shown whole on a line of its own
+    // under the row (`    type …`), before its site.
+    let mut whole: Vec<Option<String>> = Vec::with_capacity(rows.len());
     for (c, r) in cells.into_iter().zip(rows) {
         let mut row: Vec<String> = c.into_iter().collect();
-        row.push(shown_label(Kind::Type, &r.type_name, room));
+        let cell = shown_label(Kind::Type, &r.type_name, room);
+        let full = crate::symbols::short_type(&r.type_name);
+        whole.push((sites && cell != full).then_some(full));
+        row.push(cell);
         t.add_row(row);
     }
     let text = finish(&t);
@@ -47,7 +53,13 @@ fn rows_with_sites<const N: usize>(
     for (i, line) in text.lines().enumerate() {
         out.push_str(line);
         out.push('\n');
-        if sites && let Some(r) = i.checked_sub(2).and_then(|k| rows.get(k)) {
+        if sites && let Some(k) = i.checked_sub(2).filter(|&k| k < rows.len()) {
+            let r = &rows[k];
+            if let Some(full) = &whole[k] {
+                out.push_str("    type ");
+                out.push_str(&wrap(full, width.saturating_sub(9), 9));
+                out.push('\n');
+            }
             out.push_str(lead);
             out.push_str(&shown_label(Kind::Site, &r.site, site_room));
             out.push('\n');
