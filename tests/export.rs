@@ -323,14 +323,8 @@ fn the_viewer_loads_the_file_in_headless_chromium() {
     .unwrap();
     let profile = tmp("chromium-profile");
     let out = Command::new(browser)
+        .args(common::browser::HEADLESS)
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
             &format!("--user-data-dir={}", profile.display()),
             "--virtual-time-budget=5000",
             "--dump-dom",

@@ -1278,6 +1278,21 @@ fn the_http_endpoint_survives_bad_clients() {
         assert!(body.contains("<dt>process</dt>"), "{path}: {body}");
         assert!(body.contains(why), "{path}: {body}");
     }
+    // The page's files: the flamegraph with the runtime's runs folded,
+    // the DHAT file Valgrind's viewer reads, the history the chart draws.
+    let (status, svg) = get(addr, "/debug/flamegraph.svg");
+    let svg = String::from_utf8(svg).unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(svg.contains("<!-- leakscope flamegraph -->"), "{svg}");
+    assert!(svg.contains("Frames in [brackets]"), "{svg}");
+    let (status, json) = get(addr, "/debug/dhat.json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let dhat: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(dhat["dhatFileVersion"], 2);
+    let (status, json) = get(addr, "/debug/history");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let history: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(history["running"], true);
     // gc=1 is accepted, as Go does.
     let (status, body) = get(addr, "/debug/pprof/heap?gc=1");
     assert_eq!(status, "HTTP/1.1 200 OK");

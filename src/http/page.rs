@@ -216,38 +216,41 @@ fn history(query: &str) -> Answer {
 }
 
 fn flamegraph(query: &str) -> Answer {
-    if let Err(a) = only(query, &[]) {
-        return a;
-    }
-    let svg = crate::tracker::try_snapshot()
-        .map_err(|e| e.to_string())
-        .and_then(|snap| {
-            crate::export::flamegraph::svg_folded_to_program(&snap).map_err(|e| e.to_string())
-        });
-    match svg {
-        Ok(svg) => Answer::ok("image/svg+xml", svg),
-        Err(e) => Answer::refused(
-            "503 Service Unavailable",
-            &format!("The flamegraph could not be drawn: {e}"),
-        ),
-    }
+    of_snapshot(
+        query,
+        "image/svg+xml",
+        "The flamegraph could not be drawn",
+        |snap| crate::export::flamegraph::svg_folded_to_program(snap).map_err(|e| e.to_string()),
+    )
 }
 
 fn dhat(query: &str) -> Answer {
+    of_snapshot(
+        query,
+        "application/json",
+        "The DHAT file could not be made",
+        |snap| {
+            serde_json::to_vec(&crate::export::dhat::from_snapshot(snap)).map_err(|e| e.to_string())
+        },
+    )
+}
+
+/// A file made from a snapshot taken now (a query takes no parameter);
+/// `failed` heads the reason when it cannot be.
+fn of_snapshot(
+    query: &str,
+    content_type: &'static str,
+    failed: &str,
+    make: impl FnOnce(&crate::tracker::Snapshot) -> Result<Vec<u8>, String>,
+) -> Answer {
     if let Err(a) = only(query, &[]) {
         return a;
     }
-    let json = crate::tracker::try_snapshot()
+    match crate::tracker::try_snapshot()
         .map_err(|e| e.to_string())
-        .and_then(|snap| {
-            serde_json::to_vec(&crate::export::dhat::from_snapshot(&snap))
-                .map_err(|e| e.to_string())
-        });
-    match json {
-        Ok(body) => Answer::ok("application/json", body),
-        Err(e) => Answer::refused(
-            "503 Service Unavailable",
-            &format!("The DHAT file could not be made: {e}"),
-        ),
+        .and_then(|snap| make(&snap))
+    {
+        Ok(body) => Answer::ok(content_type, body),
+        Err(e) => Answer::refused("503 Service Unavailable", &format!("{failed}: {e}")),
     }
 }

@@ -16,6 +16,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// How the tests start Chromium: headless, as root, with none of the
+/// background connections a closed network refuses.
+pub(crate) const HEADLESS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+];
+
 /// The longest any one command may take.
 const COMMAND_TIME: Duration = Duration::from_secs(60);
 
@@ -48,15 +61,8 @@ impl Browser {
         let (child_in, child_out) = (to_browser.as_raw_fd(), from_browser.as_raw_fd());
         let mut command = Command::new(program);
         command
+            .args(HEADLESS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-                "--no-first-run",
                 "--remote-debugging-pipe",
                 &format!("--window-size={width},{height}"),
                 &format!("--user-data-dir={}", profile.display()),
