@@ -155,6 +155,20 @@ fn login_and_the_scrapy_session_commands() {
     );
     let out = cl.run("_.all");
     assert!(out.starts_with("Partition of a set of "), "{out}");
+    // Stacks folded, and every frame with full=True.
+    let folded = cl.run("x.bytype[0].stacks()");
+    let full = cl.run("x.bytype[0].stacks(full=True)");
+    assert!(folded.starts_with("Stack 0: "), "{folded}");
+    assert!(full.starts_with("Stack 0: "), "{full}");
+    assert!(!full.contains(" frames in "), "{full}");
+    assert!(
+        full.lines().count() >= folded.lines().count(),
+        "{folded}\n{full}"
+    );
+    assert!(
+        cl.run("x.bytype[0].stacks(wide=1)")
+            .ends_with("TypeError: stacks() takes one keyword argument: full=True\r\n")
+    );
     let out = cl.run("stats()");
     assert!(out.contains("jemalloc resident"), "{out}");
     assert!(

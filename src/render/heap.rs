@@ -339,15 +339,20 @@ pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
 /// whole, runs of other frames folded (`… 41 frames in tokio, std`); at
 /// the top, the frame the program called (`Vec::push`) stays. A frame too
 /// long for `width` has its place on a line of its own and its name
-/// shortened inside its generics.
-pub(crate) fn stacks(list: &[(Vec<Frame>, Totals)], n: usize, width: usize) -> String {
+/// shortened inside its generics. `full`: every frame, none folded.
+pub(crate) fn stacks(list: &[(Vec<Frame>, Totals)], n: usize, width: usize, full: bool) -> String {
     let mut out = build_note(width);
     for (i, (frames, t)) in list.iter().take(n).enumerate() {
         out.push_str(&format!(
             "Stack {i}: {} objects, {} bytes\n",
             t.count, t.size
         ));
-        for line in folded(frames) {
+        let lines = if full {
+            frames.iter().map(frame_line).collect()
+        } else {
+            folded(frames)
+        };
+        for line in lines {
             fit_frame(&mut out, &line, width);
         }
     }
@@ -381,15 +386,18 @@ fn fit_frame(out: &mut String, line: &str, width: usize) {
 const FOLD_AT_LEAST: usize = 3;
 
 /// A stack's lines, runs of frames outside the program folded.
+/// A frame as a line of [`stacks`]: `(inlined) function (place)`.
+fn frame_line(f: &Frame) -> String {
+    let place = f.place().map_or_else(String::new, |p| format!(" ({p})"));
+    format!(
+        "{}{}{place}",
+        if f.inlined { "(inlined) " } else { "" },
+        f.function
+    )
+}
+
 fn folded(frames: &[Frame]) -> Vec<String> {
-    let line = |f: &Frame| {
-        let place = f.place().map_or_else(String::new, |p| format!(" ({p})"));
-        format!(
-            "{}{}{place}",
-            if f.inlined { "(inlined) " } else { "" },
-            f.function
-        )
-    };
+    let line = frame_line;
     let fold = |run: &[Frame]| {
         let mut crates: Vec<&str> = Vec::new();
         // C functions (`main`, `start_thread`) name no crate.
@@ -518,6 +526,12 @@ mod tests {
                 "… 43 frames in tokio, std",
             ]
         );
+        let list = vec![(frames, Totals { count: 2, size: 64 })];
+        let full = stacks(&list, 10, 200, true);
+        assert_eq!(full.lines().filter(|l| l.starts_with("    ")).count(), 48);
+        assert!(full.contains("    <tokio::runtime::Runtime>::poll40 (rt.rs:7)\n"));
+        let short = stacks(&list, 10, 200, false);
+        assert_eq!(short.lines().filter(|l| l.starts_with("    ")).count(), 6);
     }
 
     #[test]

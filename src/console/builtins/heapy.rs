@@ -239,13 +239,26 @@ impl HostObject for HeapObject {
     }
 
     fn call(&self, method: &str, c: &Call<'_>) -> Result<Value, Error> {
-        c.arity(0)?;
         match method {
-            "stacks" => Ok(Value::Text(crate::render::stacks(
-                &self.0.stacks(),
-                10,
-                c.width(),
-            ))),
+            // `stacks(full=True)`: every frame, none folded.
+            "stacks" => {
+                let full = match (c.args(), c.kwargs()) {
+                    ([], []) => false,
+                    ([], [(k, v)]) if k == "full" => v.truthy(),
+                    _ => {
+                        return Err(Error::new(
+                            ExceptionKind::TypeError,
+                            "stacks() takes one keyword argument: full=True",
+                        ));
+                    }
+                };
+                Ok(Value::Text(crate::render::stacks(
+                    &self.0.stacks(),
+                    10,
+                    c.width(),
+                    full,
+                )))
+            }
             _ => Err(Error::no_attribute(self.type_name(), method)),
         }
     }
