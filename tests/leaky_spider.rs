@@ -1015,9 +1015,10 @@ fn the_page_shows_memory_climbing_the_suspect_and_its_flamegraph() {
         "+document.getElementById('chart').dataset.points > 0",
         Duration::from_secs(60),
     );
+    // Its script ran: the drawing fits the page's width.
     b.wait_until(
         "(() => { const d = document.getElementById('flamegraph').contentDocument; \
-         return d && d.querySelector('#frames'); })()",
+         return d && d.querySelector('#frames') && !d.documentElement.hasAttribute('width'); })()",
         Duration::from_secs(60),
     );
     let overflow = b.eval("document.documentElement.scrollWidth");
