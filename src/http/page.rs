@@ -70,7 +70,7 @@ fn header() -> Header {
     let mode = crate::mode();
     Header {
         pid: std::process::id(),
-        mode: mode.name(),
+        mode,
         estimated: mode == crate::Mode::Sampled,
         uptime: crate::sys::clock::since_start(),
         live_bytes: stats.map_or(0, |s| s.live_bytes),

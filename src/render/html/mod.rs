@@ -49,8 +49,8 @@ const LABEL: usize = 90;
 pub(crate) struct Header {
     /// The process id.
     pub(crate) pid: u32,
-    /// The mode's name.
-    pub(crate) mode: &'static str,
+    /// The mode in force.
+    pub(crate) mode: crate::Mode,
     /// Whether figures are estimates from samples.
     pub(crate) estimated: bool,
     /// How long the process has run.
@@ -138,7 +138,7 @@ pub(crate) fn drill(
     let mut body = header(h, "Heap");
     body.push_str("<main>");
     breadcrumb(&mut body, address);
-    tabs(&mut body, address, h.mode == crate::Mode::Exact.name());
+    tabs(&mut body, address, h.mode == crate::Mode::Exact);
     if let Some((t, estimated)) = totals {
         let approx = if estimated { "~" } else { "" };
         let _ = write!(
@@ -217,7 +217,7 @@ fn header(h: &Header, current: &str) -> String {
     };
     for (term, value) in [
         ("process", h.pid.to_string()),
-        ("mode", h.mode.to_string()),
+        ("mode", h.mode.name().to_string()),
         ("up", span(h.uptime.as_secs_f64())),
         ("live", bytes(h.live_bytes)),
         ("leakscope itself", own),
@@ -233,14 +233,14 @@ fn header(h: &Header, current: &str) -> String {
     if let Some(note) = &h.build_note {
         let _ = write!(out, "<p class=\"note\">{}</p>", escape(note));
     }
-    if h.mode != crate::Mode::Exact.name() {
+    if h.mode != crate::Mode::Exact {
         let _ = write!(
             out,
             "<p class=\"note\">In {} mode the figures are {}, and what holds the blocks \
              (via, sp, dominators, the leak report's holders) is not known: the console's \
              <code>leaks(deep=True)</code> switches to exact mode for a few seconds to find \
              it, <code>set_mode('exact')</code> for good.</p>",
-            escape(h.mode),
+            h.mode.name(),
             if h.estimated {
                 "estimated from samples"
             } else {
@@ -629,7 +629,7 @@ mod tests {
     fn header() -> Header {
         Header {
             pid: 42,
-            mode: "sampled",
+            mode: crate::Mode::Sampled,
             estimated: true,
             uptime: Duration::from_secs(125),
             live_bytes: 3 << 20,
