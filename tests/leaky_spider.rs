@@ -651,9 +651,15 @@ fn pause_unpause_and_stop() {
 
 /// One HTTP request, as a client sends it; the status line and the body.
 fn http_get(addr: std::net::SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
+    http_get_within(addr, request, 20)
+}
+
+/// [`http_get`], waiting up to `secs` for the answer (a graph view of a
+/// big exact heap in a debug build takes a while).
+fn http_get_within(addr: std::net::SocketAddr, request: &[u8], secs: u64) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
     s.write_all(request).unwrap();
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
@@ -778,7 +784,11 @@ fn the_leak_report_names_the_bodies_the_crawl_site_and_request_meta() {
     // The page drills down the same way: the bodies' row leads to them by
     // site, and from there to what holds them, their paths from the roots
     // and what retains them.
-    let (status, page) = get(addr, "/heap?by=type");
+    let (status, page) = http_get_within(
+        addr,
+        format!("GET /heap?by=type HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        120,
+    );
     let page = String::from_utf8(page).unwrap();
     assert_eq!(status, "HTTP/1.1 200 OK");
     let at = page
@@ -803,7 +813,11 @@ fn the_leak_report_names_the_bodies_the_crawl_site_and_request_meta() {
         ),
     ] {
         let path = bodies.replace("by=site", &format!("by={by}"));
-        let (status, body) = get(addr, &path);
+        let (status, body) = http_get_within(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+            120,
+        );
         let body = String::from_utf8(body).unwrap();
         assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
         assert!(body.contains(want), "{path}: {body}");
