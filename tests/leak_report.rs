@@ -178,14 +178,21 @@ fn sawtooth_queue(queue: &mut VecDeque<Vec<u8>>, tick: u64) {
     queue.push_back(vec![11; CHUNK]);
 }
 
-/// Buffers made and freed: 100 live from the start, one replaced a tick.
+/// Buffers made and freed: 100 live from the first tick, one replaced a
+/// tick, all made on one line (a site of its own for the replacements
+/// would grow until they had replaced the first hundred: slowly, on a
+/// loaded machine).
 #[inline(never)]
 fn churn(live: &mut Vec<Vec<u8>>, tick: u64) {
-    while live.len() < 100 {
-        live.push(vec![12; CHUNK]);
+    let first = live.is_empty();
+    for _ in 0..if first { 100 } else { 1 } {
+        let buffer = vec![12; CHUNK];
+        if first {
+            live.push(buffer);
+        } else {
+            live[(tick.wrapping_mul(2654435761) % 100) as usize] = buffer;
+        }
     }
-    let slot = (tick.wrapping_mul(2654435761) % 100) as usize;
-    live[slot] = vec![12; CHUNK];
 }
 
 /// Grows for the first three seconds, then holds.
@@ -337,15 +344,20 @@ fn exact_mode_names_every_leak_and_what_holds_it() {
         let s = at(&report, function).unwrap();
         assert!(s.held_by.is_some(), "{function}\n{report}");
     }
-    // Where the first suspect is kept alive from, in the dominator tree
-    // (looked up for the first three).
-    let first = &report.suspects[0];
-    let bodies = first
-        .held_by
-        .as_ref()
-        .and_then(|h| h.kept_by.as_ref())
-        .unwrap_or_else(|| panic!("{report}"));
-    assert!(bodies.dominates > 0 && bodies.retained > 0, "{bodies:?}");
+    // Where the first suspects are kept alive from, in the dominator tree
+    // (looked up for the first three; a leak no root reaches, a
+    // `Box::leak` or an `Rc` cycle, is in no tree, and at most two of the
+    // leaks are such).
+    let kept: Vec<_> = report
+        .suspects
+        .iter()
+        .take(3)
+        .filter_map(|s| s.held_by.as_ref()?.kept_by.as_ref())
+        .collect();
+    assert!(!kept.is_empty(), "{report}");
+    for k in kept {
+        assert!(k.dominates > 0 && k.retained > 0, "{k:?}");
+    }
     let shown = report.render(80);
     assert!(shown.contains("    held by  Response.body ("), "{shown}");
     assert!(shown.contains("    kept by  "), "{shown}");
