@@ -196,7 +196,13 @@
       if (h > 0) obj.style.height = h + "px";
     };
     obj.addEventListener("load", fit);
-    obj.data = obj.dataset.src;
+    // Its script sizes the drawing to the object's width at load: wait
+    // until the object has one.
+    const start = () => {
+      if (obj.clientWidth > 40) obj.data = obj.dataset.src;
+      else requestAnimationFrame(start);
+    };
+    start();
   }
 
   document.addEventListener("DOMContentLoaded", () => {
