@@ -59,8 +59,16 @@ fn parse_line(line: &str) -> Option<Mapping<'_>> {
 }
 
 /// The root regions described by `maps` (the text of `/proc/self/maps`),
-/// given the addresses of each known thread's thread-locals.
-pub(super) fn regions(maps: &str, threads: &[(usize, u16)]) -> Vec<Region> {
+/// given the addresses of each known thread's thread-locals (with its
+/// index) and, when every other live thread could be placed, the stack
+/// pointers of those others (`others`). A mapping laid out like a thread's
+/// stack that no live thread runs on is the C library's cached stack of a
+/// thread that ended: what it holds is stale, and it is no root.
+pub(super) fn regions(
+    maps: &str,
+    threads: &[(usize, u16)],
+    others: Option<&[usize]>,
+) -> Vec<Region> {
     let maps: Vec<Mapping> = maps.lines().filter_map(parse_line).collect();
     let mut out = Vec::new();
     for (i, m) in maps.iter().enumerate() {
@@ -90,6 +98,9 @@ pub(super) fn regions(maps: &str, threads: &[(usize, u16)]) -> Vec<Region> {
         } else if adjacent_prev.is_some_and(|p| p.perms.starts_with("---")) {
             // An anonymous mapping with a guard page below it: the C
             // library's thread stacks look like this.
+            if others.is_some_and(|sps| !sps.iter().any(|sp| (m.start..m.end).contains(sp))) {
+                continue;
+            }
             RootKind::OtherThread
         } else {
             continue;
@@ -101,6 +112,42 @@ pub(super) fn regions(maps: &str, threads: &[(usize, u16)]) -> Vec<Region> {
         });
     }
     out
+}
+
+/// The stack pointers of the live threads other than the main thread and
+/// those in `registered` (operating-system ids), as the kernel shows them
+/// for a thread waiting in a system call. `None` when one of them cannot
+/// be placed (it is running, or its file cannot be read): then every
+/// mapping laid out like a stack stays a root.
+pub(super) fn other_stack_pointers(registered: &[u32]) -> Option<Vec<usize>> {
+    let main = std::process::id();
+    let mut sps = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let name = entry.ok()?.file_name();
+        let tid: u32 = name.to_str()?.parse().ok()?;
+        if tid == main || registered.contains(&tid) {
+            continue;
+        }
+        let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"));
+        match syscall {
+            Ok(text) => sps.push(stack_pointer(&text)?),
+            // Ended since it was listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return None,
+        }
+    }
+    Some(sps)
+}
+
+/// The stack pointer in a thread's `syscall` file: the next to last
+/// field of a thread that waits (`running` has none).
+fn stack_pointer(syscall: &str) -> Option<usize> {
+    let fields: Vec<&str> = syscall.split_whitespace().collect();
+    if fields.len() < 3 {
+        return None;
+    }
+    let sp = fields[fields.len() - 2].strip_prefix("0x")?;
+    usize::from_str_radix(sp, 16).ok()
 }
 
 fn file_name(path: &str) -> String {
@@ -140,7 +187,7 @@ mod tests {
 
     #[test]
     fn statics_bss_stacks_and_brk_are_roots_and_plain_anonymous_memory_is_not() {
-        let r = regions(MAPS, &[(0x7f0000500f00, 3)]);
+        let r = regions(MAPS, &[(0x7f0000500f00, 3)], None);
         let got: Vec<(usize, RootKind)> = r.iter().map(|r| (r.start, r.kind.clone())).collect();
         assert_eq!(
             got,
@@ -154,5 +201,60 @@ mod tests {
                 (0x7ffd00000000, RootKind::MainStack),
             ]
         );
+    }
+
+    #[test]
+    fn a_stack_no_live_thread_runs_on_is_no_root() {
+        // The thread on the stack at 0x7f0000601000 ended; one waits on
+        // a stack of its own elsewhere.
+        let r = regions(MAPS, &[(0x7f0000500f00, 3)], Some(&[0x7f0000a00000]));
+        assert!(r.iter().all(|r| r.kind != RootKind::OtherThread), "{r:?}");
+        assert_eq!(r.len(), 6);
+        // It runs there.
+        let r = regions(MAPS, &[], Some(&[0x7f00007ff000]));
+        let kinds: Vec<&RootKind> = r.iter().map(|r| &r.kind).collect();
+        assert!(kinds.contains(&&RootKind::OtherThread), "{kinds:?}");
+    }
+
+    #[test]
+    fn the_stack_pointer_of_a_waiting_thread_and_none_of_a_running_one() {
+        let waiting = "202 0x7f12 0x80 0x0 0x0 0x0 0x0 0x7f0000700f30 0x7f99aa\n";
+        assert_eq!(stack_pointer(waiting), Some(0x7f0000700f30));
+        assert_eq!(stack_pointer("running\n"), None);
+        assert_eq!(stack_pointer("-1 0x7ffd1230 0x55aa\n"), Some(0x7ffd1230));
+    }
+
+    #[test]
+    fn a_thread_waiting_in_this_process_is_placed_on_its_own_stack() {
+        let (tx, rx) = std::sync::mpsc::channel::<(u32, usize)>();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let waiter = std::thread::spawn(move || {
+            let here = 0u8;
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as u32;
+            tx.send((tid, std::ptr::addr_of!(here) as usize)).unwrap();
+            stop_rx.recv()
+        });
+        let (tid, local) = rx.recv().unwrap();
+        // Every other thread of this test binary counts as registered:
+        // only the waiter is to be placed.
+        let others: Vec<u32> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&t| t != tid)
+            .collect();
+        // Until it waits, it runs and cannot be placed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let sps = loop {
+            if let Some(sps) = other_stack_pointers(&others) {
+                break sps;
+            }
+            assert!(std::time::Instant::now() < deadline, "never placed");
+            std::thread::yield_now();
+        };
+        assert_eq!(sps.len(), 1, "{sps:x?}");
+        assert!(sps[0].abs_diff(local) < 64 << 10, "{:x} {local:x}", sps[0]);
+        drop(stop_tx);
+        waiter.join().unwrap().unwrap_err();
     }
 }

@@ -105,10 +105,10 @@ pub(crate) fn counters_sum() -> (Counters, usize) {
 }
 
 /// The address of each live thread's leakscope thread-local, with the
-/// thread's index: it lies in that thread's thread-local storage (at the
-/// top of its stack, for spawned threads), which the heap graph scans as a
-/// root.
-pub(crate) fn thread_local_addresses() -> Vec<(usize, u16)> {
+/// thread's index and its operating-system id: the address lies in that
+/// thread's thread-local storage (at the top of its stack, for spawned
+/// threads), which the heap graph scans as a root.
+pub(crate) fn thread_local_addresses() -> Vec<(usize, u16, u32)> {
     untracked(|| {
         // Room made before the lock: nothing allocates while it is held.
         let mut out = Vec::with_capacity(THREAD_COUNT.load(Ordering::Relaxed) as usize + 64);
@@ -117,7 +117,11 @@ pub(crate) fn thread_local_addresses() -> Vec<(usize, u16)> {
         while !cur.is_null() && out.len() < out.capacity() {
             // SAFETY: registered entries are live while the lock is held.
             unsafe {
-                out.push((cur as usize, (*cur).index.load(Ordering::Relaxed)));
+                out.push((
+                    cur as usize,
+                    (*cur).index.load(Ordering::Relaxed),
+                    (*cur).os_id.load(Ordering::Relaxed),
+                ));
                 cur = (*cur).next.load(Ordering::Relaxed);
             }
         }
