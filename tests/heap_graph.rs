@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use leakscope::heap::{Heap, Partition};
 use leakscope::{Alloc, Mode, hpy};
@@ -30,6 +31,7 @@ tests!(
     scans_while_16_threads_allocate_free_and_purge,
     numbers_that_spell_an_address_are_not_references,
     retained_sizes_and_dominators_of_bags_of_items,
+    views_of_a_big_heap_stop_at_the_deadline_ctrl_c_and_a_client_leaving,
 );
 
 #[allow(dead_code)]
@@ -634,4 +636,104 @@ fn scans_while_16_threads_allocate_free_and_purge() {
     // Still exact afterwards: a fresh known shape reads right.
     let plugins = of_type(&hpy().heap(), "Box<heap_graph::Plugin>");
     assert_eq!(plugins.count(), 5);
+}
+
+/// Blocks enough that `byvia` of them takes seconds in a test build.
+const GRAINS: u64 = 200_000;
+
+/// One of many small blocks: a heap whose views take a while.
+#[allow(dead_code)]
+struct Grain([u64; 4]);
+
+/// A console on a free port (password `pw`) with this line timeout and
+/// one session at a time.
+fn one_session_console(line_timeout: Duration) -> leakscope::console::Console {
+    leakscope::console::Console::builder()
+        .port(0)
+        .password("pw")
+        .line_timeout(line_timeout)
+        .max_sessions(1)
+        .spawn()
+        .expect("console")
+}
+
+fn views_of_a_big_heap_stop_at_the_deadline_ctrl_c_and_a_client_leaving() {
+    // The views are native code, not interpreter steps: they stop in the
+    // middle of their work at the line's deadline, at Ctrl-C and when the
+    // client leaves, and the session (or the next one) goes on at once.
+    let grains: Vec<Box<Grain>> = (0..GRAINS).map(|i| Box::new(Grain([i; 4]))).collect();
+    // What one view costs here, unwatched: the stops below come well
+    // before it would end (a loaded machine only makes it longer).
+    let began = Instant::now();
+    let rows = hpy().heap().byvia().rows().len();
+    let unwatched = began.elapsed();
+    assert!(rows >= 1);
+    assert!(
+        unwatched >= Duration::from_secs(2),
+        "byvia took only {unwatched:?}: too little to show it stopping"
+    );
+
+    // The deadline: a line of 1 s ends 1 s in, as TimeoutError.
+    let console = one_session_console(Duration::from_secs(1));
+    let mut c = common::Client::connect(console.addr().unwrap());
+    c.login("pw");
+    let began = Instant::now();
+    let out = c.run("hpy().heap().byvia");
+    let took = began.elapsed();
+    assert!(
+        out.contains("TimeoutError: the line ran longer than 1 s"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(1) + unwatched / 2, "{took:?}");
+    let at_deadline = took;
+    // The session goes on, and views of a heap whose graph was stopped
+    // halfway build it again.
+    assert_eq!(c.run("1 + 1").trim(), "2");
+    drop((c, console));
+
+    // Ctrl-C and leaving, with time enough for the view to end by itself.
+    let console = one_session_console(Duration::from_secs(600));
+    let addr = console.addr().unwrap();
+    let mut c = common::Client::connect(addr);
+    c.login("pw");
+    c.send(b"hpy().heap().byvia\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let began = Instant::now();
+    c.send(&[255, 244]);
+    let out = String::from_utf8_lossy(&c.prompt()).into_owned();
+    let took = began.elapsed();
+    assert!(out.contains("KeyboardInterrupt"), "{out}");
+    assert!(took < unwatched / 2, "{took:?}");
+    let at_interrupt = took;
+    assert_eq!(c.run("2 + 2").trim(), "4");
+
+    // A client that leaves mid-view gives its place back at once: the
+    // only session's place is free for the next client.
+    c.send(b"hpy().heap().byvia\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(c);
+    let left = Instant::now();
+    let mut next = loop {
+        let mut next = common::Client::connect(addr);
+        let k = next.expect_any(&[b"Username: ", b"Too many"]);
+        assert!(
+            left.elapsed() < unwatched / 2,
+            "the place was not given back in {:?}",
+            left.elapsed()
+        );
+        if k == 0 {
+            break next;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "byvia of {GRAINS} blocks: {unwatched:?} unwatched; a 1 s line ended after \
+         {at_deadline:?}, Ctrl-C answered in {at_interrupt:?}, a leaving client's place \
+         free in {:?}",
+        left.elapsed()
+    );
+    next.send(b"leakscope\r\npw\r\n");
+    next.prompt();
+    assert_eq!(next.run("3 + 3").trim(), "6");
+    drop(black_box(grains));
 }

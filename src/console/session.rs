@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use super::PROMPT;
 use super::admission::{Admission, SessionSlot, WaitTicket};
-use super::eval::{Limits, Poll, Shell, Stop};
+use super::eval::{Limits, Poll, Shell};
 use super::host::Host;
 use super::limits::{MAX_HELD, MAX_LINE};
 use super::telnet::{Decoder, Event, IAC, IP, OPT_ECHO, encode};
+use crate::sys::cancel::Stop;
 
 /// What every session of one console shares.
 pub(super) struct SessionConfig {

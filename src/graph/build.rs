@@ -639,6 +639,7 @@ pub(super) fn shortest_paths(
             }
         }
         while let Some(i) = queue.pop_front() {
+            crate::sys::cancel::point();
             let (a, b) = (
                 out_start[i as usize] as usize,
                 out_start[i as usize + 1] as usize,

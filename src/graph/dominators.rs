@@ -12,6 +12,7 @@
 //! its retained bytes) and 4 per unreachable one.
 
 use super::Graph;
+use crate::sys::cancel::point;
 
 /// The position of the roots themselves: every block that a root
 /// reference holds has a referrer there.
@@ -96,7 +97,10 @@ impl Graph {
         // Which references count, asked once per edge.
         let kept: Vec<bool> = (0..n)
             .flat_map(|i| (self.out_start[i]..self.out_start[i + 1]).map(move |e| (i as u32, e)))
-            .map(|(i, e)| keep(i, self.out_at[e as usize]))
+            .map(|(i, e)| {
+                point();
+                keep(i, self.out_at[e as usize])
+            })
             .collect();
         // Postorder of a depth-first walk from the roots.
         let mut pos = vec![UNREACHED; n];
@@ -110,6 +114,7 @@ impl Graph {
             pos[r] = SEEN;
             stack.push((r as u32, self.out_start[r]));
             while let Some(top) = stack.len().checked_sub(1) {
+                point();
                 let (v, mut e) = stack[top];
                 let end = self.out_start[v as usize + 1];
                 let mut next = None;
@@ -170,6 +175,7 @@ impl Graph {
             changed = false;
             let mut later_referrer = false;
             for p in 1..=reached {
+                point();
                 let v = post[reached - p] as usize;
                 let mut new = if held_by_root(v) { TOP } else { UNDEFINED };
                 for &e in &self.in_edge[self.in_start[v] as usize..self.in_start[v + 1] as usize] {
@@ -243,6 +249,7 @@ impl Graph {
                 }
             }
             while let Some(i) = queue.pop() {
+                point();
                 let i = i as usize;
                 for e in self.out_start[i]..self.out_start[i + 1] {
                     let t = self.out_to[e as usize] as usize;

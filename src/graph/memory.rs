@@ -47,6 +47,7 @@ impl Reader {
     pub(super) fn read_all(&mut self, pieces: &[Piece], mut f: impl FnMut(&Piece, &[u8])) {
         let mut i = 0;
         while i < pieces.len() {
+            crate::sys::cancel::batch_point();
             // A batch: as many pieces as fit the buffer and the range limit.
             let mut end = i;
             let mut bytes = 0;

@@ -44,6 +44,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::symbols::{self, BlockType, Frame};
+use crate::sys::cancel::point;
 use crate::tracker::{LiveBlock, Snapshot};
 
 /// Rows shown per page of a partition (as Guppy).
@@ -362,12 +363,14 @@ impl Heap {
         if matches!(kind, Kind::Type | Kind::Site | Kind::Stack) {
             let mut by_stack: HashMap<u32, Vec<u32>> = HashMap::new();
             for &i in self.members.iter() {
+                point();
                 by_stack
                     .entry(self.data.snapshot.blocks[i as usize].stack)
                     .or_default()
                     .push(i);
             }
             for members in by_stack.into_values() {
+                point();
                 let b = &self.data.snapshot.blocks[members[0] as usize];
                 let label = self.label(kind, b);
                 let (c, s) = Self::totals_of(
@@ -382,6 +385,7 @@ impl Heap {
             }
         } else {
             for &i in self.members.iter() {
+                point();
                 let b = &self.data.snapshot.blocks[i as usize];
                 let e = groups.entry(self.label(kind, b)).or_default();
                 e.0 += b.est_blocks;

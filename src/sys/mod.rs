@@ -1,4 +1,5 @@
-//! What the operating system gives the layers above: clocks, a lock that
+//! What the operating system gives the layers above: clocks, stopping
+//! long work from outside it, a lock that
 //! never allocates (and one biased towards an owner thread), arrays that
 //! readers copy without a lock, mutexes a
 //! forked child can always take, reading the
@@ -7,6 +8,7 @@
 //! Nothing here knows what leakscope records.
 
 pub(crate) mod biased;
+pub(crate) mod cancel;
 pub(crate) mod clock;
 pub(crate) mod env;
 pub(crate) mod fork;

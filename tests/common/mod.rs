@@ -182,6 +182,34 @@ impl Client {
         self.expect_where(b">>> ", 30, |got, i| i == 0 || got[i - 1] == b'\n')
     }
 
+    /// Reads until one of `pats` arrives (or 10 s pass); returns which,
+    /// and keeps what came after it.
+    pub(crate) fn expect_any(&mut self, pats: &[&[u8]]) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = (0..self.got.len()).find_map(|i| {
+                pats.iter()
+                    .position(|p| self.got[i..].starts_with(p))
+                    .map(|k| (i, k))
+            });
+            if let Some((i, k)) = found {
+                self.got.drain(..i + pats[k].len());
+                return k;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for any of {pats:?}; got {:?}",
+                String::from_utf8_lossy(&self.got)
+            );
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut self.stream, &mut buf) {
+                Ok(0) => panic!("closed; got {:?}", String::from_utf8_lossy(&self.got)),
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Reads until `pat` arrives at a place `accept(got, index)` takes, for
     /// `secs` seconds at most.
     fn expect_where(

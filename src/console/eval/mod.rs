@@ -20,6 +20,8 @@ pub(crate) use repr::pretty;
 use super::host::{Call, Host, SessionState};
 use super::lang::{self, BinOp, Expr, ExprKind, Statement};
 
+use crate::sys::cancel::{self, Check, Stop};
+
 use super::limits::{MAX_EVAL_DEPTH, MAX_ITEMS, MAX_STRING, MAX_VALUE_DEPTH};
 
 /// Steps between two looks at the clock and the client.
@@ -34,15 +36,6 @@ pub(crate) struct Limits {
     pub(crate) line_time: Duration,
     /// Bytes the session's values may take, written out.
     pub(crate) session_bytes: usize,
-}
-
-/// What the check between steps of a line found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stop {
-    /// Ctrl-C.
-    Interrupt,
-    /// The client went away.
-    Gone,
 }
 
 /// Asked between steps of a line: should it stop?
@@ -60,7 +53,9 @@ pub(crate) struct Shell {
     /// Steps of the line running now.
     steps: u32,
     deadline: Instant,
-    poll: Option<Poll>,
+    /// Column of the expression entered last: where a view stopped in
+    /// the middle of its work is shown to have stopped.
+    column: usize,
     /// Set when a poll found the client gone.
     pub(crate) gone: bool,
     /// What built-ins keep for this session.
@@ -78,7 +73,7 @@ impl Shell {
             depth: 0,
             steps: 0,
             deadline: Instant::now(),
-            poll: None,
+            column: 0,
             gone: false,
             state: SessionState::default(),
         }
@@ -86,17 +81,46 @@ impl Shell {
 
     /// Runs one line, asking `poll` now and then whether to stop; returns
     /// what to show (empty for nothing).
-    pub(crate) fn run_polled(&mut self, line: &str, poll: Poll) -> String {
-        self.poll = Some(poll);
-        let out = self.run(line);
-        self.poll = None;
-        out
+    /// Native views (a graph, `byvia`, `sp` …) stop at the same deadline
+    /// and Ctrl-C as the interpreter's own steps, in the middle of their
+    /// work, and free what they built.
+    pub(crate) fn run_polled(&mut self, line: &str, mut poll: Poll) -> String {
+        let deadline = Instant::now() + self.limits.line_time;
+        let check: Check = Box::new(move || {
+            if Instant::now() > deadline {
+                Some(Stop::Deadline)
+            } else {
+                poll()
+            }
+        });
+        match cancel::watched(check, || self.run(line)) {
+            Ok(out) => out,
+            Err(stop) => {
+                self.gone |= stop == Stop::Gone;
+                repr::caret(line, self.column, &self.stopped(stop).to_string())
+            }
+        }
+    }
+
+    /// The error a line stopped for `stop` ends with.
+    fn stopped(&self, stop: Stop) -> Error {
+        match stop {
+            Stop::Deadline => Error::new(
+                ExceptionKind::TimeoutError,
+                format!(
+                    "the line ran longer than {} s",
+                    self.limits.line_time.as_secs_f64()
+                ),
+            ),
+            Stop::Interrupt | Stop::Gone => Error::new(ExceptionKind::KeyboardInterrupt, ""),
+        }
     }
 
     /// Runs one line; returns what to show (empty for nothing).
     pub(crate) fn run(&mut self, line: &str) -> String {
         self.depth = 0;
         self.steps = 0;
+        self.column = 0;
         self.deadline = Instant::now() + self.limits.line_time;
         match self.run_value(line) {
             Ok(Some(v)) => {
@@ -187,6 +211,7 @@ impl Shell {
             .at(e.col));
         }
         self.depth += 1;
+        self.column = e.col;
         let r = self.eval_at(e).map_err(|err| err.at(e.col));
         self.depth -= 1;
         r
@@ -200,19 +225,13 @@ impl Shell {
             return Ok(());
         }
         if Instant::now() > self.deadline {
-            return Err(Error::new(
-                ExceptionKind::TimeoutError,
-                format!(
-                    "the line ran longer than {} s",
-                    self.limits.line_time.as_secs_f64()
-                ),
-            ));
+            return Err(self.stopped(Stop::Deadline));
         }
-        match self.poll.as_mut().and_then(|p| p()) {
+        match cancel::ask() {
             None => Ok(()),
             Some(stop) => {
                 self.gone |= stop == Stop::Gone;
-                Err(Error::new(ExceptionKind::KeyboardInterrupt, ""))
+                Err(self.stopped(stop))
             }
         }
     }

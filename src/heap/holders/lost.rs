@@ -34,7 +34,10 @@ impl Heap {
             .members
             .iter()
             .copied()
-            .filter(|&j| !graph.reachable(j))
+            .filter(|&j| {
+                crate::sys::cancel::point();
+                !graph.reachable(j)
+            })
             .collect();
         if candidates.is_empty() {
             return Ok(self.sub_heap(candidates));

@@ -180,6 +180,7 @@ impl Heap {
                     .blocks
                     .iter()
                     .map(|b| {
+                        crate::sys::cancel::point();
                         let f = data.facts(b.stack);
                         if f.tool_owned {
                             Node::Left
@@ -291,6 +292,7 @@ impl Heap {
         let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
         let mut names: HashSet<Arc<str>> = HashSet::new();
         for &j in self.members.iter() {
+            crate::sys::cancel::point();
             names.clear();
             for r in namer.referrers(&graph, j) {
                 names.insert(namer.name(&graph, r));
@@ -313,6 +315,7 @@ impl Heap {
         let mut namer = Namer::new(self);
         let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
         for &j in self.members.iter() {
+            crate::sys::cancel::point();
             let kinds: BTreeSet<String> = namer
                 .referrers(&graph, j)
                 .into_iter()

@@ -101,6 +101,7 @@ impl PathTrie {
         let mut cur = j;
         let mut base = EMPTY_PATH;
         loop {
+            crate::sys::cancel::point();
             match self.of_block[cur as usize] {
                 UNKNOWN => {}
                 NO_PATH => {
@@ -134,6 +135,7 @@ impl PathTrie {
         // Down again, each block's path from its parent's.
         let mut path = base;
         for &(block, r) in chain.iter().rev() {
+            crate::sys::cancel::point();
             if path != NO_PATH {
                 path = self.child(path, namer.name(graph, r));
             }
@@ -220,6 +222,7 @@ impl Heap {
             let mut namer = Namer::new(&again);
             let mut trie = PathTrie::new(&mut namer, &graph2);
             for j in missing {
+                crate::sys::cancel::point();
                 let path = at
                     .get(&self.key(j))
                     .and_then(|&k| trie.path_of(&mut namer, &graph2, k));
