@@ -1312,23 +1312,45 @@ fn the_http_endpoint_survives_bad_clients() {
     let (status, body) = get(addr, "/debug/pprof/heap?gc=1");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip");
-    // Slow clients that never finish take no one's place for long.
-    let slow: Vec<std::net::TcpStream> = (0..4)
-        .map(|_| {
-            let mut s = std::net::TcpStream::connect(addr).unwrap();
-            std::io::Write::write_all(&mut s, b"GET / HT").unwrap();
-            s
-        })
+    // Clients that send slowly take no complete request's place: while
+    // twelve drip their headers a byte at a time, /metrics is answered
+    // every time.
+    let connect = || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\nX-Drip: ").unwrap();
+        s
+    };
+    let mut slow: Vec<std::net::TcpStream> = (0..12).map(|_| connect()).collect();
+    for _ in 0..10 {
+        for s in &mut slow {
+            std::io::Write::write_all(s, b"a").unwrap();
+        }
+        assert_eq!(get(addr, "/metrics").0, "HTTP/1.1 200 OK", "while 12 drip");
+    }
+    // A slow request that ends is answered.
+    let read_all = |s: &mut std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut got = Vec::new();
+        let _ = std::io::Read::read_to_end(s, &mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    for s in &mut slow {
+        std::io::Write::write_all(s, b"\r\n\r\n").unwrap();
+        assert!(read_all(s).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+    // More connections that send nothing than there are places for them:
+    // the one that has waited longest is closed at once, unanswered (one
+    // that runs out of time gets 408), and complete requests still get in.
+    let mut flood: Vec<std::net::TcpStream> = (0..leakscope::http::MAX_READING + 1)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
         .collect();
-    let (status, _) = get(addr, "/");
     assert_eq!(
-        status, "HTTP/1.1 503 Service Unavailable",
-        "while four wait"
+        read_all(&mut flood[0]),
+        "",
+        "the oldest is closed unanswered"
     );
-    drop(slow);
-    // Their places come back once the server has seen them close (within
-    // its read timeout, sooner on a quiet machine): one by one, so a request
-    // may still find all taken until the last of them has.
+    assert_eq!(get(addr, "/metrics").0, "HTTP/1.1 200 OK", "during a flood");
+    drop((slow, flood));
     let deadline = Instant::now() + Duration::from_secs(10);
     let ok_soon = || {
         while get(addr, "/").0 != "HTTP/1.1 200 OK" {

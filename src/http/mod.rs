@@ -17,8 +17,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! It runs on its own OS thread (never on the program's async runtime),
-//! answers at most [`DEFAULT_MAX_CONNECTIONS`] clients at once (more get
+//! It runs on its own OS threads (never on the program's async runtime),
+//! answers at most [`DEFAULT_MAX_CONNECTIONS`] requests at once (more get
 //! `503`), reads a request within [`DEFAULT_READ_TIMEOUT`] and at most
 //! [`MAX_REQUEST`] bytes of it, and changes nothing in the process: every
 //! endpoint only reads. Labels are bounded: the top [`DEFAULT_TOP`] types
@@ -52,6 +52,11 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TOP: usize = 20;
 /// The longest request accepted (bytes of request line and headers).
 pub const MAX_REQUEST: usize = 8 * 1024;
+/// Connections whose request is still arriving, each with up to
+/// [`DEFAULT_READ_TIMEOUT`] to finish it; these do not take the places of
+/// requests being answered. One more closes the one that has waited
+/// longest.
+pub const MAX_READING: usize = 32;
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]

@@ -1,14 +1,18 @@
-//! The HTTP server: one accept loop, a thread per request up to a bound,
-//! every request read within a deadline and a size limit, every answer
-//! `Connection: close`.
+//! The HTTP server: one accept loop, a thread per connection, every
+//! request read within a deadline and a size limit, every answer
+//! `Connection: close` and written within a deadline. Connections still
+//! sending their request and requests being answered have places of their
+//! own: clients that send slowly (or never finish) delay no complete
+//! request.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::{MAX_REQUEST, Settings};
+use super::{MAX_READING, MAX_REQUEST, Settings};
 
 /// A request's place among those being answered; given back on drop.
 struct Busy(Arc<AtomicUsize>);
@@ -19,26 +23,55 @@ impl Drop for Busy {
     }
 }
 
+/// The connections whose request is still arriving, oldest first.
+#[derive(Default)]
+struct Reading {
+    next: u64,
+    conns: VecDeque<(u64, TcpStream)>,
+}
+
+/// [`Reading`], shared by the accept loop and the connections' threads.
+#[derive(Clone, Default)]
+struct ReadingPlaces(Arc<Mutex<Reading>>);
+
+impl ReadingPlaces {
+    /// Takes a place for `stream`; when all [`MAX_READING`] are taken, the
+    /// connection that has waited longest loses its place: it is closed.
+    fn admit(&self, stream: &TcpStream) -> u64 {
+        let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if r.conns.len() >= MAX_READING
+            && let Some((_, oldest)) = r.conns.pop_front()
+        {
+            let _ = oldest.shutdown(Shutdown::Both);
+        }
+        r.next += 1;
+        let id = r.next;
+        if let Ok(copy) = stream.try_clone() {
+            r.conns.push_back((id, copy));
+        }
+        id
+    }
+
+    /// Gives back the place `id` took (its request has arrived, or never
+    /// will).
+    fn leave(&self, id: u64) {
+        let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = r.conns.iter().position(|(k, _)| *k == id) {
+            r.conns.remove(i);
+        }
+    }
+}
+
 pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicBool>) {
     let busy = Arc::new(AtomicUsize::new(0));
+    let reading = ReadingPlaces::default();
     for conn in listener.incoming() {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let Ok(mut stream) = conn else { continue };
-        let _ = stream.set_write_timeout(Some(settings.write_timeout));
-        if busy.fetch_add(1, Ordering::Relaxed) >= settings.max_connections {
-            busy.fetch_sub(1, Ordering::Relaxed);
-            let _ = respond(
-                &mut stream,
-                "503 Service Unavailable",
-                "text/plain",
-                b"Busy: too many requests at once; try again.\n",
-                false,
-            );
-            continue;
-        }
-        let slot = Busy(busy.clone());
+        let id = reading.admit(&stream);
+        let (busy, places) = (busy.clone(), reading.clone());
         let spawned = crate::tracker::spawn_own(
             // The views a request runs (the heap, the leak report) are the
             // console's: the same stack as a console session's.
@@ -46,15 +79,71 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
                 .name("leakscope-http-request".into())
                 .stack_size(8 << 20),
             move || {
-                let _ = handle(&mut stream, settings);
-                // The place is given back before the client can see the
-                // connection end, so a client that asks again at once finds it.
-                drop(slot);
+                let head = read_head(&mut stream, settings);
+                places.leave(id);
+                let mut out = Answer {
+                    stream: &stream,
+                    deadline: Instant::now() + settings.write_timeout,
+                };
+                match head {
+                    Err(status) => {
+                        let body = format!("{status}\n");
+                        let _ = respond(&mut out, status, "text/plain", body.as_bytes(), false);
+                    }
+                    Ok(_) if busy.fetch_add(1, Ordering::Relaxed) >= settings.max_connections => {
+                        busy.fetch_sub(1, Ordering::Relaxed);
+                        let _ = respond(
+                            &mut out,
+                            "503 Service Unavailable",
+                            "text/plain",
+                            b"Busy: too many requests at once; try again.\n",
+                            false,
+                        );
+                    }
+                    Ok(head) => {
+                        let slot = Busy(busy);
+                        let _ = handle(&head, &mut out, settings);
+                        // The place is given back before the client can see
+                        // the connection end, so a client that asks again at
+                        // once finds it.
+                        drop(slot);
+                    }
+                }
                 let _ = stream.shutdown(Shutdown::Both);
             },
         );
-        // A thread that could not start gave its place back with the closure.
-        drop(spawned);
+        if spawned.is_err() {
+            // No thread: the connection closes with the closure.
+            reading.leave(id);
+        }
+    }
+}
+
+/// Where an answer goes: the connection, within one deadline for the
+/// whole answer (a client that takes a few bytes now and then cannot
+/// hold its place for longer).
+struct Answer<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Write for Answer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took too long to take the answer",
+            ));
+        }
+        self.stream
+            .set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+        let mut s = self.stream;
+        s.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -100,22 +189,11 @@ fn read_head(stream: &mut TcpStream, settings: Settings) -> Result<Vec<u8>, &'st
     }
 }
 
-fn handle(stream: &mut TcpStream, settings: Settings) -> io::Result<()> {
-    let head = match read_head(stream, settings) {
-        Ok(h) => h,
-        Err(status) => {
-            return respond(
-                stream,
-                status,
-                "text/plain",
-                format!("{status}\n").as_bytes(),
-                false,
-            );
-        }
-    };
+/// Answers the request whose head is `head`.
+fn handle(head: &[u8], stream: &mut Answer<'_>, settings: Settings) -> io::Result<()> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
-    let (method, target) = match req.parse(&head) {
+    let (method, target) = match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => (
             req.method.unwrap_or("").to_string(),
             req.path.unwrap_or("").to_string(),
@@ -263,7 +341,7 @@ fn heap_profile(query: &str) -> Result<Vec<u8>, String> {
 }
 
 fn respond(
-    stream: &mut TcpStream,
+    stream: &mut Answer<'_>,
     status: &str,
     content_type: &str,
     body: &[u8],
@@ -274,7 +352,7 @@ fn respond(
 
 /// Answers with `extra` header lines (each ending in CRLF) as well.
 fn respond_with(
-    stream: &mut TcpStream,
+    stream: &mut Answer<'_>,
     status: &str,
     content_type: &str,
     body: &[u8],
