@@ -29,6 +29,13 @@ pub struct Client {
     text: Vec<u8>,
 }
 
+/// Text held back from the output while its line has not ended: past
+/// this, all of it but what may be the start of a prompt is copied out.
+const MAX_HELD_TEXT: usize = 64 << 10;
+
+/// The longest prompt: what of a long unended line is held back.
+const LONGEST_PROMPT: usize = 10;
+
 const PROMPTS: [(&str, Prompt); 3] = [
     (PROMPT, Prompt::Line),
     ("Username: ", Prompt::Username),
@@ -48,9 +55,13 @@ impl Client {
 
     /// Copies the server's text to `out` until it prompts (the prompt
     /// itself is not copied: a line editor shows its own) or closes.
-    /// Complete lines are copied as they come.
+    /// Complete lines are copied as they come; a line that does not end
+    /// is copied in pieces, so that what is held stays small.
     pub fn read_until_prompt(&mut self, out: &mut impl Write) -> io::Result<Prompt> {
         let mut buf = [0u8; 4096];
+        // Text before this holds no line end: only what came since is
+        // searched, so a long line costs time in proportion to its length.
+        let mut searched = 0;
         loop {
             for (prompt, kind) in PROMPTS {
                 if self.text.ends_with(prompt.as_bytes()) {
@@ -61,11 +72,18 @@ impl Client {
                     return Ok(kind);
                 }
             }
-            if let Some(i) = self.text.iter().rposition(|&b| b == b'\n') {
+            if let Some(i) = self.text[searched..].iter().rposition(|&b| b == b'\n') {
+                let i = searched + i;
                 out.write_all(&self.text[..=i])?;
                 out.flush()?;
                 self.text.drain(..=i);
+            } else if self.text.len() > MAX_HELD_TEXT {
+                let upto = self.text.len() - LONGEST_PROMPT;
+                out.write_all(&self.text[..upto])?;
+                out.flush()?;
+                self.text.drain(..upto);
             }
+            searched = self.text.len();
             let n = match self.stream.read(&mut buf) {
                 Ok(0) => 0,
                 Ok(n) => n,
@@ -100,5 +118,53 @@ impl Client {
     pub fn end(&mut self, out: &mut impl Write) -> io::Result<()> {
         self.stream.write_all(&[CTRL_D])?;
         self.read_until_prompt(out).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what it is given, and the `x`s in it.
+    #[derive(Default)]
+    struct Sink {
+        bytes: usize,
+        x: usize,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.bytes += buf.len();
+            self.x += buf.iter().filter(|&&b| b == b'x').count();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_passed_on_in_pieces_and_held_text_stays_small() {
+        const LONG: usize = 16 << 20;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let chunk = vec![b'x'; 1 << 16];
+            for _ in 0..LONG / chunk.len() {
+                s.write_all(&chunk).unwrap();
+            }
+            s.write_all(PROMPT.as_bytes()).unwrap();
+        });
+        let mut client = Client::new(TcpStream::connect(addr).unwrap()).unwrap();
+        let mut sink = Sink::default();
+        assert_eq!(client.read_until_prompt(&mut sink).unwrap(), Prompt::Line);
+        assert_eq!((sink.bytes, sink.x), (LONG, LONG));
+        assert!(
+            client.text.capacity() <= 2 * MAX_HELD_TEXT,
+            "{}",
+            client.text.capacity()
+        );
+        server.join().unwrap();
     }
 }
