@@ -186,12 +186,73 @@ fn of_type(heap: &Heap, label: &str) -> Heap {
     by.row(i)
 }
 
+/// A message a ring's slot holds.
+#[allow(dead_code)]
+struct Message([u8; 48]);
+
+/// One slot of a ring buffer, as a broadcast channel keeps them.
+#[allow(dead_code)]
+struct Slot {
+    seq: u64,
+    value: Option<Box<Message>>,
+}
+
+/// A post a shared slice holds, and what it holds.
+#[allow(dead_code)]
+struct Post {
+    seq: u64,
+    echo: Box<Echo>,
+}
+
+#[allow(dead_code)]
+struct Echo([u8; 40]);
+
+#[allow(dead_code)]
+struct Note([u8; 24]);
+
+/// Buffers that are slices: a boxed ring of 64 slots, a shared slice of
+/// 32 posts, and a boxed slice of 16 optional notes.
+type Rings = (Box<[Slot]>, Arc<[Post]>, Box<[Option<Box<Note>>]>);
+
+#[inline(never)]
+fn rings() -> Rings {
+    let ring = (0..64)
+        .map(|seq| Slot {
+            seq,
+            value: Some(Box::new(Message([1; 48]))),
+        })
+        .collect();
+    let posts = (0..32)
+        .map(|seq| Post {
+            seq,
+            echo: Box::new(Echo([2; 40])),
+        })
+        .collect();
+    let notes = (0..16).map(|_| Some(Box::new(Note([3; 24])))).collect();
+    common::keep_frame((ring, posts, notes))
+}
+
 fn byvia_names_fields_map_values_and_statics_exactly() {
     let orders = orders(3, 300);
     let sessions = sessions(100);
     register_plugins(5);
+    let rings = rings();
     scrub_stack();
     let heap = hpy().heap();
+
+    // A slice's elements are named alike, whatever their index, in a
+    // boxed slice and in a shared one (after its counts).
+    for (ty, via_name, n) in [
+        ("Box<heap_graph::Message>", "Slot.value", 64),
+        ("Box<heap_graph::Echo>", "Post.echo", 32),
+        ("Box<heap_graph::Note>", "Box<[Option<Box<Note>>]>[*]", 16),
+    ] {
+        let blocks = of_type(&heap, ty);
+        assert_eq!(blocks.count(), n, "{ty}");
+        let via = blocks.byvia();
+        assert_eq!(via.rows().len(), 1, "{ty}: {}", via.all().render(200));
+        assert_eq!(row(&via, via_name).count, n, "{ty}");
+    }
 
     // Three customers, each held by the orders' `customer` field.
     let customers = of_type(&heap, "Arc<heap_graph::Customer>");
@@ -245,7 +306,7 @@ fn byvia_names_fields_map_values_and_statics_exactly() {
         text.contains("A block held by several references is counted under each."),
         "{text}"
     );
-    drop((orders, sessions));
+    drop((orders, sessions, rings));
 }
 
 fn sp_of_a_plugin_starts_at_the_static() {

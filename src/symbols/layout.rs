@@ -699,11 +699,26 @@ impl Types<'_, '_> {
 
     /// What a block of type `block` holds: the type's name and whether it
     /// is an array of them.
-    fn block_content(&mut self, block: &str, size: u64) -> Option<(String, bool)> {
+    fn block_content(&mut self, block: &str, size: u64) -> Option<Content> {
         let (head, inner) = match block.split_once('<') {
             Some((h, rest)) => (h, rest.strip_suffix('>')?),
             None => (block, ""),
         };
+        if let Some(elem) = slice_element(inner) {
+            // A boxed slice is its elements, back to back; a shared one
+            // has its two counts first (two words: a multiple of any
+            // element's alignment up to 16).
+            let header = match head {
+                "Box" => 0,
+                "Arc" | "Rc" => 2 * size_of::<usize>() as u64,
+                _ => return None,
+            };
+            return Some(Content {
+                ty: elem.to_string(),
+                repeated: true,
+                header,
+            });
+        }
         let node =
             |kind: &str, args: &str| format!("alloc::collections::btree::node::{kind}<{args}>");
         let (content, repeated) = match head {
@@ -734,8 +749,38 @@ impl Types<'_, '_> {
             }
             _ => return None,
         };
-        Some((content, repeated))
+        Some(Content {
+            ty: content,
+            repeated,
+            header: 0,
+        })
     }
+}
+
+/// What a block holds, as far as its layout goes.
+struct Content {
+    /// The type of what it holds.
+    ty: String,
+    /// Whether it holds an array of them.
+    repeated: bool,
+    /// Bytes before them (an `Arc<[T]>`'s counts).
+    header: u64,
+}
+
+/// `T` of a slice `[T]` (not of an array `[T; N]`, which has a type of
+/// its own).
+fn slice_element(inner: &str) -> Option<&str> {
+    let elem = inner.strip_prefix('[')?.strip_suffix(']')?;
+    let mut depth = 0i32;
+    for c in elem.chars() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth -= 1,
+            ';' if depth == 0 => return None,
+            _ => {}
+        }
+    }
+    Some(elem)
 }
 
 /// The fields of the struct at `local` (sorted by offset), and its
@@ -907,8 +952,8 @@ impl Layouts {
     /// to the field at `offset`; `None` when its layout is unknown.
     pub fn block_field(&self, block: &str, size: u64, offset: u64) -> Option<Vec<Step>> {
         self.with(|t| {
-            let (content, repeated) = t.block_content(block, size)?;
-            t.path_to(&content, repeated, offset)
+            let c = t.block_content(block, size)?;
+            t.path_to(&c.ty, c.repeated, offset.checked_sub(c.header)?)
         })
     }
 
@@ -919,18 +964,24 @@ impl Layouts {
     /// layout does not say.
     pub fn block_may_point(&self, block: &str, size: u64, offset: u64) -> Option<bool> {
         self.with(|t| {
-            let (content, repeated) = t.block_content(block, size)?;
-            t.field_at(&content, repeated, offset)?.1
+            let c = t.block_content(block, size)?;
+            t.field_at(&c.ty, c.repeated, offset.checked_sub(c.header)?)?
+                .1
         })
     }
 
-    /// The size of one element of a block of type `block` that holds an
-    /// array (a `Vec<T>`'s buffer: `T`'s size), so that offsets in it can be
-    /// taken modulo it; `None` for other blocks or unknown layouts.
-    pub fn block_stride(&self, block: &str, size: u64) -> Option<u64> {
-        self.with(|t| match t.block_content(block, size)? {
-            (content, true) => t.size_of(&content).filter(|&s| s > 0),
-            (_, false) => None,
+    /// Where the elements of a block of type `block` that holds an array
+    /// (a `Vec<T>`'s buffer, a `Box<[T]>`, an `Arc<[T]>`) start, and the
+    /// size of one (`T`'s), so that offsets in it can be taken to the
+    /// first element's; `None` for other blocks or unknown layouts.
+    pub fn block_elements(&self, block: &str, size: u64) -> Option<(u64, u64)> {
+        self.with(|t| {
+            let c = t.block_content(block, size)?;
+            if !c.repeated {
+                return None;
+            }
+            let stride = t.size_of(&c.ty).filter(|&s| s > 0)?;
+            Some((c.header, stride))
         })
     }
 

@@ -125,7 +125,9 @@ pub(super) struct Namer<'a> {
     thread_names: HashMap<u16, Option<String>>,
     /// Whether a word can be a reference, by (stack, offset).
     pointers: HashMap<(u32, u32), bool>,
-    strides: HashMap<u32, Option<u64>>,
+    /// Where an array block's elements start and the size of one, by
+    /// stack.
+    strides: HashMap<u32, Option<(u64, u64)>>,
     statics: HashMap<usize, Arc<str>>,
 }
 
@@ -187,12 +189,17 @@ impl<'a> Namer<'a> {
         let ty = self.heap.data.facts(b.stack).ty.name.clone();
         let ty = ty.trim_end_matches(" (?)");
         let layouts = &self.layouts;
-        let stride = *self
+        let elements = *self
             .strides
             .entry(b.stack)
-            .or_insert_with(|| layouts.block_stride(ty, b.size));
-        match stride {
-            Some(s) if s <= u64::from(u32::MAX) => offset % s as u32,
+            .or_insert_with(|| layouts.block_elements(ty, b.size));
+        match elements {
+            Some((start, stride))
+                if u64::from(offset) >= start && stride <= u64::from(u32::MAX) =>
+            {
+                let start = start as u32;
+                start + (offset - start) % stride as u32
+            }
             _ => offset,
         }
     }
