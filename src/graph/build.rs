@@ -174,6 +174,7 @@ impl Graph {
         stack_mark: usize,
         later: &dyn Fn() -> Vec<Young>,
     ) -> Graph {
+        let _doing = crate::sys::cancel::doing("building the heap graph");
         let began = Instant::now();
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
         let mut scan = Scan::new(blocks, node, &maps);

@@ -12,7 +12,7 @@
 //! its retained bytes) and 4 per unreachable one.
 
 use super::Graph;
-use crate::sys::cancel::point;
+use crate::sys::cancel::{doing, point};
 
 /// The position of the roots themselves: every block that a root
 /// reference holds has a referrer there.
@@ -92,6 +92,7 @@ impl Graph {
         size: &dyn Fn(u32) -> u64,
         keep: &mut dyn FnMut(u32, u32) -> bool,
     ) -> Dominators {
+        let _doing = doing("computing the dominator tree");
         let n = self.nodes();
         let held_by_root = |j: usize| self.root_start[j] < self.root_start[j + 1];
         // Which references count, asked once per edge.
@@ -232,6 +233,7 @@ impl Graph {
         size: &dyn Fn(u32) -> u64,
         keep: &mut dyn FnMut(u32, u32) -> bool,
     ) -> u64 {
+        let _doing = doing("computing what the blocks retain");
         let n = self.nodes();
         let mut removed = vec![false; n];
         for &j in set {

@@ -357,6 +357,7 @@ impl Heap {
             Kind::Referrers => return self.byrcs(),
             _ => {}
         }
+        let _doing = crate::sys::cancel::doing("grouping the heap's blocks");
         // Group by stack first: every block of a stack has the same type,
         // site and stack label, so symbols are looked at once per stack.
         let mut groups: HashMap<String, (f64, u64, Vec<u32>)> = HashMap::new();

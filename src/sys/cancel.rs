@@ -31,8 +31,30 @@ pub(crate) enum Stop {
 /// Says whether watched work should stop now.
 pub(crate) type Check = Box<dyn FnMut() -> Option<Stop>>;
 
-/// What unwinds through stopped work.
-struct Stopped(Stop);
+/// Why watched work stopped, and what it was doing then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stopped {
+    /// Why.
+    pub(crate) why: Stop,
+    /// What it was doing (as [`doing`] said), or "".
+    pub(crate) doing: &'static str,
+}
+
+/// Says what the calling thread's work is doing, until dropped.
+#[must_use]
+pub(crate) struct Doing(&'static str);
+
+impl Drop for Doing {
+    fn drop(&mut self) {
+        let _ = DOING.try_with(|d| d.set(self.0));
+    }
+}
+
+/// Says what the work is doing from now until the guard drops ("building
+/// the heap graph"): a stop tells the user.
+pub(crate) fn doing(what: &'static str) -> Doing {
+    Doing(DOING.with(|d| d.replace(what)))
+}
 
 /// Points between two reads of the clock.
 const POINTS_PER_CLOCK: u32 = 64;
@@ -45,12 +67,13 @@ thread_local! {
     static CHECK: RefCell<Option<Check>> = const { RefCell::new(None) };
     static POINTS: Cell<u32> = const { Cell::new(0) };
     static ASKED_AT: Cell<u64> = const { Cell::new(0) };
+    static DOING: Cell<&'static str> = const { Cell::new("") };
 }
 
 /// Runs `work` with `check` asked at its points; `Err` says why it was
 /// stopped. Watches nest: the inner check replaces the outer one until it
 /// returns.
-pub(crate) fn watched<R>(check: Check, work: impl FnOnce() -> R) -> Result<R, Stop> {
+pub(crate) fn watched<R>(check: Check, work: impl FnOnce() -> R) -> Result<R, Stopped> {
     /// Puts the outer check back, however `work` ends.
     struct Restore(Option<Check>);
     impl Drop for Restore {
@@ -70,7 +93,7 @@ pub(crate) fn watched<R>(check: Check, work: impl FnOnce() -> R) -> Result<R, St
     match ran {
         Ok(r) => Ok(r),
         Err(payload) => match payload.downcast::<Stopped>() {
-            Ok(stopped) => Err(stopped.0),
+            Ok(stopped) => Err(*stopped),
             Err(panic) => resume_unwind(panic),
         },
     }
@@ -116,8 +139,9 @@ fn ask_if_due() {
         return;
     }
     ASKED_AT.with(|a| a.set(now));
-    if let Some(stop) = ask() {
-        resume_unwind(Box::new(Stopped(stop)));
+    if let Some(why) = ask() {
+        let doing = DOING.with(Cell::get);
+        resume_unwind(Box::new(Stopped { why, doing }));
     }
 }
 
@@ -157,9 +181,17 @@ mod tests {
         let began = Instant::now();
         let r = watched(check, move || {
             let _built = Built(seen);
+            let _doing = doing("spinning");
             spin_points(Duration::from_secs(10))
         });
-        assert_eq!(r, Err(Stop::Deadline));
+        assert_eq!(
+            r,
+            Err(Stopped {
+                why: Stop::Deadline,
+                doing: "spinning"
+            })
+        );
+        assert_eq!(DOING.with(Cell::get), "");
         assert!(
             began.elapsed() < Duration::from_secs(2),
             "{:?}",

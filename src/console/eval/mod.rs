@@ -95,9 +95,13 @@ impl Shell {
         });
         match cancel::watched(check, || self.run(line)) {
             Ok(out) => out,
-            Err(stop) => {
-                self.gone |= stop == Stop::Gone;
-                repr::caret(line, self.column, &self.stopped(stop).to_string())
+            Err(stopped) => {
+                self.gone |= stopped.why == Stop::Gone;
+                let mut e = self.stopped(stopped.why);
+                if stopped.why == Stop::Deadline && !stopped.doing.is_empty() {
+                    e = Error::new(e.kind, format!("{}, while {}", e.message, stopped.doing));
+                }
+                repr::caret(line, self.column, &e.to_string())
             }
         }
     }

@@ -30,6 +30,7 @@ impl Heap {
             });
         }
         let graph = self.graph_below(mark);
+        let _doing = crate::sys::cancel::doing("finding the blocks no root reaches");
         let candidates: Vec<u32> = self
             .members
             .iter()

@@ -174,6 +174,7 @@ impl Heap {
             .graph
             .get_or_init(|| {
                 let data = &self.data;
+                let _doing = crate::sys::cancel::doing("reading the blocks' allocation stacks");
                 // Resolved first: facts are kept with the heap, tracked.
                 let nodes: Vec<Node> = data
                     .snapshot
@@ -288,6 +289,7 @@ impl Heap {
     pub fn byvia(&self) -> Partition {
         let mark = 0u8;
         let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
+        let _doing = crate::sys::cancel::doing("naming the references that hold each block");
         let mut namer = Namer::new(self);
         let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
         let mut names: HashSet<Arc<str>> = HashSet::new();
@@ -312,6 +314,7 @@ impl Heap {
     pub fn byrcs(&self) -> Partition {
         let mark = 0u8;
         let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
+        let _doing = crate::sys::cancel::doing("grouping blocks by their referrers' types");
         let mut namer = Namer::new(self);
         let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
         for &j in self.members.iter() {

@@ -182,6 +182,7 @@ impl Heap {
         let before_exact = self.has_samples();
         let mark = 0u8;
         let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
+        let _doing = crate::sys::cancel::doing("finding each block's shortest path from a root");
         // Path → (its blocks, the blocks' type).
         type Groups = HashMap<Vec<Arc<str>>, (Vec<u32>, Vec<String>)>;
         let mut groups: Groups = HashMap::new();
