@@ -706,8 +706,8 @@ const GRAINS: u64 = 200_000;
 #[allow(dead_code)]
 struct Grain([u64; 4]);
 
-/// A console on a free port (password `pw`) with this line timeout and
-/// one session at a time.
+/// A console on a free port (password `pw`) with this line limit and one
+/// session at a time.
 fn one_session_console(line_timeout: Duration) -> leakscope::console::Console {
     leakscope::console::Console::builder()
         .port(0)
@@ -734,31 +734,43 @@ fn views_of_a_big_heap_stop_at_the_deadline_ctrl_c_and_a_client_leaving() {
         "byvia took only {unwatched:?}: too little to show it stopping"
     );
 
-    // The deadline: a line of 1 s ends 1 s in, as TimeoutError.
-    let console = one_session_console(Duration::from_secs(1));
-    let mut c = common::Client::connect(console.addr().unwrap());
-    c.login("pw");
-    let began = Instant::now();
-    let out = c.run("hpy().heap().byvia");
-    let took = began.elapsed();
-    // It says what it was doing then.
-    assert!(
-        out.contains("TimeoutError: the line ran longer than 1 s, while "),
-        "{out}"
-    );
-    assert!(took < Duration::from_secs(1) + unwatched / 2, "{took:?}");
-    let at_deadline = took;
-    // The session goes on, and views of a heap whose graph was stopped
-    // halfway build it again.
-    assert_eq!(c.run("1 + 1").trim(), "2");
-    drop((c, console));
-
-    // Ctrl-C and leaving, with time enough for the view to end by itself.
+    // The deadline: a line of 1 s (this session's choice) ends 1 s in, as
+    // TimeoutError.
     let console = one_session_console(Duration::from_secs(600));
     let addr = console.addr().unwrap();
     let mut c = common::Client::connect(addr);
     c.login("pw");
+    assert_eq!(
+        c.run("line_timeout()").trim(),
+        "Lines of this session stop after 600 s (the console's limit)."
+    );
+    assert!(
+        c.run("line_timeout(0)")
+            .contains("ValueError: line_timeout(secs) takes")
+    );
+    assert_eq!(
+        c.run("line_timeout(1)").trim(),
+        "Lines of this session now stop after 1 s."
+    );
+    let began = Instant::now();
+    let out = c.run("hpy().heap().byvia");
+    let took = began.elapsed();
+    // It says what it was doing then, and how to give it longer.
+    assert!(
+        out.contains("TimeoutError: the line ran longer than 1 s, while "),
+        "{out}"
+    );
+    assert!(out.contains("line_timeout(secs)"), "{out}");
+    assert!(took < Duration::from_secs(1) + unwatched / 2, "{took:?}");
+    let at_deadline = took;
+    // The session goes on.
+    assert_eq!(c.run("1 + 1").trim(), "2");
+
+    // Ctrl-C and leaving, with time enough for the view to end by itself.
+    c.run("line_timeout(600)");
     c.send(b"hpy().heap().byvia\r\n");
+    // (Sent with the line, the Ctrl-C would be read before the line runs,
+    // and answered after it: it goes a moment later.)
     std::thread::sleep(Duration::from_millis(300));
     let began = Instant::now();
     c.send(&[255, 244]);

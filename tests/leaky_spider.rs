@@ -99,9 +99,16 @@ impl Spider {
         addr.parse().unwrap()
     }
 
+    /// A session whose lines may run for two minutes: the graph views of
+    /// a debug build's heap take longer than the console's 10 s on a busy
+    /// machine.
     fn console(&self) -> Client {
         let mut c = Client::connect(([127, 0, 0, 1], self.port).into());
         c.login("pw");
+        assert_eq!(
+            c.run("line_timeout(120)").replace('\r', ""),
+            "Lines of this session now stop after 120 s.\n"
+        );
         c
     }
 
@@ -246,8 +253,13 @@ fn the_real_telnet_finds_who_holds_the_responses() {
     t.wait_for(">>> ");
     // The bodies are held by the responses' `body`, the responses by the
     // requests' `meta`: the culprit. The first view builds the heap graph
-    // of a debug build's heap, which may take more than 10 s on a busy
-    // machine: `run` waits for the prompt for 30 s.
+    // of a debug build's heap, which may take more than the console's 10 s
+    // on a busy machine: the session gives its lines longer, and `run`
+    // waits for the prompt for 30 s.
+    assert_eq!(
+        t.run("line_timeout(30)"),
+        "Lines of this session now stop after 30 s.\n"
+    );
     let bodies_via = t.run(&format!("hpy().heap().bytype()[{bodies}].byvia"));
     assert!(bodies_via.contains("HtmlResponse.body"), "{bodies_via}");
     let via = t.run(&format!("hpy().heap().bytype()[{responses}].byvia"));
@@ -455,6 +467,8 @@ fn every_scrapy_and_guppy_session_runs_verbatim_through_telnet() {
         assert!(!out.contains("Error"), "{line}: {out}");
         out
     };
+    // (A debug build's graph views may take longer than 10 s.)
+    ask("line_timeout(30)");
     // Scrapy's memory-leak guide and its Guppy session: `hpy` is Guppy's
     // session object, and the engine answers to its older status name.
     assert_eq!(ask("x = hpy.heap()"), "");

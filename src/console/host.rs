@@ -140,6 +140,8 @@ pub struct Call<'a> {
     pub(crate) width: usize,
     /// When the line's time runs out.
     pub(crate) deadline: std::time::Instant,
+    /// The console's line limit (a session may choose its own).
+    pub(crate) console_line_time: std::time::Duration,
     pub(crate) host: &'a Host,
     pub(crate) session: &'a SessionState,
 }
@@ -149,6 +151,19 @@ pub struct Call<'a> {
 pub(crate) struct SessionState {
     /// The baseline of `prefs()`'s Change column.
     pub(crate) prefs: std::sync::Mutex<crate::trackref::Baseline>,
+    /// The line limit `line_timeout(secs)` chose for this session, in
+    /// milliseconds (0: the console's).
+    pub(crate) line_ms: std::sync::atomic::AtomicU64,
+}
+
+impl SessionState {
+    /// The line limit this session chose, if it chose one.
+    pub(crate) fn line_time(&self) -> Option<std::time::Duration> {
+        match self.line_ms.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
 }
 
 impl Call<'_> {
@@ -165,6 +180,16 @@ impl Call<'_> {
     /// The caller's terminal width, for tables.
     pub fn width(&self) -> usize {
         self.width
+    }
+
+    /// What this session keeps.
+    pub(crate) fn session(&self) -> &SessionState {
+        self.session
+    }
+
+    /// The console's line limit.
+    pub(crate) fn console_line_time(&self) -> std::time::Duration {
+        self.console_line_time
     }
 
     /// The time left before the line's limit: a built-in that waits

@@ -13,7 +13,7 @@
 //! | [`MAX_ITEMS`] | 4 000 000 | `MemoryError` |
 //! | [`MAX_STRING`] | 1 MiB | `MemoryError` |
 //! | [`DEFAULT_SESSION_MEMORY`] | 64 MiB | `MemoryError`; [`Builder::session_memory`] |
-//! | [`DEFAULT_LINE_TIMEOUT`] | 10 s | `TimeoutError`, in the middle of a view's work too; [`Builder::line_timeout`] |
+//! | [`DEFAULT_LINE_TIMEOUT`] | 10 s | `TimeoutError`, in the middle of a view's work too; [`Builder::line_timeout`], or `line_timeout(secs)` for one session (at most 1 h) |
 //! | [`DEFAULT_MAX_SESSIONS`] | 8 | the connection is told so and closed; [`Builder::max_sessions`] |
 //! | [`DEFAULT_MAX_WAITING`] | 8 | the connection that has waited longest at the login prompts is closed; [`Builder::max_waiting`] |
 //! | [`DEFAULT_LOGIN_TIMEOUT`] | 30 s | the connection is closed; [`Builder::login_timeout`] |

@@ -122,11 +122,20 @@ fn facts(addrs: &[usize]) -> StackFacts {
     } else {
         program
     };
+    // The first frame with its place: two stacks through the same
+    // functions from different lines are different rows.
     let stack_label = if own.is_empty() {
         site.clone()
     } else {
         own.iter()
-            .map(|f| f.function.as_str())
+            .enumerate()
+            .map(|(k, f)| {
+                if k == 0 {
+                    f.label()
+                } else {
+                    f.function.clone()
+                }
+            })
             .collect::<Vec<_>>()
             .join(" ← ")
     };

@@ -475,9 +475,15 @@ pub(super) fn deep(window: Duration) -> LeakReport {
     // other switched to.
     static DEEP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let mut report = build();
-    let Ok(_one) = DEEP.try_lock() else {
-        report.deep_busy = true;
-        return report;
+    // (A report stopped half-way, at its console line's limit, leaves the
+    // lock poisoned: it is free all the same.)
+    let _one = match DEEP.try_lock() {
+        Ok(one) => one,
+        Err(std::sync::TryLockError::Poisoned(one)) => one.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            report.deep_busy = true;
+            return report;
+        }
     };
     if report.mode == Mode::Exact || report.suspects.is_empty() {
         return report;

@@ -42,8 +42,32 @@ pub(super) fn shown_label(kind: Kind, label: &str, width: usize) -> String {
             };
             shorten_left(&label, width)
         }
+        Kind::Stack => shown_stack(label, width),
         _ => shorten_left(label, width),
     }
+}
+
+/// A stack's label (`f (file.rs:12) ← g ← main`) in `width` columns: each
+/// frame without module paths; when too long, the closures go, then the
+/// outer frames from the last, so the innermost frame (where the blocks
+/// were made) stays whole as long as it fits.
+fn shown_stack(label: &str, width: usize) -> String {
+    let frames: Vec<String> = label.split(" ← ").map(symbols::short_site).collect();
+    let all = frames.join(" ← ");
+    if all.chars().count() <= width {
+        return all;
+    }
+    let frames: Vec<String> = frames.iter().map(|f| without_closures(f)).collect();
+    for k in (1..=frames.len()).rev() {
+        let mut shown = frames[..k].join(" ← ");
+        if k < frames.len() {
+            shown.push_str(" ← …");
+        }
+        if shown.chars().count() <= width {
+            return shown;
+        }
+    }
+    shorten_left(&frames[0], width)
 }
 
 /// `f::{closure#0}::{closure#1}` → `f`.
@@ -489,6 +513,32 @@ impl fmt::Display for HeapDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stack_row_keeps_its_innermost_frame_and_cuts_outer_ones() {
+        let label = "<app::engine::Engine>::crawl::{closure#0}::{closure#0} (engine.rs:229) \
+                     ← <app::engine::Engine>::crawl::{closure#0} ← app::main";
+        assert_eq!(
+            shown_label(Kind::Stack, label, 200),
+            "Engine::crawl::{closure#0}::{closure#0} (engine.rs:229) ← \
+             Engine::crawl::{closure#0} ← main"
+        );
+        assert_eq!(
+            shown_label(Kind::Stack, label, 60),
+            "Engine::crawl (engine.rs:229) ← Engine::crawl ← main"
+        );
+        assert_eq!(
+            shown_label(Kind::Stack, label, 40),
+            "Engine::crawl (engine.rs:229) ← …"
+        );
+        // The innermost frame alone, without the mark, before any of it
+        // is cut (from the left, as a site is).
+        assert_eq!(
+            shown_label(Kind::Stack, label, 31),
+            "Engine::crawl (engine.rs:229)"
+        );
+        assert_eq!(shown_label(Kind::Stack, label, 20), "…(engine.rs:229)");
+    }
 
     #[test]
     fn stacks_fold_the_runtime_and_keep_the_program() {

@@ -4,7 +4,50 @@ use crate::console::eval::{Error, ExceptionKind, Value, pretty};
 use crate::console::host::{Call, Host, Origin};
 use crate::render::table::wrap;
 
+/// The longest line limit a session may choose.
+const MAX_LINE_TIMEOUT: f64 = 3600.0;
+
 pub(super) fn register(host: &mut Host) {
+    host.builtin_function(
+        "line_timeout",
+        Some(
+            "line_timeout(secs) — how long a line of this session may run before TimeoutError \
+             (0.1 to 3600 s; a big heap's graph views take longer than the default); \
+             line_timeout() shows it",
+        ),
+        |c| {
+            let state = c.session();
+            let ms = match c.args() {
+                [] => {
+                    let (limit, whose) = match state.line_time() {
+                        Some(t) => (t, "this session's"),
+                        None => (c.console_line_time(), "the console's"),
+                    };
+                    return Ok(Value::Text(format!(
+                        "Lines of this session stop after {} s ({whose} limit).\n",
+                        limit.as_secs_f64()
+                    )));
+                }
+                [Value::Int(n)] => *n as f64,
+                [Value::Float(f)] => *f,
+                _ => f64::NAN,
+            };
+            if !(0.1..=MAX_LINE_TIMEOUT).contains(&ms) || !c.kwargs().is_empty() {
+                return Err(Error::new(
+                    ExceptionKind::ValueError,
+                    format!("line_timeout(secs) takes seconds from 0.1 to {MAX_LINE_TIMEOUT}"),
+                ));
+            }
+            let ms = (ms * 1000.0).round() as u64;
+            state
+                .line_ms
+                .store(ms, std::sync::atomic::Ordering::Relaxed);
+            Ok(Value::Text(format!(
+                "Lines of this session now stop after {} s.\n",
+                ms as f64 / 1000.0
+            )))
+        },
+    );
     host.builtin_function("p", Some("p(x) — pretty-print a value"), |c| {
         c.arity(1)?;
         Ok(Value::Text(pretty(&c.args()[0], c.width())))

@@ -85,7 +85,7 @@ impl Shell {
     /// and Ctrl-C as the interpreter's own steps, in the middle of their
     /// work, and free what they built.
     pub(crate) fn run_polled(&mut self, line: &str, mut poll: Poll) -> String {
-        let deadline = Instant::now() + self.limits.line_time;
+        let deadline = Instant::now() + self.line_time();
         let check: Check = Box::new(move || {
             if Instant::now() > deadline {
                 Some(Stop::Deadline)
@@ -99,11 +99,24 @@ impl Shell {
                 self.gone |= stopped.why == Stop::Gone;
                 let mut e = self.stopped(stopped.why);
                 if stopped.why == Stop::Deadline && !stopped.doing.is_empty() {
-                    e = Error::new(e.kind, format!("{}, while {}", e.message, stopped.doing));
+                    e = Error::new(
+                        e.kind,
+                        format!(
+                            "{}, while {}. line_timeout(secs) gives this session's lines \
+                             longer",
+                            e.message, stopped.doing
+                        ),
+                    );
                 }
                 repr::caret(line, self.column, &e.to_string())
             }
         }
+    }
+
+    /// How long a line of this session may run: what it chose with
+    /// `line_timeout(secs)`, else the console's limit.
+    fn line_time(&self) -> Duration {
+        self.state.line_time().unwrap_or(self.limits.line_time)
     }
 
     /// The error a line stopped for `stop` ends with.
@@ -113,7 +126,7 @@ impl Shell {
                 ExceptionKind::TimeoutError,
                 format!(
                     "the line ran longer than {} s",
-                    self.limits.line_time.as_secs_f64()
+                    self.line_time().as_secs_f64()
                 ),
             ),
             Stop::Interrupt | Stop::Gone => Error::new(ExceptionKind::KeyboardInterrupt, ""),
@@ -125,7 +138,7 @@ impl Shell {
         self.depth = 0;
         self.steps = 0;
         self.column = 0;
-        self.deadline = Instant::now() + self.limits.line_time;
+        self.deadline = Instant::now() + self.line_time();
         match self.run_value(line) {
             Ok(Some(v)) => {
                 let text = repr::show(&v, self.width);
@@ -457,6 +470,7 @@ impl Shell {
             kwargs,
             width: self.width,
             deadline: self.deadline,
+            console_line_time: self.limits.line_time,
             host: &self.host,
             session: &self.state,
         };
