@@ -121,12 +121,15 @@ fn register_plugins(n: u64) {
 
 /// Overwrites the dead part of the stack below the caller, where earlier
 /// calls left addresses that a conservative scan would take for references.
-/// Two numbers whose bytes, read as one word, are the address of a
-/// [`Target`]: a conservative scan sees a reference at offset 0.
+/// Numbers that spell the address of a [`Target`]: two whose bytes, read
+/// as one word, are the address (a conservative scan sees a reference at
+/// offset 0), a `u64` that is the address, and an `f64` whose bits are.
 #[allow(dead_code)]
 struct Spelled {
     low: u32,
     high: u32,
+    whole: u64,
+    bits: f64,
 }
 
 #[allow(dead_code)]
@@ -156,6 +159,8 @@ fn keepers(n: u64) -> (Vec<Box<Keeper>>, Vec<Box<Spelled>>) {
             Box::new(Spelled {
                 low: addr as u32,
                 high: (addr >> 32) as u32,
+                whole: addr,
+                bits: f64::from_bits(addr),
             })
         })
         .collect();
@@ -489,9 +494,9 @@ fn sp_of_a_long_chain_names_each_link_once() {
 }
 
 fn numbers_that_spell_an_address_are_not_references() {
-    // A u32 (or a bool, a u16) cannot hold a pointer: a word read where the
-    // referrer's layout has one is not a reference, in byvia, byrcs,
-    // referrers or sp, however much it looks like an address.
+    // A u32, a u64, an f64 (or a bool, a u16) cannot hold a pointer: a
+    // word read where the referrer's layout has one is not a reference, in
+    // byvia, byrcs, referrers or sp, however much it looks like an address.
     scrub_stack();
     let (keepers, spelled) = keepers(50);
     let heap = hpy().heap();

@@ -45,8 +45,10 @@ enum Shape {
     },
     /// `[T; n]`: the entry of `T`.
     Array { elem: u64 },
-    /// A pointer, a number, or anything without inner fields.
-    Leaf,
+    /// A pointer, a number, or anything without inner fields;
+    /// `address`: whether it can hold an address (a pointer, a reference,
+    /// or a `usize`/`isize`, where tagged pointers live).
+    Leaf { address: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -408,7 +410,9 @@ enum Entry {
         size: Option<u64>,
         count: Option<u64>,
     },
-    Leaf(u64),
+    /// A value without inner fields: its size, and whether it can hold
+    /// an address.
+    Leaf { size: u64, address: bool },
 }
 
 impl<'a> Cursor<'a, '_> {
@@ -456,10 +460,25 @@ impl<'a> Cursor<'a, '_> {
                 size,
                 count: array_count(unit, local),
             },
-            dw::DW_TAG_pointer_type | dw::DW_TAG_reference_type => {
-                Entry::Leaf(size.unwrap_or(size_of::<usize>() as u64))
+            dw::DW_TAG_pointer_type | dw::DW_TAG_reference_type => Entry::Leaf {
+                size: size.unwrap_or(size_of::<usize>() as u64),
+                address: true,
+            },
+            dw::DW_TAG_base_type => {
+                let name = e
+                    .attr_value(dw::DW_AT_name)
+                    .and_then(|v| text(dwarf, unit, v));
+                Entry::Leaf {
+                    size: size.unwrap_or(0),
+                    // A `u64`, an `f64`, a `char` is never a pointer;
+                    // `usize` may be one a program tagged or hid.
+                    address: matches!(name.as_deref(), Some("usize" | "isize") | None),
+                }
             }
-            dw::DW_TAG_base_type | dw::DW_TAG_enumeration_type => Entry::Leaf(size.unwrap_or(0)),
+            dw::DW_TAG_enumeration_type => Entry::Leaf {
+                size: size.unwrap_or(0),
+                address: false,
+            },
             _ => return None,
         })
     }
@@ -543,9 +562,9 @@ impl Types<'_, '_> {
                     shape: Shape::Array { elem },
                 }
             }
-            Entry::Leaf(size) => TypeInfo {
+            Entry::Leaf { size, address } => TypeInfo {
                 size,
-                shape: Shape::Leaf,
+                shape: Shape::Leaf { address },
             },
         };
         self.read.types.push(info);
@@ -590,7 +609,8 @@ impl Types<'_, '_> {
 
     /// [`Types::path_to`], and whether a pointer can sit at `offset`:
     /// `Some(false)` when the path ends in a value with no inner fields
-    /// (a number, a `bool`) too small to hold a whole word there.
+    /// that cannot hold an address (a number other than `usize`/`isize`, a
+    /// `bool`, a C-like enum), or too small to hold a whole word there.
     fn field_at(
         &mut self,
         name: &str,
@@ -611,8 +631,8 @@ impl Types<'_, '_> {
         }
         for _ in 0..64 {
             match self.read.types[t as usize].shape.clone() {
-                Shape::Leaf => {
-                    leaf = Some((self.read.types[t as usize].size, off));
+                Shape::Leaf { address } => {
+                    leaf = Some((self.read.types[t as usize].size, off, address));
                     break;
                 }
                 Shape::Array { elem } => {
@@ -692,8 +712,8 @@ impl Types<'_, '_> {
         }
         // A value of size 0 says nothing (it covers what follows it).
         let may_point = leaf
-            .filter(|&(size, _)| size > 0)
-            .map(|(size, off)| off + size_of::<usize>() as u64 <= size);
+            .filter(|&(size, _, _)| size > 0)
+            .map(|(size, off, address)| address && off + size_of::<usize>() as u64 <= size);
         Some((steps, may_point))
     }
 
@@ -959,9 +979,9 @@ impl Layouts {
 
     /// Whether the word at `offset` of a block of type `block` (as for
     /// [`Layouts::block_field`]) can be a reference: `Some(false)` when the
-    /// field there is a number or a `bool` too small to hold a pointer (a
-    /// word read there is stale data, never a reference); `None` when the
-    /// layout does not say.
+    /// field there cannot hold a pointer (a `u64`, an `f64`, a `bool`, a
+    /// C-like enum, or a number too small: a word read there is data or
+    /// stale, never a reference); `None` when the layout does not say.
     pub fn block_may_point(&self, block: &str, size: u64, offset: u64) -> Option<bool> {
         self.with(|t| {
             let c = t.block_content(block, size)?;

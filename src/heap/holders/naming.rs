@@ -145,10 +145,10 @@ impl<'a> Namer<'a> {
     }
 
     /// Whether the word at `offset` of block `block` can be a reference:
-    /// false when the referrer's layout has a number or a `bool` there,
-    /// too small to hold a pointer (what the scan read there is stale data
-    /// or a value that happens to look like an address). True when the
-    /// layout does not say.
+    /// false when the referrer's layout has a field there that cannot hold
+    /// a pointer: a number other than `usize`/`isize`, a `bool`, a C-like
+    /// enum (what the scan read there is data or stale, however much it
+    /// looks like an address). True when the layout does not say.
     pub(super) fn may_point(&mut self, graph: &Graph, block: u32, offset: u32) -> bool {
         if let Some(y) = graph.young(block) {
             let ty = y.ty.trim_end_matches(" (?)");
