@@ -7,7 +7,7 @@
 //! (`Request.meta`, `HtmlResponse.body`), through std's wrappers (`Arc`,
 //! `RefCell`, `Option` …). A buffer of a `Vec<T>` whose `T` has no such
 //! struct reads `Vec<Box<Plugin>>[*]`; a type the debug info does not
-//! describe reads `Type+0x28`. Roots read `static NAME`, `stack of thread
+//! describe reads `Type (unknown layout)`, whatever the offset. Roots read `static NAME`, `stack of thread
 //! N`, `stack of the main thread`.
 
 //!
