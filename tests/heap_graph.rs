@@ -814,5 +814,34 @@ fn views_of_a_big_heap_stop_at_the_deadline_ctrl_c_and_a_client_leaving() {
     next.send(b"leakscope\r\npw\r\n");
     next.prompt();
     assert_eq!(next.run("3 + 3").trim(), "6");
+
+    // The page's views stop at their own limit too: 503, saying what the
+    // view was doing, and the endpoint answers on.
+    let endpoint = leakscope::http::Endpoint::builder()
+        .addr(([127, 0, 0, 1], 0).into())
+        .view_timeout(Duration::from_secs(1))
+        .spawn()
+        .unwrap();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(endpoint.addr().unwrap()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut s, &mut got).unwrap();
+        got
+    };
+    let began = Instant::now();
+    let answer = get("/heap?by=via");
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("The view ran longer than 1 s, while "),
+        "{answer}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(1) + unwatched / 2);
+    assert!(get("/metrics").starts_with("HTTP/1.1 200 OK\r\n"));
     drop(black_box(grains));
 }

@@ -46,8 +46,12 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:6060";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
 /// Time a client has to send its request.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time a client has to take the answer.
+/// Time a client has to take the answer, from its first byte.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a request's view of the heap may take (a graph view of a big heap
+/// takes a while); past it the request gets `503` saying what the view
+/// was doing. A view also stops when its client goes away.
+pub const DEFAULT_VIEW_TIMEOUT: Duration = Duration::from_secs(120);
 /// Types and sites given a series of their own in `/metrics`.
 pub const DEFAULT_TOP: usize = 20;
 /// The longest request accepted (bytes of request line and headers).
@@ -93,6 +97,7 @@ pub(crate) struct Settings {
     pub(crate) max_connections: usize,
     pub(crate) read_timeout: Duration,
     pub(crate) write_timeout: Duration,
+    pub(crate) view_timeout: Duration,
     pub(crate) top: usize,
 }
 
@@ -116,6 +121,7 @@ impl Endpoint {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 read_timeout: DEFAULT_READ_TIMEOUT,
                 write_timeout: DEFAULT_WRITE_TIMEOUT,
+                view_timeout: DEFAULT_VIEW_TIMEOUT,
                 top: DEFAULT_TOP,
             },
         }
@@ -174,6 +180,13 @@ impl Builder {
     /// The time a client has to send its request (default 5 s).
     pub fn read_timeout(mut self, t: Duration) -> Self {
         self.settings.read_timeout = t;
+        self
+    }
+
+    /// The time a request's view may take (default
+    /// [`DEFAULT_VIEW_TIMEOUT`]); past it the request gets `503`.
+    pub fn view_timeout(mut self, t: Duration) -> Self {
+        self.settings.view_timeout = t;
         self
     }
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{MAX_READING, MAX_REQUEST, Settings};
+use crate::sys::cancel::{self, Stop};
 
 /// A request's place among those being answered; given back on drop.
 struct Busy(Arc<AtomicUsize>);
@@ -83,7 +84,8 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
                 places.leave(id);
                 let mut out = Answer {
                     stream: &stream,
-                    deadline: Instant::now() + settings.write_timeout,
+                    timeout: settings.write_timeout,
+                    deadline: None,
                 };
                 match head {
                     Err(status) => {
@@ -102,7 +104,26 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
                     }
                     Ok(head) => {
                         let slot = Busy(busy);
-                        let _ = handle(&head, &mut out, settings);
+                        let check = view_check(settings.view_timeout);
+                        let ran = cancel::watched(check, || handle(&head, &mut out, settings));
+                        if let Err(stopped) = ran
+                            && stopped.why == Stop::Deadline
+                        {
+                            let _ = respond(
+                                &mut out,
+                                "503 Service Unavailable",
+                                "text/plain; charset=utf-8",
+                                format!(
+                                    "The view ran longer than {} s, while {}: ask again for \
+                                     less (a row of the heap), or give views longer \
+                                     (http::Builder::view_timeout).\n",
+                                    settings.view_timeout.as_secs_f64(),
+                                    stopped.doing
+                                )
+                                .as_bytes(),
+                                false,
+                            );
+                        }
                         // The place is given back before the client can see
                         // the connection end, so a client that asks again at
                         // once finds it.
@@ -119,17 +140,31 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
     }
 }
 
+/// The check a request's view runs under: its time. (A client that has
+/// closed its side may still want the answer, as `nc -N` does, and
+/// nothing short of writing tells it from one that left: only time
+/// counts.)
+fn view_check(timeout: Duration) -> cancel::Check {
+    let deadline = Instant::now() + timeout;
+    Box::new(move || (Instant::now() > deadline).then_some(Stop::Deadline))
+}
+
 /// Where an answer goes: the connection, within one deadline for the
-/// whole answer (a client that takes a few bytes now and then cannot
-/// hold its place for longer).
+/// whole answer from its first byte (a client that takes a few bytes now
+/// and then cannot hold its place for longer).
 struct Answer<'a> {
     stream: &'a TcpStream,
-    deadline: Instant,
+    timeout: Duration,
+    deadline: Option<Instant>,
 }
 
 impl Write for Answer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = self.timeout;
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
