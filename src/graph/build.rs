@@ -3,10 +3,12 @@
 //! the roots.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
 
 use super::memory::{BATCH_BYTES, Piece, Reader};
 use super::{FROM_ROOT, Graph, GraphStats, Region, RootRef, UNREACHED, roots};
+use crate::sys::fork::{ForkSafe, InChild};
 use crate::tracker::{self, LiveBlock};
 
 const WORD: usize = size_of::<usize>();
@@ -174,6 +176,7 @@ impl Graph {
         stack_mark: usize,
         later: &dyn Fn() -> Vec<Young>,
     ) -> Graph {
+        let _one = one_build_at_a_time();
         let _doing = crate::sys::cancel::doing("building the heap graph");
         let began = Instant::now();
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
@@ -202,6 +205,28 @@ impl Graph {
             + self.root_refs.len() * size_of::<RootRef>()
             + self.young.len() * size_of::<Young>()
             + self.young.iter().map(|y| y.ty.len()).sum::<usize>()
+    }
+}
+
+/// Held by the build of a heap graph under way: one at a time in the
+/// process. Each reads the whole heap and holds its edges; several at once
+/// (eight console sessions asking together) would share the CPU and
+/// multiply the memory.
+static BUILDING: ForkSafe<()> = ForkSafe::new((), InChild::Keep);
+
+/// Waits for the build under way, if any, to end (a watched wait stops as
+/// its work would); then holds the place until dropped.
+fn one_build_at_a_time() -> MutexGuard<'static, ()> {
+    if let Some(one) = BUILDING.try_lock() {
+        return one;
+    }
+    let _doing = crate::sys::cancel::doing("waiting for another view's heap graph");
+    loop {
+        std::thread::sleep(Duration::from_millis(5));
+        crate::sys::cancel::batch_point();
+        if let Some(one) = BUILDING.try_lock() {
+            return one;
+        }
     }
 }
 
@@ -680,6 +705,33 @@ fn reverse(n: usize, targets: &[u32]) -> (Vec<u32>, Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_graph_is_built_at_a_time_and_a_watched_wait_stops() {
+        use crate::sys::cancel::{Stop, Stopped, watched};
+        let held = one_build_at_a_time();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_millis(50);
+            let stopped = watched(
+                Box::new(move || (Instant::now() > deadline).then_some(Stop::Deadline)),
+                || drop(one_build_at_a_time()),
+            );
+            tx.send(()).unwrap();
+            // Unwatched, it waits its turn.
+            drop(one_build_at_a_time());
+            stopped
+        });
+        rx.recv().unwrap();
+        drop(held);
+        assert_eq!(
+            waiter.join().unwrap(),
+            Err(Stopped {
+                why: Stop::Deadline,
+                doing: "waiting for another view's heap graph"
+            })
+        );
+    }
     use std::time::Duration;
 
     fn block(addr: usize, size: u64) -> LiveBlock {

@@ -127,6 +127,20 @@ impl<T: Default + Send> ForkSafe<T> {
         self.lock_owned()
     }
 
+    /// Takes the lock if no one holds it (a panic or a stop while it was
+    /// held does not poison it).
+    pub(crate) fn try_lock(&'static self) -> Option<MutexGuard<'static, T>> {
+        if !self.registered.load(Ordering::Relaxed) && !self.registered.swap(true, Ordering::AcqRel)
+        {
+            on_child(self);
+        }
+        match self.mutex().try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Takes the lock of a mutex its owner resets.
     pub(crate) fn lock_owned(&self) -> MutexGuard<'_, T> {
         self.mutex().lock().unwrap_or_else(|e| e.into_inner())
