@@ -847,3 +847,104 @@ fn heaps_kept_in_names_count_against_the_session_budget() {
     assert_eq!(cl.run("h9 = hpy().heap()"), "");
     drop(kept);
 }
+
+/// An instance whose fields are long: a repr that must fold to fit.
+#[derive(serde::Serialize)]
+struct WideFields {
+    url: String,
+    referer: String,
+    body_preview: String,
+}
+
+#[test]
+fn every_command_fits_80_and_60_columns() {
+    // Every built-in, attribute and view a session can ask for, at the
+    // width the client says (NAWS): no line of any answer is wider.
+    leakscope::set_mode(leakscope::Mode::Exact);
+    let kept: Vec<Tracked<WideFields>> = (0..3)
+        .map(|i| {
+            Tracked::with_fields(WideFields {
+                url: format!("http://www.example.com/a/rather/long/path/to/page/{i}"),
+                referer: "http://www.example.com/another/rather/long/referring/page".into(),
+                body_preview: "<html><head><title>A page</title></head><body>".repeat(3),
+            })
+        })
+        .collect();
+    let boxes: Vec<Box<[u64; 8]>> = (0..500).map(|i| Box::new([i; 8])).collect();
+    let c = console();
+    let dir = std::env::temp_dir().join(format!("ls-w-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let commands = [
+        "help()",
+        "mode()",
+        "stats()",
+        "line_timeout()",
+        "prefs()",
+        "print_live_refs()",
+        "iter_all('WideFields')",
+        "get_oldest('WideFields')",
+        "x = hpy().heap()",
+        "x",
+        "x.bytype",
+        "x.bysite",
+        "x.bystack",
+        "x.bysize",
+        "x.byage",
+        "x.bythread",
+        "y = x.bytype['[u64; 8]']",
+        "y.byvia",
+        "y.byrcs",
+        "y.sp",
+        "y.stacks()",
+        "y.referrers",
+        "y.dominators",
+        "y.retained",
+        "hpy().unreachable()",
+        "hpy().heap() - x",
+        "leaks()",
+        "hpy().watch()",
+        "dump_dhat('DIR/a.json')",
+        "dump_flamegraph('DIR/a.svg')",
+        "dump_pprof('DIR/a.pb.gz')",
+        "purge()",
+        "import gc",
+        "gc.get_count()",
+        "gc.collect()",
+        "from pympler import muppy, summary, tracker",
+        "summary.print_(summary.summarize(muppy.get_objects()))",
+        "tr = tracker.SummaryTracker()",
+        "tr.print_diff()",
+        "set_sample_bytes(524288)",
+        "set_mode('sampled')",
+        "set_mode('exact')",
+        "est()",
+        "nonsense(1, 2)",
+        "x.nothing",
+    ];
+    for width in [80u8, 60] {
+        let mut cl = Client::connect(c.addr().unwrap());
+        cl.login("s3cret");
+        // (The graph views of this test build's heap take a while, the
+        // more so beside the other tests.)
+        cl.run("line_timeout(600)");
+        // The window's size, as telnet tells it: width × 24.
+        cl.send(&[IAC, 250, 31, 0, width, 0, 24, IAC, 240]);
+        let mut wide = Vec::new();
+        for command in commands {
+            let line = command.replace("DIR", &dir.display().to_string());
+            let out = cl.run_within(&line, 600).replace('\r', "");
+            // Each answers (the last two with the error they are for).
+            let error = out.contains("Error:") || out.contains("Error\n");
+            let meant = ["nonsense(1, 2)", "x.nothing"].contains(&command);
+            assert_eq!(error, meant, "{line}: {out}");
+            for l in out.lines() {
+                if l.chars().count() > usize::from(width) {
+                    wide.push(format!("{line} ({} > {width}): {l}", l.chars().count()));
+                }
+            }
+        }
+        assert!(wide.is_empty(), "{wide:#?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop((kept, boxes));
+}

@@ -15,7 +15,14 @@ impl fmt::Display for Stats {
 /// `purge()`'s report.
 impl fmt::Display for PurgeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&purge(self))
+        f.write_str(&purge(self, WIDTH))
+    }
+}
+
+impl PurgeReport {
+    /// The report in `width` columns.
+    pub fn render(&self, width: usize) -> String {
+        purge(self, width)
     }
 }
 
@@ -148,7 +155,7 @@ fn stats(s: &Stats) -> String {
     out
 }
 
-fn purge(r: &PurgeReport) -> String {
+fn purge(r: &PurgeReport, width: usize) -> String {
     let text = format!(
         "Purged: resident {} -> {} ({} returned to the OS); allocated {}.",
         bytes(r.before.resident),
@@ -156,5 +163,5 @@ fn purge(r: &PurgeReport) -> String {
         bytes(r.freed_resident()),
         bytes(r.after.allocated)
     );
-    wrap(&text, WIDTH, 0) + "\n"
+    wrap(&text, width, 0) + "\n"
 }

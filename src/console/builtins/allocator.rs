@@ -28,7 +28,7 @@ pub(super) fn register(host: &mut Host) {
         |c| {
             c.arity(0)?;
             crate::purge()
-                .map(|r| Value::Text(r.to_string()))
+                .map(|r| Value::Text(r.render(c.width())))
                 .map_err(|e| Error::new(ExceptionKind::OSError, e.to_string()))
         },
     );

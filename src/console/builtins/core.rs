@@ -23,10 +23,13 @@ pub(super) fn register(host: &mut Host) {
                         Some(t) => (t, "this session's"),
                         None => (c.console_line_time(), "the console's"),
                     };
-                    return Ok(Value::Text(format!(
-                        "Lines of this session stop after {} s ({whose} limit).\n",
+                    let text = format!(
+                        "Lines of this session stop after {} s ({whose} limit).",
                         limit.as_secs_f64()
-                    )));
+                    );
+                    return Ok(Value::Text(
+                        crate::render::table::wrap(&text, c.width(), 0) + "\n",
+                    ));
                 }
                 [Value::Int(n)] => *n as f64,
                 [Value::Float(f)] => *f,

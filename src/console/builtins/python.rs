@@ -115,13 +115,14 @@ impl HostObject for Gc {
             "collect" => {
                 let report = crate::purge().map_err(os_error)?;
                 Ok(Value::Text(format!(
-                    "{}\n{report}",
+                    "{}\n{}",
                     crate::render::table::wrap(
                         "Rust frees a block when its owner drops it: there is no garbage to \
                          collect. Unused pages were given back instead, as purge() does.",
                         c.width(),
                         0
-                    )
+                    ),
+                    report.render(c.width())
                 )))
             }
             _ => Err(Error::no_attribute("module", method)),

@@ -108,7 +108,7 @@ impl Shell {
                         ),
                     );
                 }
-                repr::caret(line, self.column, &e.to_string())
+                repr::caret(line, self.column, &e.to_string(), self.width)
             }
         }
     }
@@ -146,7 +146,7 @@ impl Shell {
                 text
             }
             Ok(None) => String::new(),
-            Err(e) => repr::caret(line, e.column.unwrap_or(0), &e.to_string()),
+            Err(e) => repr::caret(line, e.column.unwrap_or(0), &e.to_string(), self.width),
         }
     }
 

@@ -116,14 +116,15 @@ pub(crate) fn show(v: &Value, width: usize) -> String {
         Value::Text(t) => t.clone(),
         Value::Object(o) => o.show(width),
         Value::List(items) if items.len() > LIST_PAGE => {
-            let first = Value::list(items[..LIST_PAGE].to_vec());
             format!(
                 "{}\n<{} more items. Type e.g. '_[{LIST_PAGE}:{}]' to view.>",
-                repr(&first),
+                items_shown(&items[..LIST_PAGE], '[', ']', width),
                 items.len() - LIST_PAGE,
                 2 * LIST_PAGE
             )
         }
+        Value::List(items) => items_shown(items, '[', ']', width),
+        Value::Tuple(items) if items.len() != 1 => items_shown(items, '(', ')', width),
         other => repr(other),
     };
     if !out.ends_with('\n') {
@@ -132,9 +133,85 @@ pub(crate) fn show(v: &Value, width: usize) -> String {
     out
 }
 
-/// The line with a caret under `column` and the message, Python style.
-pub(crate) fn caret(line: &str, column: usize, message: &str) -> String {
+/// A list's (or tuple's) items: on one line when it fits `width`, else one
+/// item a line, each shown as it would be alone (a wide instance folded),
+/// one column in.
+fn items_shown(items: &[Value], open: char, close: char, width: usize) -> String {
+    let one_line = repr(&Value::list(items.to_vec()));
+    let one_line = match open {
+        '(' => format!("({})", &one_line[1..one_line.len() - 1]),
+        _ => one_line,
+    };
+    if one_line.chars().count() <= width || items.is_empty() {
+        return one_line;
+    }
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        if out.len() > MAX_SHOWN {
+            out.push('…');
+            break;
+        }
+        // An item as in Python's list, unless its repr is too wide and it
+        // has a folded form (an instance with long fields).
+        let r = repr(item);
+        let shown = match item {
+            Value::Object(o) if r.chars().count() >= width => o.show(width.saturating_sub(1)),
+            _ => r,
+        };
+        for (k, line) in shown.trim_end().lines().enumerate() {
+            out.push(match (i, k) {
+                (0, 0) => open,
+                _ => ' ',
+            });
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.pop();
+        out.push(if i + 1 == items.len() { close } else { ',' });
+        out.push('\n');
+    }
+    out
+}
+
+/// The line with a caret under `column` and the message, Python style,
+/// the message wrapped to `width`.
+pub(crate) fn caret(line: &str, column: usize, message: &str, width: usize) -> String {
     let shown: String = line.chars().take(200).collect();
     let col = column.min(shown.chars().count());
-    format!("  {shown}\n  {}^\n{message}\n", " ".repeat(col))
+    let message: Vec<String> = message
+        .lines()
+        .map(|l| crate::render::table::wrap(l, width, 0))
+        .collect();
+    format!(
+        "  {shown}\n  {}^\n{}\n",
+        " ".repeat(col),
+        message.join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_too_wide_shows_an_item_a_line_and_one_that_fits_stays_whole() {
+        let list = Value::list(vec![
+            Value::Str("aaaaaaaaaa".into()),
+            Value::Str("bbbbbbbbbb".into()),
+        ]);
+        assert_eq!(show(&list, 80), "['aaaaaaaaaa', 'bbbbbbbbbb']\n");
+        assert_eq!(show(&list, 20), "['aaaaaaaaaa',\n 'bbbbbbbbbb']\n");
+        let tuple = Value::Tuple(vec![Value::Int(1), Value::Str("x".repeat(30))].into());
+        assert_eq!(show(&tuple, 20), format!("(1,\n '{}')\n", "x".repeat(30)));
+        assert_eq!(show(&Value::list(vec![]), 20), "[]\n");
+    }
+
+    #[test]
+    fn an_error_message_wraps_to_the_width() {
+        let shown = caret("x.y", 2, "AttributeError: one two three four five six", 20);
+        assert_eq!(
+            shown,
+            "  x.y\n    ^\nAttributeError: one\ntwo three four five\nsix\n"
+        );
+    }
 }
