@@ -81,6 +81,7 @@ impl Shell {
 
     /// Runs one line, asking `poll` now and then whether to stop; returns
     /// what to show (empty for nothing).
+    ///
     /// Native views (a graph, `byvia`, `sp` …) stop at the same deadline
     /// and Ctrl-C as the interpreter's own steps, in the middle of their
     /// work, and free what they built.
