@@ -109,16 +109,19 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
                         if let Err(stopped) = ran
                             && stopped.why == Stop::Deadline
                         {
+                            let doing = match stopped.doing {
+                                "" => String::new(),
+                                doing => format!(", while {doing}"),
+                            };
                             let _ = respond(
                                 &mut out,
                                 "503 Service Unavailable",
                                 "text/plain; charset=utf-8",
                                 format!(
-                                    "The view ran longer than {} s, while {}: ask again for \
-                                     less (a row of the heap), or give views longer \
+                                    "The view ran longer than {} s{doing}: ask again for less \
+                                     (a row of the heap), or give views longer \
                                      (http::Builder::view_timeout).\n",
                                     settings.view_timeout.as_secs_f64(),
-                                    stopped.doing
                                 )
                                 .as_bytes(),
                                 false,
