@@ -412,7 +412,9 @@ fn dumps_never_replace_other_files() {
         ),
         ("dump_dhat", &link, "it is a symbolic link"),
     ] {
+        // (The message wraps at the session's width.)
         let out = cl.run(&format!("{call}('{}')", path.display()));
+        let out = out.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
             out.contains(&format!(
                 "OSError: refusing to write {}: {reason}",

@@ -172,10 +172,10 @@ fn heap(h: &crate::heap::Hpy) -> Result<crate::heap::Heap, Error> {
         .map_err(|e| Error::new(ExceptionKind::MemoryError, e.to_string()))
 }
 
-/// Why a graph view cannot answer, as the console shows it (attributes
-/// know no width: the console's default).
+/// Why a graph view cannot answer, as the console shows it (one line: the
+/// console wraps it to the client's width).
 fn graph_error(e: &crate::heap::GraphError) -> Value {
-    Value::Text(crate::render::table::wrap(&format!("{e}."), crate::render::table::WIDTH, 0) + "\n")
+    Value::Text(format!("{e}.\n"))
 }
 
 /// A heap: `hpy().heap()`, or a row of a partition (with the row's full

@@ -113,7 +113,7 @@ pub(crate) const LIST_PAGE: usize = 100;
 pub(crate) fn show(v: &Value, width: usize) -> String {
     let mut out = match v {
         Value::Text(t) if t.is_empty() => return String::new(),
-        Value::Text(t) => t.clone(),
+        Value::Text(t) => fitted(t, width),
         Value::Object(o) => o.show(width),
         Value::List(items) if items.len() > LIST_PAGE => {
             format!(
@@ -129,6 +129,40 @@ pub(crate) fn show(v: &Value, width: usize) -> String {
     };
     if !out.ends_with('\n') {
         out.push('\n');
+    }
+    out
+}
+
+/// Text with every line wider than `width` wrapped at its spaces, keeping
+/// its indent (text made without knowing the client's width: an
+/// attribute's message).
+fn fitted(text: &str, width: usize) -> String {
+    if text.lines().all(|l| l.chars().count() <= width) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        if body.chars().count() <= width {
+            out.push_str(line);
+            continue;
+        }
+        let indent = body.len() - body.trim_start_matches(' ').len();
+        let room = width.saturating_sub(indent).max(1);
+        for (k, part) in crate::render::table::wrap(&body[indent..], room, 0)
+            .lines()
+            .enumerate()
+        {
+            if k > 0 {
+                out.push('\n');
+            }
+            out.push_str(&body[..indent]);
+            out.push_str(part);
+        }
+        out.push_str(end);
     }
     out
 }
@@ -204,6 +238,16 @@ mod tests {
         let tuple = Value::Tuple(vec![Value::Int(1), Value::Str("x".repeat(30))].into());
         assert_eq!(show(&tuple, 20), format!("(1,\n '{}')\n", "x".repeat(30)));
         assert_eq!(show(&Value::list(vec![]), 20), "[]\n");
+    }
+
+    #[test]
+    fn text_wider_than_the_client_wraps_keeping_its_indent() {
+        let text = Value::Text("short\n   one two three four five\n".into());
+        assert_eq!(show(&text, 80), "short\n   one two three four five\n");
+        assert_eq!(
+            show(&text, 14),
+            "short\n   one two\n   three four\n   five\n"
+        );
     }
 
     #[test]
