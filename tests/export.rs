@@ -252,6 +252,12 @@ fn the_flamegraph_is_well_formed_and_names_the_top_stack() {
     assert_eq!(depth, 0, "balanced");
     let text = String::from_utf8(svg).unwrap();
     assert!(text.contains("<svg"));
+    // Its script waits for a width before sizing the frames to it (in a
+    // page's box not yet laid out, they would be drawn negative).
+    assert!(text.contains(
+        "var update_for_width_change = function() {\n            \
+         if (!(svg.width.baseVal.value > xpad * 2)) return;"
+    ));
     // The biggest live stack: these 5 MB of vectors.
     let top = flamegraph::folded(&snap)
         .into_iter()

@@ -108,8 +108,22 @@ fn draw(snap: &Snapshot, lines: Vec<String>, note: Option<&str>) -> Result<Vec<u
     // Marked after the XML declaration, so that a later dump knows the file.
     let at = out.windows(2).position(|w| w == b"?>").map_or(0, |i| i + 2);
     out.splice(at..at, MARK.iter().copied());
+    // The drawing's script sizes the frames to the picture's width less
+    // its margins; shown in a page's box not yet laid out, that width is
+    // 0 and the frames' width negative (a rendering error). It now waits
+    // for a width, which the box's first layout brings with a resize.
+    if let Some(i) = out.windows(SIZER.len()).position(|w| w == SIZER) {
+        let at = i + SIZER.len();
+        out.splice(at..at, SIZER_GUARD.iter().copied());
+    }
     Ok(out)
 }
+
+/// Where the drawing's script starts sizing it to its width.
+const SIZER: &[u8] = b"var update_for_width_change = function() {";
+
+/// Returns from it while the picture has no width beyond its margins.
+const SIZER_GUARD: &[u8] = b"\n            if (!(svg.width.baseVal.value > xpad * 2)) return;";
 
 /// The comment that marks leakscope's flamegraphs.
 const MARK: &[u8] = b"<!-- leakscope flamegraph -->";
