@@ -169,13 +169,19 @@ fn bounded_cache(cache: &mut VecDeque<Vec<u8>>, since_start: Duration) {
     cache.push_back(vec![10; CHUNK]);
 }
 
-/// A queue that fills for two seconds and drains at once.
+/// A queue that fills for two seconds and drains at once. Its length is
+/// set by the clock, not by the loop's ticks: a loop stalled by a slow
+/// report (a loaded machine) and catching up after would otherwise pile a
+/// burst of items into it just before the report looks.
 #[inline(never)]
-fn sawtooth_queue(queue: &mut VecDeque<Vec<u8>>, tick: u64) {
-    if tick.is_multiple_of(2 * TICKS) {
+fn sawtooth_queue(queue: &mut VecDeque<Vec<u8>>, elapsed: Duration) {
+    let due = (elapsed.as_millis() % 2000) as usize * TICKS as usize / 1000 + 1;
+    if queue.len() > due {
         queue.clear();
     }
-    queue.push_back(vec![11; CHUNK]);
+    while queue.len() < due {
+        queue.push_back(vec![11; CHUNK]);
+    }
 }
 
 /// Buffers made and freed: 100 live from the first tick, one replaced a
@@ -241,7 +247,7 @@ fn run_shapes(deadline: Duration) -> LeakReport {
         leak_a_box();
         open_a_connection(&mut connections, tick);
         bounded_cache(&mut bounded, started.elapsed());
-        sawtooth_queue(&mut sawtooth, tick);
+        sawtooth_queue(&mut sawtooth, started.elapsed());
         churn(&mut live, tick);
         warm_up(&mut table, started.elapsed());
         tick += 1;
