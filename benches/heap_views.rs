@@ -1,8 +1,10 @@
 //! Heap views at scale: snapshot plus `bytype()` over 1 000 000 live blocks
 //! in exact mode (symbol cache warm), the heap graph of a 1 000 000-block,
-//! ~170 MB heap (time on one core, memory per edge), and the longest stall
-//! an allocating thread sees while each runs, on an idle machine and on
-//! one overloaded by eight spinning threads.
+//! ~170 MB heap (time on one core, memory per edge), the first and the
+//! repeated `byvia()` over it (the first reading the debug information
+//! again), and the longest stall an allocating thread sees while each
+//! runs, on an idle machine and on one overloaded by eight spinning
+//! threads.
 //!
 //! Run: `cargo bench --bench heap_views`.
 
@@ -127,6 +129,19 @@ fn main() {
         raw_tree_times.push(t.elapsed());
         tree_bytes_per_node = tree.memory() as f64 / g.nodes() as f64;
     }
+    // `byvia` over the whole graph heap: the first with the debug
+    // information given back (its index and the layouts are read again,
+    // as after 30 s idle in a process), then warm.
+    leakscope::symbols::release_debug_info();
+    let mut byvia_times = Vec::new();
+    let mut byvia_rows = 0;
+    for _ in 0..3 {
+        let heap = hpy().heap();
+        let t = Instant::now();
+        byvia_rows = heap.byvia().rows().len();
+        byvia_times.push(t.elapsed());
+    }
+    let byvia_blocks = leakscope::tracker::totals().live_blocks;
     tree_times.sort();
     raw_tree_times.sort();
     let graph_stall = Duration::from_nanos(worst.load(Ordering::Relaxed));
@@ -204,6 +219,15 @@ fn main() {
         tree_times[tree_times.len() / 2].as_secs_f64(),
         tree_times[0].as_secs_f64(),
         raw_tree_times[raw_tree_times.len() / 2].as_secs_f64()
+    );
+    println!(
+        "| byvia() of the whole heap, {byvia_blocks} blocks, exact ({byvia_rows} rows): the first, debug information read again (snapshot, graph, layouts, names) | {:.2} s | ≤ 3 s |",
+        byvia_times[0].as_secs_f64()
+    );
+    println!(
+        "| byvia() again, on a new snapshot | {:.2} s ({:.2} s the third) | |",
+        byvia_times[1].as_secs_f64(),
+        byvia_times[2].as_secs_f64()
     );
     println!(
         "| graph memory: {} edges, {} root references, {} MB read (text and number buffers are not) | {:.1} B per edge | ≤ 32 B |",

@@ -11,7 +11,7 @@
 //! | `LEAKSCOPE_CONSOLE` | `1` | a flag: off, the console is not started | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
 //! | `LEAKSCOPE_CONSOLE_PORT` | `6023`–`6073` | the console's port | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
 //! | `LEAKSCOPE_CONSOLE_PASSWORD` | random | the console's password (an empty one is refused) | [`Builder::with_default_env`](crate::console::Builder::with_default_env) |
-//! | `LEAKSCOPE_APP_CRATES` | unset | `a,b`: the crates that are the program's own code, at least one (default: what is not the standard library, leakscope or a dependency's source) | the views, when they name allocation sites |
+//! | `LEAKSCOPE_APP_CRATES` | unset | `a,b`: the crates that are the program's own code, at least one (default: what is not the standard library, leakscope or a dependency's source, and the crates of the package that holds the binary's `main`, wherever it lies) | the views, when they name allocation sites |
 //! | `LEAKSCOPE_WATCH_INTERVAL` | `10` | seconds between points of the growth history behind `leaks()` (0.1 to 86400, fractions allowed; `0`: no history) | [`leaks::start`](crate::leaks::start), when the console or the endpoint starts |
 //! | `LEAKSCOPE_HTTP` | unset | `HOST:PORT`: serve the page (`/`), `/debug/leaks`, `/debug/pprof/heap` and `/metrics` there (a warning names an address that is not loopback) | [`http::Builder::with_default_env`](crate::http::Builder::with_default_env) |
 //!

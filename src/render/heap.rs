@@ -40,7 +40,15 @@ pub(super) fn shown_label(kind: Kind, label: &str, width: usize) -> String {
                 Some(program) if label.chars().count() > width => program.to_string(),
                 _ => label,
             };
-            shorten_left(&label, width)
+            // The mark of a stack with no program frame stays whole while
+            // anything of the frame after it fits: it says that frame is
+            // not the program's.
+            let mark = symbols::NO_PROGRAM_FRAME;
+            let room = width.saturating_sub(mark.chars().count());
+            match label.strip_prefix(mark) {
+                Some(rest) if room >= 4 => format!("{mark}{}", shorten_left(rest, room)),
+                _ => shorten_left(&label, width),
+            }
         }
         Kind::Stack => shown_stack(label, width),
         _ => shorten_left(label, width),
@@ -298,8 +306,9 @@ pub(crate) const AMBIGUOUS_LEGEND: &str = "(?): the type comes from a generic fu
 /// Under a table of sites with a row that has no program frame, while
 /// `LEAKSCOPE_APP_CRATES` is unset.
 const NO_PROGRAM_LEGEND: &str = "[no program frame]: no frame of the stack is the program's own \
-     code. When the program's code comes from the cargo registry or a git checkout (a published \
-     crate's main), name its crates: LEAKSCOPE_APP_CRATES=crate_a,crate_b.";
+     code (the package of the binary's main, and code from outside the cargo registry, git \
+     checkouts and the toolchain). To count other crates as the program's, name them: \
+     LEAKSCOPE_APP_CRATES=crate_a,crate_b.";
 
 /// The legend line for `text` (a rendered table) when a row in it has a
 /// ` (?)` type; empty otherwise.
@@ -600,6 +609,19 @@ mod tests {
             shown_label(Kind::Site, site, 200),
             "Engine::crawl::{closure#0} (engine.rs:220) via reqwest::…::Response::text"
         );
+        // With no program frame, the mark stays whole at any width.
+        let std_only =
+            "[no program frame] <alloc::boxed::Box<str>>::try_clone_from_ref_in (boxed.rs:872)";
+        assert_eq!(
+            shown_label(Kind::Site, std_only, 36),
+            "[no program frame] …(boxed.rs:872)"
+        );
+        assert_eq!(
+            shown_label(Kind::Site, std_only, 28),
+            "[no program frame] ….rs:872)"
+        );
+        // Narrower than the mark and a few characters: cut like any label.
+        assert_eq!(shown_label(Kind::Site, std_only, 12), "…xed.rs:872)");
         let ty = "alloc::sync::Arc<leakscope::trackref::tracked::TrackedInner<app::spiders::HtmlResponse>>";
         assert_eq!(
             shown_label(Kind::Type, ty, 40),

@@ -396,6 +396,44 @@ fn symtab_name<'a>(
         .map(str::to_string)
 }
 
+/// Which code is the program's (see `program`), from the running
+/// executable's symbol table and its units' names; empty when the
+/// executable cannot be read.
+pub(super) fn read_program_code() -> super::program::ProgramCode {
+    use super::program::{ProgramCode, UnitName, main_crate_of};
+    use object::ObjectSymbol;
+    let Ok(exe) = MappedFile::executable() else {
+        return ProgramCode::default();
+    };
+    let Ok(file) = object::File::parse(&exe[..]) else {
+        return ProgramCode::default();
+    };
+    let mut main = main_crate_of(file.symbols().filter_map(|s| s.name().ok()));
+    if main.is_none() {
+        main = main_crate_of(file.dynamic_symbols().filter_map(|s| s.name().ok()));
+    }
+    let Some(dwarf) = load_dwarf(&file) else {
+        return ProgramCode::from_units(main.as_deref(), []);
+    };
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        if let (Some(name), Some(dir)) = (unit.name, unit.comp_dir) {
+            names.push((
+                name.to_string_lossy().into_owned(),
+                dir.to_string_lossy().into_owned(),
+            ));
+        }
+    }
+    ProgramCode::from_units(
+        main.as_deref(),
+        names.iter().map(|(name, dir)| UnitName { name, dir }),
+    )
+}
+
 /// The DWARF sections of `file`, borrowed in place.
 pub(super) fn load_dwarf<'a>(file: &object::File<'a>) -> Option<Dwarf<'a>> {
     let empty: &[u8] = &[];

@@ -17,6 +17,18 @@
 //! the names: the type is then the allocating function, and
 //! [`BuildInfo::note`] says why.
 //!
+//! ## The program's code
+//! A site is the first frame of the program's own code. Without
+//! `LEAKSCOPE_APP_CRATES`, that is any function outside the standard
+//! library and leakscope whose source is not under the cargo registry, a
+//! git checkout or the toolchain, and also every function of the package
+//! that holds the binary's `main` (its crate and the crates built beside
+//! it), wherever its source lies: a server installed from the registry
+//! names its own `Db::set (db.rs:167)`. The executable says which package
+//! that is (its symbol table names `main`'s crate; its debug information,
+//! where each crate was built). The same crates' types are the ones
+//! `byvia` names references by (`Entry.data(Bytes.ptr)`).
+//!
 //! ## Memory
 //! Resolution parses the program's debug information (tens to hundreds of
 //! MiB for a large program); it is given back once resolution has been idle
@@ -28,6 +40,7 @@ mod build;
 mod dwarf;
 mod layout;
 mod names;
+mod program;
 mod site;
 mod trim;
 mod types;
@@ -35,7 +48,7 @@ mod types;
 pub use build::{BuildInfo, build_info};
 pub use layout::{Layouts, Step, layouts};
 pub use names::{plain_name, short_function, short_site, short_type};
-pub(crate) use site::{NO_PROGRAM_FRAME, app_crates_named, is_runtime_function};
+pub(crate) use site::{NO_PROGRAM_FRAME, app_crates_named, is_program_type, is_runtime_function};
 pub use site::{allocation_site, site_label};
 pub(crate) use trim::in_tracker;
 pub(crate) use trim::tool_owned;

@@ -2,6 +2,7 @@
 //! code.
 
 use super::Frame;
+use super::program::program_code;
 use super::trim::is_allocator_internal;
 
 /// Names that are types of the language itself, not paths into a crate.
@@ -52,7 +53,7 @@ pub(crate) fn is_runtime_function(function: &str) -> bool {
 /// Whether a source file is a dependency's or the toolchain's, not the
 /// program's: the Rust sources (`/rustc/…`, a toolchain's `rustlib/src`),
 /// the cargo registry and git checkouts.
-fn is_dependency_file(file: &str) -> bool {
+pub(super) fn is_dependency_file(file: &str) -> bool {
     file.starts_with("/rustc/")
         || file.contains("/rustlib/src/")
         || file.contains("/registry/src/")
@@ -82,13 +83,35 @@ fn app_crates() -> Option<&'static [String]> {
 /// Whether a frame is the program's own code: with `LEAKSCOPE_APP_CRATES`,
 /// a function of one of those crates; otherwise a function outside the
 /// standard library and leakscope whose source (when debug info has it)
-/// is in the program's tree rather than a dependency's.
+/// is in the program's tree rather than a dependency's, or that belongs
+/// to the crate of the binary's `main` or its package (see `program`),
+/// wherever their source lies.
 pub(super) fn is_program_frame(f: &Frame) -> bool {
     if let Some(crates) = app_crates() {
         let c = crate_of(&f.function);
         return crates.iter().any(|a| a == c);
     }
-    !is_runtime_function(&f.function) && !f.file.as_deref().is_some_and(is_dependency_file)
+    if is_runtime_function(&f.function) {
+        return false;
+    }
+    match f.file.as_deref() {
+        Some(file) if is_dependency_file(file) => {
+            let code = program_code();
+            code.has_file(file) || code.has_crate(crate_of(&f.function))
+        }
+        _ => true,
+    }
+}
+
+/// Whether a type (`mini_redis::db::Entry`) is one the program declares:
+/// a type of one of `LEAKSCOPE_APP_CRATES`, or else of one of the crates
+/// the executable shows as the program's (see `program`).
+pub(crate) fn is_program_type(name: &str) -> bool {
+    let c = crate_of(name);
+    match app_crates() {
+        Some(crates) => crates.iter().any(|a| a == c),
+        None => !is_runtime_function(name) && program_code().has_crate(c),
+    }
 }
 
 /// The allocation site of a resolved stack: the first frame of the

@@ -131,7 +131,9 @@ pub(crate) fn thread_local_addresses() -> Vec<(usize, u16, u32)> {
 }
 
 /// The name the kernel keeps for the registered thread of index `index`
-/// (its first 15 bytes), if it has one and is still registered.
+/// (its first 15 bytes, as `ps`, `top` and debuggers show it:
+/// `tokio-runtime-w` for `tokio-runtime-worker`), if it has one and is
+/// still registered.
 pub(crate) fn thread_name(index: u16) -> Option<String> {
     let os_id = untracked(|| {
         let reg = REGISTRY.lock();

@@ -3,12 +3,16 @@
 //!
 //! A reference is named by the referrer's type and the field at its offset,
 //! from the executable's debug info: the innermost struct of the program's
-//! own (or a dependency's) on the way to the pointer names it
-//! (`Request.meta`, `HtmlResponse.body`), through std's wrappers (`Arc`,
-//! `RefCell`, `Option` …). A buffer of a `Vec<T>` whose `T` has no such
-//! struct reads `Vec<Box<Plugin>>[*]`; a type the debug info does not
-//! describe reads `Type (unknown layout)`, whatever the offset. Roots read `static NAME`, `stack of thread
-//! N`, `stack of the main thread`.
+//! own on the way to the pointer names it (`Request.meta`,
+//! `HtmlResponse.body`), through std's wrappers (`Arc`, `RefCell`,
+//! `Option` …), with a dependency's struct inside it after it
+//! (`Entry.data(Bytes.ptr)`); with no struct of the program's on the way,
+//! the innermost dependency's (`Bytes.ptr`). A buffer of a `Vec<T>` whose
+//! `T` has no such struct reads `Vec<Box<Plugin>>[*]`; a type the debug
+//! info does not describe reads `Type (unknown layout)`, whatever the
+//! offset. Roots read `static NAME`, `stack of thread 'name' (N)` (or
+//! `stack of thread N` for a thread with no name), `stack of the main
+//! thread`.
 
 //!
 //! This file builds a heap's graph and partitions by referrer (`byvia`,
@@ -22,7 +26,7 @@ mod naming;
 mod paths;
 mod retained;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -302,7 +306,7 @@ impl Heap {
             if names.is_empty() {
                 names.insert(self.unreferenced(j).into());
             }
-            for n in names.drain() {
+            for n in one_per_field(names.drain()) {
                 groups.entry(n.to_string()).or_default().push(j);
             }
         }
@@ -401,9 +405,86 @@ impl Heap {
     }
 }
 
+/// The names of a block's references, with those through one field of the
+/// program's own struct made one: `Entry.data(Bytes.ptr)` and
+/// `Entry.data(Bytes.data)` (two words of one `Bytes` that both point at
+/// the block) read `Entry.data(Bytes.data, Bytes.ptr)`, so the block is
+/// counted once under the field that holds it.
+fn one_per_field(names: impl Iterator<Item = Arc<str>>) -> Vec<Arc<str>> {
+    let mut out: Vec<Arc<str>> = Vec::new();
+    let mut by_field: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for n in names {
+        match field_and_inner(&n) {
+            Some((field, inner)) => {
+                by_field
+                    .entry(field.to_string())
+                    .or_default()
+                    .insert(inner.to_string());
+            }
+            None => out.push(n),
+        }
+    }
+    for (field, inner) in by_field {
+        let inner: Vec<String> = inner.into_iter().collect();
+        out.push(format!("{field}({})", inner.join(", ")).into());
+    }
+    out
+}
+
+/// `("Entry.data", "Bytes.ptr")` for a name `Entry.data(Bytes.ptr)`: the
+/// program's field and the dependency's inside it; `None` for any other
+/// name (`Type (unknown layout)`, `stack of thread 'x' (2)`).
+fn field_and_inner(name: &str) -> Option<(&str, &str)> {
+    let body = name.strip_suffix(')')?;
+    let mut depth = 0i32;
+    for (i, c) in body.char_indices().rev() {
+        match c {
+            ')' | '>' | ']' => depth += 1,
+            '<' | '[' => depth -= 1,
+            '(' if depth == 0 => {
+                let field = &body[..i];
+                let plain = !field.is_empty() && !field.contains(' ') && field.contains('.');
+                return plain.then_some((field, &body[i + 1..]));
+            }
+            '(' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_through_one_program_field_are_one() {
+        let names = [
+            "Entry.data(Bytes.ptr)",
+            "Entry.data(Bytes.data)",
+            "State.entries",
+            "Slot<(u8, u8)>.value(Bytes.ptr)",
+            "Type (unknown layout)",
+            "stack of thread 'tokio-runtime-w' (2)",
+            "stack of thread 'tokio-runtime-w' (3)",
+        ];
+        let mut got: Vec<String> = one_per_field(names.iter().map(|&n| Arc::from(n)))
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "Entry.data(Bytes.data, Bytes.ptr)",
+                "Slot<(u8, u8)>.value(Bytes.ptr)",
+                "State.entries",
+                "Type (unknown layout)",
+                "stack of thread 'tokio-runtime-w' (2)",
+                "stack of thread 'tokio-runtime-w' (3)",
+            ]
+        );
+    }
 
     #[test]
     fn text_and_number_buffers_are_not_read() {

@@ -1,7 +1,7 @@
 //! Names of references: the field a pointer sits in, read from the
-//! executable's debug info and named by the innermost struct of the
-//! program's own (or a dependency's) on the way to it, through std's
-//! wrappers; roots by what they are (`static NAME`, `stack of thread N`).
+//! executable's debug info and named at the program's level (see the
+//! module above), through std's wrappers; roots by what they are
+//! (`static NAME`, `stack of thread 'name' (N)`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,8 +38,15 @@ fn is_std(owner: &str) -> bool {
 }
 
 /// The name of a reference from a block of type `ty` (its label), given
-/// the steps to the reference's offset, if the debug info had them.
-fn via_label(ty: &str, steps: Option<&[Step]>) -> String {
+/// the steps to the reference's offset, if the debug info had them, and
+/// which types are the program's own (`is_program`).
+///
+/// A reference is named at the program's level: the field of the
+/// innermost struct the program declares on the way to the pointer, with
+/// a dependency's struct inside it after it, in parentheses
+/// (`Entry.data(Bytes.ptr)`); without a program struct, the innermost
+/// dependency's field (`Bytes.ptr`).
+fn via_label(ty: &str, steps: Option<&[Step]>, is_program: impl Fn(&str) -> bool) -> String {
     let short = symbols::short_type(ty);
     // Every offset of a block the debug info does not describe reads
     // alike: one row per type, not one per offset (an async block's
@@ -47,13 +54,26 @@ fn via_label(ty: &str, steps: Option<&[Step]>) -> String {
     let Some(steps) = steps.filter(|s| !s.is_empty()) else {
         return format!("{short} (unknown layout)");
     };
-    // The innermost struct of the program's on the way to the pointer.
-    let program = steps.iter().rev().find_map(|s| match s {
-        Step::Field { owner, field } if !is_std(owner) => Some((owner, field)),
-        _ => None,
-    });
-    if let Some((owner, field)) = program {
-        return format!("{}.{}", symbols::short_type(owner), field_name(field));
+    // The innermost struct outside std on the way to the pointer, and the
+    // innermost of the program's own.
+    let named = |k: usize| match &steps[k] {
+        Step::Field { owner, field } => {
+            format!("{}.{}", symbols::short_type(owner), field_name(field))
+        }
+        Step::Element => String::new(),
+    };
+    let own = |want_program: bool| {
+        steps.iter().rposition(|s| match s {
+            Step::Field { owner, .. } => !is_std(owner) && (!want_program || is_program(owner)),
+            Step::Element => false,
+        })
+    };
+    match (own(true), own(false)) {
+        (Some(p), Some(inner)) if inner > p => {
+            return format!("{}({})", named(p), named(inner));
+        }
+        (_, Some(inner)) => return named(inner),
+        _ => {}
     }
     if let Step::Element = steps[0] {
         return match steps.get(1) {
@@ -214,7 +234,7 @@ impl<'a> Namer<'a> {
                 if let Some(y) = graph.young(block) {
                     let ty = y.ty.trim_end_matches(" (?)");
                     let steps = self.layouts.block_field(ty, y.block.size, offset as u64);
-                    return via_label(ty, steps.as_deref()).into();
+                    return via_label(ty, steps.as_deref(), symbols::is_program_type).into();
                 }
                 // Every element of an array block is named alike: one
                 // cache entry per field, not per element.
@@ -227,7 +247,7 @@ impl<'a> Namer<'a> {
                     return n.clone();
                 }
                 let steps = self.layouts.block_field(ty, b.size, offset as u64);
-                let n: Arc<str> = via_label(ty, steps.as_deref()).into();
+                let n: Arc<str> = via_label(ty, steps.as_deref(), symbols::is_program_type).into();
                 self.cache.insert(key, n.clone());
                 n
             }
@@ -251,7 +271,7 @@ impl<'a> Namer<'a> {
                         .entry(t)
                         .or_insert_with(|| crate::tracker::thread_name(t))
                     {
-                        Some(name) => format!("stack of thread {t} ({name})").into(),
+                        Some(name) => format!("stack of thread '{name}' ({t})").into(),
                         None => format!("stack of thread {t}").into(),
                     },
                     RootKind::OtherThread => "stack of a thread".into(),
@@ -294,6 +314,11 @@ mod tests {
         }
     }
 
+    /// The program of these tests is crate `app`.
+    fn app(ty: &str) -> bool {
+        ty.starts_with("app::")
+    }
+
     #[test]
     fn the_innermost_program_struct_names_a_reference() {
         let steps = [
@@ -312,10 +337,10 @@ mod tests {
                 "Some",
             ),
         ];
-        assert_eq!(via_label("Arc<x>", Some(&steps)), "Request.meta");
+        assert_eq!(via_label("Arc<x>", Some(&steps), app), "Request.meta");
         let buffer = [Step::Element];
         assert_eq!(
-            via_label("Vec<Box<app::Plugin>>", Some(&buffer)),
+            via_label("Vec<Box<app::Plugin>>", Some(&buffer), app),
             "Vec<Box<Plugin>>[*]"
         );
         let node = [
@@ -326,7 +351,7 @@ mod tests {
             Step::Element,
         ];
         assert_eq!(
-            via_label("BTreeMap<u64, Box<app::Session>>", Some(&node)),
+            via_label("BTreeMap<u64, Box<app::Session>>", Some(&node), app),
             "BTreeMap<u64, Box<Session>>.vals[*]"
         );
         let mutex = [
@@ -334,18 +359,40 @@ mod tests {
             field("Mutex<Vec<u8>>", "data"),
         ];
         assert_eq!(
-            via_label("Arc<Mutex<Vec<u8>>>", Some(&mutex)),
+            via_label("Arc<Mutex<Vec<u8>>>", Some(&mutex), app),
             "Arc<Mutex<Vec<u8>>>"
         );
-        assert_eq!(via_label("fn app::load", None), "fn load (unknown layout)");
+        assert_eq!(
+            via_label("fn app::load", None, app),
+            "fn load (unknown layout)"
+        );
         // Tuple fields read as Rust writes them.
         let tuple = [
             Step::Element,
             field("(alloc::string::String, app::Entry)", "__1"),
         ];
         assert_eq!(
-            via_label("HashMap<String, Entry>", Some(&tuple)),
+            via_label("HashMap<String, Entry>", Some(&tuple), app),
             "HashMap<String, Entry>[*].1"
+        );
+        // A dependency's struct inside the program's: the program's field
+        // first, the dependency's after it.
+        let bytes = [
+            Step::Element,
+            field("(alloc::string::String, app::db::Entry)", "__1"),
+            field("app::db::Entry", "data"),
+            field("bytes::bytes::Bytes", "ptr"),
+        ];
+        assert_eq!(
+            via_label("HashMap<String, Entry>", Some(&bytes), app),
+            "Entry.data(Bytes.ptr)"
+        );
+        // Without a program struct on the way, the dependency's field.
+        assert_eq!(via_label("Vec<Bytes>", Some(&bytes[3..]), app), "Bytes.ptr");
+        // With no program type known, the innermost struct outside std.
+        assert_eq!(
+            via_label("HashMap<String, Entry>", Some(&bytes), |_| false),
+            "Bytes.ptr"
         );
         assert_eq!(field_name("__12"), "12");
         assert_eq!(field_name("__"), "__");
