@@ -295,21 +295,31 @@ impl Heap {
         let graph = self.graph_below(std::ptr::addr_of!(mark) as usize);
         let _doing = crate::sys::cancel::doing("naming the references that hold each block");
         let mut namer = Namer::new(self);
-        let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut names: HashSet<Arc<str>> = HashSet::new();
+        let mut groups: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
+        let mut names: Vec<Arc<str>> = Vec::new();
         for &j in self.members.iter() {
             crate::sys::cancel::point();
             names.clear();
             for r in namer.referrers(&graph, j) {
-                names.insert(namer.name(&graph, r));
+                let n = namer.name(&graph, r);
+                if !names.contains(&n) {
+                    names.push(n);
+                }
             }
             if names.is_empty() {
-                names.insert(self.unreferenced(j).into());
+                names.push(self.unreferenced(j).into());
             }
-            for n in one_per_field(names.drain()) {
-                groups.entry(n.to_string()).or_default().push(j);
+            if names.len() > 1 {
+                names = one_per_field(names.drain(..));
+            }
+            for n in names.drain(..) {
+                groups.entry(n).or_default().push(j);
             }
         }
+        let groups = groups
+            .into_iter()
+            .map(|(name, blocks)| (name.to_string(), blocks))
+            .collect();
         self.partition_of(Kind::Via, rows_from(groups, self))
     }
 

@@ -209,13 +209,17 @@ impl<'a> Namer<'a> {
     /// size when the block holds an array: every element is named alike.
     fn in_element(&mut self, block: u32, offset: u32) -> u32 {
         let b = &self.heap.data.snapshot.blocks[block as usize];
-        let ty = self.heap.data.facts(b.stack).ty.name.clone();
-        let ty = ty.trim_end_matches(" (?)");
-        let layouts = &self.layouts;
-        let elements = *self
-            .strides
-            .entry(b.stack)
-            .or_insert_with(|| layouts.block_elements(ty, b.size));
+        let elements = match self.strides.get(&b.stack) {
+            Some(&e) => e,
+            None => {
+                let ty = self.heap.data.facts(b.stack).ty.name.clone();
+                let e = self
+                    .layouts
+                    .block_elements(ty.trim_end_matches(" (?)"), b.size);
+                self.strides.insert(b.stack, e);
+                e
+            }
+        };
         match elements {
             Some((start, stride))
                 if u64::from(offset) >= start && stride <= u64::from(u32::MAX) =>
@@ -240,12 +244,12 @@ impl<'a> Namer<'a> {
                 // cache entry per field, not per element.
                 let offset = self.in_element(block, offset);
                 let b = &self.heap.data.snapshot.blocks[block as usize];
-                let ty = self.heap.data.facts(b.stack).ty.name.clone();
-                let ty = ty.trim_end_matches(" (?)");
                 let key = (b.stack, offset);
                 if let Some(n) = self.cache.get(&key) {
                     return n.clone();
                 }
+                let ty = self.heap.data.facts(b.stack).ty.name.clone();
+                let ty = ty.trim_end_matches(" (?)");
                 let steps = self.layouts.block_field(ty, b.size, offset as u64);
                 let n: Arc<str> = via_label(ty, steps.as_deref(), symbols::is_program_type).into();
                 self.cache.insert(key, n.clone());
