@@ -359,6 +359,75 @@ fn silent_connections_and_password_guessing_lock_nobody_out() {
     assert!(rest.contains("Too many wrong passwords"), "{rest}");
     // Everyone else logs in as before.
     still_fine(addr);
+    // The operator's way in is not a TCP address that guesses can lock:
+    // this user, on the console's local socket, gets a prompt with no
+    // password, while the guessing goes on.
+    let socket = c.local_socket().expect("a local socket").to_path_buf();
+    let guessing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let guesser = {
+        let go = guessing.clone();
+        std::thread::spawn(move || {
+            while go.load(Ordering::Relaxed) {
+                let mut g = Client::from_stream(connect_from([127, 0, 0, 2], addr));
+                g.expect(b"Username: ");
+                g.send(b"leakscope\r\nguess\r\n");
+                g.until_closed();
+            }
+        })
+    };
+    let mut longest = Duration::ZERO;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let answer = local_session(&socket, "1 + 41");
+        assert!(answer.ends_with("42\r\n>>> "), "{answer:?}");
+        longest = longest.max(started.elapsed());
+    }
+    assert!(longest < Duration::from_secs(2), "{longest:?}");
+    eprintln!("    a local session's first answer during the guessing: at most {longest:.2?}");
+    guessing.store(false, Ordering::Relaxed);
+    guesser.join().unwrap();
+    // Only this user can reach it: its directory is private.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = socket.parent().unwrap();
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    }
+    drop(c);
+    assert!(
+        !socket.exists(),
+        "{} outlived its console",
+        socket.display()
+    );
+}
+
+/// One line through the local socket at `path`, and what came back up to
+/// the prompt after it (telnet's commands left out).
+fn local_session(path: &std::path::Path, line: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut prompts = 0;
+    let mut sent = false;
+    while prompts < 2 {
+        let n = s.read(&mut buf).expect("an answer within 10 s");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend(
+            buf[..n]
+                .iter()
+                .filter(|&&b| b >= 0x20 || b == b'\r' || b == b'\n'),
+        );
+        prompts = String::from_utf8_lossy(&got).matches(">>> ").count();
+        if prompts == 1 && !sent {
+            s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+            sent = true;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let after = text.find(">>> ").map_or(0, |i| i + 4);
+    text[after..].to_string()
 }
 
 fn every_http_looking_first_line_is_closed() {

@@ -81,12 +81,19 @@ enum Command {
         #[command(flatten)]
         limit: ReadLimit,
     },
-    /// Connect to a console's TCP port, with line editing.
+    /// Connect to a console's TCP port, with line editing; or, with
+    /// `--local PID`, to the local socket of a process of this user, with
+    /// no password.
     Connect {
         /// Where the console listens: HOST:PORT, HOST (port 6023) or PORT
         /// (on 127.0.0.1).
         #[arg(default_value = "127.0.0.1:6023")]
         addr: String,
+        /// Connect to process PID's local console socket instead: only its
+        /// own user may, and no password is asked (no password guessing on
+        /// the TCP port can lock this way in).
+        #[arg(long, value_name = "PID")]
+        local: Option<u32>,
         /// The username.
         #[arg(long, default_value = "leakscope")]
         user: String,
@@ -166,9 +173,13 @@ fn main() -> ExitCode {
             timeout,
         } => attach(pid, signal, Duration::from_secs(timeout)),
         Command::Connect {
+            local: Some(pid), ..
+        } => connect_local(pid),
+        Command::Connect {
             addr,
             user,
             password,
+            local: None,
         } => connect(&addr, &user, password),
         Command::Report {
             file,
@@ -339,7 +350,7 @@ fn attach(pid: u32, sig: i32, timeout: Duration) -> Result<(), Failure> {
     let stream = result?;
     // As diesel's dconsole greets.
     println!("Remote console PID={pid}");
-    session(stream, None)?;
+    session(stream.into(), None)?;
     Ok(())
 }
 
@@ -360,9 +371,23 @@ fn console_address(addr: &str) -> String {
 fn connect(addr: &str, user: &str, password: Option<String>) -> Result<(), Failure> {
     let addr = console_address(addr);
     let stream = TcpStream::connect(&addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    match session(stream, Some((user.to_string(), password)))? {
+    match session(stream.into(), Some((user.to_string(), password)))? {
         true => Ok(()),
         false => Err("the console closed the session before it logged in (wrong password?)".into()),
+    }
+}
+
+fn connect_local(pid: u32) -> Result<(), Failure> {
+    let path = console::local_socket(pid).map_err(|e| format!("no local console socket: {e}"))?;
+    let stream = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+        format!(
+            "cannot connect to {} (is process {pid} running a console as this user?): {e}",
+            path.display()
+        )
+    })?;
+    match session(stream.into(), None)? {
+        true => Ok(()),
+        false => Err("the console closed the session before its prompt".into()),
     }
 }
 
@@ -396,7 +421,7 @@ fn read_hidden(prompt: &str) -> io::Result<String> {
 
 /// A session until the server closes it or input ends; returns whether it
 /// ever reached the console's prompt (false: the login failed).
-fn session(stream: TcpStream, login: Option<(String, Option<String>)>) -> io::Result<bool> {
+fn session(stream: console::Conn, login: Option<(String, Option<String>)>) -> io::Result<bool> {
     let mut client = Client::new(stream)?;
     let mut prompted = false;
     let interactive = io::stdin().is_terminal();

@@ -32,6 +32,10 @@ fn main() {
             connect_logs_in_and_runs_lines,
         ),
         (
+            "connect_local_needs_no_password_and_only_this_process",
+            connect_local_needs_no_password_and_only_this_process,
+        ),
+        (
             "connect_on_a_terminal_hides_the_password_and_edits_lines",
             connect_on_a_terminal_hides_the_password_and_edits_lines,
         ),
@@ -198,6 +202,35 @@ fn connect_logs_in_and_runs_lines() {
         out.contains(
             "leakscope: the console closed the session before it logged in (wrong password?)"
         ),
+        "{out}"
+    );
+}
+
+/// `connect --local PID`: the console's local socket, no password asked
+/// (none is given here), the lines run; a process with no console is a
+/// clear error.
+fn connect_local_needs_no_password_and_only_this_process() {
+    let c = Console::builder()
+        .port(0)
+        .password("never-typed")
+        .func("answer", || 42i64)
+        .spawn()
+        .unwrap();
+    let pid = std::process::id().to_string();
+    assert_eq!(
+        c.local_socket(),
+        Some(console::local_socket(std::process::id()).unwrap().as_path())
+    );
+    let (ok, out) = run_cli(&["connect", "--local", &pid], "answer()\n21 * 2\n");
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("42\n").count(), 2, "{out}");
+    assert!(!out.contains("Password"), "{out}");
+    drop(c);
+    // With the console gone, so is its socket.
+    let (ok, out) = run_cli(&["connect", "--local", &pid], "answer()\n");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("is process {pid} running a console as this user?")),
         "{out}"
     );
 }

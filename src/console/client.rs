@@ -3,9 +3,9 @@
 //! split at the prompts, and lines sent as a telnet client sends them.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 
 use super::PROMPT;
+use super::conn::Conn;
 use super::telnet::{CTRL_C, CTRL_D, OutputFilter, encode};
 
 /// What the server is waiting for, once its output pauses.
@@ -24,7 +24,7 @@ pub enum Prompt {
 /// One session with a console, as a client.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Conn,
     filter: OutputFilter,
     text: Vec<u8>,
 }
@@ -43,9 +43,11 @@ const PROMPTS: [(&str, Prompt); 3] = [
 ];
 
 impl Client {
-    /// A client over a connected stream.
-    pub fn new(stream: TcpStream) -> io::Result<Self> {
-        stream.set_nodelay(true)?;
+    /// A client over a connected stream (a `TcpStream`, or a
+    /// `UnixStream` to a console's local socket).
+    pub fn new(stream: impl Into<Conn>) -> io::Result<Self> {
+        let stream = stream.into();
+        stream.set_nodelay()?;
         Ok(Client {
             stream,
             filter: OutputFilter::default(),
@@ -156,7 +158,7 @@ mod tests {
             }
             s.write_all(PROMPT.as_bytes()).unwrap();
         });
-        let mut client = Client::new(TcpStream::connect(addr).unwrap()).unwrap();
+        let mut client = Client::new(std::net::TcpStream::connect(addr).unwrap()).unwrap();
         let mut sink = Sink::default();
         assert_eq!(client.read_until_prompt(&mut sink).unwrap(), Prompt::Line);
         assert_eq!((sink.bytes, sink.x), (LONG, LONG));

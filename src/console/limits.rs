@@ -15,6 +15,7 @@
 //! | [`DEFAULT_SESSION_MEMORY`] | 64 MiB | `MemoryError`; [`Builder::session_memory`] |
 //! | [`DEFAULT_LINE_TIMEOUT`] | 10 s | `TimeoutError`, in the middle of a view's work too; [`Builder::line_timeout`], or `line_timeout(secs)` for one session (at most 1 h) |
 //! | [`DEFAULT_MAX_SESSIONS`] | 8 | the connection is told so and closed; [`Builder::max_sessions`] |
+//! | [`MAX_LOCAL_SESSIONS`] | 2 | sessions on the local socket, apart from the TCP ones: the connection is told so and closed |
 //! | [`DEFAULT_MAX_WAITING`] | 8 | the connection that has waited longest at the login prompts is closed; [`Builder::max_waiting`] |
 //! | [`DEFAULT_LOGIN_TIMEOUT`] | 30 s | the connection is closed; [`Builder::login_timeout`] |
 //! | [`DEFAULT_IDLE_TIMEOUT`] | 30 min | the session is closed; [`Builder::idle_timeout`] |
@@ -67,6 +68,10 @@ pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// At most this many sessions at once.
 pub const DEFAULT_MAX_SESSIONS: usize = 8;
+
+/// Sessions on the process's local socket at once (the operator's way in,
+/// counted apart from the TCP sessions).
+pub const MAX_LOCAL_SESSIONS: usize = 2;
 
 /// Connections that may wait at the login prompts at once.
 pub const DEFAULT_MAX_WAITING: usize = 8;

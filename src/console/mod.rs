@@ -27,9 +27,10 @@
 //! (`prefs`, `hpy`, `stats` …) are registered through the same API, in
 //! one table that serves lookup, `import` and `help()`.
 //!
-//! The modules: `server` (the builder and the listener), `session` (login
-//! and the line loop), `telnet` (the protocol), `attach` (attach by PID),
-//! `client` (the CLI's side of a session), `lang` (parsing), `eval`
+//! The modules: `server` (the builder and the listener), `local` (the
+//! operator's Unix socket), `session` (login and the line loop), `conn`
+//! (a TCP or Unix connection), `telnet` (the protocol), `attach` (attach
+//! by PID), `client` (the CLI's side of a session), `lang` (parsing), `eval`
 //! (evaluation and values), `host` (the names), `builtins` (leakscope's
 //! own names), and [`limits`], every bound the console keeps.
 
@@ -39,10 +40,12 @@ mod admission;
 pub mod attach;
 mod builtins;
 mod client;
+mod conn;
 mod eval;
 mod host;
 mod lang;
 pub mod limits;
+mod local;
 mod server;
 mod session;
 mod telnet;
@@ -52,13 +55,16 @@ mod fuzz;
 
 pub use attach::{ATTACH_SIGNAL, enable_attach, enable_attach_on};
 pub use client::{Client, Prompt};
+pub use conn::Conn;
 pub use eval::{Error, ExceptionKind, Value};
 pub use host::{Call, Function, HostObject, IntoOutput};
 pub use lang::{SyntaxError, SyntaxErrorKind};
 pub use limits::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_LINE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_SESSIONS,
     DEFAULT_MAX_WAITING, DEFAULT_SESSION_MEMORY, DEFAULT_WRITE_TIMEOUT, MAX_LINE,
+    MAX_LOCAL_SESSIONS,
 };
+pub use local::local_socket;
 pub use server::{Builder, Console, DEFAULT_LAST_PORT, DEFAULT_PORT, DEFAULT_USERNAME, SpawnError};
 /// The prompt.
 pub const PROMPT: &str = ">>> ";

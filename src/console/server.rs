@@ -79,6 +79,9 @@ pub struct Console {
     password: String,
     stop: Arc<AtomicBool>,
     listener: Option<JoinHandle<()>>,
+    /// The local socket (see [`local_socket`](super::local_socket)), when
+    /// it could be made.
+    local: Option<super::local::LocalConsole>,
 }
 
 pub(super) fn random_hex(bytes: usize) -> String {
@@ -134,11 +137,18 @@ impl Console {
     pub fn password(&self) -> &str {
         &self.password
     }
+
+    /// The Unix socket where this process's own user gets a session with
+    /// no password (`leakscope connect --local PID`), when it listens.
+    pub fn local_socket(&self) -> Option<&std::path::Path> {
+        self.local.as_ref().map(|l| l.path())
+    }
 }
 
 impl Drop for Console {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        drop(self.local.take());
         if let Some(addr) = self.addr {
             // Wake the blocking accept.
             let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
@@ -342,6 +352,7 @@ impl Builder {
                 password: String::new(),
                 stop,
                 listener: None,
+                local: None,
             });
         }
         let password = self.password.clone().unwrap_or_else(|| random_hex(8));
@@ -361,6 +372,17 @@ impl Builder {
             admission: Admission::new(self.max_sessions, self.max_waiting),
             stop: stop.clone(),
         });
+        // The operator's way in, which no password guessing can lock. A
+        // console without it still serves TCP, and says why.
+        let local = match super::local::start(&config) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                crate::sys::operator::warn(&format!(
+                    "leakscope: no local console socket ({e}); the TCP console still listens"
+                ));
+                None
+            }
+        };
         let thread = crate::tracker::spawn_own(
             std::thread::Builder::new().name("leakscope-console".into()),
             move || listen(listener, config),
@@ -371,11 +393,18 @@ impl Builder {
         crate::leaks::start();
         crate::sys::operator::announce(&format!("Telnet console listening on {addr}"));
         crate::sys::operator::announce(&format!("Telnet Password: {password}"));
+        if local.is_some() {
+            crate::sys::operator::announce(&format!(
+                "This user, with no password: leakscope connect --local {}",
+                std::process::id()
+            ));
+        }
         Ok(Console {
             addr: Some(addr),
             password,
             stop,
             listener: Some(thread),
+            local,
         })
     }
 }
@@ -401,7 +430,7 @@ fn listen(listener: TcpListener, config: Arc<SessionConfig>) {
                 .stack_size(8 << 20),
             move || {
                 let entry = SessionEntry::Login(ticket);
-                let _ = Session::new(stream, session_config, entry).run();
+                let _ = Session::new(stream.into(), session_config, entry).run();
             },
         );
         // A thread that could not start dropped its ticket with the closure.

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown};
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::PROMPT;
 use super::admission::{Admission, SessionSlot, WaitTicket};
+use super::conn::Conn;
 use super::eval::{Limits, Poll, Shell};
 use super::host::Host;
 use super::limits::{MAX_HELD, MAX_LINE};
@@ -87,7 +88,7 @@ pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub(super) struct Session {
-    stream: TcpStream,
+    stream: Conn,
     config: Arc<SessionConfig>,
     decoder: Decoder,
     shell: Shell,
@@ -108,10 +109,8 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(stream: TcpStream, config: Arc<SessionConfig>, entry: Entry) -> Self {
-        let peer = stream
-            .peer_addr()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    pub(super) fn new(stream: Conn, config: Arc<SessionConfig>, entry: Entry) -> Self {
+        let peer = stream.peer_ip();
         let (phase, waiting, slot) = match entry {
             Entry::Login(ticket) => (Phase::Username, Some(ticket), None),
             Entry::Attached(slot) => (Phase::Shell, None, Some(slot)),
@@ -178,7 +177,7 @@ impl Session {
     }
 
     pub(super) fn run(mut self) -> io::Result<()> {
-        self.stream.set_nodelay(true)?;
+        self.stream.set_nodelay()?;
         self.stream
             .set_read_timeout(Some(Duration::from_millis(200)))?;
         let started = Instant::now();
@@ -410,7 +409,7 @@ fn has_interrupt(bytes: &[u8]) -> bool {
 /// Reads what the client sent, without waiting: Ctrl-C asks the line to
 /// stop, an orderly or abrupt close says the client is gone. What was read
 /// is kept for the decoder.
-fn probe(stream: &TcpStream, held: &Mutex<Vec<u8>>) -> Option<Stop> {
+fn probe(stream: &Conn, held: &Mutex<Vec<u8>>) -> Option<Stop> {
     let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
     if held.len() >= MAX_HELD {
         return None;

@@ -85,5 +85,5 @@ fn attach_once(config: &Arc<SessionConfig>) -> io::Result<()> {
         stream.write_all(b"An attached console is open already.\r\n")?;
         return Ok(());
     };
-    Session::new(stream, config.clone(), Entry::Attached(slot)).run()
+    Session::new(stream.into(), config.clone(), Entry::Attached(slot)).run()
 }
