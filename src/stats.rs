@@ -119,6 +119,10 @@ pub struct Stats {
     /// [`OWN_MEMORY_FIXED`] plus a twentieth of the live bytes (in exact
     /// mode the recorder adds at most 48 bytes per live block to it).
     pub own_bound: u64,
+    /// Past this much of its own memory, leakscope makes no new snapshot
+    /// or heap graph for a console line or an HTTP request (see
+    /// [`crate::tracker::views_budget`]).
+    pub views_budget: u64,
     /// jemalloc's figures.
     pub jemalloc: JemallocStats,
 }
@@ -164,6 +168,7 @@ pub fn stats() -> Result<Stats, Error> {
         },
         debug_info_bytes: crate::symbols::memory(),
         own_bound: OWN_MEMORY_FIXED + live_bytes / 20,
+        views_budget: tracker::views_budget(live_bytes),
         jemalloc,
     })
 }

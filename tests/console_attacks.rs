@@ -76,6 +76,10 @@ fn main() {
             "dumps_never_replace_other_files",
             dumps_never_replace_other_files,
         ),
+        (
+            "views_past_the_process_memory_budget_are_refused",
+            views_past_the_process_memory_budget_are_refused,
+        ),
     ]);
 }
 
@@ -504,4 +508,52 @@ fn dumps_never_replace_other_files() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
     still_fine(addr);
+}
+
+/// With leakscope's own memory past the views' budget, a line that would
+/// make a snapshot or a heap graph fails with `MemoryError` and says what
+/// to free, in any session; other lines, the program's own calls and the
+/// views once the budget allows, all go on.
+fn views_past_the_process_memory_budget_are_refused() {
+    let c = Console::builder()
+        .port(0)
+        .password(PASSWORD)
+        .views_memory(0)
+        .spawn()
+        .expect("console");
+    // leakscope's own memory: the index of this executable's debug
+    // information, read to name a function.
+    std::hint::black_box(leakscope::symbols::resolve(
+        views_past_the_process_memory_budget_are_refused as *const () as usize,
+    ));
+    let s = leakscope::stats().unwrap();
+    assert!(
+        s.own_bytes > s.views_budget,
+        "the budget of a quarter of {} live bytes should be below leakscope's own {}",
+        s.live_bytes,
+        s.own_bytes
+    );
+    let mut cl = Client::connect(c.addr().unwrap());
+    cl.login(PASSWORD);
+    for view in ["hpy().heap()", "x = hpy().heap()"] {
+        let out = cl.run(view);
+        assert!(
+            out.contains("MemoryError: leakscope's own memory (")
+                && out.contains("is past the views' budget (")
+                && out.contains("assign None to the heaps sessions keep"),
+            "{out}"
+        );
+    }
+    assert_eq!(cl.run("1 + 1"), "2\r\n");
+    // The program's own call is never refused: it returns its heap.
+    std::hint::black_box(leakscope::hpy().heap());
+    let live = leakscope::stats().unwrap().live_bytes;
+    assert!(
+        cl.run("stats()").contains("  views' budget "),
+        "the budget is a quarter of {live} live bytes"
+    );
+    leakscope::tracker::set_views_memory(leakscope::tracker::DEFAULT_VIEWS_MEMORY);
+    let out = cl.run("hpy().heap()");
+    assert!(out.starts_with("Partition of a set of "), "{out}");
+    drop(c);
 }

@@ -13,6 +13,7 @@
 //! | [`MAX_ITEMS`] | 4 000 000 | `MemoryError` |
 //! | [`MAX_STRING`] | 1 MiB | `MemoryError` |
 //! | [`DEFAULT_SESSION_MEMORY`] | 64 MiB | `MemoryError`; [`Builder::session_memory`] |
+//! | [`DEFAULT_VIEWS_MEMORY`] + 25% of live | 256 MiB + 25% | leakscope's own memory, for the whole process: past it, a line that would make a new snapshot or heap graph gets `MemoryError` (saying what to free), in any session; [`Builder::views_memory`] |
 //! | [`DEFAULT_LINE_TIMEOUT`] | 10 s | `TimeoutError`, in the middle of a view's work too; [`Builder::line_timeout`], or `line_timeout(secs)` for one session (at most 1 h) |
 //! | [`DEFAULT_MAX_SESSIONS`] | 8 | the connection is told so and closed; [`Builder::max_sessions`] |
 //! | [`MAX_LOCAL_SESSIONS`] | 2 | sessions on the local socket, apart from the TCP ones: the connection is told so and closed |
@@ -27,6 +28,8 @@
 //! | [`MAX_ESCAPE`] | 32 bytes | the key sequence ends there |
 //!
 //! [`Builder::session_memory`]: super::Builder::session_memory
+//! [`Builder::views_memory`]: super::Builder::views_memory
+//! [`DEFAULT_VIEWS_MEMORY`]: crate::tracker::DEFAULT_VIEWS_MEMORY
 //! [`Builder::line_timeout`]: super::Builder::line_timeout
 //! [`Builder::max_sessions`]: super::Builder::max_sessions
 //! [`Builder::max_waiting`]: super::Builder::max_waiting

@@ -70,6 +70,8 @@ pub struct Builder {
     max_sessions: usize,
     max_waiting: usize,
     pub(super) limits: Limits,
+    /// The fixed part of the views' budget, when set.
+    views_memory: Option<u64>,
 }
 
 /// A running console (or a disabled one, with no address). Dropping it
@@ -125,6 +127,7 @@ impl Console {
                 line_time: DEFAULT_LINE_TIMEOUT,
                 session_bytes: DEFAULT_SESSION_MEMORY,
             },
+            views_memory: None,
         }
     }
 
@@ -315,6 +318,18 @@ impl Builder {
         self
     }
 
+    /// The fixed part of the process-wide budget of leakscope's own memory
+    /// for views (default [`DEFAULT_VIEWS_MEMORY`], plus a quarter of the
+    /// program's live bytes): past the budget, a line that would make a new
+    /// snapshot or heap graph fails with `MemoryError`, whatever session
+    /// asks. Set for the whole process when the console spawns.
+    ///
+    /// [`DEFAULT_VIEWS_MEMORY`]: crate::tracker::DEFAULT_VIEWS_MEMORY
+    pub fn views_memory(mut self, bytes: u64) -> Self {
+        self.views_memory = Some(bytes);
+        self
+    }
+
     /// Bytes one session's values may take, written out (default
     /// [`DEFAULT_SESSION_MEMORY`]);
     /// beyond, a line fails with `MemoryError`.
@@ -361,6 +376,9 @@ impl Builder {
         }
         let listener = self.bind()?;
         let addr = listener.local_addr().map_err(SpawnError::Thread)?;
+        if let Some(bytes) = self.views_memory {
+            crate::tracker::set_views_memory(bytes);
+        }
         let config = Arc::new(SessionConfig {
             host: Arc::new(std::mem::take(&mut self.host)),
             username: self.username.clone(),

@@ -178,6 +178,7 @@ impl Graph {
     ) -> Graph {
         let _one = one_build_at_a_time();
         let _doing = crate::sys::cancel::doing("building the heap graph");
+        crate::tracker::admit_view();
         let began = Instant::now();
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
         let mut scan = Scan::new(blocks, node, &maps);

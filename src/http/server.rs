@@ -107,6 +107,17 @@ pub(super) fn serve(listener: TcpListener, settings: Settings, stop: Arc<AtomicB
                         let check = view_check(settings.view_timeout);
                         let ran = cancel::watched(check, || handle(&head, &mut out, settings));
                         if let Err(stopped) = ran
+                            && stopped.why == Stop::OverBudget
+                        {
+                            let _ = respond(
+                                &mut out,
+                                "503 Service Unavailable",
+                                "text/plain; charset=utf-8",
+                                b"leakscope's own memory is past the views' budget (see stats() \
+                                  in the console): no new snapshot or heap graph is made.\n",
+                                false,
+                            );
+                        } else if let Err(stopped) = ran
                             && stopped.why == Stop::Deadline
                         {
                             let doing = match stopped.doing {

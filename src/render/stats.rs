@@ -102,6 +102,12 @@ fn stats(s: &Stats) -> String {
         s.own_bound,
         None,
     );
+    row(
+        "  views' budget",
+        s.views_budget.to_string(),
+        s.views_budget,
+        None,
+    );
     let j = &s.jemalloc;
     for (name, n) in [
         ("jemalloc allocated", j.allocated),

@@ -26,6 +26,8 @@ pub(crate) enum Stop {
     Interrupt,
     /// The one it runs for went away.
     Gone,
+    /// It would take leakscope's own memory past the views' budget.
+    OverBudget,
 }
 
 /// Says whether watched work should stop now.
@@ -130,6 +132,17 @@ pub(crate) fn point() {
 /// one of these.
 pub(crate) fn batch_point() {
     ask_if_due();
+}
+
+/// Stops watched work now, for `why` (unwatched work goes on).
+pub(crate) fn refuse(why: Stop) {
+    let is_watched = CHECK
+        .try_with(|c| c.try_borrow().map(|c| c.is_some()).unwrap_or(true))
+        .unwrap_or(false);
+    if is_watched {
+        let doing = DOING.with(Cell::get);
+        resume_unwind(Box::new(Stopped { why, doing }));
+    }
 }
 
 #[cold]

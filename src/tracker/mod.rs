@@ -31,6 +31,7 @@
 #![doc = include_str!("../../docs/modes.md")]
 
 mod alloc;
+mod budget;
 mod gate;
 mod init;
 mod mode;
@@ -44,6 +45,11 @@ mod thread;
 use std::time::Duration;
 
 pub use alloc::Alloc;
+pub(crate) use budget::admit_view;
+pub use budget::{
+    DEFAULT_VIEWS_MEMORY, VIEWS_MEMORY_PERCENT_OF_LIVE, set_views_memory, views_budget,
+    views_memory,
+};
 pub use mode::{mode, set_mode, set_sample_bytes};
 pub use recorder::{
     HeapTotals, LiveBlock, OutOfMemory, SiteStats, Snapshot, StackId, StackRecord, TrackerMemory,

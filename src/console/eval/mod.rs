@@ -131,6 +131,7 @@ impl Shell {
                 ),
             ),
             Stop::Interrupt | Stop::Gone => Error::new(ExceptionKind::KeyboardInterrupt, ""),
+            Stop::OverBudget => Error::new(ExceptionKind::MemoryError, over_budget()),
         }
     }
 
@@ -517,4 +518,21 @@ fn attr(v: Value, name: &str) -> R<Value> {
         }
         _ => Err(Error::no_attribute(v.type_name(), name)),
     }
+}
+/// Why a view was refused for leakscope's own memory, with the figures.
+fn over_budget() -> String {
+    use crate::render::table::bytes;
+    let Ok(s) = crate::stats::stats() else {
+        return "leakscope's own memory is past the views' budget".into();
+    };
+    format!(
+        "leakscope's own memory ({}) is past the views' budget ({}: {} + {}% of the \
+         program's {} live), so no new snapshot or heap graph is made; assign None to \
+         the heaps sessions keep",
+        bytes(s.own_bytes),
+        bytes(crate::tracker::views_budget(s.live_bytes)),
+        bytes(crate::tracker::views_memory()),
+        crate::tracker::VIEWS_MEMORY_PERCENT_OF_LIVE,
+        bytes(s.live_bytes),
+    )
 }

@@ -177,6 +177,9 @@ fn try_reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), OutOfMemory> 
 /// copy: every buffer of the copy is reserved with `try_reserve`, so a
 /// process at its memory limit gets an error, not an abort.
 pub fn try_snapshot() -> Result<Snapshot, OutOfMemory> {
+    // A view asked from outside takes no more once leakscope's own memory
+    // is past the views' budget.
+    crate::tracker::admit_view();
     // Scratch buffers are tracker memory: reserved and dropped untracked, so
     // a snapshot never shows up in the heap it measures. Only the result
     // handed to the caller is the caller's own allocation.
