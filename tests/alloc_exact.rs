@@ -56,11 +56,7 @@ fn site_types(snap: &Snapshot, function: &str) -> Vec<symbols::BlockType> {
     out
 }
 
-#[allow(dead_code)]
-struct Widget {
-    id: u64,
-    payload: [u64; 4],
-}
+common::widget!();
 
 #[allow(dead_code)]
 struct Gadget {

@@ -57,11 +57,7 @@ fn main() {
     ]);
 }
 
-#[allow(dead_code)]
-struct Widget {
-    id: u64,
-    payload: [u64; 4],
-}
+common::widget!();
 
 #[inline(never)]
 fn widgets(n: u64) -> Vec<Box<Widget>> {

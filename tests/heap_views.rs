@@ -33,11 +33,7 @@ tests!(
     the_growth_history_skips_points_near_the_memory_limit,
 );
 
-#[allow(dead_code)]
-struct Widget {
-    id: u64,
-    payload: [u64; 4],
-}
+common::widget!();
 
 #[inline(never)]
 fn make_widgets(n: u64) -> Vec<Box<Widget>> {

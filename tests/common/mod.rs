@@ -6,6 +6,7 @@
 //!   measures. So each such binary has `harness = false` and runs its tests
 //!   one after another on the main thread, reporting like libtest does.
 //! - Per-site totals of a snapshot, and a telnet client for the console.
+//! - The `Widget` fixture ([`widget!`]).
 //! - `chosen`: one of two global allocators, chosen by a variable.
 //! - `browser`: headless Chromium driven over the DevTools protocol.
 
@@ -17,6 +18,22 @@ pub(crate) mod shapes;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
+
+/// Declares `Widget`, the typed block several tests count (40 bytes: an
+/// id and four words), at the place it is called from: in a test's crate
+/// root its full name is `<test>::Widget`, the name the tests assert.
+#[allow(unused_macros)]
+macro_rules! widget {
+    () => {
+        #[allow(dead_code)]
+        struct Widget {
+            id: u64,
+            payload: [u64; 4],
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use widget;
 
 /// What a test's allocation-site function returns, passed through here so
 /// that the call that allocates is not its last act. In an optimised build
