@@ -4,6 +4,8 @@
 //! module renders one domain's types, mostly as their `Display`.
 
 mod dhat;
+#[cfg(test)]
+mod golden;
 mod heap;
 pub(crate) mod html;
 mod leaks;
