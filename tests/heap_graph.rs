@@ -26,6 +26,7 @@ static ALLOC: Alloc = Alloc::with_default_mode(Mode::Exact);
 tests!(
     byvia_names_fields_map_values_and_statics_exactly,
     sp_of_a_plugin_starts_at_the_static,
+    sp_takes_a_word_of_unknown_layout_only_where_no_field_leads,
     sp_of_a_long_chain_names_each_link_once,
     an_rc_cycle_is_unreachable_and_nothing_else_is,
     scans_while_16_threads_allocate_free_and_purge,
@@ -335,6 +336,83 @@ fn sp_of_a_plugin_starts_at_the_static() {
         text.contains("   static REGISTRY\n   → Vec<Box<Plugin>>[*]\n"),
         "{text}"
     );
+}
+
+/// What the shelf and the raw block below both lead to.
+#[allow(dead_code)]
+struct Treasure(u64);
+
+/// A shelf's slot: a field the debug info names.
+#[allow(dead_code)]
+struct Holder {
+    treasure: Box<Treasure>,
+}
+
+static SHELF: Mutex<Vec<Box<Holder>>> = Mutex::new(Vec::new());
+/// The address of a block of words no type describes.
+static RAW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A block of four words, allocated with no type (its layout is unknown),
+/// holding `words`.
+#[inline(never)]
+fn raw_words(words: [usize; 4]) -> usize {
+    let layout = std::alloc::Layout::new::<[usize; 4]>();
+    // SAFETY: the layout is not zero-sized; the block is written whole
+    // before anything reads it, and is never freed (the test's static
+    // keeps it).
+    let p = unsafe { std::alloc::alloc(layout) } as *mut [usize; 4];
+    assert!(!p.is_null());
+    // SAFETY: p is a fresh, aligned block of that layout.
+    unsafe { p.write(words) };
+    common::keep_frame(p as usize)
+}
+
+#[inline(never)]
+fn treasure(n: u64) -> Box<Treasure> {
+    common::keep_frame(Box::new(Treasure(n)))
+}
+
+/// One treasure on the shelf, also named by a word of the raw block (one
+/// step shorter from a static); another named by the raw block alone. No
+/// address stays in this frame, which the next call overwrites.
+#[inline(never)]
+fn shelve_and_hide() {
+    let shelved = treasure(1);
+    let at = &*shelved as *const Treasure as usize;
+    SHELF
+        .lock()
+        .unwrap()
+        .push(Box::new(Holder { treasure: shelved }));
+    let alone = Box::into_raw(treasure(2)) as usize;
+    RAW.store(raw_words([at, alone, 0, 0]), Ordering::Relaxed);
+}
+
+fn sp_takes_a_word_of_unknown_layout_only_where_no_field_leads() {
+    shelve_and_hide();
+    scrub_stack();
+    let treasures = of_type(&hpy().heap(), "Box<heap_graph::Treasure>");
+    let sp = treasures.sp().unwrap();
+    assert_eq!(sp.unreachable, 0, "{sp}");
+    assert_eq!(sp.rows.len(), 2, "{sp}");
+    assert_eq!(
+        sp.rows[0].steps,
+        [
+            "static SHELF",
+            "Vec<Box<Holder>>[*]",
+            "Holder.treasure",
+            "Box<Treasure>"
+        ],
+        "{sp}"
+    );
+    // The raw block's static (a word of the executable's data, which its
+    // symbol table may not name).
+    assert!(sp.rows[1].steps[0].starts_with("static "), "{sp}");
+    assert_eq!(
+        sp.rows[1].steps[1..],
+        ["fn raw_words (unknown layout)", "Box<Treasure>"],
+        "{sp}"
+    );
+    assert_eq!((sp.rows[0].count, sp.rows[1].count), (1, 1), "{sp}");
 }
 
 /// One link of a singly linked list.

@@ -551,7 +551,7 @@ impl Layout {
             &out_to,
             &root_start,
             &root_in,
-            &mut |_, _| true,
+            &mut |_, _| Trust::Sure,
         );
         Layout {
             out_start,
@@ -631,12 +631,25 @@ fn is_tools_stack(kind: &roots::RootKind) -> bool {
 /// The name every thread leakscope starts begins with.
 const OWN_THREAD_PREFIX: &str = "leakscope-";
 
+/// How far a view trusts an edge when it looks for shortest paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// A reference the referrer's layout describes.
+    Sure,
+    /// A word that may be a stale one: taken only for blocks no sure path
+    /// reaches (the referrer's layout is unknown).
+    Doubtful,
+    /// Not a reference (the layout says the word holds a number).
+    Never,
+}
+
 /// Breadth first from the roots: every block's shortest path, as the edge
 /// (or `FROM_ROOT` and the root reference) it is reached by. First through
-/// the snapshot's `n` blocks alone; then the `m` young ones join, for what
+/// the edges `trust(referrer, edge)` calls sure; then, for what those leave
+/// unreached, through the doubtful ones too. In each, first through the
+/// snapshot's `n` blocks alone; then the `m` young ones join, for what
 /// only they lead to (a reference read from a young block may be a stale
-/// one its memory held before). Only edges `keep(referrer, edge)` accepts
-/// are followed.
+/// one its memory held before).
 pub(super) fn shortest_paths(
     n: usize,
     m: usize,
@@ -644,39 +657,57 @@ pub(super) fn shortest_paths(
     out_to: &[u32],
     root_start: &[u32],
     root_in: &[u32],
-    keep: &mut dyn FnMut(u32, u32) -> bool,
+    trust: &mut dyn FnMut(u32, u32) -> Trust,
 ) -> Vec<u32> {
     let total = n + m;
     let mut parent = vec![UNREACHED; total];
     let mut queue: VecDeque<u32> = VecDeque::new();
     let mut reached: Vec<u32> = Vec::new();
-    for with_young in [false, true] {
-        if with_young {
-            if m == 0 {
-                break;
+    let mut doubtful_seen = false;
+    for take_doubtful in [false, true] {
+        if take_doubtful && !doubtful_seen {
+            break;
+        }
+        for with_young in [false, true] {
+            if with_young && m == 0 {
+                continue;
             }
+            // A later round starts again from everything reached so far.
             queue.extend(reached.iter().copied());
-        }
-        for j in 0..total {
-            if parent[j] == UNREACHED && (with_young || j < n) && root_start[j] < root_start[j + 1]
-            {
-                parent[j] = FROM_ROOT | root_in[root_start[j] as usize];
-                queue.push_back(j as u32);
-                reached.push(j as u32);
+            for j in 0..total {
+                if parent[j] == UNREACHED
+                    && (with_young || j < n)
+                    && root_start[j] < root_start[j + 1]
+                {
+                    parent[j] = FROM_ROOT | root_in[root_start[j] as usize];
+                    queue.push_back(j as u32);
+                    reached.push(j as u32);
+                }
             }
-        }
-        while let Some(i) = queue.pop_front() {
-            crate::sys::cancel::point();
-            let (a, b) = (
-                out_start[i as usize] as usize,
-                out_start[i as usize + 1] as usize,
-            );
-            for (e, &t) in out_to.iter().enumerate().take(b).skip(a) {
-                let t = t as usize;
-                if parent[t] == UNREACHED && (with_young || t < n) && keep(i, e as u32) {
-                    parent[t] = e as u32;
-                    queue.push_back(t as u32);
-                    reached.push(t as u32);
+            while let Some(i) = queue.pop_front() {
+                crate::sys::cancel::point();
+                let (a, b) = (
+                    out_start[i as usize] as usize,
+                    out_start[i as usize + 1] as usize,
+                );
+                for (e, &t) in out_to.iter().enumerate().take(b).skip(a) {
+                    let t = t as usize;
+                    if parent[t] != UNREACHED || !(with_young || t < n) {
+                        continue;
+                    }
+                    let take = match trust(i, e as u32) {
+                        Trust::Sure => true,
+                        Trust::Doubtful => {
+                            doubtful_seen = true;
+                            take_doubtful
+                        }
+                        Trust::Never => false,
+                    };
+                    if take {
+                        parent[t] = e as u32;
+                        queue.push_back(t as u32);
+                        reached.push(t as u32);
+                    }
                 }
             }
         }

@@ -28,7 +28,7 @@ mod dominators;
 mod memory;
 mod roots;
 
-pub use build::{Node, Young};
+pub use build::{Node, Trust, Young};
 pub use dominators::{Dominators, TOP};
 pub use roots::{Region, RootKind};
 
@@ -213,6 +213,19 @@ impl Graph {
     /// it to leave out words that the referrer's layout says cannot be
     /// references.
     pub fn parents_through(&self, mut keep: impl FnMut(u32, u32) -> bool) -> Vec<u32> {
+        self.parents_trusting(|from, at| {
+            if keep(from, at) {
+                Trust::Sure
+            } else {
+                Trust::Never
+            }
+        })
+    }
+
+    /// [`Graph::parents_through`] with doubt: a block that sure references
+    /// reach gets its shortest path through them; only the others get one
+    /// through the references `trust(referrer, offset)` calls doubtful.
+    pub fn parents_trusting(&self, mut trust: impl FnMut(u32, u32) -> Trust) -> Vec<u32> {
         build::shortest_paths(
             self.snapshot_blocks as usize,
             self.young.len(),
@@ -220,7 +233,7 @@ impl Graph {
             &self.out_to,
             &self.root_start,
             &self.root_in,
-            &mut |from, e| keep(from, self.out_at[e as usize]),
+            &mut |from, e| trust(from, self.out_at[e as usize]),
         )
     }
 

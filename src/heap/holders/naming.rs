@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Heap;
-use crate::graph::{Graph, Referrer, RootKind};
+use crate::graph::{Graph, Referrer, RootKind, Trust};
 use crate::symbols::{self, Layouts, Step};
+
+/// How the name of a reference from a block of unknown layout ends.
+const UNKNOWN_LAYOUT: &str = " (unknown layout)";
 
 /// Wrappers the naming looks through: a field of theirs names nothing the
 /// user wrote.
@@ -52,7 +55,7 @@ fn via_label(ty: &str, steps: Option<&[Step]>, is_program: impl Fn(&str) -> bool
     // alike: one row per type, not one per offset (an async block's
     // future holds dozens of words).
     let Some(steps) = steps.filter(|s| !s.is_empty()) else {
-        return format!("{short} (unknown layout)");
+        return format!("{short}{UNKNOWN_LAYOUT}");
     };
     // The innermost struct outside std on the way to the pointer, and the
     // innermost of the program's own.
@@ -191,6 +194,22 @@ impl<'a> Namer<'a> {
         let may = self.layouts.block_may_point(ty, size, offset as u64) != Some(false);
         self.pointers.insert((stack, offset), may);
         may
+    }
+
+    /// How far a path may trust the word at `offset` of block `block`: not
+    /// at all where the layout says it holds no pointer; doubtfully where
+    /// the block's layout is unknown (a word there may be stale, as in a
+    /// channel's slot already read); surely otherwise.
+    pub(super) fn trust(&mut self, graph: &Graph, block: u32, offset: u32) -> Trust {
+        if !self.may_point(graph, block, offset) {
+            return Trust::Never;
+        }
+        let r = Referrer::Block { block, offset };
+        if self.name(graph, r).ends_with(UNKNOWN_LAYOUT) {
+            Trust::Doubtful
+        } else {
+            Trust::Sure
+        }
     }
 
     /// The referrers of block `j` that can be references (see

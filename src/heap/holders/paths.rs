@@ -59,7 +59,8 @@ struct PathTrie {
     /// root reaches it).
     of_block: Vec<u32>,
     /// The graph's shortest paths through the words that can be references
-    /// (see `Namer::may_point`): a `bool` or a `u16` field is never a step.
+    /// (see `Namer::trust`): a `bool` or a `u16` field is never a step, and
+    /// a word in a block of unknown layout only where no other path is.
     parents: Vec<u32>,
 }
 
@@ -74,7 +75,7 @@ impl PathTrie {
             nodes: Vec::new(),
             index: HashMap::new(),
             of_block: vec![UNKNOWN; graph.nodes()],
-            parents: graph.parents_through(|block, offset| namer.may_point(graph, block, offset)),
+            parents: graph.parents_trusting(|block, offset| namer.trust(graph, block, offset)),
         }
     }
 
