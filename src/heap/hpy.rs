@@ -1,9 +1,10 @@
 //! `hpy()`: the entry point, and the relative-heap baseline.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
-use super::Heap;
+use super::{Heap, HeapData};
 use crate::sys::fork::{ForkSafe, InChild};
 use crate::tracker;
 
@@ -36,11 +37,18 @@ impl Hpy {
     /// its memory limit and the snapshot cannot be allocated (the program
     /// runs on).
     pub fn try_heap(&self) -> Result<Heap, tracker::OutOfMemory> {
-        let snapshot = tracker::try_snapshot()?;
+        let data = match shared_recent() {
+            Some(data) => data,
+            None => {
+                let data = HeapData::of(tracker::try_snapshot()?)?;
+                offer_recent(&data);
+                data
+            }
+        };
         let base = RELHEAP.lock();
         match base.as_ref() {
-            Some(old) => Heap::from_snapshot(snapshot, |b| !old.contains(&(b.addr, b.born))),
-            None => Heap::from_snapshot(snapshot, |_| true),
+            Some(old) => Heap::over(data, |b| !old.contains(&(b.addr, b.born))),
+            None => Heap::over(data, |_| true),
         }
     }
 
@@ -78,5 +86,82 @@ impl Hpy {
     /// Later heaps show every live block again.
     pub fn clear_relheap(&self) {
         *RELHEAP.lock() = None;
+    }
+}
+
+/// How close in time heaps asked for from outside by different askers (two
+/// console sessions, an HTTP request) are taken to be the same moment: the
+/// later one shares the earlier's snapshot, and with it the heap graph and
+/// the dominator tree once built. Eight sessions asking at once cost one
+/// snapshot and one graph, not eight.
+pub(crate) const SHARE_WINDOW: Duration = Duration::from_secs(1);
+
+/// The latest snapshot taken for a view asked from outside.
+struct Recent {
+    data: Weak<HeapData>,
+    at: Instant,
+    by: std::thread::ThreadId,
+    mode: tracker::Mode,
+}
+
+/// [`Recent`], while one is kept; a forked child starts without.
+static RECENT: ForkSafe<Option<Recent>> = ForkSafe::new(None, InChild::Empty);
+
+/// The snapshot another asker took within [`SHARE_WINDOW`], in the same
+/// mode, if it is still held; only for work asked from outside (the
+/// program's own calls and one session's successive heaps always get their
+/// own).
+fn shared_recent() -> Option<Arc<HeapData>> {
+    if !crate::sys::cancel::is_watched() {
+        return None;
+    }
+    let me = std::thread::current().id();
+    let recent = RECENT.lock();
+    let r = recent.as_ref()?;
+    (r.by != me && r.at.elapsed() < SHARE_WINDOW && r.mode == tracker::mode())
+        .then(|| r.data.upgrade())
+        .flatten()
+}
+
+/// Offers `data` to the next asker (see [`shared_recent`]).
+fn offer_recent(data: &Arc<HeapData>) {
+    if !crate::sys::cancel::is_watched() {
+        return;
+    }
+    *RECENT.lock() = Some(Recent {
+        data: Arc::downgrade(data),
+        at: Instant::now(),
+        by: std::thread::current().id(),
+        mode: tracker::mode(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::cancel;
+
+    /// A heap asked for from outside, as a console line asks.
+    fn asked_heap() -> Heap {
+        cancel::watched(Box::new(|| None), || hpy().heap()).unwrap()
+    }
+
+    #[test]
+    fn askers_from_outside_within_the_window_share_one_snapshot() {
+        // Other tests may ask for heaps meanwhile (then the pair is tried
+        // again): some pair taken well within the window shares.
+        let shared = (0..50).any(|_| {
+            let began = Instant::now();
+            let a = asked_heap();
+            let b = std::thread::spawn(asked_heap).join().unwrap();
+            began.elapsed() < SHARE_WINDOW / 2 && Arc::ptr_eq(&a.data, &b.data)
+        });
+        assert!(shared);
+        // The same asker again, and the program's own call, get their own.
+        let a = asked_heap();
+        let again = asked_heap();
+        assert!(!Arc::ptr_eq(&a.data, &again.data));
+        let own = hpy().heap();
+        assert!(!Arc::ptr_eq(&again.data, &own.data));
     }
 }

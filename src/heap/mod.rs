@@ -158,6 +158,31 @@ struct HeapData {
 }
 
 impl HeapData {
+    /// A snapshot's data, with every live block's stack resolved.
+    fn of(snapshot: Snapshot) -> Result<Arc<HeapData>, crate::tracker::OutOfMemory> {
+        let oom = |bytes: usize| crate::tracker::OutOfMemory { bytes };
+        let mut facts: Vec<OnceLock<StackFacts>> = Vec::new();
+        let stacks = snapshot.stacks.len();
+        facts
+            .try_reserve_exact(stacks)
+            .map_err(|_| oom(stacks * size_of::<OnceLock<StackFacts>>()))?;
+        facts.extend((0..stacks).map(|_| OnceLock::new()));
+        // Every live block's stack resolved in one batch.
+        symbols::prefetch(
+            snapshot
+                .stacks
+                .iter()
+                .filter(|s| s.stats.live_blocks > 0)
+                .map(|s| &s.frames[..]),
+        );
+        Ok(Arc::new(HeapData {
+            snapshot,
+            facts,
+            graph: OnceLock::new(),
+            dominators: OnceLock::new(),
+        }))
+    }
+
     /// Bytes the snapshot, the facts resolved so far and the graph (once
     /// built) take.
     fn memory(&self) -> usize {
@@ -253,27 +278,16 @@ impl Heap {
         snapshot: Snapshot,
         keep: impl Fn(&LiveBlock) -> bool,
     ) -> Result<Heap, crate::tracker::OutOfMemory> {
+        Heap::over(HeapData::of(snapshot)?, keep)
+    }
+
+    /// The heap of `data`'s blocks that `keep` accepts (leakscope's own
+    /// left out).
+    fn over(
+        data: Arc<HeapData>,
+        keep: impl Fn(&LiveBlock) -> bool,
+    ) -> Result<Heap, crate::tracker::OutOfMemory> {
         let oom = |bytes: usize| crate::tracker::OutOfMemory { bytes };
-        let mut facts: Vec<OnceLock<StackFacts>> = Vec::new();
-        let stacks = snapshot.stacks.len();
-        facts
-            .try_reserve_exact(stacks)
-            .map_err(|_| oom(stacks * size_of::<OnceLock<StackFacts>>()))?;
-        facts.extend((0..stacks).map(|_| OnceLock::new()));
-        // Every live block's stack resolved in one batch.
-        symbols::prefetch(
-            snapshot
-                .stacks
-                .iter()
-                .filter(|s| s.stats.live_blocks > 0)
-                .map(|s| &s.frames[..]),
-        );
-        let data = Arc::new(HeapData {
-            snapshot,
-            facts,
-            graph: OnceLock::new(),
-            dominators: OnceLock::new(),
-        });
         let kept = |b: &LiveBlock| keep(b) && !data.facts(b.stack).tool_owned;
         let count = data.snapshot.blocks.iter().filter(|b| kept(b)).count();
         let mut members: Vec<u32> = Vec::new();

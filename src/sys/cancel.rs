@@ -134,12 +134,17 @@ pub(crate) fn batch_point() {
     ask_if_due();
 }
 
+/// Whether the calling thread's work is watched (asked for from outside:
+/// a console line, an HTTP request).
+pub(crate) fn is_watched() -> bool {
+    CHECK
+        .try_with(|c| c.try_borrow().map(|c| c.is_some()).unwrap_or(true))
+        .unwrap_or(false)
+}
+
 /// Stops watched work now, for `why` (unwatched work goes on).
 pub(crate) fn refuse(why: Stop) {
-    let is_watched = CHECK
-        .try_with(|c| c.try_borrow().map(|c| c.is_some()).unwrap_or(true))
-        .unwrap_or(false);
-    if is_watched {
+    if is_watched() {
         let doing = DOING.with(Cell::get);
         resume_unwind(Box::new(Stopped { why, doing }));
     }
