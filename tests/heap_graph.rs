@@ -782,8 +782,9 @@ fn scans_while_16_threads_allocate_free_and_purge() {
     assert_eq!(plugins.count(), 5);
 }
 
-/// Blocks enough that `byvia` of them takes seconds in a test build.
-const GRAINS: u64 = 200_000;
+/// Blocks enough that `byvia` of them takes seconds in a test build (at
+/// least 2 s, however fast the naming becomes).
+const GRAINS: u64 = 400_000;
 
 /// One of many small blocks: a heap whose views take a while.
 #[allow(dead_code)]
