@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::admission::Admission;
 use super::attach::protocol::rendezvous_dir;
 use super::limits::MAX_LOCAL_SESSIONS;
-use super::session::{Entry, Session, SessionConfig};
+use super::session::{Entry, SessionConfig, spawn_session};
 
 /// The path of process `pid`'s local console socket.
 pub fn local_socket(pid: u32) -> io::Result<PathBuf> {
@@ -180,19 +180,12 @@ fn listen(listener: UnixListener, config: Arc<SessionConfig>) {
             let _ = stream.write_all(b"Too many local console sessions; try again later.\r\n");
             continue;
         };
-        let session_config = config.clone();
-        let spawned = crate::tracker::spawn_own(
-            std::thread::Builder::new()
-                .name("leakscope-session".into())
-                .stack_size(8 << 20),
-            move || {
-                let _ = Session::new(stream.into(), session_config, Entry::Attached(slot)).run();
-            },
+        spawn_session(
+            stream.into(),
+            config.clone(),
+            Entry::Attached(slot),
+            &mut sessions,
         );
-        if let Ok(h) = spawned {
-            sessions.retain(|h| !h.is_finished());
-            sessions.push(h);
-        }
     }
     for h in sessions {
         let _ = h.join();

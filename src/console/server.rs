@@ -14,7 +14,7 @@ use super::limits::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_LINE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_SESSIONS,
     DEFAULT_MAX_WAITING, DEFAULT_SESSION_MEMORY, DEFAULT_WRITE_TIMEOUT,
 };
-use super::session::{Entry as SessionEntry, Session, SessionConfig};
+use super::session::{Entry as SessionEntry, SessionConfig, spawn_session};
 
 /// The first port tried (Scrapy's).
 pub const DEFAULT_PORT: u16 = 6023;
@@ -441,21 +441,12 @@ fn listen(listener: TcpListener, config: Arc<SessionConfig>) {
             continue;
         }
         let ticket = config.admission.wait(&stream);
-        let session_config = config.clone();
-        let spawned = crate::tracker::spawn_own(
-            std::thread::Builder::new()
-                .name("leakscope-session".into())
-                .stack_size(8 << 20),
-            move || {
-                let entry = SessionEntry::Login(ticket);
-                let _ = Session::new(stream.into(), session_config, entry).run();
-            },
+        spawn_session(
+            stream.into(),
+            config.clone(),
+            SessionEntry::Login(ticket),
+            &mut sessions,
         );
-        // A thread that could not start dropped its ticket with the closure.
-        if let Ok(h) = spawned {
-            sessions.retain(|h| !h.is_finished());
-            sessions.push(h);
-        }
     }
     for h in sessions {
         let _ = h.join();

@@ -87,6 +87,29 @@ pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// Serves `stream` on a session thread of its own, keeping its handle in
+/// `sessions` (those that ended are let go). A thread that cannot start
+/// drops `entry`, and with it the place it held.
+pub(super) fn spawn_session(
+    stream: Conn,
+    config: Arc<SessionConfig>,
+    entry: Entry,
+    sessions: &mut Vec<std::thread::JoinHandle<()>>,
+) {
+    let spawned = crate::tracker::spawn_own(
+        std::thread::Builder::new()
+            .name("leakscope-session".into())
+            .stack_size(8 << 20),
+        move || {
+            let _ = Session::new(stream, config, entry).run();
+        },
+    );
+    if let Ok(h) = spawned {
+        sessions.retain(|h| !h.is_finished());
+        sessions.push(h);
+    }
+}
+
 pub(super) struct Session {
     stream: Conn,
     config: Arc<SessionConfig>,

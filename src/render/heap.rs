@@ -609,7 +609,8 @@ mod tests {
             shown_label(Kind::Site, site, 200),
             "Engine::crawl::{closure#0} (engine.rs:220) via reqwest::…::Response::text"
         );
-        // With no program frame, the mark stays whole at any width.
+        // With no program frame, the mark stays whole while some of the
+        // frame after it fits.
         let std_only =
             "[no program frame] <alloc::boxed::Box<str>>::try_clone_from_ref_in (boxed.rs:872)";
         assert_eq!(
