@@ -107,20 +107,30 @@ struct Recent {
 /// [`Recent`], while one is kept; a forked child starts without.
 static RECENT: ForkSafe<Option<Recent>> = ForkSafe::new(None, InChild::Empty);
 
+thread_local! {
+    /// The snapshot this thread's last heap asked from outside was of (its
+    /// address): the next one is another moment.
+    static LAST_GIVEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The snapshot another asker took within [`SHARE_WINDOW`], in the same
-/// mode, if it is still held; only for work asked from outside (the
-/// program's own calls and one session's successive heaps always get their
-/// own).
+/// mode, if it is still held and is not the one this thread's last heap
+/// was of; only for work asked from outside (the program's own calls get
+/// their own, and one session's successive heaps are successive moments).
 fn shared_recent() -> Option<Arc<HeapData>> {
     if !crate::sys::cancel::is_watched() {
         return None;
     }
     let me = std::thread::current().id();
+    let last = LAST_GIVEN.with(std::cell::Cell::get);
     let recent = RECENT.lock();
     let r = recent.as_ref()?;
-    (r.by != me && r.at.elapsed() < SHARE_WINDOW && r.mode == tracker::mode())
+    let data = (r.by != me && r.at.elapsed() < SHARE_WINDOW && r.mode == tracker::mode())
         .then(|| r.data.upgrade())
         .flatten()
+        .filter(|d| Arc::as_ptr(d) as usize != last)?;
+    LAST_GIVEN.with(|l| l.set(Arc::as_ptr(&data) as usize));
+    Some(data)
 }
 
 /// Offers `data` to the next asker (see [`shared_recent`]).
@@ -128,6 +138,7 @@ fn offer_recent(data: &Arc<HeapData>) {
     if !crate::sys::cancel::is_watched() {
         return;
     }
+    LAST_GIVEN.with(|l| l.set(Arc::as_ptr(data) as usize));
     *RECENT.lock() = Some(Recent {
         data: Arc::downgrade(data),
         at: Instant::now(),
@@ -157,10 +168,17 @@ mod tests {
             began.elapsed() < SHARE_WINDOW / 2 && Arc::ptr_eq(&a.data, &b.data)
         });
         assert!(shared);
-        // The same asker again, and the program's own call, get their own.
+        // The same asker again, and the program's own call, get their own;
+        // so does an asker that had the shared one already.
         let a = asked_heap();
         let again = asked_heap();
         assert!(!Arc::ptr_eq(&a.data, &again.data));
+        let other = std::thread::spawn(|| {
+            let first = asked_heap();
+            let second = asked_heap();
+            Arc::ptr_eq(&first.data, &second.data)
+        });
+        assert!(!other.join().unwrap());
         let own = hpy().heap();
         assert!(!Arc::ptr_eq(&again.data, &own.data));
     }
