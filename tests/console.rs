@@ -612,6 +612,13 @@ fn the_console_reads_as_a_newcomer_expects() {
     let c = console();
     let mut cl = Client::connect(c.addr().unwrap());
     cl.login("s3cret");
+    // What is read here is the answers, not their time: a line over
+    // 150 000 instances takes seconds on an idle machine and more than the
+    // default 10 s on an overloaded one.
+    assert_eq!(
+        cl.run("line_timeout(300)"),
+        "Lines of this session now stop after 300 s.\r\n"
+    );
     // A heap shows as its partition by type, so `_.more` pages that.
     assert!(cl.run("hpy().heap()").starts_with("Partition of a set of "));
     let more = cl.run("_.more");
