@@ -921,6 +921,16 @@ fn views_of_a_big_heap_stop_at_the_deadline_ctrl_c_and_a_client_leaving() {
         "{answer}"
     );
     assert!(began.elapsed() < Duration::from_secs(1) + unwatched / 2);
-    assert!(get("/metrics").starts_with("HTTP/1.1 200 OK\r\n"));
+    // The endpoint answers on: the metrics, or (on a machine so loaded
+    // that they take longer than this endpoint's 1 s) the same limit's
+    // answer.
+    let began = Instant::now();
+    let metrics = get("/metrics");
+    assert!(
+        metrics.starts_with("HTTP/1.1 200 OK\r\n")
+            || (metrics.contains("The view ran longer than 1 s")
+                && began.elapsed() >= Duration::from_secs(1)),
+        "{metrics}"
+    );
     drop(black_box(grains));
 }

@@ -332,8 +332,8 @@ fn build_note(width: usize) -> String {
 /// The difference between two heaps, Pympler's and tracemalloc's way:
 /// signed counts and sizes, largest absolute change first.
 pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
-    let mut out = format!(
-        "Difference: {} blocks, {} bytes{}.\n",
+    let heading = format!(
+        "Difference: {} blocks, {} bytes{}.",
         change(d.count),
         change(d.size),
         if d.estimated {
@@ -342,6 +342,8 @@ pub(crate) fn diff(d: &HeapDiff, width: usize) -> String {
             ""
         }
     );
+    let mut out = wrap(&heading, width, 0);
+    out.push('\n');
     out.push_str(&build_note(width));
     if d.rows.is_empty() {
         return out;
