@@ -40,8 +40,9 @@ impl Hpy {
         let data = match shared_recent() {
             Some(data) => data,
             None => {
+                let began = Instant::now();
                 let data = HeapData::of(tracker::try_snapshot()?)?;
-                offer_recent(&data);
+                offer_recent(&data, began);
                 data
             }
         };
@@ -89,16 +90,19 @@ impl Hpy {
     }
 }
 
-/// How close in time heaps asked for from outside by different askers (two
-/// console sessions, an HTTP request) are taken to be the same moment: the
-/// later one shares the earlier's snapshot, and with it the heap graph and
-/// the dominator tree once built. Eight sessions asking at once cost one
-/// snapshot and one graph, not eight.
+/// How long a snapshot taken for a heap asked from outside (a console
+/// line, an HTTP request) is offered to other askers whose work began
+/// before it was taken: they asked at the same moment, and share it, and
+/// with it the heap graph and the dominator tree once built. Eight sessions
+/// asking at once cost one snapshot and one graph, not eight; an asker that
+/// began after it was taken gets its own, so no heap is older than the
+/// line that asked for it.
 pub(crate) const SHARE_WINDOW: Duration = Duration::from_secs(1);
 
 /// The latest snapshot taken for a view asked from outside.
 struct Recent {
     data: Weak<HeapData>,
+    /// When the snapshot began.
     at: Instant,
     by: std::thread::ThreadId,
     mode: tracker::Mode,
@@ -123,9 +127,11 @@ fn shared_recent() -> Option<Arc<HeapData>> {
     }
     let me = std::thread::current().id();
     let last = LAST_GIVEN.with(std::cell::Cell::get);
+    let asked = crate::sys::cancel::watch_began()?;
     let recent = RECENT.lock();
     let r = recent.as_ref()?;
-    let data = (r.by != me && r.at.elapsed() < SHARE_WINDOW && r.mode == tracker::mode())
+    let same_moment = r.at >= asked && r.at.elapsed() < SHARE_WINDOW;
+    let data = (r.by != me && same_moment && r.mode == tracker::mode())
         .then(|| r.data.upgrade())
         .flatten()
         .filter(|d| Arc::as_ptr(d) as usize != last)?;
@@ -133,15 +139,16 @@ fn shared_recent() -> Option<Arc<HeapData>> {
     Some(data)
 }
 
-/// Offers `data` to the next asker (see [`shared_recent`]).
-fn offer_recent(data: &Arc<HeapData>) {
+/// Offers `data`, whose snapshot began at `began`, to the next asker (see
+/// [`shared_recent`]).
+fn offer_recent(data: &Arc<HeapData>, began: Instant) {
     if !crate::sys::cancel::is_watched() {
         return;
     }
     LAST_GIVEN.with(|l| l.set(Arc::as_ptr(data) as usize));
     *RECENT.lock() = Some(Recent {
         data: Arc::downgrade(data),
-        at: Instant::now(),
+        at: began,
         by: std::thread::current().id(),
         mode: tracker::mode(),
     });
@@ -159,26 +166,40 @@ mod tests {
 
     #[test]
     fn askers_from_outside_within_the_window_share_one_snapshot() {
-        // Other tests may ask for heaps meanwhile (then the pair is tried
-        // again): some pair taken well within the window shares.
+        use std::sync::Barrier;
+        // B's line begins, then A takes its heap, then B asks: they asked
+        // at the same moment, and B shares A's snapshot. Other tests may
+        // ask for heaps meanwhile (then the pair is tried again).
         let shared = (0..50).any(|_| {
-            let began = Instant::now();
-            let a = asked_heap();
-            let b = std::thread::spawn(asked_heap).join().unwrap();
-            began.elapsed() < SHARE_WINDOW / 2 && Arc::ptr_eq(&a.data, &b.data)
+            let (asked, taken) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+            let b = {
+                let (asked, taken) = (asked.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    cancel::watched(Box::new(|| None), || {
+                        asked.wait();
+                        taken.wait();
+                        hpy().heap()
+                    })
+                    .unwrap()
+                })
+            };
+            let a = cancel::watched(Box::new(|| None), || {
+                asked.wait();
+                let a = hpy().heap();
+                taken.wait();
+                a
+            })
+            .unwrap();
+            Arc::ptr_eq(&a.data, &b.join().unwrap().data)
         });
         assert!(shared);
-        // The same asker again, and the program's own call, get their own;
-        // so does an asker that had the shared one already.
+        // A line that begins after a snapshot was taken gets its own; so do
+        // the same asker again and the program's own call.
         let a = asked_heap();
+        let later = std::thread::spawn(asked_heap).join().unwrap();
+        assert!(!Arc::ptr_eq(&a.data, &later.data));
         let again = asked_heap();
         assert!(!Arc::ptr_eq(&a.data, &again.data));
-        let other = std::thread::spawn(|| {
-            let first = asked_heap();
-            let second = asked_heap();
-            Arc::ptr_eq(&first.data, &second.data)
-        });
-        assert!(!other.join().unwrap());
         let own = hpy().heap();
         assert!(!Arc::ptr_eq(&again.data, &own.data));
     }

@@ -70,6 +70,8 @@ thread_local! {
     static POINTS: Cell<u32> = const { Cell::new(0) };
     static ASKED_AT: Cell<u64> = const { Cell::new(0) };
     static DOING: Cell<&'static str> = const { Cell::new("") };
+    /// When the innermost watched work began.
+    static BEGAN: Cell<Option<std::time::Instant>> = const { Cell::new(None) };
 }
 
 /// Runs `work` with `check` asked at its points; `Err` says why it was
@@ -90,7 +92,9 @@ pub(crate) fn watched<R>(check: Check, work: impl FnOnce() -> R) -> Result<R, St
     }
     let outer = CHECK.with(|c| c.replace(Some(check)));
     let restore = Restore(outer);
+    let outer_began = BEGAN.with(|b| b.replace(Some(std::time::Instant::now())));
     let ran = catch_unwind(AssertUnwindSafe(work));
+    let _ = BEGAN.try_with(|b| b.set(outer_began));
     drop(restore);
     match ran {
         Ok(r) => Ok(r),
@@ -132,6 +136,11 @@ pub(crate) fn point() {
 /// one of these.
 pub(crate) fn batch_point() {
     ask_if_due();
+}
+
+/// When the calling thread's watched work began (`None` when unwatched).
+pub(crate) fn watch_began() -> Option<std::time::Instant> {
+    BEGAN.try_with(Cell::get).ok().flatten()
 }
 
 /// Whether the calling thread's work is watched (asked for from outside:
