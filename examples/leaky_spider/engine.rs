@@ -4,7 +4,7 @@
 //! backs out above `max_active_size`, and an item pipeline that handles one
 //! item at a time.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,10 @@ impl Scheduler {
     }
 }
 
+/// Scrapy's `RETRY_TIMES`: a download that fails is tried this many times
+/// more before the request is given up.
+const RETRY_TIMES: u32 = 2;
+
 /// Scrapy's `SCRAPER_SLOT_MAX_ACTIVE_SIZE`.
 pub(crate) const MAX_ACTIVE_SIZE: usize = 5_000_000;
 
@@ -69,8 +73,17 @@ pub(crate) struct Engine {
     /// Pages per spider.
     spider_pages: Vec<AtomicU64>,
     pub items: AtomicU64,
+    /// Downloads that failed, retried or not.
     pub errors: AtomicU64,
-    /// Requests handed to the downloader so far (what `--pages` counts).
+    /// Requests given up after `RETRY_TIMES` retries.
+    pub given_up: AtomicU64,
+    /// The first download error, as the closing line reports it.
+    first_error: Mutex<Option<String>>,
+    /// Retries so far of the URLs whose download failed and that wait for
+    /// another try.
+    retries: Mutex<HashMap<String, u32>>,
+    /// Requests handed to the downloader that did not fail (what `--pages`
+    /// counts).
     dispatched: AtomicU64,
     /// Requests downloading or being parsed: what the concurrency limit counts.
     downloading: AtomicUsize,
@@ -140,6 +153,9 @@ impl Engine {
             pages: AtomicU64::new(0),
             items: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            given_up: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            retries: Mutex::new(HashMap::new()),
             dispatched: AtomicU64::new(0),
             downloading: AtomicUsize::new(0),
             slot_active: AtomicUsize::new(0),
@@ -181,10 +197,37 @@ impl Engine {
         self.stopped.load(Ordering::Relaxed)
     }
 
+    /// The crawl is over: `--pages` reached, or no request left (every
+    /// chain ended), and nothing downloading or in the scraper slot.
     pub(crate) fn finished(&self) -> bool {
-        self.done()
-            && self.downloading.load(Ordering::Relaxed) == 0
-            && self.slot_active.load(Ordering::Relaxed) == 0
+        // `downloading` counts a request from before it leaves the
+        // scheduler, so an empty scheduler with nothing downloading has no
+        // request in between.
+        self.downloading.load(Ordering::SeqCst) == 0
+            && self.slot_active.load(Ordering::SeqCst) == 0
+            && (self.done() || self.queued() == 0)
+    }
+
+    fn queued(&self) -> usize {
+        self.scheduler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The first download error and how many requests were given up, for
+    /// the closing line; `None` when every download succeeded.
+    pub(crate) fn failures(&self) -> Option<String> {
+        let first = self
+            .first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(format!(
+            "{} downloads failed, {} requests given up after {RETRY_TIMES} retries; the first: {first}",
+            self.errors.load(Ordering::Relaxed),
+            self.given_up.load(Ordering::Relaxed),
+        ))
     }
 
     /// Takes requests from the scheduler while there is capacity, the
@@ -200,12 +243,16 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }
+            // Counted as downloading before it leaves the scheduler, so
+            // `finished` never sees it in neither.
+            self.downloading.fetch_add(1, Ordering::SeqCst);
             let next = self
                 .scheduler
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .pop();
             let Some(req) = next else {
+                self.downloading.fetch_sub(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             };
@@ -217,7 +264,6 @@ impl Engine {
                 next_at = Instant::now() + Duration::from_secs_f64(1.0 / rate.max(0.001));
             }
             self.dispatched.fetch_add(1, Ordering::Relaxed);
-            self.downloading.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(self.clone().crawl(req));
         }
     }
@@ -232,12 +278,15 @@ impl Engine {
         .await;
         let (status, body) = match fetched {
             Ok(r) => r,
-            Err(_) => {
-                self.downloading.fetch_sub(1, Ordering::Relaxed);
-                self.errors.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                self.failed(req, &e);
                 return;
             }
         };
+        self.retries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req.url);
         let spider = req.spider;
         let length = body.len();
         let response = Tracked::with_fields(HtmlResponse {
@@ -249,14 +298,14 @@ impl Engine {
         });
         // The scraper slot counts the response's bytes until its items are
         // through the pipeline.
-        self.slot_active.fetch_add(1, Ordering::Relaxed);
+        self.slot_active.fetch_add(1, Ordering::SeqCst);
         self.active_size.fetch_add(length, Ordering::Relaxed);
         let outputs = self.spiders[spider].parse(spider, &response);
         // Parsed: the response itself goes (unless a callback kept it, as
         // the nasty spider does), and with it the request's slot, so at
         // most `concurrency` responses are alive in a well-behaved crawl.
         drop(response);
-        self.downloading.fetch_sub(1, Ordering::Relaxed);
+        self.downloading.fetch_sub(1, Ordering::SeqCst);
         for out in outputs {
             match out {
                 Output::Request(r) => self
@@ -268,9 +317,44 @@ impl Engine {
             }
         }
         self.active_size.fetch_sub(length, Ordering::Relaxed);
-        self.slot_active.fetch_sub(1, Ordering::Relaxed);
+        // Counted before the slot empties, so a finished crawl's count is
+        // whole.
         self.spider_pages[spider].fetch_add(1, Ordering::Relaxed);
-        self.pages.fetch_add(1, Ordering::Relaxed);
+        self.pages.fetch_add(1, Ordering::SeqCst);
+        self.slot_active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A download failed: the request goes back to the scheduler for
+    /// another try, as Scrapy's retry middleware does, or is given up after
+    /// `RETRY_TIMES` retries. Either way it is not a page: `--pages` counts
+    /// downloads that succeeded, so one failure does not end the crawl early.
+    fn failed(&self, req: Request, e: &reqwest::Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| format!("{}: {e}", req.url));
+        let retry = {
+            let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
+            let n = retries.entry(req.url.clone()).or_insert(0);
+            *n += 1;
+            let retry = *n <= RETRY_TIMES;
+            if !retry {
+                retries.remove(&req.url);
+            }
+            retry
+        };
+        if retry {
+            self.scheduler
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(req);
+        } else {
+            self.given_up.fetch_add(1, Ordering::Relaxed);
+        }
+        self.dispatched.fetch_sub(1, Ordering::Relaxed);
+        // Last, so `finished` sees the request back in the scheduler first.
+        self.downloading.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Pages crawled per spider, by name.

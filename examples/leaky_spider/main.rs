@@ -169,10 +169,15 @@ fn crawl(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Some(b) => b.set_message(line),
             None => eprintln!("{line}"),
         }
-        if engine.finished() && !announced_done {
+        if !announced_done && engine.finished() {
             announced_done = true;
+            let failures = engine
+                .failures()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default();
             eprintln!(
-                "Crawled {pages} pages in {:.1}s; the console stays up until engine.stop().",
+                "Crawled {} pages in {:.1}s{failures}; the console stays up until engine.stop().",
+                engine.pages.load(Ordering::SeqCst),
                 started.elapsed().as_secs_f64()
             );
             if args.exit {
