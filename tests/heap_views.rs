@@ -31,6 +31,7 @@ tests!(
     a_child_forked_while_views_and_dumps_run_never_hangs,
     a_heap_at_the_memory_limit_is_a_memory_error_not_an_abort,
     the_growth_history_skips_points_near_the_memory_limit,
+    seventy_thousand_threads_keep_rows_of_their_own,
 );
 
 common::widget!();
@@ -753,4 +754,46 @@ fn the_growth_history_skips_points_near_the_memory_limit() {
         shown.contains(" points skipped: the process was near its address-space"),
         "{shown}"
     );
+}
+
+/// What each of [`THREADS`] threads leaves behind: one block it allocated.
+struct LeftByAThread(#[allow(dead_code)] u64);
+
+/// More threads than a 16-bit index tells apart.
+const THREADS: usize = 70_002;
+
+/// Thread indices are 32-bit: one block left by each of 70 002 threads
+/// (started one after another) carries its own thread's index, and
+/// `bythread` gives each of them a row of its own. With 16-bit indices,
+/// the 4 466th and the 70 002nd thread shared a row.
+fn seventy_thousand_threads_keep_rows_of_their_own() {
+    let mut left = Vec::with_capacity(THREADS);
+    // Started 100 at a time: each has its index however they interleave.
+    for batch in (0..THREADS).collect::<Vec<_>>().chunks(100) {
+        let started: Vec<_> = batch
+            .iter()
+            .map(|&i| std::thread::spawn(move || Box::new(LeftByAThread(i as u64))))
+            .collect();
+        left.extend(started.into_iter().map(|t| t.join().unwrap()));
+    }
+    let addrs: std::collections::HashSet<usize> = left
+        .iter()
+        .map(|b| &**b as *const LeftByAThread as usize)
+        .collect();
+    let snap = leakscope::tracker::snapshot();
+    let threads: std::collections::HashSet<u32> = snap
+        .blocks
+        .iter()
+        .filter(|b| addrs.contains(&b.addr))
+        .map(|b| b.thread)
+        .collect();
+    assert_eq!(threads.len(), THREADS, "one index per thread");
+    assert!(threads.iter().any(|&t| t > u16::MAX as u32));
+    let by_type = hpy().heap().bytype();
+    let (i, row) = row_of(&by_type, "Box<heap_views::LeftByAThread>").expect("the left blocks");
+    assert_eq!((row.count, row.size), (THREADS as u64, 8 * THREADS as u64));
+    let by_thread = by_type.row(i).bythread();
+    assert_eq!(by_thread.rows().len(), THREADS, "a row per thread");
+    assert!(by_thread.rows().iter().all(|r| r.count == 1));
+    drop(left);
 }

@@ -356,7 +356,7 @@ impl<'a> Scan<'a> {
         let threads = tracker::thread_local_addresses();
         let registered: Vec<u32> = threads.iter().map(|t| t.2).collect();
         let others = roots::other_stack_pointers(&registered);
-        let threads: Vec<(usize, u16)> = threads.iter().map(|t| (t.0, t.1)).collect();
+        let threads: Vec<(usize, u32)> = threads.iter().map(|t| (t.0, t.1)).collect();
         let mut regions: Vec<Region> = roots::regions(maps, &threads, others.as_deref())
             .into_iter()
             .filter(|r| !index.any_block_in(r.start, r.end))

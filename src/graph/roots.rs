@@ -14,7 +14,7 @@ pub enum RootKind {
     /// The stack of the main thread.
     MainStack,
     /// The stack and thread-locals of the thread with this index.
-    Thread(u16),
+    Thread(u32),
     /// A thread's stack that leakscope has not seen allocate.
     OtherThread,
     /// The C library's `brk` heap.
@@ -66,7 +66,7 @@ fn parse_line(line: &str) -> Option<Mapping<'_>> {
 /// thread that ended: what it holds is stale, and it is no root.
 pub(super) fn regions(
     maps: &str,
-    threads: &[(usize, u16)],
+    threads: &[(usize, u32)],
     others: Option<&[usize]>,
 ) -> Vec<Region> {
     let maps: Vec<Mapping> = maps.lines().filter_map(parse_line).collect();

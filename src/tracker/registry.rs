@@ -3,7 +3,7 @@
 //! `fork` must do with them.
 
 use std::ptr;
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, Ordering};
 
 use super::recorder;
 use super::thread::{Counters, THREAD, ThreadState, untracked};
@@ -16,7 +16,7 @@ pub(super) struct SharedThread {
     pub(super) next: AtomicPtr<SharedThread>,
     /// The thread's index (as in [`crate::tracker::LiveBlock::thread`]),
     /// set before it is registered.
-    pub(super) index: AtomicU16,
+    pub(super) index: AtomicU32,
     /// The thread's id in the kernel, set before it is registered.
     pub(super) os_id: AtomicU32,
 }
@@ -108,7 +108,7 @@ pub(crate) fn counters_sum() -> (Counters, usize) {
 /// thread's index and its operating-system id: the address lies in that
 /// thread's thread-local storage (at the top of its stack, for spawned
 /// threads), which the heap graph scans as a root.
-pub(crate) fn thread_local_addresses() -> Vec<(usize, u16, u32)> {
+pub(crate) fn thread_local_addresses() -> Vec<(usize, u32, u32)> {
     untracked(|| {
         // Room made before the lock: nothing allocates while it is held.
         let mut out = Vec::with_capacity(THREAD_COUNT.load(Ordering::Relaxed) as usize + 64);
@@ -134,7 +134,7 @@ pub(crate) fn thread_local_addresses() -> Vec<(usize, u16, u32)> {
 /// (its first 15 bytes, as `ps`, `top` and debuggers show it:
 /// `tokio-runtime-w` for `tokio-runtime-worker`), if it has one and is
 /// still registered.
-pub(crate) fn thread_name(index: u16) -> Option<String> {
+pub(crate) fn thread_name(index: u32) -> Option<String> {
     let os_id = untracked(|| {
         let reg = REGISTRY.lock();
         let mut cur = reg.head;

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::recorder;
 use super::registry::{EXITED, REGISTRY, SharedThread, THREAD_COUNT, flush_live};
@@ -100,7 +100,7 @@ pub(super) struct ThreadState {
     pub(super) flushed: Cell<i64>,
     pub(super) rng: Cell<u64>,
     pub(super) stack_top: Cell<usize>,
-    pub(super) index: Cell<u16>,
+    pub(super) index: Cell<u32>,
     /// The recorder lane this thread records in (0: none of its own yet).
     pub(super) lane: Cell<u32>,
     /// The `testing::measure` scope this thread is in (0: none). While in
@@ -218,7 +218,7 @@ impl ThreadState {
             shared: SharedThread {
                 counters: Counters::new(),
                 next: AtomicPtr::new(ptr::null_mut()),
-                index: AtomicU16::new(0),
+                index: AtomicU32::new(0),
                 os_id: AtomicU32::new(0),
             },
             countdown: Cell::new(-1),
@@ -516,8 +516,7 @@ pub(super) fn next_gap(t: &ThreadState, mean: u64) -> i64 {
 #[cold]
 #[inline(never)]
 pub(super) fn register_thread(t: &ThreadState) {
-    t.index
-        .set(THREAD_COUNT.fetch_add(1, Ordering::Relaxed) as u16);
+    t.index.set(THREAD_COUNT.fetch_add(1, Ordering::Relaxed));
     t.shared.index.store(t.index.get(), Ordering::Relaxed);
     // SAFETY: gettid has no preconditions (one system call, once a thread).
     let os_id = unsafe { libc::gettid() };

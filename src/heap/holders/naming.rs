@@ -148,7 +148,7 @@ pub(super) struct Namer<'a> {
     layouts: Arc<Layouts>,
     cache: HashMap<(u32, u32), Arc<str>>,
     /// The kernel's names of threads, by index.
-    thread_names: HashMap<u16, Option<String>>,
+    thread_names: HashMap<u32, Option<String>>,
     /// Whether a word can be a reference, by (stack, offset).
     pointers: HashMap<(u32, u32), bool>,
     /// Where an array block's elements start and the size of one, by

@@ -176,7 +176,7 @@ impl Lane {
         }
         for shard in self.live.shards.iter_mut() {
             shard.for_each_mut(|_, rec| {
-                *rec = rec.relabelled(renumbered[rec.stack as usize], rec.unfiltered());
+                *rec = rec.relabelled(renumbered[rec.stack() as usize], rec.unfiltered());
             });
         }
         for scope in self.scopes.values_mut() {
@@ -377,7 +377,7 @@ impl Lane {
         let Some((rec, _, bytes, blocks)) = self.leave(addr) else {
             return false;
         };
-        self.sites.as_mut_slice()[rec.stack as usize].lifetime +=
+        self.sites.as_mut_slice()[rec.stack() as usize].lifetime +=
             now.wrapping_sub(rec.born) as f64 * blocks as f64;
         self.after_op(bytes, remote);
         true
@@ -393,7 +393,7 @@ impl Lane {
         let scope = self.scope_lost(addr, rec.size());
         let (bytes, blocks) = weight(rec.size(), rec.epoch());
         self.seq += 1;
-        let s = self.touch(rec.stack);
+        let s = self.touch(rec.stack());
         s.curr_bytes -= bytes;
         s.curr_blocks -= blocks;
         self.curr_bytes -= bytes;
@@ -429,7 +429,7 @@ impl Lane {
     pub(super) fn take_for_realloc(&mut self, addr: usize, remote: bool) -> Option<TakenBlock> {
         self.notice_peak();
         let (rec, scope, bytes, _) = self.leave(addr)?;
-        let global = self.globals.as_slice()[rec.stack as usize];
+        let global = self.globals.as_slice()[rec.stack() as usize];
         self.after_op(bytes, remote);
         Some(TakenBlock {
             rec,
@@ -538,7 +538,7 @@ impl Lane {
         self.live.shards[shard].for_each_mut(|addr, rec| {
             if rec.unfiltered() {
                 filter_add(addr as usize);
-                *rec = rec.relabelled(rec.stack, false);
+                *rec = rec.relabelled(rec.stack(), false);
                 *unfiltered -= 1;
             }
         });

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::stacks::MAX_STACKS;
 use crate::sys::published::{Published, Version};
 
 /// Largest block size a record holds exactly (512 GiB); larger sizes
@@ -41,31 +42,41 @@ pub(super) type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 /// One live block as the recorder stores it (24 bytes with its key).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct LiveRec {
-    /// size (39 bits) | unfiltered (1 bit) | thread index (16 bits) |
+    /// size (39 bits) | unfiltered (1 bit) | thread index's low 16 bits |
     /// sampling epoch (8 bits)
-    pub(super) packed: u64,
-    /// The stack's slot in the lane that holds the record.
-    pub(super) stack: u32,
+    packed: u64,
+    /// The stack's slot in the lane that holds the record: a lane has a
+    /// slot per global stack at most, and there are fewer than 2^16 of
+    /// those (see [`MAX_STACKS`]).
+    stack: u16,
+    /// The thread index's high 16 bits.
+    thread_high: u16,
     pub(super) born: u32,
 }
+
+// A lane's slots are its global stacks, the store's stand-in for stacks it
+// could not keep among them: every slot fits a record's 16 bits.
+const _: () = assert!(MAX_STACKS < u16::MAX as usize);
 
 impl LiveRec {
     #[inline]
     pub(super) fn new(
         size: usize,
-        thread: u16,
+        thread: u32,
         epoch: u8,
         stack: u32,
         born: u32,
         unfiltered: bool,
     ) -> Self {
+        debug_assert!(stack <= u16::MAX as u32, "stack slot {stack}");
         let size = (size as u64).min(SIZE_MASK);
         LiveRec {
             packed: size
                 | if unfiltered { UNFILTERED } else { 0 }
-                | (thread as u64) << 40
+                | (thread as u16 as u64) << 40
                 | (epoch as u64) << 56,
-            stack,
+            stack: stack as u16,
+            thread_high: (thread >> 16) as u16,
             born,
         }
     }
@@ -73,9 +84,14 @@ impl LiveRec {
     pub(super) fn size(&self) -> u64 {
         self.packed & SIZE_MASK
     }
+    /// The stack's slot in the lane that holds the record.
     #[inline]
-    pub(super) fn thread(&self) -> u16 {
-        (self.packed >> 40) as u16
+    pub(super) fn stack(&self) -> u32 {
+        self.stack as u32
+    }
+    #[inline]
+    pub(super) fn thread(&self) -> u32 {
+        (self.thread_high as u32) << 16 | (self.packed >> 40) as u16 as u32
     }
     #[inline]
     pub(super) fn epoch(&self) -> u8 {
@@ -94,7 +110,7 @@ impl LiveRec {
             size,
             self.thread(),
             self.epoch(),
-            self.stack,
+            self.stack(),
             now,
             self.unfiltered(),
         )
@@ -102,9 +118,11 @@ impl LiveRec {
     /// The same record with another slot and filter state.
     #[inline]
     pub(super) fn relabelled(self, stack: u32, unfiltered: bool) -> Self {
+        debug_assert!(stack <= u16::MAX as u32, "stack slot {stack}");
         LiveRec {
             packed: (self.packed & !UNFILTERED) | if unfiltered { UNFILTERED } else { 0 },
-            stack,
+            stack: stack as u16,
+            thread_high: self.thread_high,
             born: self.born,
         }
     }
@@ -218,6 +236,7 @@ const EMPTY: Entry = Entry {
     rec: LiveRec {
         packed: 0,
         stack: 0,
+        thread_high: 0,
         born: 0,
     },
 };
@@ -530,7 +549,7 @@ mod tests {
     use super::*;
 
     fn rec(n: u32) -> LiveRec {
-        LiveRec::new(n as usize, 0, 0, n, n, false)
+        LiveRec::new(n as usize, n, 0, n & 0xffff, n, false)
     }
 
     /// Checks a shard against a model: same records, every one findable,
@@ -539,10 +558,10 @@ mod tests {
         assert_eq!(shard.len(), model.len());
         assert_eq!(shard.iter().count(), model.len());
         for (&addr, &n) in model {
-            assert_eq!(shard.get(addr).map(|r| r.stack), Some(n), "{addr:#x}");
+            assert_eq!(shard.get(addr).map(|r| r.born), Some(n), "{addr:#x}");
         }
         for (addr, r) in shard.iter() {
-            assert_eq!(model.get(&addr), Some(&r.stack));
+            assert_eq!(model.get(&addr), Some(&r.born));
         }
         assert!(shard.len() * 8 <= shard.entries.len() * MAX_LOAD_EIGHTHS);
     }
@@ -562,20 +581,37 @@ mod tests {
             for (insert, key, n) in ops {
                 let addr = key * 16;
                 if insert {
-                    let old = shard.insert(addr, rec(n)).map(|r| r.stack);
+                    let old = shard.insert(addr, rec(n)).map(|r| r.born);
                     prop_assert_eq!(old, model.insert(addr, n));
                 } else {
-                    let old = shard.remove(addr).map(|r| r.stack);
+                    let old = shard.remove(addr).map(|r| r.born);
                     prop_assert_eq!(old, model.remove(&addr));
                 }
             }
             agrees(&shard, &model);
             for addr in model.keys().copied().collect::<Vec<_>>() {
-                prop_assert_eq!(shard.remove(addr).map(|r| r.stack), model.remove(&addr));
+                prop_assert_eq!(shard.remove(addr).map(|r| r.born), model.remove(&addr));
                 agrees(&shard, &model);
             }
             prop_assert_eq!(shard.iter().count(), 0);
         }
+    }
+
+    #[test]
+    fn a_record_keeps_a_32_bit_thread_index_beside_its_other_fields() {
+        for thread in [0, 4_465, 70_001, 65_536, u32::MAX] {
+            let r = LiveRec::new(1 << 38, thread, 0xa5, 16_384, 7, true);
+            assert_eq!(
+                (r.thread(), r.size(), r.epoch(), r.stack(), r.born, r.unfiltered()),
+                (thread, 1 << 38, 0xa5, 16_384, 7, true)
+            );
+            let r = r.moved(24, 9).relabelled(3, false);
+            assert_eq!(
+                (r.thread(), r.size(), r.epoch(), r.stack(), r.born, r.unfiltered()),
+                (thread, 24, 0xa5, 3, 9, false)
+            );
+        }
+        assert_eq!(std::mem::size_of::<LiveRec>(), 16);
     }
 
     #[test]
@@ -600,7 +636,7 @@ mod tests {
         // The wrapped entries moved back towards their home.
         assert_eq!(shard.entries.as_slice()[3].addr, last[1]);
         assert_eq!(shard.entries.as_slice()[0].addr, last[2]);
-        assert_eq!(shard.get(last[2]).map(|r| r.stack), Some(2));
+        assert_eq!(shard.get(last[2]).map(|r| r.born), Some(2));
         assert_eq!(shard.len(), 2);
     }
 

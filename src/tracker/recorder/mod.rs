@@ -66,7 +66,7 @@ use crate::tracker::untracked;
 pub(crate) struct NewBlock {
     pub(crate) addr: usize,
     pub(crate) size: usize,
-    pub(crate) thread: u16,
+    pub(crate) thread: u32,
     pub(crate) epoch: u8,
     /// The `testing::measure` scope it was allocated in (0: none).
     pub(crate) scope: u32,
@@ -351,7 +351,7 @@ pub(crate) fn scope_report(scope: u32, with_sites: bool) -> Option<ScopeReport> 
                 if *sc == scope
                     && let Some(rec) = lane.live.get(*addr as usize)
                 {
-                    let e = live.entry(global(rec.stack as u64)).or_default();
+                    let e = live.entry(global(rec.stack() as u64)).or_default();
                     e.0 += 1;
                     e.1 += rec.size();
                 }

@@ -75,7 +75,7 @@ pub struct LiveBlock {
     /// When it was allocated (or last reallocated), since the recorder started.
     pub born: Duration,
     /// Index of the allocating thread (in order of first allocation, from 0).
-    pub thread: u16,
+    pub thread: u32,
     /// The bytes this block stands for (its size in exact mode).
     pub est_bytes: u64,
     /// The number of blocks it stands for (1 in exact mode).
@@ -477,7 +477,7 @@ impl RawCopy {
                 continue;
             }
             let (bytes, units) = weight(rec.size(), rec.epoch());
-            if let Some(s) = self.sites.get_mut(first_site + rec.stack as usize) {
+            if let Some(s) = self.sites.get_mut(first_site + rec.stack() as usize) {
                 s.acc.curr_bytes = s.acc.curr_bytes.saturating_sub(bytes);
                 s.acc.curr_blocks = s.acc.curr_blocks.saturating_sub(units);
                 self.heap.live_bytes = self.heap.live_bytes.saturating_sub(bytes);
@@ -696,7 +696,7 @@ impl RawCopy {
                 // Only a reset between the copies leaves a block whose slot
                 // is not in the copy.
                 let Some(id) = lane_sites
-                    .get(rec.stack as usize)
+                    .get(rec.stack() as usize)
                     .and_then(|s| dense.get(s.global as usize))
                     .filter(|&&id| id != u32::MAX)
                 else {
