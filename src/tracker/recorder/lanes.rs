@@ -455,7 +455,7 @@ mod tests {
                 assert!(!cell.leave_free(addrs[PENDING_SLOTS], 7), "no room left");
             });
         });
-        assert_eq!(held.live.len, n, "not applied under the holder");
+        assert_eq!(held.blocks.live.len, n, "not applied under the holder");
         drop(held);
         let mut left = Vec::new();
         cell.for_each_free_left(|a| left.push(a));
@@ -468,14 +468,14 @@ mod tests {
             "applied when taken"
         );
         assert!(!cell.free_left(addrs[0]));
-        assert_eq!(lane.live.len, n - PENDING_SLOTS);
+        assert_eq!(lane.blocks.live.len, n - PENDING_SLOTS);
         for &a in &addrs[..PENDING_SLOTS] {
-            assert!(lane.live.get(a).is_none(), "{a:#x} forgotten");
+            assert!(lane.blocks.live.get(a).is_none(), "{a:#x} forgotten");
         }
         for &a in &addrs[PENDING_SLOTS..] {
-            assert!(lane.live.get(a).is_some(), "{a:#x} kept");
+            assert!(lane.blocks.live.get(a).is_some(), "{a:#x} kept");
         }
-        assert_eq!(lane.curr_bytes, 8 * 40);
+        assert_eq!(lane.totals.curr_bytes, 8 * 40);
     }
 
     #[test]
@@ -494,7 +494,7 @@ mod tests {
         drop(held);
         let mut lane = cell.lock();
         lane.record_alloc(block(a), &[4, 5, 6], 0x6eed, 9, false);
-        assert_eq!(lane.live.len, 1);
-        assert_eq!(lane.live.get(a).map(|r| r.born), Some(9));
+        assert_eq!(lane.blocks.live.len, 1);
+        assert_eq!(lane.blocks.live.get(a).map(|r| r.born), Some(9));
     }
 }

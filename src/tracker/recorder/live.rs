@@ -602,12 +602,26 @@ mod tests {
         for thread in [0, 4_465, 70_001, 65_536, u32::MAX] {
             let r = LiveRec::new(1 << 38, thread, 0xa5, 16_384, 7, true);
             assert_eq!(
-                (r.thread(), r.size(), r.epoch(), r.stack(), r.born, r.unfiltered()),
+                (
+                    r.thread(),
+                    r.size(),
+                    r.epoch(),
+                    r.stack(),
+                    r.born,
+                    r.unfiltered()
+                ),
                 (thread, 1 << 38, 0xa5, 16_384, 7, true)
             );
             let r = r.moved(24, 9).relabelled(3, false);
             assert_eq!(
-                (r.thread(), r.size(), r.epoch(), r.stack(), r.born, r.unfiltered()),
+                (
+                    r.thread(),
+                    r.size(),
+                    r.epoch(),
+                    r.stack(),
+                    r.born,
+                    r.unfiltered()
+                ),
                 (thread, 24, 0xa5, 3, 9, false)
             );
         }

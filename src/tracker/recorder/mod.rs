@@ -14,7 +14,7 @@
 //! Every recorded block is one 24-byte entry (address → size, stack slot,
 //! birth time, thread, sampling epoch) in its lane's table; stacks are
 //! interned per lane to a slot and once globally (`stacks`), so a block
-//! costs a 4-byte slot. Per stack each lane keeps what DHAT's program
+//! costs a 2-byte slot. Per stack each lane keeps what DHAT's program
 //! points keep: total bytes and blocks, summed lifetimes, the current value,
 //! its own maximum and the value at the global peak (`peak` says how the
 //! peak is found and how exact it is); a snapshot sums the lanes.
@@ -172,7 +172,10 @@ fn holds_racy(cell: &lanes::LaneCell, addr: usize) -> Option<bool> {
             // SAFETY: lanes are never freed; the caller is in a read
             // section.
             match unsafe {
-                live::Shard::get_racy(std::ptr::addr_of!((*lane).live.shards[shard]), addr as u64)
+                live::Shard::get_racy(
+                    std::ptr::addr_of!((*lane).blocks.live.shards[shard]),
+                    addr as u64,
+                )
             } {
                 Ok(found) => return Some(found.is_some()),
                 Err(live::Retry::Torn) => continue,
@@ -332,7 +335,7 @@ pub(crate) fn scope_report(scope: u32, with_sites: bool) -> Option<ScopeReport> 
         let mut allocated: AddrMap<(u64, u64)> = HashMap::with_hasher(BuildHasherDefault::new());
         let mut live: AddrMap<(u64, u64)> = HashMap::with_hasher(BuildHasherDefault::new());
         lanes::for_each(|lane| {
-            let Some(s) = lane.scopes.get(&(scope as u64)) else {
+            let Some(s) = lane.scopes.open.get(&(scope as u64)) else {
                 return;
             };
             open = true;
@@ -341,15 +344,15 @@ pub(crate) fn scope_report(scope: u32, with_sites: bool) -> Option<ScopeReport> 
             if !with_sites {
                 return;
             }
-            let global = |slot: u64| lane.globals.as_slice()[slot as usize] as u64;
+            let global = |slot: u64| lane.sites.globals.as_slice()[slot as usize] as u64;
             for (slot, &(n, b)) in s.allocated.iter() {
                 let e = allocated.entry(global(*slot)).or_default();
                 e.0 += n;
                 e.1 += b;
             }
-            for (addr, sc) in lane.scoped.iter() {
+            for (addr, sc) in lane.scopes.scoped.iter() {
                 if *sc == scope
-                    && let Some(rec) = lane.live.get(*addr as usize)
+                    && let Some(rec) = lane.blocks.live.get(*addr as usize)
                 {
                     let e = live.entry(global(rec.stack() as u64)).or_default();
                     e.0 += 1;

@@ -326,13 +326,13 @@ unsafe fn copy_figures_racy(version: &Version, lane: *const Lane) -> Option<Lane
         // SAFETY: the caller's promise; plain values read racily, used
         // only once the version says they are whole.
         unsafe {
-            let seq = read_racy(addr_of!((*lane).seq));
-            let peak_seq = read_racy(addr_of!((*lane).peak_seq));
-            let seen = read_racy(addr_of!((*lane).seen_generation));
+            let seq = read_racy(addr_of!((*lane).clock.seq));
+            let peak_seq = read_racy(addr_of!((*lane).clock.peak_seq));
+            let seen = read_racy(addr_of!((*lane).clock.seen_generation));
             Some(LaneFigures {
-                total_bytes: read_racy(addr_of!((*lane).total_bytes)),
-                total_blocks: read_racy(addr_of!((*lane).total_blocks)),
-                sampled_ever: read_racy(addr_of!((*lane).sampled_ever).cast::<u8>()) != 0,
+                total_bytes: read_racy(addr_of!((*lane).totals.total_bytes)),
+                total_blocks: read_racy(addr_of!((*lane).totals.total_blocks)),
+                sampled_ever: read_racy(addr_of!((*lane).totals.sampled_ever).cast::<u8>()) != 0,
                 // A peak claimed since the lane's last operation is one its
                 // sites' current values are at (what `settle` would note).
                 peak_seq: if seen == peak::generation() {
@@ -421,11 +421,11 @@ impl RawCopy {
         untracked(|| try_reserve(&mut self.lane_starts, 1))?;
         self.lane_starts.push((self.blocks.len(), 0));
         // SAFETY: lanes are never freed; a racy length is only a hint.
-        let total = unsafe { read_racy(addr_of!((*lane).live.len)) };
+        let total = unsafe { read_racy(addr_of!((*lane).blocks.live.len)) };
         untracked(|| self.reserve_blocks(total + total / 16 + 1024))?;
         for shard in 0..LIVE_SHARDS {
             // SAFETY: as above.
-            let p = unsafe { addr_of!((*lane).live.shards[shard]) };
+            let p = unsafe { addr_of!((*lane).blocks.live.shards[shard]) };
             let mut patience = Patience::new();
             loop {
                 // SAFETY: as above; the caller is in a read section.
@@ -501,12 +501,12 @@ impl RawCopy {
         // The sites, a chunk per check of the version; the globals they map
         // to never change once pushed.
         // SAFETY: as above.
-        let n = unsafe { (*addr_of!((*lane).sites)).len() };
+        let n = unsafe { (*addr_of!((*lane).sites.figures)).len() };
         untracked(|| try_reserve(&mut self.sites, n + 64))?;
         let mut globals = Vec::new();
         untracked(|| try_reserve(&mut globals, n + 64))?;
         // SAFETY: as above.
-        let copied = unsafe { Published::copy_racy(addr_of!((*lane).globals), &mut globals) };
+        let copied = unsafe { Published::copy_racy(addr_of!((*lane).sites.globals), &mut globals) };
         let n = copied.unwrap_or(0).min(n);
         let mut chunk = Vec::new();
         untracked(|| try_reserve(&mut chunk, SITES_PER_CHUNK))?;
@@ -517,7 +517,12 @@ impl RawCopy {
                 chunk.clear();
                 // SAFETY: as above.
                 let got = unsafe {
-                    Published::copy_range_racy(addr_of!((*lane).sites), from, want, &mut chunk)
+                    Published::copy_range_racy(
+                        addr_of!((*lane).sites.figures),
+                        from,
+                        want,
+                        &mut chunk,
+                    )
                 };
                 (got == Ok(want)).then_some(())
             });
@@ -568,7 +573,7 @@ impl RawCopy {
         count_locked_copy();
         loop {
             let lane = cell.lock();
-            let table = &lane.live.shards[shard];
+            let table = &lane.blocks.live.shards[shard];
             let n = table.len();
             if n <= self.blocks.capacity() - self.blocks.len() {
                 self.blocks.extend(table.iter().map(|(k, v)| (k, *v)));
@@ -585,19 +590,20 @@ impl RawCopy {
         count_locked_copy();
         let first_site = self.sites.len();
         loop {
-            let n = cell.lock().sites.len();
+            let n = cell.lock().sites.figures.len();
             untracked(|| try_reserve(&mut self.sites, n + 64))?;
             let mut lane = cell.lock();
-            if lane.sites.len() > self.sites.capacity() - self.sites.len() {
+            if lane.sites.figures.len() > self.sites.capacity() - self.sites.len() {
                 continue;
             }
             lane.settle();
-            let peak_seq = lane.peak_seq;
+            let peak_seq = lane.clock.peak_seq;
             self.sites.extend(
                 lane.sites
+                    .figures
                     .as_slice()
                     .iter()
-                    .zip(lane.globals.as_slice())
+                    .zip(lane.sites.globals.as_slice())
                     .map(|(acc, &global)| SiteCopy {
                         global,
                         acc: *acc,
@@ -605,9 +611,9 @@ impl RawCopy {
                     }),
             );
             let figures = LaneFigures {
-                total_bytes: lane.total_bytes,
-                total_blocks: lane.total_blocks,
-                sampled_ever: lane.sampled_ever,
+                total_bytes: lane.totals.total_bytes,
+                total_blocks: lane.totals.total_blocks,
+                sampled_ever: lane.totals.sampled_ever,
                 peak_seq,
             };
             drop(lane);
@@ -797,8 +803,9 @@ pub(crate) fn snapshot_totals() -> HeapTotals {
             cell.for_each_free_left(|addr| {
                 let shard = super::live::LiveTable::shard_of(addr);
                 // SAFETY: lanes are never freed; inside a read section.
-                let rec =
-                    unsafe { Shard::get_racy(addr_of!((*lane).live.shards[shard]), addr as u64) };
+                let rec = unsafe {
+                    Shard::get_racy(addr_of!((*lane).blocks.live.shards[shard]), addr as u64)
+                };
                 if let Ok(Some(rec)) = rec {
                     let (b, k) = weight(rec.size(), rec.epoch());
                     left = (left.0 + b, left.1 + k);
@@ -878,13 +885,13 @@ pub(crate) fn tracker_memory() -> TrackerMemory {
                 // SAFETY: lanes are never freed; inside a read section.
                 let (live, stacks) = unsafe { (*lane).bytes() };
                 // SAFETY: as above.
-                let blocks = unsafe { read_racy(addr_of!((*lane).live.len)) };
+                let blocks = unsafe { read_racy(addr_of!((*lane).blocks.live.len)) };
                 Some((live, stacks, blocks))
             });
             let (live, stacks, blocks) = read.unwrap_or_else(|| {
                 let lane = cell.lock();
                 let (live, stacks) = lane.bytes();
-                (live, stacks, lane.live.len)
+                (live, stacks, lane.blocks.live.len)
             });
             m.live_table += live;
             m.stacks += stacks;
