@@ -34,10 +34,13 @@ fn main() {
         .filter(|&n: &usize| n >= 2)
         .unwrap_or(RUNS);
     let r = leakscope::tracker::DEFAULT_SAMPLE_BYTES;
+    println!("# Sampled estimates per growth shape\n");
     println!(
-        "sampled estimates at a {} KiB mean, {runs} runs per shape:",
+        "At a {} KiB mean, {runs} runs per shape: each shape's mean error (in \
+         standard errors of the mean too) and spread, against what theory says.\n",
         r >> 10
     );
+    println!("```text");
     let measured: Vec<_> = shapes::all()
         .iter()
         .map(|shape| {
@@ -48,4 +51,5 @@ fn main() {
         .collect();
     let whole = shapes::whole(&measured);
     println!("{}", whole.line());
+    println!("```");
 }
