@@ -599,31 +599,15 @@ mod tests {
 
     #[test]
     fn a_record_keeps_a_32_bit_thread_index_beside_its_other_fields() {
+        let fields = |r: LiveRec| {
+            let packed = (r.size(), r.epoch(), r.stack(), r.born, r.unfiltered());
+            (r.thread(), packed)
+        };
         for thread in [0, 4_465, 70_001, 65_536, u32::MAX] {
             let r = LiveRec::new(1 << 38, thread, 0xa5, 16_384, 7, true);
-            assert_eq!(
-                (
-                    r.thread(),
-                    r.size(),
-                    r.epoch(),
-                    r.stack(),
-                    r.born,
-                    r.unfiltered()
-                ),
-                (thread, 1 << 38, 0xa5, 16_384, 7, true)
-            );
+            assert_eq!(fields(r), (thread, (1 << 38, 0xa5, 16_384, 7, true)));
             let r = r.moved(24, 9).relabelled(3, false);
-            assert_eq!(
-                (
-                    r.thread(),
-                    r.size(),
-                    r.epoch(),
-                    r.stack(),
-                    r.born,
-                    r.unfiltered()
-                ),
-                (thread, 24, 0xa5, 3, 9, false)
-            );
+            assert_eq!(fields(r), (thread, (24, 0xa5, 3, 9, false)));
         }
         assert_eq!(std::mem::size_of::<LiveRec>(), 16);
     }
