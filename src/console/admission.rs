@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::limits::{GUESS_WINDOW, GUESSES_PER_WINDOW, MAX_GUESS_SOURCES};
@@ -27,6 +27,8 @@ pub(super) struct Admission {
     max_sessions: usize,
     max_waiting: usize,
     sessions: AtomicUsize,
+    /// Notified when a session's slot is given back.
+    slot_freed: (Mutex<()>, Condvar),
     waiting: Mutex<Vec<Waiting>>,
     next_id: AtomicU64,
     guesses: Mutex<HashMap<IpAddr, Guesses>>,
@@ -50,6 +52,7 @@ impl Admission {
             max_sessions: max_sessions.max(1),
             max_waiting: max_waiting.max(1),
             sessions: AtomicUsize::new(0),
+            slot_freed: (Mutex::new(()), Condvar::new()),
             waiting: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             guesses: Mutex::new(HashMap::new()),
@@ -89,6 +92,35 @@ impl Admission {
             .map(|_| SessionSlot {
                 admission: self.clone(),
             })
+    }
+
+    /// A logged-in slot, waiting up to `patience` for one to be given back
+    /// while every slot is taken, and giving up early once `stop` says so.
+    pub(super) fn session_within(
+        self: &Arc<Self>,
+        patience: Duration,
+        stop: impl Fn() -> bool,
+    ) -> Option<SessionSlot> {
+        let deadline = Instant::now() + patience;
+        let (lock, freed) = &self.slot_freed;
+        let mut held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            // Tried under the lock: a slot given back after this try is
+            // notified only once this thread waits.
+            if let Some(slot) = self.session() {
+                return Some(slot);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stop() {
+                return None;
+            }
+            // In slices, so that `stop` is looked at while nothing is freed.
+            let slice = left.min(Duration::from_millis(100));
+            held = freed
+                .wait_timeout(held, slice)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// How long `source` must wait before its next password is checked
@@ -133,7 +165,10 @@ impl Drop for WaitTicket {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        self.admission.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.admission.sessions.fetch_sub(1, Ordering::Release);
+        let (lock, freed) = &self.admission.slot_freed;
+        drop(lock.lock().unwrap_or_else(|e| e.into_inner()));
+        freed.notify_all();
     }
 }
 
@@ -158,6 +193,27 @@ mod tests {
         }
         assert!(a.guess_wait(me).is_some_and(|w| w <= GUESS_WINDOW));
         assert_eq!(a.guess_wait(other), None);
+    }
+
+    #[test]
+    fn a_slot_given_back_while_one_waits_is_taken() {
+        let a = Admission::new(1, 1);
+        let taken = a.session().unwrap();
+        let giver = std::thread::spawn(move || drop(taken));
+        let slot = a.session_within(Duration::from_secs(30), || false);
+        giver.join().unwrap();
+        assert!(slot.is_some(), "the slot given back is taken");
+        // None given back: refused once the patience is spent, or at once
+        // when told to stop.
+        let started = Instant::now();
+        assert!(
+            a.session_within(Duration::from_millis(150), || false)
+                .is_none()
+        );
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        let started = Instant::now();
+        assert!(a.session_within(Duration::from_secs(30), || true).is_none());
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! | [`DEFAULT_VIEWS_MEMORY`] + 25% of live | 256 MiB + 25% | leakscope's own memory, for the whole process: past it, a line that would make a new snapshot or heap graph gets `MemoryError` (saying what to free), in any session; [`Builder::views_memory`] |
 //! | [`DEFAULT_LINE_TIMEOUT`] | 10 s | `TimeoutError`, in the middle of a view's work too; [`Builder::line_timeout`], or `line_timeout(secs)` for one session (at most 1 h) |
 //! | [`DEFAULT_MAX_SESSIONS`] | 8 | the connection is told so and closed; [`Builder::max_sessions`] |
-//! | [`MAX_LOCAL_SESSIONS`] | 2 | sessions on the local socket, apart from the TCP ones: the connection is told so and closed |
+//! | [`MAX_LOCAL_SESSIONS`] | 2 | sessions on the local socket, apart from the TCP ones: a new connection waits up to [`LOCAL_PLACE_WAIT`] (1 s) for a place, then is told so and closed |
 //! | [`DEFAULT_MAX_WAITING`] | 8 | the connection that has waited longest at the login prompts is closed; [`Builder::max_waiting`] |
 //! | [`DEFAULT_LOGIN_TIMEOUT`] | 30 s | the connection is closed; [`Builder::login_timeout`] |
 //! | [`DEFAULT_IDLE_TIMEOUT`] | 30 min | the session is closed; [`Builder::idle_timeout`] |
@@ -75,6 +75,11 @@ pub const DEFAULT_MAX_SESSIONS: usize = 8;
 /// Sessions on the process's local socket at once (the operator's way in,
 /// counted apart from the TCP sessions).
 pub const MAX_LOCAL_SESSIONS: usize = 2;
+
+/// How long a connection to the local socket waits for a session's place
+/// when both are taken: a session just left may still be closing (its
+/// thread has not yet seen the client go), and only this user can connect.
+pub const LOCAL_PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Connections that may wait at the login prompts at once.
 pub const DEFAULT_MAX_WAITING: usize = 8;

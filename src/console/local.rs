@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::admission::Admission;
 use super::attach::protocol::rendezvous_dir;
-use super::limits::MAX_LOCAL_SESSIONS;
+use super::limits::{LOCAL_PLACE_WAIT, MAX_LOCAL_SESSIONS};
 use super::session::{Entry, SessionConfig, spawn_session};
 
 /// The path of process `pid`'s local console socket.
@@ -176,7 +176,8 @@ fn listen(listener: UnixListener, config: Arc<SessionConfig>) {
                 continue;
             }
         }
-        let Some(slot) = config.admission.session() else {
+        let stop = || config.stop.load(Ordering::Relaxed);
+        let Some(slot) = config.admission.session_within(LOCAL_PLACE_WAIT, stop) else {
             let _ = stream.write_all(b"Too many local console sessions; try again later.\r\n");
             continue;
         };
