@@ -115,13 +115,55 @@ fn probe_executable(exe: &[u8]) -> Option<(bool, bool)> {
         // closure or item inside it.
         let whole = end.is_empty() || end.starts_with(b"17h") || end.starts_with(b".");
         whole.then(|| name.starts_with(b"_R"))
-    })?;
-    Some((v0, debug_info))
+    });
+    match v0 {
+        Some(v0) => Some((v0, debug_info)),
+        // leakscope is not in the executable: it was preloaded into a
+        // program that allocates with `malloc`. The program's own symbols
+        // say how it was built: legacy Rust symbols lack the types; a C or
+        // C++ program has none to lack.
+        None if file.symbols().next().is_some() => {
+            let legacy_rust = file.symbols().any(|sym| {
+                sym.name_bytes()
+                    .is_ok_and(|n| n.starts_with(b"_ZN") && is_legacy_rust_hash(n))
+            });
+            let v0_rust = file
+                .symbols()
+                .any(|sym| sym.name_bytes().is_ok_and(|n| n.starts_with(b"_R")));
+            Some((v0_rust || !legacy_rust, debug_info))
+        }
+        None => None,
+    }
+}
+
+/// Whether a legacy-mangled symbol ends in the hash only Rust adds
+/// (`…17h0123456789abcdefE`).
+fn is_legacy_rust_hash(name: &[u8]) -> bool {
+    let name = name.split(|&b| b == b'.').next().unwrap_or(name);
+    name.len() > 20 && {
+        let tail = &name[name.len() - 20..];
+        tail.starts_with(b"17h")
+            && tail.ends_with(b"E")
+            && tail[3..19].iter().all(u8::is_ascii_hexdigit)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_legacy_rust_symbol_is_told_by_its_hash() {
+        assert!(is_legacy_rust_hash(
+            b"_ZN4core3fmt5write17h0123456789abcdefE"
+        ));
+        assert!(is_legacy_rust_hash(
+            b"_ZN3app4main17hfedcba9876543210E.llvm.42"
+        ));
+        // C++: no hash.
+        assert!(!is_legacy_rust_hash(b"_ZN3foo3barEv"));
+        assert!(!is_legacy_rust_hash(b"_ZN3app4main17hnothexnothexnotE"));
+    }
 
     #[test]
     fn the_note_names_what_is_missing() {

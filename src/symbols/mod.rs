@@ -426,6 +426,24 @@ mod tests {
             "core"
         );
         assert_eq!(crate_of("<u8 as app::Parse>::parse"), "app");
+        // A C symbol has no crate.
+        assert_eq!(crate_of("remember"), "");
+    }
+
+    #[test]
+    fn a_c_function_is_the_programs_where_its_file_is() {
+        let placed = |file: Option<&str>| Frame {
+            file: file.map(str::to_string),
+            line: file.map(|_| 8),
+            ..frame("remember", false)
+        };
+        // In the executable's debug information, in the program's tree.
+        assert!(placed(Some("/src/app/leaky.c")).is_program());
+        // A shared library's function (named from its symbols, no file),
+        // and a system header's.
+        assert!(!placed(None).is_program());
+        assert!(!placed(Some("/usr/include/x86_64-linux-gnu/bits/stdio2.h")).is_program());
+        assert!(!frame("main", false).is_program());
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub(super) fn crate_of(function: &str) -> &str {
         .find(|c: char| !(c.is_alphanumeric() || c == '_'))
         .unwrap_or(body.len());
     let first = &body[..end];
+    if !function.contains("::") {
+        // A C symbol (`malloc`, a C program's `remember`): no crate.
+        return "";
+    }
     if body[end..].starts_with("::") && !PRIMITIVES.contains(&first) {
         return first;
     }
@@ -93,6 +97,15 @@ pub(super) fn is_program_frame(f: &Frame) -> bool {
     }
     if is_runtime_function(&f.function) {
         return false;
+    }
+    if crate_of(&f.function).is_empty() {
+        // A C or C++ function: the program's when the executable's debug
+        // information places it in a file of the program's (a shared
+        // library's frames have no file).
+        return f
+            .file
+            .as_deref()
+            .is_some_and(|file| !is_dependency_file(file) && !file.starts_with("/usr/"));
     }
     match f.file.as_deref() {
         Some(file) if is_dependency_file(file) => {

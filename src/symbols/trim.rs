@@ -36,6 +36,7 @@ fn shim_prefix(frames: &[Frame]) -> usize {
     let window = &frames[..frames.len().min(crate::tracker::stack::INTERNAL_FRAMES * 3)];
     match window.iter().rposition(|f| {
         is_allocator_shim(&f.function)
+            || is_c_allocation_entry(&f.function)
             || f.function
                 .contains(" as core::alloc::global::GlobalAlloc>::")
     }) {
@@ -59,6 +60,24 @@ fn is_allocator_shim(function: &str) -> bool {
         "__rust_alloc" | "__rust_dealloc" | "__rust_realloc" | "__rust_alloc_zeroed"
     ) || function.starts_with("__rg_")
         || function.starts_with("__rdl_")
+}
+
+/// The C library's allocation functions, which leakscope's preload
+/// library defines: in a program run under it, the allocation path ends
+/// there, and the program's frames begin below.
+fn is_c_allocation_entry(function: &str) -> bool {
+    matches!(
+        function,
+        "malloc"
+            | "calloc"
+            | "realloc"
+            | "reallocarray"
+            | "posix_memalign"
+            | "aligned_alloc"
+            | "memalign"
+            | "valloc"
+            | "pvalloc"
+    )
 }
 
 /// Whether a frame is leakscope's own or the allocator shim's (a frame
@@ -115,10 +134,19 @@ pub(crate) fn in_tracker(function: &str) -> bool {
 /// data: heap views and exports leave such blocks out, as Guppy leaves out
 /// heapy's own objects.
 pub(crate) fn tool_owned(frames: &[Frame]) -> bool {
-    frames
-        .iter()
-        .any(|f| own_module(&f.function).is_some_and(|m| !PROGRAM_FACING.contains(&m)))
+    let own_thread = format!("{}::tracker::spawn_own<", crate_name());
+    frames.iter().any(|f| {
+        own_module(&f.function).is_some_and(|m| !PROGRAM_FACING.contains(&m))
+            // A thread of leakscope's own, before it is marked as one (the
+            // C library's records of its thread-local destructors).
+            || f.function.contains(&own_thread)
+            // The preload library's start, on the program's main thread.
+            || f.function.starts_with(PRELOAD_CRATE)
+    })
 }
+
+/// How the preload library's functions begin (`leakscope_preload::start`).
+const PRELOAD_CRATE: &str = "leakscope_preload::";
 
 /// Whether `path` (a `module_path!()`) lies in a program-facing module.
 #[cfg(test)]
@@ -175,5 +203,42 @@ mod tests {
             f("app::main"),
         ];
         assert_eq!(internal_prefix(&stack), 5);
+    }
+
+    #[test]
+    fn a_preloaded_malloc_ends_the_path_and_its_start_is_the_tools() {
+        let f = |name: &str| super::super::Frame {
+            addr: 0,
+            function: name.into(),
+            file: None,
+            line: None,
+            column: None,
+            inlined: false,
+            v0: true,
+        };
+        // The preload library's frames down to the C entry point, then the
+        // program (a C function, or std's allocation reached through
+        // `__rust_alloc`'s tail call to `malloc`).
+        let stack = [
+            f("<leakscope::tracker::alloc::Alloc>::alloc_slow"),
+            f("leakscope_preload::alloc"),
+            f("calloc"),
+            f("remember"),
+            f("main"),
+        ];
+        assert_eq!(internal_prefix(&stack), 3);
+        assert!(!tool_owned(&stack[3..]));
+        // The library's start, and a thread of leakscope's own before it
+        // is marked as one, allocate the tool's blocks.
+        assert!(tool_owned(&[
+            f("__cxa_thread_atexit_impl"),
+            f(
+                "std::thread::lifecycle::spawn_unchecked::<leakscope::tracker::spawn_own<leakscope::leaks::history::start::{closure#0}, ()>::{closure#0}, ()>"
+            ),
+        ]));
+        assert!(tool_owned(&[
+            f("<&str as core::convert::Into<alloc::string::String>>::into"),
+            f("leakscope_preload::start")
+        ]));
     }
 }

@@ -81,8 +81,8 @@ pub(super) fn init(default: u8) {
         stack::set_max_frames(n as usize);
     }
     match config::UNWIND.raw() {
-        Some(b"fp") => stack::force_unwinder(Unwinder::FramePointers),
-        Some(b"backtrace") => stack::force_unwinder(Unwinder::Backtrace),
+        Some(b"fp") => stack::set_unwinder(Unwinder::FramePointers),
+        Some(b"backtrace") => stack::set_unwinder(Unwinder::Backtrace),
         Some(v) => refuse(&config::UNWIND, v, b" is not fp or backtrace; probing\n"),
         None => {}
     }

@@ -59,7 +59,8 @@ pub use recorder::{MAX_STACKS, MAX_STORED_FRAMES, STORE_FULL_FRAME};
 pub(crate) use registry::{thread_local_addresses, thread_name};
 pub use settings::{DEFAULT_SAMPLE_BYTES, Mode, sample_bytes};
 pub use stack::{
-    DEFAULT_MAX_FRAMES, Unwinder, has_frame_pointers, max_frames, set_max_frames, unwinder,
+    DEFAULT_MAX_FRAMES, Unwinder, has_frame_pointers, max_frames, set_max_frames, set_unwinder,
+    unwinder,
 };
 pub(crate) use thread::{as_program, own_thread, untracked};
 

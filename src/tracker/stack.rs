@@ -78,9 +78,11 @@ pub fn has_frame_pointers() -> bool {
     frame_pointers_work()
 }
 
-/// Forces an unwinder (`LEAKSCOPE_UNWIND`); frame pointers only where this
-/// build has them.
-pub(crate) fn force_unwinder(choice: Unwinder) {
+/// Chooses the unwinder, as `LEAKSCOPE_UNWIND` does; frame pointers only
+/// where this build has them. For code that knows better than the probe:
+/// a library preloaded into a program reaches `malloc` through the
+/// program's standard library, which keeps no frame pointers.
+pub fn set_unwinder(choice: Unwinder) {
     let v = match choice {
         Unwinder::FramePointers if frame_pointers_work() => UNWIND_FP,
         _ => UNWIND_BACKTRACE,
