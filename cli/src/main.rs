@@ -81,6 +81,27 @@ enum Command {
         #[command(flatten)]
         limit: ReadLimit,
     },
+    /// Run a program with leakscope preloaded: its `malloc` is tracked and
+    /// it gets the console, without a change to its code. For programs
+    /// that allocate through the C library (a Rust program without a
+    /// `#[global_allocator]`, C and C++ programs).
+    Run {
+        /// The mode: off, counters, sampled or exact (LEAKSCOPE_MODE;
+        /// default sampled).
+        #[arg(long, value_parser = ["off", "counters", "sampled", "exact"])]
+        mode: Option<String>,
+        /// The console's port (LEAKSCOPE_CONSOLE_PORT; default the first
+        /// free one from 6023).
+        #[arg(long)]
+        console_port: Option<u16>,
+        /// Serve the page, /debug/leaks, pprof and metrics at HOST:PORT
+        /// (LEAKSCOPE_HTTP).
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
+        /// The program and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        program: Vec<std::ffi::OsString>,
+    },
     /// Connect to a console's TCP port, with line editing; or, with
     /// `--local PID`, to the local socket of a process of this user, with
     /// no password.
@@ -172,6 +193,12 @@ fn main() -> ExitCode {
             signal,
             timeout,
         } => attach(pid, signal, Duration::from_secs(timeout)),
+        Command::Run {
+            mode,
+            console_port,
+            http,
+            program,
+        } => run(mode, console_port, http, &program),
         Command::Connect {
             local: Some(pid), ..
         } => connect_local(pid),
@@ -489,6 +516,57 @@ fn session(stream: console::Conn, login: Option<(String, Option<String>)>) -> io
         };
         client.send_line(&line)?;
     }
+}
+
+/// The preload library's file name, beside this command's executable.
+const PRELOAD_LIBRARY: &str = "libleakscope_preload.so";
+
+/// `leakscope run`: replaces this process with `program`, leakscope's
+/// preload library first in its `LD_PRELOAD`. Returns only on failure.
+fn run(
+    mode: Option<String>,
+    console_port: Option<u16>,
+    http: Option<String>,
+    program: &[std::ffi::OsString],
+) -> Result<(), Failure> {
+    use std::os::unix::process::CommandExt;
+    let here = std::env::current_exe()?;
+    let library = here.with_file_name(PRELOAD_LIBRARY);
+    if !library.is_file() {
+        return Err(format!(
+            "{} is not there: it is built with this command (cargo build -p \
+             leakscope-preload, in the same profile)",
+            library.display()
+        )
+        .into());
+    }
+    let mut preload = library.into_os_string();
+    if let Some(others) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        preload.push(":");
+        preload.push(others);
+    }
+    let (name, args) = program.split_first().ok_or("no program to run")?;
+    let mut command = std::process::Command::new(name);
+    command.args(args).env("LD_PRELOAD", preload);
+    if let Some(mode) = mode {
+        command.env(leakscope::config::MODE.name(), mode);
+    }
+    if let Some(port) = console_port {
+        command.env(leakscope::config::CONSOLE_PORT.name(), port.to_string());
+    }
+    if let Some(addr) = http {
+        command.env(leakscope::config::HTTP.name(), addr);
+    }
+    eprintln!(
+        "leakscope: running {} (process {}); the console's address and password \
+         follow, or: leakscope connect --local {}",
+        name.to_string_lossy(),
+        std::process::id(),
+        std::process::id()
+    );
+    // exec keeps this process's id, so the id above is the program's.
+    let e = command.exec();
+    Err(format!("cannot run {}: {e}", name.to_string_lossy()).into())
 }
 
 #[cfg(test)]
