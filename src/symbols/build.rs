@@ -123,14 +123,25 @@ fn probe_executable(exe: &[u8]) -> Option<(bool, bool)> {
         // say how it was built: legacy Rust symbols lack the types; a C or
         // C++ program has none to lack.
         None if file.symbols().next().is_some() => {
-            let legacy_rust = file.symbols().any(|sym| {
-                sym.name_bytes()
-                    .is_ok_and(|n| n.starts_with(b"_ZN") && is_legacy_rust_hash(n))
-            });
-            let v0_rust = file
-                .symbols()
-                .any(|sym| sym.name_bytes().is_ok_and(|n| n.starts_with(b"_R")));
-            Some((v0_rust || !legacy_rust, debug_info))
+            // The program's `main` tells how its own crates were mangled
+            // (the standard library is built with either); without a Rust
+            // `main`, a C or C++ program has no types to lack.
+            let mut main = None;
+            for sym in file.symbols() {
+                let Ok(name) = sym.name_bytes() else { continue };
+                if name.starts_with(b"_R") && name.ends_with(b"4main") {
+                    main = Some(true);
+                    break;
+                }
+                let base = name.split(|&b| b == b'.').next().unwrap_or(name);
+                if base.starts_with(b"_ZN")
+                    && is_legacy_rust_hash(base)
+                    && base[..base.len() - 20].ends_with(b"4main")
+                {
+                    main = Some(false);
+                }
+            }
+            Some((main.unwrap_or(true), debug_info))
         }
         None => None,
     }
