@@ -403,9 +403,13 @@ extern "C" fn start() {
     // library), built without frame pointers: a frame-pointer walk would
     // stop there. The unwinder reads the call frame information instead,
     // unless `LEAKSCOPE_UNWIND` says otherwise.
-    if std::env::var_os("LEAKSCOPE_UNWIND").is_none() {
-        leakscope::tracker::set_unwinder(leakscope::tracker::Unwinder::Backtrace);
-    }
+    //
+    // Frame pointers are not used even when `LEAKSCOPE_UNWIND` asks: the
+    // walk needs the thread's stack bounds, which the C library reads
+    // under a lock it holds while it allocates (a thread's first block
+    // would then wait for itself).
+    let asked_fp = std::env::var_os("LEAKSCOPE_UNWIND").is_some_and(|v| v == "fp");
+    leakscope::tracker::set_unwinder(leakscope::tracker::Unwinder::Backtrace);
     STARTED.store(true, Ordering::Release);
     // Said now, before the program runs: a short one ends before a thread
     // would.
@@ -423,6 +427,15 @@ extern "C" fn start() {
         .spawn(start_console);
     if let Err(e) = spawned {
         eprintln!("leakscope: the console was not started: {e}");
+    }
+    // The spawn allocated, so the allocator has read its variables: the
+    // unwinder is chosen again over what `LEAKSCOPE_UNWIND` set.
+    if asked_fp {
+        leakscope::tracker::set_unwinder(leakscope::tracker::Unwinder::Backtrace);
+        eprintln!(
+            "leakscope: LEAKSCOPE_UNWIND=fp is not used under leakscope run: the program's \
+             standard library keeps no frame pointers; stacks come from the unwinder"
+        );
     }
 }
 

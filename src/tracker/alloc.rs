@@ -167,7 +167,10 @@ fn record_new(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
 #[inline(always)]
 fn record_in_line(t: &ThreadState, ptr: *mut u8, size: usize, epoch: u8) {
     let prev = t.enter();
-    if t.stack_top.get() == 0 {
+    // Only the frame-pointer walk needs the stack's bounds. Reading them
+    // takes a lock of the C library's that it holds while it allocates
+    // itself, which, with leakscope preloaded, reaches this path.
+    if t.stack_top.get() == 0 && stack::unwinder() == stack::Unwinder::FramePointers {
         t.stack_top.set(stack::thread_stack_bounds().1.max(1));
     }
     let mut frames = [MaybeUninit::<usize>::uninit(); MAX_FRAMES];
