@@ -119,6 +119,19 @@
 //! (`[profile.release] debug = true`). Without them leakscope still works:
 //! stacks come from an unwinder and blocks are shown by allocating function.
 //!
+//! ## Without changing your program
+//! A program that allocates through the C library's `malloc` (a Rust
+//! program without a `#[global_allocator]`, a C or C++ program) can be
+//! run as it is: `leakscope run -- ./yourservice` (the `leakscope` command,
+//! `cli/`) starts it with the preload library (`preload/`) in `LD_PRELOAD`.
+//! The library serves `malloc` and its family from jemalloc through this
+//! crate's allocator, and starts the console: the same modes, views and
+//! variables. Blocks are counted at jemalloc's size class (`malloc(100)`
+//! is 112 bytes), the size a `free` can learn; stacks come from the
+//! unwinder, since the program's standard library keeps no frame
+//! pointers. A program whose blocks bypass `malloc` (its own
+//! `#[global_allocator]`, its own `malloc`) is named at its start.
+//!
 //! ## Layers
 //!
 //! Each folder is one stage of the data flow, from the allocation up to the
