@@ -67,6 +67,18 @@ fn build(command: &mut Command) {
     );
 }
 
+/// Builds `fixtures/preload/SOURCE` into `out` with rustc and `flags`.
+fn rustc(flags: &[&str], source: &str, out: &Path) {
+    build(
+        Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .args(["--edition", "2024"])
+            .args(flags)
+            .arg("-o")
+            .arg(out)
+            .arg(root().join("fixtures/preload").join(source)),
+    );
+}
+
 /// A program running under `leakscope run`, with its console logged in.
 struct Run {
     child: Child,
@@ -187,18 +199,10 @@ fn a_rust_program_without_leakscope_shows_its_leak() {
     let program = dir.join("leaky");
     // Built as its README asks a program to be: types in the symbols,
     // debug info for the fields.
-    build(
-        Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-            .args([
-                "--edition",
-                "2024",
-                "-g",
-                "-C",
-                "symbol-mangling-version=v0",
-                "-o",
-            ])
-            .arg(&program)
-            .arg(root().join("fixtures/preload/leaky.rs")),
+    rustc(
+        &["-g", "-C", "symbol-mangling-version=v0"],
+        "leaky.rs",
+        &program,
     );
     // Sampled (the default): the bodies by type and by site, estimated.
     let mut run = Run::start(&program, "sampled");
@@ -254,12 +258,7 @@ fn a_rust_program_without_leakscope_shows_its_leak() {
     // Built plainly: the headings say the types are missing, and the leak
     // is still found by its allocating function.
     let plain = dir.join("leaky-plain");
-    build(
-        Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-            .args(["--edition", "2024", "-o"])
-            .arg(&plain)
-            .arg(root().join("fixtures/preload/leaky.rs")),
-    );
+    rustc(&[], "leaky.rs", &plain);
     let mut run = Run::start(&plain, "exact");
     run.ask("x = hpy().heap()");
     let bysite = run.ask("x.bysite");
@@ -322,12 +321,7 @@ fn a_program_with_its_own_allocator_is_told_apart() {
     build_library();
     let dir = scratch("own");
     let program = dir.join("own_allocator");
-    build(
-        Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-            .args(["--edition", "2024", "-o"])
-            .arg(&program)
-            .arg(root().join("fixtures/preload/own_allocator.rs")),
-    );
+    rustc(&[], "own_allocator.rs", &program);
     let out = Command::new(LEAKSCOPE)
         .args(["run", "--"])
         .arg(&program)

@@ -26,6 +26,7 @@ use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use leakscope::symbols::ProgramAllocator;
 use tikv_jemalloc_sys as jemalloc;
 
 /// leakscope's allocator, for the library's own Rust code and for every
@@ -401,9 +402,7 @@ static START: extern "C" fn() = start;
 extern "C" fn start() {
     // The program reaches `malloc` through its standard library (or a C
     // library), built without frame pointers: a frame-pointer walk would
-    // stop there. The unwinder reads the call frame information instead,
-    // unless `LEAKSCOPE_UNWIND` says otherwise.
-    //
+    // stop there. The unwinder reads the call frame information instead.
     // Frame pointers are not used even when `LEAKSCOPE_UNWIND` asks: the
     // walk needs the thread's stack bounds, which the C library reads
     // under a lock it holds while it allocates (a thread's first block
@@ -413,10 +412,11 @@ extern "C" fn start() {
     STARTED.store(true, Ordering::Release);
     // Said now, before the program runs: a short one ends before a thread
     // would.
-    if let Some(bypass) = own_allocator() {
+    let allocator = leakscope::symbols::program_allocator();
+    if let Some(why) = bypass(allocator) {
         let program = std::env::current_exe().unwrap_or_default();
-        eprintln!("leakscope: {} {}", program.display(), bypass.text());
-        if bypass == Bypass::Leakscope {
+        eprintln!("leakscope: {} {why}", program.display());
+        if allocator == ProgramAllocator::Leakscope {
             return;
         }
     }
@@ -458,98 +458,27 @@ fn start_console() {
     }
 }
 
-/// How a program's blocks may bypass this library's `malloc`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Bypass {
-    /// leakscope is built into the program.
-    Leakscope,
-    /// The executable defines `malloc` itself.
-    OwnMalloc,
-    /// A Rust `#[global_allocator]`.
-    GlobalAllocator,
-}
-
-impl Bypass {
-    /// What it means, said after the program's path.
-    fn text(self) -> &'static str {
-        match self {
-            Bypass::Leakscope => {
-                "has leakscope built in: its own allocator and console are the ones to \
-                 use (run it as it is); this library starts no console of its own"
-            }
-            Bypass::OwnMalloc => {
-                "has a malloc of its own (an allocator linked in statically): its calls \
-                 never reach leakscope's, and the heap leakscope shows holds only what \
-                 the C library allocates. For a Rust program, declare leakscope's \
-                 allocator instead: #[global_allocator] static ALLOC: leakscope::Alloc \
-                 = leakscope::Alloc::new();"
-            }
-            Bypass::GlobalAllocator => {
-                "declares its own #[global_allocator]: unless that allocator calls the C \
-                 library's malloc (std's System does), its blocks never reach leakscope, \
-                 and the heap leakscope shows holds only what the C library allocates. \
-                 Declare leakscope's allocator instead: #[global_allocator] static \
-                 ALLOC: leakscope::Alloc = leakscope::Alloc::new();"
-            }
+/// What it means that the program's blocks may bypass this library's
+/// `malloc`, said after the program's path; `None` when they do not.
+fn bypass(allocator: ProgramAllocator) -> Option<&'static str> {
+    Some(match allocator {
+        ProgramAllocator::Leakscope => {
+            "has leakscope built in: its own allocator and console are the ones to use \
+             (run it as it is); this library starts no console of its own"
         }
-    }
-}
-
-/// A function of leakscope's, as its mangled name spells it in both
-/// manglings: an executable that has it has leakscope built in.
-const LEAKSCOPE_SYMBOL: &[u8] = b"9leakscope7symbols5build10build_info";
-
-/// Why the program's blocks may bypass `malloc`, when its executable says so:
-/// a Rust `#[global_allocator]` (the allocator shim `__rust_alloc` is there
-/// without std's default `__rdl_alloc`, or an older compiler's
-/// `__rg_alloc` is), or a
-/// `malloc` of its own (an allocator linked in statically, which the
-/// program's calls reach before any preloaded library's).
-fn own_allocator() -> Option<Bypass> {
-    use object::{Object, ObjectSymbol};
-    let exe = std::fs::File::open("/proc/self/exe").ok()?;
-    let len = exe.metadata().ok()?.len() as usize;
-    // SAFETY: a private, read-only mapping of the executable, unmapped
-    // below; its bytes are only read.
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            std::os::fd::AsRawFd::as_raw_fd(&exe),
-            0,
-        )
-    };
-    if map == libc::MAP_FAILED {
-        return None;
-    }
-    // SAFETY: the mapping is `len` bytes long and lives until the munmap.
-    let bytes = unsafe { std::slice::from_raw_parts(map as *const u8, len) };
-    let why = object::File::parse(bytes).ok().and_then(|file| {
-        let named = |sym: &object::Symbol<'_, '_>, test: &dyn Fn(&[u8]) -> bool| {
-            sym.name_bytes().is_ok_and(test)
-        };
-        let symbols = || file.symbols().chain(file.dynamic_symbols());
-        if symbols().any(|s| {
-            named(&s, &|n| {
-                n.windows(LEAKSCOPE_SYMBOL.len())
-                    .any(|w| w == LEAKSCOPE_SYMBOL)
-            })
-        }) {
-            Some(Bypass::Leakscope)
-        } else if symbols().any(|s| s.is_definition() && named(&s, &|n| n == b"malloc")) {
-            Some(Bypass::OwnMalloc)
-        } else if symbols().any(|s| named(&s, &|n| n.windows(10).any(|w| w == b"__rg_alloc")))
-            || (symbols().any(|s| named(&s, &|n| n.ends_with(b"__rust_alloc")))
-                && !symbols().any(|s| named(&s, &|n| n.ends_with(b"__rdl_alloc"))))
-        {
-            Some(Bypass::GlobalAllocator)
-        } else {
-            None
+        ProgramAllocator::OwnMalloc => {
+            "has a malloc of its own (an allocator linked in statically): its calls never \
+             reach leakscope's, and the heap leakscope shows holds only what the C library \
+             allocates. For a Rust program, declare leakscope's allocator instead: \
+             #[global_allocator] static ALLOC: leakscope::Alloc = leakscope::Alloc::new();"
         }
-    });
-    // SAFETY: the mapping made above, no longer borrowed.
-    unsafe { libc::munmap(map, len) };
-    why
+        ProgramAllocator::GlobalAllocator => {
+            "declares its own #[global_allocator]: unless that allocator calls the C \
+             library's malloc (std's System does), its blocks never reach leakscope, and the \
+             heap leakscope shows holds only what the C library allocates. Declare \
+             leakscope's allocator instead: #[global_allocator] static ALLOC: \
+             leakscope::Alloc = leakscope::Alloc::new();"
+        }
+        _ => return None,
+    })
 }

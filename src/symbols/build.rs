@@ -90,6 +90,57 @@ pub fn build_info() -> BuildInfo {
     })
 }
 
+/// Where a program's blocks come from, as its executable's symbols tell.
+/// For a library preloaded into a program that may not allocate through
+/// the C library's `malloc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProgramAllocator {
+    /// The C library's `malloc`, or what a preloaded library puts in its
+    /// place: a Rust program with std's default allocator, a C program.
+    Malloc,
+    /// leakscope is built into the program.
+    Leakscope,
+    /// The executable defines `malloc` itself (an allocator linked in
+    /// statically): its calls never reach a preloaded one.
+    OwnMalloc,
+    /// A Rust `#[global_allocator]` other than leakscope's: its blocks
+    /// reach `malloc` only if it calls it (std's `System` does).
+    GlobalAllocator,
+}
+
+/// Reads from the executable's symbols where the program's blocks come
+/// from; `Malloc` when the executable cannot be read.
+pub fn program_allocator() -> ProgramAllocator {
+    crate::tracker::untracked(|| {
+        MappedFile::executable()
+            .ok()
+            .and_then(|exe| allocator_of(&exe))
+            .unwrap_or(ProgramAllocator::Malloc)
+    })
+}
+
+/// [`program_allocator`] for an executable's bytes; `None` when they are
+/// not an object file.
+fn allocator_of(exe: &[u8]) -> Option<ProgramAllocator> {
+    let file = object::File::parse(exe).ok()?;
+    let symbols = || file.symbols().chain(file.dynamic_symbols());
+    let any = |test: &dyn Fn(&[u8]) -> bool| symbols().any(|sym| sym.name_bytes().is_ok_and(test));
+    let contains = |name: &[u8], part: &[u8]| name.windows(part.len()).any(|w| w == part);
+    Some(if any(&|n| contains(n, PROBE_SYMBOL)) {
+        ProgramAllocator::Leakscope
+    } else if symbols().any(|sym| sym.is_definition() && sym.name_bytes() == Ok(b"malloc")) {
+        ProgramAllocator::OwnMalloc
+    } else if any(&|n| contains(n, b"__rg_alloc"))
+        // The allocator shim without std's default behind it.
+        || (any(&|n| n.ends_with(b"__rust_alloc")) && !any(&|n| n.ends_with(b"__rdl_alloc")))
+    {
+        ProgramAllocator::GlobalAllocator
+    } else {
+        ProgramAllocator::Malloc
+    })
+}
+
 /// How `build_info` is spelled inside its mangled symbol, in both manglings
 /// (`_RNv…9leakscope7symbols5build10build_info`, legacy
 /// `_ZN9leakscope7symbols5build10build_info17h…E`).
@@ -162,6 +213,13 @@ fn is_legacy_rust_hash(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_test_program_has_leakscope_built_in() {
+        let exe = MappedFile::executable().unwrap();
+        assert_eq!(allocator_of(&exe), Some(ProgramAllocator::Leakscope));
+        assert_eq!(allocator_of(b"not an executable"), None);
+    }
 
     #[test]
     fn a_legacy_rust_symbol_is_told_by_its_hash() {

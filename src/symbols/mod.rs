@@ -45,7 +45,7 @@ mod site;
 mod trim;
 mod types;
 
-pub use build::{BuildInfo, build_info};
+pub use build::{BuildInfo, ProgramAllocator, build_info, program_allocator};
 pub use layout::{Layouts, Step, layouts};
 pub use names::{plain_name, short_function, short_site, short_type};
 pub(crate) use site::{NO_PROGRAM_FRAME, app_crates_named, is_program_type, is_runtime_function};
