@@ -37,8 +37,14 @@ static ALLOC: leakscope::Alloc = leakscope::Alloc::new();
 /// Set by the constructor: from then on blocks are jemalloc's, tracked.
 static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The alignment `malloc` promises: enough for any type (`max_align_t`).
+/// The largest alignment every block of jemalloc's size classes from 16
+/// bytes up has: requests for at most this come from the plain classes.
 const MALLOC_ALIGN: usize = 16;
+
+/// The alignment `malloc` asks for: what jemalloc's class of the size
+/// gives (8 for a class of 8 bytes, 16 from 16 bytes up), as jemalloc's
+/// own `malloc` does.
+const NATURAL: usize = 1;
 
 // ---------------------------------------------------------------------------
 // Blocks handed out before the constructor.
@@ -118,12 +124,14 @@ fn set_errno(code: i32) {
 }
 
 /// The size class jemalloc serves `size` bytes aligned to `align` with, or
-/// 0 when no class holds it.
+/// 0 when no class holds it. Up to [`MALLOC_ALIGN`], a class at least as
+/// large as the alignment has it (16 bytes aligned to 16 take the class of
+/// 16, not that of 8).
 fn size_class(size: usize, align: usize) -> usize {
-    let flags = if align <= MALLOC_ALIGN {
-        0
+    let (size, flags) = if align <= MALLOC_ALIGN {
+        (size.max(align), 0)
     } else {
-        jemalloc::MALLOCX_ALIGN(align)
+        (size, jemalloc::MALLOCX_ALIGN(align))
     };
     // SAFETY: nallocx only computes; a size of 0 is not allowed, hence max.
     unsafe { jemalloc::nallocx(size.max(1), flags) }
@@ -182,7 +190,7 @@ unsafe fn jemalloc_size(p: *const c_void) -> usize {
 /// The C contract: the block is given back with `free` or `realloc` once.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    alloc(size, MALLOC_ALIGN, false)
+    alloc(size, NATURAL, false)
 }
 
 /// `calloc(3)`.
@@ -192,7 +200,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
     match count.checked_mul(size) {
-        Some(total) => alloc(total, MALLOC_ALIGN, true),
+        Some(total) => alloc(total, NATURAL, true),
         None => {
             set_errno(libc::ENOMEM);
             std::ptr::null_mut()
@@ -228,7 +236,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
-        return alloc(size, MALLOC_ALIGN, false);
+        return alloc(size, NATURAL, false);
     }
     if size == 0 {
         // SAFETY: the caller's block.
@@ -237,7 +245,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     }
     if is_early(p) || !STARTED.load(Ordering::Acquire) {
         // Moved: into a new block, which is early too before the start.
-        let new = alloc(size, MALLOC_ALIGN, false);
+        let new = alloc(size, NATURAL, false);
         if !new.is_null() {
             // SAFETY: both blocks are live and distinct; the old one holds
             // at least its own size, the new one `size`.
@@ -253,7 +261,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         }
         return new;
     }
-    let class = size_class(size, MALLOC_ALIGN);
+    let class = size_class(size, NATURAL);
     if class == 0 || class > isize::MAX as usize {
         set_errno(libc::ENOMEM);
         return std::ptr::null_mut();
