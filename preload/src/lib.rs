@@ -214,16 +214,14 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 /// `p` is null or a live block of this library's functions.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if p.is_null() || is_early(p) {
+    // Before the start every block this library hands out is early: any
+    // other is not its own, and is left alone rather than given to
+    // jemalloc.
+    if p.is_null() || is_early(p) || !STARTED.load(Ordering::Acquire) {
         return;
     }
     // SAFETY: the caller's block, a jemalloc one (not early).
     unsafe {
-        if !STARTED.load(Ordering::Acquire) {
-            // A block from after the constructor cannot be freed before
-            // it; this is one that the early area had no room for.
-            return jemalloc::free(p);
-        }
         let size = jemalloc_size(p);
         ALLOC.dealloc(p as *mut u8, Layout::from_size_align_unchecked(size, 1));
     }
@@ -243,23 +241,23 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(p) };
         return std::ptr::null_mut();
     }
-    if is_early(p) || !STARTED.load(Ordering::Acquire) {
+    if is_early(p) {
         // Moved: into a new block, which is early too before the start.
         let new = alloc(size, NATURAL, false);
         if !new.is_null() {
             // SAFETY: both blocks are live and distinct; the old one holds
-            // at least its own size, the new one `size`.
+            // its own size, the new one `size`.
             unsafe {
-                let old = if is_early(p) {
-                    early_size(p)
-                } else {
-                    jemalloc_size(p)
-                };
+                let old = early_size(p);
                 std::ptr::copy_nonoverlapping(p as *const u8, new as *mut u8, old.min(size));
-                free(p);
             }
         }
         return new;
+    }
+    if !STARTED.load(Ordering::Acquire) {
+        // Not a block of this library's (see `free`): its size is unknown.
+        set_errno(libc::ENOMEM);
+        return std::ptr::null_mut();
     }
     let class = size_class(size, NATURAL);
     if class == 0 || class > isize::MAX as usize {
